@@ -1,0 +1,60 @@
+//! Forward latency of the full-size architectures (random weights; latency does not depend on
+//! them) at 512×512 and 256×256, batch 1, on the CPU backends (and wgpu if one works).
+//!
+//!     cargo bench --features cli --bench forward
+//!     DEEPMARK_BENCH_ARCHS=res18,dla34 DEEPMARK_BENCH_SIZES=512 DEEPMARK_BENCH_BACKENDS=flex \
+//!         cargo bench --features cli --bench forward
+//!
+//! `scripts/bench_pytorch.py` times the same models in PyTorch eager on the CPU with the same
+//! thread count; benches/RESULTS.md records both.
+
+use std::time::Duration;
+
+use burn::tensor::Tensor;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use deepmark::backend::BackendKind;
+use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::scheme::Scheme;
+
+fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'")))
+        .collect()
+}
+
+fn forward(c: &mut Criterion) {
+    let archs: Vec<Arch> = list("DEEPMARK_BENCH_ARCHS", "res18,res50,dla34,mdla34,hourglass104");
+    let sizes: Vec<usize> = list("DEEPMARK_BENCH_SIZES", "512,256");
+    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray,wgpu");
+    let mut group = c.benchmark_group("forward");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    for backend in backends {
+        let device = match backend.device() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipping {backend}: {e}");
+                continue;
+            }
+        };
+        for &arch in &archs {
+            let model = CenterNetConfig::new(arch, Scheme::Deepmark62.layout()).init(&device);
+            for &size in &sizes {
+                let x = Tensor::<4>::zeros([1, 3, size, size], &device);
+                group.bench_function(BenchmarkId::new(format!("{backend}/{arch}"), size), |b| {
+                    b.iter(|| {
+                        let heads = model.forward(x.clone());
+                        // Wait for the device: read one value back.
+                        heads.hp_offset.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>()
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);

@@ -1,0 +1,83 @@
+//! Choosing a device by name. The library itself never picks one: this helper is for binaries
+//! and tests, and only knows the backends whose cargo features are enabled.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-flex: pure-Rust CPU backend (default; training and inference).
+    Flex,
+    /// burn-ndarray: CPU inference (its convolution backward is ~40× slower than flex).
+    Ndarray,
+    /// wgpu: GPU through Vulkan/Metal/DX12 (or lavapipe, Mesa's software Vulkan).
+    Wgpu,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+
+    /// The device of this backend, or an error naming the missing cargo feature. For `wgpu` a
+    /// tiny computation is run first so that a missing adapter becomes an error, not a panic.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            #[cfg(feature = "flex")]
+            BackendKind::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            BackendKind::Ndarray => Ok(Device::ndarray()),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => probe_wgpu(),
+            #[allow(unreachable_patterns)]
+            other => bail!(
+                "backend '{}' is not compiled in: enable the deepmark cargo feature '{}'",
+                other.name(),
+                other.name()
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn probe_wgpu() -> Result<Device> {
+    use burn::tensor::Tensor;
+    let probe = std::panic::catch_unwind(|| {
+        let device = Device::wgpu(burn::tensor::DeviceKind::default());
+        let t = Tensor::<1>::from_floats([1.0, 2.0], &device);
+        let sum: f32 = t.sum().into_scalar();
+        (device, sum)
+    });
+    match probe {
+        Ok((device, sum)) if (sum - 3.0).abs() < 1e-6 => Ok(device),
+        Ok(_) => bail!("the wgpu device computed a wrong result; use --backend flex"),
+        Err(_) => bail!(
+            "no usable wgpu adapter (no GPU, and no software Vulkan such as Debian's mesa-vulkan-drivers); \
+             use --backend flex"
+        ),
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backend '{s}' (expected flex, ndarray or wgpu)"))
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,424 @@
+//! Weights on disk.
+//!
+//! * [`import_pytorch`] reads CenterNet-format PyTorch checkpoints (`{'epoch', 'state_dict'}` or
+//!   a bare state_dict, optional `module.` prefix) through burn-store's `PytorchStore`, renaming
+//!   PyTorch keys to Burn module paths with the rules of [`torch_key_rules`].
+//! * [`save`] / [`load`] write and read Burnpack (`.bpk`) weights with the model config as JSON
+//!   beside them ([`config_path`]), so that later commands need only the weights path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::store::{BurnpackStore, ModuleSnapshot};
+#[cfg(feature = "pytorch")]
+use burn::store::{KeyRemapper, ModuleStore, PytorchStore};
+use burn::tensor::Device;
+use regex::Regex;
+
+use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
+
+const HEADS: &str = "hm|wh|reg|hps|hm_hp|hp_offset";
+
+/// Rules (regex, replacement) that turn a CenterNet PyTorch key into the Burn module path.
+/// They are applied in order, each to the result of the previous ones. Every rule that
+/// rewrites a key's first segment also prefixes `backbone.`/`heads.`, so later rules anchored on
+/// PyTorch prefixes cannot fire twice.
+pub fn torch_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
+    let mut r: Vec<(String, String)> = Vec::new();
+    let mut rule = |from: String, to: String| r.push((from, to));
+    // `nn.DataParallel` checkpoints.
+    rule(r"^module\.".into(), String::new());
+    match backbone {
+        BackboneConfig::Hourglass(cfg) => {
+            // Heads: `hm.<stack>.0.conv.*` (3×3 `convolution` without BN) and `hm.<stack>.1.*`.
+            rule(
+                format!(r"^({HEADS})\.(\d+)\.0\.conv\."),
+                "heads.${2}.${1}.conv.".into(),
+            );
+            rule(
+                format!(r"^({HEADS})\.(\d+)\.1\."),
+                "heads.${2}.${1}.out.".into(),
+            );
+            // `residual.skip` and the between-stack `inters_`/`cnvs_` are Sequential(conv, bn).
+            rule(r"\.skip\.0\.".into(), ".skip.conv.".into());
+            rule(r"\.skip\.1\.".into(), ".skip.bn.".into());
+            rule(
+                r"^(inters_|cnvs_)\.(\d+)\.0\.".into(),
+                "backbone.${1}.${2}.conv.".into(),
+            );
+            rule(
+                r"^(inters_|cnvs_)\.(\d+)\.1\.".into(),
+                "backbone.${1}.${2}.bn.".into(),
+            );
+            // Stem `pre = Sequential(convolution, residual)`.
+            rule(r"^pre\.0\.".into(), "backbone.pre_conv.".into());
+            rule(r"^pre\.1\.".into(), "backbone.pre_res.".into());
+            // Recursive hourglass: `kps.S.(low2.)^d{up1,low1,low3}` is level d; the innermost
+            // `low2` (after n `low2.`) is `inner`.
+            let n = cfg.depth();
+            rule(
+                format!(r"^kps\.(\d+)\.(?:low2\.){{{n}}}"),
+                "backbone.kps.${1}.inner.".into(),
+            );
+            for d in 0..n {
+                rule(
+                    format!(r"^kps\.(\d+)\.(?:low2\.){{{d}}}(up1|low1|low3)\."),
+                    format!("backbone.kps.${{1}}.levels.{d}.${{2}}."),
+                );
+            }
+            rule(r"^(cnvs|inters)\.".into(), "backbone.${1}.".into());
+        }
+        BackboneConfig::Resnet(cfg) => {
+            rule(format!(r"^({HEADS})\.0\."), "heads.0.${1}.conv.".into());
+            rule(format!(r"^({HEADS})\.2\."), "heads.0.${1}.out.".into());
+            rule(
+                r"^(layer[1-4])\.(\d+)\.downsample\.0\.".into(),
+                "backbone.${1}.${2}.downsample.conv.".into(),
+            );
+            rule(
+                r"^(layer[1-4])\.(\d+)\.downsample\.1\.".into(),
+                "backbone.${1}.${2}.downsample.bn.".into(),
+            );
+            // `deconv_layers = Sequential(deconv, bn, relu) × 3` → indices 3i (deconv), 3i+1 (bn).
+            for i in 0..cfg.deconv.len() {
+                rule(
+                    format!(r"^deconv_layers\.{}\.", 3 * i),
+                    format!("backbone.deconv_layers.{i}.up."),
+                );
+                rule(
+                    format!(r"^deconv_layers\.{}\.", 3 * i + 1),
+                    format!("backbone.deconv_layers.{i}.bn."),
+                );
+            }
+            rule(r"^(conv1|bn1|layer[1-4])\.".into(), "backbone.${1}.".into());
+        }
+        BackboneConfig::Dla { .. } => {
+            rule(format!(r"^({HEADS})\.0\."), "heads.0.${1}.conv.".into());
+            rule(format!(r"^({HEADS})\.2\."), "heads.0.${1}.out.".into());
+            // DeformConv: `actf = Sequential(BN, ReLU)`.
+            rule(r"\.actf\.0\.".into(), ".actf.".into());
+            // IDAUp's 1-based `proj_i`, `up_i`, `node_i` are 0-based lists here.
+            for i in 1..=3 {
+                rule(
+                    format!(r"\.(proj|up|node)_{i}\."),
+                    format!(".${{1}}.{}.", i - 1),
+                );
+            }
+            rule(r"\.project\.0\.".into(), ".project.conv.".into());
+            rule(r"\.project\.1\.".into(), ".project.bn.".into());
+            rule(
+                r"^base\.(base_layer|level0|level1)\.0\.".into(),
+                "backbone.base.${1}.conv.".into(),
+            );
+            rule(
+                r"^base\.(base_layer|level0|level1)\.1\.".into(),
+                "backbone.base.${1}.bn.".into(),
+            );
+            rule(
+                r"^dla_up\.ida_(\d+)\.".into(),
+                "backbone.dla_up.ida.${1}.".into(),
+            );
+            rule(r"^(base|ida_up)\.".into(), "backbone.${1}.".into());
+        }
+    }
+    r
+}
+
+/// Apply [`torch_key_rules`] to one key (the same transformation `PytorchStore` applies).
+pub fn torch_to_burn_key(rules: &[(Regex, String)], key: &str) -> String {
+    let mut k = key.to_string();
+    for (re, to) in rules {
+        if re.is_match(&k) {
+            k = re.replace_all(&k, to.as_str()).into_owned();
+        }
+    }
+    k
+}
+
+fn compile(rules: &[(String, String)]) -> Vec<(Regex, String)> {
+    rules
+        .iter()
+        .map(|(f, t)| (Regex::new(f).expect("valid built-in regex"), t.clone()))
+        .collect()
+}
+
+/// PyTorch keys that CenterNet checkpoints carry but no model uses.
+pub fn is_known_unused(torch_key: &str) -> bool {
+    torch_key.ends_with("num_batches_tracked")
+        || torch_key
+            .trim_start_matches("module.")
+            .starts_with("base.fc.")
+}
+
+/// What an import did, key by key (PyTorch names where the key came from the checkpoint).
+#[derive(Debug, Default, Clone)]
+pub struct ImportReport {
+    /// Tensors loaded.
+    pub loaded: usize,
+    /// Checkpoint keys whose shape differs from the model's (e.g. an 80-class `hm`):
+    /// the model keeps its fresh initialisation. `(key, checkpoint shape, model shape)`.
+    pub reinitialised: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Model tensors the checkpoint does not have (Burn paths): freshly initialised.
+    pub missing: Vec<String>,
+    /// Checkpoint keys the model does not use, other than the known ones.
+    pub unused: Vec<String>,
+    /// Known-unused checkpoint keys (`num_batches_tracked`, `base.fc.*`).
+    pub ignored: Vec<String>,
+}
+
+impl std::fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "loaded {} tensors", self.loaded)?;
+        if !self.reinitialised.is_empty() {
+            writeln!(
+                f,
+                "re-initialised (shape differs from the checkpoint): {}",
+                self.reinitialised.len()
+            )?;
+            for (k, from, to) in &self.reinitialised {
+                writeln!(f, "  {k}: checkpoint {from:?}, model {to:?}")?;
+            }
+        }
+        if !self.missing.is_empty() {
+            writeln!(
+                f,
+                "missing in the checkpoint (freshly initialised): {}",
+                self.missing.len()
+            )?;
+            for k in &self.missing {
+                writeln!(f, "  {k}")?;
+            }
+        }
+        if !self.unused.is_empty() {
+            writeln!(f, "unused checkpoint keys: {}", self.unused.len())?;
+            for k in &self.unused {
+                writeln!(f, "  {k}")?;
+            }
+        }
+        write!(
+            f,
+            "ignored known-unused keys: {} (num_batches_tracked, base.fc.*)",
+            self.ignored.len()
+        )
+    }
+}
+
+#[cfg(feature = "pytorch")]
+fn checkpoint_keys(path: &Path, top_level: Option<&str>) -> Result<Vec<String>, String> {
+    let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+    if let Some(key) = top_level {
+        store = store.with_top_level_key(key);
+    }
+    store.keys().map_err(|e| e.to_string())
+}
+
+/// Import a CenterNet PyTorch checkpoint into a freshly initialised model of `config`.
+///
+/// Tensors whose shape differs (typically heads trained for another class count) keep their
+/// fresh initialisation and are reported; so are missing and unused keys. A checkpoint that
+/// matches too little of the backbone is rejected as the wrong architecture.
+#[cfg(feature = "pytorch")]
+pub fn import_pytorch(
+    path: &Path,
+    config: &CenterNetConfig,
+    device: &Device,
+) -> Result<(CenterNet, ImportReport)> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("checkpoint {} is not a file", path.display());
+    }
+    // CenterNet's `save_model` writes {'epoch', 'state_dict', ['optimizer']}; plain
+    // `torch.save(model.state_dict())` files have the tensors at the top level.
+    let (top_level, keys) = match checkpoint_keys(path, Some("state_dict")) {
+        Ok(keys) if !keys.is_empty() => (Some("state_dict"), keys),
+        _ => {
+            let keys = checkpoint_keys(path, None).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is not a readable PyTorch checkpoint: {e}",
+                    path.display()
+                )
+            })?;
+            (None, keys)
+        }
+    };
+    if keys.is_empty() {
+        bail!(
+            "{} holds no tensors (not a CenterNet checkpoint?)",
+            path.display()
+        );
+    }
+
+    let rules = torch_key_rules(&config.backbone);
+    let compiled = compile(&rules);
+    let burn_to_torch: BTreeMap<String, String> = keys
+        .iter()
+        .map(|k| (torch_to_burn_key(&compiled, k), k.clone()))
+        .collect();
+
+    let mut store = PytorchStore::from_file(path)
+        .map_indices_contiguous(false)
+        .remap(KeyRemapper::from_patterns(rules).expect("valid built-in regexes"))
+        .allow_partial(true)
+        .validate(false);
+    if let Some(key) = top_level {
+        store = store.with_top_level_key(key);
+    }
+    let mut model = config.init(device);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot import {}: {e}", path.display()))?;
+
+    let torch_name = |burn: &str| {
+        burn_to_torch
+            .get(burn)
+            .cloned()
+            .unwrap_or_else(|| burn.to_string())
+    };
+    let mut report = ImportReport {
+        loaded: result.applied.len(),
+        ..Default::default()
+    };
+    for err in &result.errors {
+        match err {
+            burn::store::ApplyError::ShapeMismatch {
+                path: p,
+                expected,
+                found,
+            } => report.reinitialised.push((
+                torch_name(p),
+                found.dims.to_vec(),
+                expected.dims.to_vec(),
+            )),
+            other => bail!("cannot import {}: {other}", path.display()),
+        }
+    }
+    report.missing = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    for k in &result.unused {
+        let name = torch_name(k);
+        if is_known_unused(&name) {
+            report.ignored.push(name);
+        } else {
+            report.unused.push(name);
+        }
+    }
+    report.reinitialised.sort();
+    report.unused.sort();
+
+    // The wrong architecture shows as backbone tensors that are missing or mis-shaped.
+    let backbone_total = model.backbone.collect(None, None, false).len();
+    let backbone_bad = report
+        .missing
+        .iter()
+        .filter(|k| k.starts_with("backbone."))
+        .count()
+        + report
+            .reinitialised
+            .iter()
+            .filter(|(k, ..)| !is_head_key(k))
+            .count();
+    if backbone_bad > 0 {
+        let mut sample: Vec<&str> = report.unused.iter().map(String::as_str).take(5).collect();
+        if sample.is_empty() {
+            sample = report
+                .reinitialised
+                .iter()
+                .map(|(k, ..)| k.as_str())
+                .take(5)
+                .collect();
+        }
+        bail!(
+            "{} does not match the requested backbone: {backbone_bad} of {backbone_total} backbone tensors are \
+             missing or have another shape (checkpoint keys such as {:?}); check --arch\n{report}",
+            path.display(),
+            sample
+        );
+    }
+    Ok((model, report))
+}
+
+fn is_head_key(torch_key: &str) -> bool {
+    let k = torch_key.trim_start_matches("module.");
+    HEADS
+        .split('|')
+        .any(|h| k.strip_prefix(h).is_some_and(|rest| rest.starts_with('.')))
+}
+
+/// The model config JSON that sits beside a weights file: `model.bpk` → `model.json`.
+pub fn config_path(weights: &Path) -> PathBuf {
+    weights.with_extension("json")
+}
+
+/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Save weights (Burnpack) and config (JSON beside them), each atomically.
+pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = tmp_path(path);
+    let mut store = BurnpackStore::from_file(&tmp)
+        .auto_extension(false)
+        .overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot write weights {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    let json = serde_json::to_string_pretty(config)?;
+    write_atomic(&config_path(path), json.as_bytes())
+}
+
+/// Read the config saved beside `weights`.
+pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
+    let cfg_path = config_path(weights);
+    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
+        format!(
+            "cannot read the model config {} that belongs beside {}",
+            cfg_path.display(),
+            weights.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid model config", cfg_path.display()))
+}
+
+/// Load weights saved by [`save`] (config from the JSON beside them).
+pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
+    if !weights.is_file() {
+        bail!("weights file {} does not exist", weights.display());
+    }
+    let config = load_config(weights)?;
+    let mut model = config.init(device);
+    let mut store = BurnpackStore::from_file(weights)
+        .auto_extension(false)
+        .allow_partial(true)
+        .validate(false);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        bail!(
+            "weights {} do not match their config {}:\n{result}",
+            weights.display(),
+            config_path(weights).display()
+        );
+    }
+    Ok((model, config))
+}

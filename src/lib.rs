@@ -1,0 +1,11 @@
+//! DeepMark++ clothing detection and landmark estimation (CenterNet) on Burn.
+//!
+//! The library never picks a backend: every constructor takes a `burn::tensor::Device`.
+//! Enable the backends you need with the `flex`, `ndarray` and `wgpu` features.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod heads_io;
+pub mod model;
+pub mod preprocess;
+pub mod scheme;

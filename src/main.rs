@@ -1,0 +1,162 @@
+//! `deepmark`: the command-line front end (usually run through `cargo xtask <command>`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use clap::{Parser, Subcommand};
+use deepmark::backend::BackendKind;
+use deepmark::checkpoint;
+use deepmark::heads_io::{heads_to_host, write_safetensors};
+use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::preprocess::prepare;
+use deepmark::scheme::Scheme;
+
+#[derive(Parser)]
+#[command(
+    name = "deepmark",
+    version,
+    about = "DeepMark++ clothing detection (CenterNet) on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a CenterNet PyTorch checkpoint (.pth) into Burnpack weights + JSON config.
+    Convert {
+        /// CenterNet-format checkpoint: {'epoch', 'state_dict'} or a bare state_dict.
+        checkpoint: PathBuf,
+        /// Backbone: res18, res50, dla34, mdla34, hourglass104.
+        #[arg(long, required_unless_present = "config")]
+        arch: Option<Arch>,
+        /// Landmark scheme fixing the head layout: deepmark62, agg81, none, coco17.
+        #[arg(long)]
+        scheme: Scheme,
+        /// A model config JSON (e.g. a reduced-width model) instead of a named --arch; its head
+        /// layout is replaced by the scheme's.
+        #[arg(long, conflicts_with = "arch")]
+        config: Option<PathBuf>,
+        /// Output weights (.bpk); the config is written beside it as .json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write randomly initialised weights (CenterNet's initialisation) for an architecture.
+    Init {
+        #[arg(long)]
+        arch: Arch,
+        #[arg(long, default_value = "deepmark62")]
+        scheme: Scheme,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a weights file's config and parameter count.
+    Info {
+        #[arg(long)]
+        weights: PathBuf,
+    },
+    /// Run the network on an image. Today: `--dump-heads` writes the raw head tensors.
+    Infer {
+        /// Input image.
+        image: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        /// flex (default), ndarray (inference only) or wgpu.
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        /// Network input side (CenterNet's fix_res warp), a multiple of 32 (128 for Hourglass).
+        #[arg(long, default_value_t = 512)]
+        input_size: usize,
+        /// Write the raw heads (before sigmoid; last Hourglass stack) as safetensors.
+        #[arg(long)]
+        dump_heads: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert {
+            checkpoint: ckpt,
+            arch,
+            scheme,
+            out,
+        } => {
+            let config = CenterNetConfig::new(arch, scheme.layout());
+            let device = BackendKind::Flex.device()?;
+            let (model, report) = checkpoint::import_pytorch(&ckpt, &config, &device)?;
+            println!("{report}");
+            checkpoint::save(&model, &config, &out)?;
+            println!(
+                "wrote {} and {} ({arch}, scheme {scheme}, {} parameters)",
+                out.display(),
+                checkpoint::config_path(&out).display(),
+                model.num_params()
+            );
+        }
+        Command::Init { arch, scheme, out } => {
+            let config = CenterNetConfig::new(arch, scheme.layout());
+            let device = BackendKind::Flex.device()?;
+            let model = config.init(&device);
+            checkpoint::save(&model, &config, &out)?;
+            println!(
+                "wrote {} ({arch}, scheme {scheme}, {} parameters, random init)",
+                out.display(),
+                model.num_params()
+            );
+        }
+        Command::Info { weights } => {
+            let device = BackendKind::Flex.device()?;
+            let (model, config) = checkpoint::load(&weights, &device)?;
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            println!("parameters: {}", model.num_params());
+            println!("output channels: {}", config.layout.total_channels());
+        }
+        Command::Infer {
+            image,
+            weights,
+            backend,
+            input_size,
+            dump_heads,
+        } => {
+            let Some(dump) = dump_heads else {
+                bail!(
+                    "detection decoding is not available yet; use --dump-heads <out.safetensors> to get the raw heads"
+                );
+            };
+            let device = backend.device()?;
+            let (model, config) = checkpoint::load(&weights, &device)?;
+            let multiple = config.backbone.input_multiple();
+            if input_size == 0 || input_size % multiple != 0 {
+                bail!(
+                    "--input-size {input_size} must be a positive multiple of {multiple} for this backbone"
+                );
+            }
+            let img = image::open(&image)
+                .with_context(|| format!("cannot read image {}", image.display()))?
+                .to_rgb8();
+            let prep = prepare(&img, input_size);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(prep.input, [1, 3, input_size, input_size]),
+                &device,
+            );
+            let heads = model.forward(x);
+            let host = heads_to_host(&heads)?;
+            write_safetensors(&dump, &host)?;
+            for (name, t) in &host {
+                println!("{name}: {:?}", t.shape);
+            }
+            println!("wrote raw heads to {}", dump.display());
+        }
+    }
+    Ok(())
+}

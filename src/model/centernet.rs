@@ -1,0 +1,206 @@
+//! The CenterNet model: a backbone (with its up-sampling neck) producing a stride-4 feature map
+//! and CenterNet's six heads on it (one set per Hourglass stack).
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::dla_up::DlaSeg;
+use super::heads::{HeadLayout, HeadOutputs, HeadSet};
+use super::hourglass::{Hourglass, HourglassConfig};
+use super::resnet::{ResNet, ResNetConfig};
+
+/// Backbone architecture and its shape parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BackboneConfig {
+    /// `msra_resnet` (ResNet + three deconvolutions).
+    Resnet(ResNetConfig),
+    /// `pose_dla_dcn` DLA-34 with DLAUp/IDAUp; `deformable: false` is mDLA-34.
+    Dla {
+        channels: [usize; 6],
+        deformable: bool,
+    },
+    /// `large_hourglass`.
+    Hourglass(HourglassConfig),
+}
+
+impl BackboneConfig {
+    /// Channels of the feature map the heads read.
+    pub fn out_channels(&self) -> usize {
+        match self {
+            Self::Resnet(c) => c.out_channels(),
+            Self::Dla { channels, .. } => channels[2],
+            Self::Hourglass(c) => c.cnv_dim,
+        }
+    }
+
+    /// Number of head sets (2 for Hourglass-104, else 1).
+    pub fn num_stacks(&self) -> usize {
+        match self {
+            Self::Hourglass(c) => c.num_stacks,
+            _ => 1,
+        }
+    }
+
+    /// The input side must be a multiple of this.
+    pub fn input_multiple(&self) -> usize {
+        match self {
+            Self::Hourglass(c) => 4 << c.depth(),
+            _ => 32,
+        }
+    }
+}
+
+/// The named full-size architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Res18,
+    Res50,
+    Dla34,
+    Mdla34,
+    Hourglass104,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 5] = [
+        Arch::Res18,
+        Arch::Res50,
+        Arch::Dla34,
+        Arch::Mdla34,
+        Arch::Hourglass104,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Res18 => "res18",
+            Arch::Res50 => "res50",
+            Arch::Dla34 => "dla34",
+            Arch::Mdla34 => "mdla34",
+            Arch::Hourglass104 => "hourglass104",
+        }
+    }
+
+    pub fn backbone(self) -> BackboneConfig {
+        const DLA: [usize; 6] = [16, 32, 64, 128, 256, 512];
+        match self {
+            Arch::Res18 => BackboneConfig::Resnet(ResNetConfig::resnet18()),
+            Arch::Res50 => BackboneConfig::Resnet(ResNetConfig::resnet50()),
+            Arch::Dla34 => BackboneConfig::Dla {
+                channels: DLA,
+                deformable: true,
+            },
+            Arch::Mdla34 => BackboneConfig::Dla {
+                channels: DLA,
+                deformable: false,
+            },
+            Arch::Hourglass104 => BackboneConfig::Hourglass(HourglassConfig::hourglass104()),
+        }
+    }
+
+    /// CenterNet's `head_conv` default: 256 for DLA, 64 for ResNets; Hourglass heads are always
+    /// as wide as the hourglass (256).
+    pub fn head_conv(self) -> usize {
+        match self {
+            Arch::Res18 | Arch::Res50 => 64,
+            Arch::Dla34 | Arch::Mdla34 | Arch::Hourglass104 => 256,
+        }
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown architecture '{s}' (expected res18, res50, dla34, mdla34 or hourglass104)"))
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything needed to rebuild a [`CenterNet`]; saved as JSON beside the weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CenterNetConfig {
+    pub backbone: BackboneConfig,
+    pub layout: HeadLayout,
+    pub head_conv: usize,
+}
+
+impl CenterNetConfig {
+    /// A full-size named architecture with the given head layout.
+    pub fn new(arch: Arch, layout: HeadLayout) -> Self {
+        Self {
+            backbone: arch.backbone(),
+            layout,
+            head_conv: arch.head_conv(),
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> CenterNet {
+        let backbone = match &self.backbone {
+            BackboneConfig::Resnet(c) => Backbone::Resnet(c.init(device)),
+            BackboneConfig::Dla {
+                channels,
+                deformable,
+            } => Backbone::Dla(DlaSeg::new(*channels, *deformable, device)),
+            BackboneConfig::Hourglass(c) => Backbone::Hourglass(c.init(device)),
+        };
+        let in_ch = self.backbone.out_channels();
+        let heads = (0..self.backbone.num_stacks())
+            .map(|_| HeadSet::new(self.layout, in_ch, self.head_conv, device))
+            .collect();
+        CenterNet { backbone, heads }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Backbone {
+    Resnet(ResNet),
+    Dla(DlaSeg),
+    Hourglass(Hourglass),
+}
+
+impl Backbone {
+    fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        match self {
+            Backbone::Resnet(m) => vec![m.forward(x)],
+            Backbone::Dla(m) => vec![m.forward(x)],
+            Backbone::Hourglass(m) => m.forward(x),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct CenterNet {
+    pub backbone: Backbone,
+    /// One head set per stack.
+    pub heads: Vec<HeadSet>,
+}
+
+impl CenterNet {
+    /// Raw heads of every stack (training supervises all of them).
+    pub fn forward_stacks(&self, x: Tensor<4>) -> Vec<HeadOutputs> {
+        self.backbone
+            .forward(x)
+            .into_iter()
+            .zip(&self.heads)
+            .map(|(feat, heads)| heads.forward(feat))
+            .collect()
+    }
+
+    /// Raw heads of the last stack (inference).
+    pub fn forward(&self, x: Tensor<4>) -> HeadOutputs {
+        let feats = self.backbone.forward(x);
+        let last = feats.len() - 1;
+        let feat = feats.into_iter().nth(last).expect("at least one stack");
+        self.heads[last].forward(feat)
+    }
+}

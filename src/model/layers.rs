@@ -1,0 +1,59 @@
+//! Small building blocks shared by the backbones: convolution + BatchNorm pairs with the
+//! PyTorch defaults (BN eps 1e-5, momentum 0.1) that CenterNet uses everywhere.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::tensor::Device;
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+
+/// A `k×k` convolution with symmetric padding `(k-1)/2` (CenterNet never uses anything else).
+pub fn conv(
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
+    let pad = (kernel - 1) / 2;
+    Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// BatchNorm with PyTorch's defaults.
+pub fn bn(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels)
+        .with_epsilon(1e-5)
+        .with_momentum(0.1)
+        .init(device)
+}
+
+/// `conv → BN` (optionally followed by ReLU at the call site). In PyTorch this is an
+/// `nn.Sequential(conv, bn[, relu])`, i.e. keys `.0.*` and `.1.*`; the checkpoint loader remaps
+/// those indices to `.conv.*` / `.bn.*`.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(channels: [usize; 2], kernel: usize, stride: usize, device: &Device) -> Self {
+        Self {
+            conv: conv(channels, kernel, stride, false, device),
+            bn: bn(channels[1], device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.forward(x))
+    }
+}

@@ -1,0 +1,13 @@
+//! CenterNet networks: backbones, necks and heads.
+
+pub mod centernet;
+pub mod dcn;
+pub mod dla;
+pub mod dla_up;
+pub mod heads;
+pub mod hourglass;
+pub mod layers;
+pub mod resnet;
+
+pub use centernet::{Arch, Backbone, BackboneConfig, CenterNet, CenterNetConfig};
+pub use heads::{HEAD_NAMES, HeadLayout, HeadOutputs};

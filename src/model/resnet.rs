@@ -1,0 +1,206 @@
+//! CenterNet's `msra_resnet` ("ResNet with deconvolutions", Simple Baselines): a torchvision-named
+//! ResNet (`conv1, bn1, layer1..4`), three `ConvTranspose(k4, s2, p1) → BN → ReLU` up-sampling
+//! stages (`deconv_layers`) and the heads on the resulting stride-4 map.
+
+use burn::module::Module;
+use burn::nn::BatchNorm;
+use burn::nn::conv::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{ConvBn, bn, conv};
+
+/// Shape of a ResNet + deconvolution backbone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// `false`: BasicBlock (ResNet-18/34); `true`: Bottleneck with expansion 4 (ResNet-50+).
+    pub bottleneck: bool,
+    /// Blocks per stage, e.g. `[2, 2, 2, 2]` for ResNet-18.
+    pub layers: [usize; 4],
+    /// Planes per stage (64, 128, 256, 512 in the full model).
+    pub planes: [usize; 4],
+    /// Stem width (64 in the full model).
+    pub stem: usize,
+    /// Output channels of the three deconvolution stages (256 each in CenterNet).
+    pub deconv: [usize; 3],
+}
+
+impl ResNetConfig {
+    pub fn resnet18() -> Self {
+        Self {
+            bottleneck: false,
+            layers: [2, 2, 2, 2],
+            planes: [64, 128, 256, 512],
+            stem: 64,
+            deconv: [256; 3],
+        }
+    }
+
+    pub fn resnet50() -> Self {
+        Self {
+            bottleneck: true,
+            layers: [3, 4, 6, 3],
+            planes: [64, 128, 256, 512],
+            stem: 64,
+            deconv: [256; 3],
+        }
+    }
+
+    fn expansion(&self) -> usize {
+        if self.bottleneck { 4 } else { 1 }
+    }
+
+    /// Channels of the map the heads see.
+    pub fn out_channels(&self) -> usize {
+        self.deconv[2]
+    }
+
+    pub fn init(&self, device: &Device) -> ResNet {
+        let mut inplanes = self.stem;
+        let mut stages: Vec<Vec<ResBlock>> = Vec::new();
+        for (i, (&n, &planes)) in self.layers.iter().zip(&self.planes).enumerate() {
+            let stride = if i == 0 { 1 } else { 2 };
+            let mut blocks = Vec::with_capacity(n);
+            for b in 0..n {
+                let s = if b == 0 { stride } else { 1 };
+                blocks.push(ResBlock::new(inplanes, planes, s, self.bottleneck, device));
+                inplanes = planes * self.expansion();
+            }
+            stages.push(blocks);
+        }
+        let [layer1, layer2, layer3, layer4]: [Vec<ResBlock>; 4] =
+            stages.try_into().expect("four ResNet stages");
+        let mut deconv_layers = Vec::new();
+        for &out in &self.deconv {
+            let up = ConvTranspose2dConfig::new([inplanes, out], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .with_bias(false)
+                .init(device);
+            deconv_layers.push(Deconv {
+                up,
+                bn: bn(out, device),
+            });
+            inplanes = out;
+        }
+        ResNet {
+            conv1: conv([3, self.stem], 7, 2, false, device),
+            bn1: bn(self.stem, device),
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            deconv_layers,
+        }
+    }
+}
+
+/// torchvision's BasicBlock / Bottleneck (stride on the 3×3 conv), with an optional
+/// `downsample` (1×1 conv + BN).
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm,
+    pub conv2: Conv2d,
+    pub bn2: BatchNorm,
+    pub conv3: Option<Conv2d>,
+    pub bn3: Option<BatchNorm>,
+    pub downsample: Option<ConvBn>,
+}
+
+impl ResBlock {
+    fn new(
+        inplanes: usize,
+        planes: usize,
+        stride: usize,
+        bottleneck: bool,
+        device: &Device,
+    ) -> Self {
+        let expansion = if bottleneck { 4 } else { 1 };
+        let out = planes * expansion;
+        let downsample = (stride != 1 || inplanes != out)
+            .then(|| ConvBn::new([inplanes, out], 1, stride, device));
+        if bottleneck {
+            Self {
+                conv1: conv([inplanes, planes], 1, 1, false, device),
+                bn1: bn(planes, device),
+                conv2: conv([planes, planes], 3, stride, false, device),
+                bn2: bn(planes, device),
+                conv3: Some(conv([planes, out], 1, 1, false, device)),
+                bn3: Some(bn(out, device)),
+                downsample,
+            }
+        } else {
+            Self {
+                conv1: conv([inplanes, planes], 3, stride, false, device),
+                bn1: bn(planes, device),
+                conv2: conv([planes, planes], 3, 1, false, device),
+                bn2: bn(planes, device),
+                conv3: None,
+                bn3: None,
+                downsample,
+            }
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let residual = match &self.downsample {
+            Some(d) => d.forward(x.clone()),
+            None => x.clone(),
+        };
+        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
+        y = self.bn2.forward(self.conv2.forward(y));
+        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
+            y = bn3.forward(conv3.forward(relu(y)));
+        }
+        relu(y + residual)
+    }
+}
+
+/// One up-sampling stage: `ConvTranspose2d(k4, s2, p1, no bias) → BN → ReLU`
+/// (PyTorch `deconv_layers.{3i}` / `deconv_layers.{3i+1}`).
+#[derive(Module, Debug)]
+pub struct Deconv {
+    pub up: ConvTranspose2d,
+    pub bn: BatchNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct ResNet {
+    pub conv1: Conv2d,
+    pub bn1: BatchNorm,
+    pub layer1: Vec<ResBlock>,
+    pub layer2: Vec<ResBlock>,
+    pub layer3: Vec<ResBlock>,
+    pub layer4: Vec<ResBlock>,
+    pub deconv_layers: Vec<Deconv>,
+}
+
+impl ResNet {
+    /// Image `(B, 3, H, W)` → features `(B, deconv[2], H/4, W/4)`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = max_pool2d(
+            x,
+            MaxPoolOptions::new([3, 3])
+                .with_stride([2, 2])
+                .with_padding([1, 1]),
+        );
+        for block in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
+            x = block.forward(x);
+        }
+        for d in &self.deconv_layers {
+            x = relu(d.bn.forward(d.up.forward(x)));
+        }
+        x
+    }
+}

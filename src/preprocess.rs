@@ -1,0 +1,221 @@
+//! CenterNet's image pre-processing (`utils/image.py`, `detectors/base_detector.py`).
+//!
+//! * [`get_affine_transform`]: the 3-point affine CenterNet uses for every warp (test-time
+//!   `fix_res` resize, training scale/shift augmentation) and its inverse, which maps
+//!   predictions back to image pixels.
+//! * [`warp_affine`]: bilinear warp with a black border (OpenCV `warpAffine`, `INTER_LINEAR`,
+//!   `BORDER_CONSTANT`), rounding back to 8 bits as OpenCV does for `uint8` images.
+//! * [`normalize_bgr`]: BGR channel order (CenterNet reads images with `cv2.imread` and never
+//!   converts), `/255`, then CenterNet's mean/std (given in BGR order).
+
+use image::RgbImage;
+
+/// CenterNet's COCO mean, **BGR** order (`coco_hp.py`).
+pub const MEAN_BGR: [f32; 3] = [0.407_896_54, 0.447_193_02, 0.470_261_15];
+/// CenterNet's COCO std, **BGR** order.
+pub const STD_BGR: [f32; 3] = [0.288_638_28, 0.274_081_64, 0.278_098_35];
+
+/// A 2×3 affine map `p' = A·[x, y, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine(pub [[f64; 3]; 2]);
+
+impl Affine {
+    pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
+        let m = &self.0;
+        [
+            m[0][0] * p[0] + m[0][1] * p[1] + m[0][2],
+            m[1][0] * p[0] + m[1][1] * p[1] + m[1][2],
+        ]
+    }
+
+    pub fn inverse(&self) -> Affine {
+        let m = &self.0;
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        let (a, b, c, d) = (m[1][1] / det, -m[0][1] / det, -m[1][0] / det, m[0][0] / det);
+        Affine([
+            [a, b, -(a * m[0][2] + b * m[1][2])],
+            [c, d, -(c * m[0][2] + d * m[1][2])],
+        ])
+    }
+
+    /// The affine that maps the three `src` points onto the three `dst` points
+    /// (`cv2.getAffineTransform`).
+    pub fn from_points(src: [[f64; 2]; 3], dst: [[f64; 2]; 3]) -> Affine {
+        // Solve [x y 1]·coefs = dst for each output coordinate (3×3 system, Cramer's rule).
+        let det3 = |m: [[f64; 3]; 3]| {
+            m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+                - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+        };
+        let a = [
+            [src[0][0], src[0][1], 1.0],
+            [src[1][0], src[1][1], 1.0],
+            [src[2][0], src[2][1], 1.0],
+        ];
+        let d = det3(a);
+        let mut out = [[0.0; 3]; 2];
+        for (row, o) in out.iter_mut().enumerate() {
+            for (col, v) in o.iter_mut().enumerate() {
+                let mut m = a;
+                for (r, mr) in m.iter_mut().enumerate() {
+                    mr[col] = dst[r][row];
+                }
+                *v = det3(m) / d;
+            }
+        }
+        Affine(out)
+    }
+}
+
+/// CenterNet's `get_affine_transform(center, scale, rot, output_size)`: maps a square of side
+/// `scale` (width; CenterNet uses `scale[0]` for both axes) centred on `center`, rotated by
+/// `rot_deg`, onto an `output_size = [w, h]` image. `inv` returns the inverse map.
+pub fn get_affine_transform(
+    center: [f64; 2],
+    scale: f64,
+    rot_deg: f64,
+    output_size: [usize; 2],
+    inv: bool,
+) -> Affine {
+    let (dst_w, dst_h) = (output_size[0] as f64, output_size[1] as f64);
+    let rot = rot_deg.to_radians();
+    let (sn, cs) = rot.sin_cos();
+    let src_dir = {
+        let p = [0.0, -0.5 * scale];
+        [p[0] * cs - p[1] * sn, p[0] * sn + p[1] * cs]
+    };
+    let dst_dir = [0.0, -0.5 * dst_w];
+    let third = |a: [f64; 2], b: [f64; 2]| {
+        let d = [a[0] - b[0], a[1] - b[1]];
+        [b[0] - d[1], b[1] + d[0]]
+    };
+    let s0 = center;
+    let s1 = [center[0] + src_dir[0], center[1] + src_dir[1]];
+    let d0 = [dst_w * 0.5, dst_h * 0.5];
+    let d1 = [d0[0] + dst_dir[0], d0[1] + dst_dir[1]];
+    let src = [s0, s1, third(s0, s1)];
+    let dst = [d0, d1, third(d0, d1)];
+    if inv {
+        Affine::from_points(dst, src)
+    } else {
+        Affine::from_points(src, dst)
+    }
+}
+
+/// CenterNet's test-time `fix_res` transform for an image of `width × height`: centre
+/// `(w/2, h/2)`, scale `max(w, h)`, onto an `input × input` square.
+pub fn fix_res_transform(width: u32, height: u32, input: usize) -> Affine {
+    let center = [width as f64 / 2.0, height as f64 / 2.0];
+    let scale = width.max(height) as f64;
+    get_affine_transform(center, scale, 0.0, [input, input], false)
+}
+
+/// Bilinear warp of an RGB image by `m` (image → output coordinates) into `out_w × out_h`,
+/// black outside the source, rounded to 8 bits.
+pub fn warp_affine(img: &RgbImage, m: &Affine, out_w: u32, out_h: u32) -> RgbImage {
+    let inv = m.inverse();
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let src = img.as_raw();
+    let mut out = RgbImage::new(out_w, out_h);
+    let px = |x: i64, y: i64, c: usize| -> f64 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            src[((y * w + x) * 3) as usize + c] as f64
+        }
+    };
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        let [sx, sy] = inv.apply([x as f64, y as f64]);
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let (fx, fy) = (sx - x0, sy - y0);
+        let (x0, y0) = (x0 as i64, y0 as i64);
+        for c in 0..3 {
+            let v = (1.0 - fy) * ((1.0 - fx) * px(x0, y0, c) + fx * px(x0 + 1, y0, c))
+                + fy * ((1.0 - fx) * px(x0, y0 + 1, c) + fx * px(x0 + 1, y0 + 1, c));
+            p.0[c] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// `(B, G, R)/255` normalised with CenterNet's mean/std, as a CHW `Vec` (channel 0 = blue).
+pub fn normalize_bgr(img: &RgbImage) -> Vec<f32> {
+    let n = (img.width() * img.height()) as usize;
+    let mut out = vec![0.0f32; 3 * n];
+    for (i, p) in img.pixels().enumerate() {
+        for (c, &v) in [p.0[2], p.0[1], p.0[0]].iter().enumerate() {
+            out[c * n + i] = (v as f32 / 255.0 - MEAN_BGR[c]) / STD_BGR[c];
+        }
+    }
+    out
+}
+
+/// One pre-processed image: the network input (CHW, normalised) and the transform that made
+/// it, whose inverse maps input pixels back to the original image.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub input: Vec<f32>,
+    pub size: usize,
+    pub transform: Affine,
+}
+
+/// CenterNet's test pre-processing (`fix_res`) of `img` at `size × size`.
+pub fn prepare(img: &RgbImage, size: usize) -> Prepared {
+    let transform = fix_res_transform(img.width(), img.height(), size);
+    let warped = warp_affine(img, &transform, size as u32, size as u32);
+    Prepared {
+        input: normalize_bgr(&warped),
+        size,
+        transform,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fix_res_maps_centre_and_scales_isotropically() {
+        let t = fix_res_transform(800, 400, 512);
+        let c = t.apply([400.0, 200.0]);
+        assert!((c[0] - 256.0).abs() < 1e-9 && (c[1] - 256.0).abs() < 1e-9);
+        let k = 512.0 / 800.0;
+        let p = t.apply([0.0, 0.0]);
+        assert!((p[0] - (256.0 - 400.0 * k)).abs() < 1e-9);
+        assert!((p[1] - (256.0 - 200.0 * k)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn inverse_round_trips_with_rotation() {
+        let t = get_affine_transform([123.0, 77.0], 300.0, 17.0, [256, 192], false);
+        let ti = get_affine_transform([123.0, 77.0], 300.0, 17.0, [256, 192], true);
+        for p in [[0.0, 0.0], [55.5, 300.25], [-12.0, 4.0]] {
+            let q = ti.apply(t.apply(p));
+            let r = t.inverse().apply(t.apply(p));
+            assert!((q[0] - p[0]).abs() < 1e-9 && (q[1] - p[1]).abs() < 1e-9);
+            assert!((r[0] - p[0]).abs() < 1e-9 && (r[1] - p[1]).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn normalisation_is_bgr() {
+        let img = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0]));
+        let v = normalize_bgr(&img);
+        // Red lands in channel 2.
+        assert!((v[2] - (1.0 - MEAN_BGR[2]) / STD_BGR[2]).abs() < 1e-6);
+        assert!((v[0] - (0.0 - MEAN_BGR[0]) / STD_BGR[0]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn warp_identity_keeps_pixels_and_blacks_out_the_outside() {
+        let mut img = RgbImage::new(4, 3);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(x * 40) as u8, (y * 70) as u8, 9]);
+        }
+        let shift = Affine([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]);
+        let out = warp_affine(&img, &shift, 5, 3);
+        assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(out.get_pixel(1, 2).0, img.get_pixel(0, 2).0);
+        assert_eq!(out.get_pixel(4, 1).0, img.get_pixel(3, 1).0);
+    }
+}

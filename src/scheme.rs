@@ -1,0 +1,97 @@
+//! Landmark schemes: how DeepFashion2's 294 per-category landmarks are laid out in the network's
+//! landmark channels. This module names the schemes and fixes their head layouts; the grouping
+//! tables themselves live with the data code.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::HeadLayout;
+
+/// DeepFashion2 clothing categories.
+pub const NUM_DF2_CLASSES: usize = 13;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// DeepMark++-style 62 semantic groups (13 + 2 + 2 + 124 + 62 + 2 = 205 outputs).
+    Deepmark62,
+    /// The public 294 → 81 aggregation (262 outputs).
+    Agg81,
+    /// No grouping: all 294 landmarks (901 outputs).
+    None,
+    /// CenterNet's COCO human-pose layout: 1 class, 17 keypoints (58 outputs).
+    Coco17,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 4] = [
+        Scheme::Deepmark62,
+        Scheme::Agg81,
+        Scheme::None,
+        Scheme::Coco17,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Deepmark62 => "deepmark62",
+            Scheme::Agg81 => "agg81",
+            Scheme::None => "none",
+            Scheme::Coco17 => "coco17",
+        }
+    }
+
+    pub fn layout(self) -> HeadLayout {
+        let (num_classes, num_landmarks) = match self {
+            Scheme::Deepmark62 => (NUM_DF2_CLASSES, 62),
+            Scheme::Agg81 => (NUM_DF2_CLASSES, 81),
+            Scheme::None => (NUM_DF2_CLASSES, 294),
+            Scheme::Coco17 => (1, 17),
+        };
+        HeadLayout {
+            num_classes,
+            num_landmarks,
+        }
+    }
+}
+
+impl std::str::FromStr for Scheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheme::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown landmark scheme '{s}' (expected deepmark62, agg81, none or coco17)"
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_channel_counts_match_the_papers() {
+        let totals: Vec<usize> = Scheme::ALL
+            .iter()
+            .map(|s| s.layout().total_channels())
+            .collect();
+        assert_eq!(totals, vec![205, 262, 901, 58]);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in Scheme::ALL {
+            assert_eq!(s.name().parse::<Scheme>().unwrap(), s);
+        }
+        assert!("dm62".parse::<Scheme>().is_err());
+    }
+}
