@@ -21,16 +21,26 @@ fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
         .unwrap_or_else(|_| default.to_string())
         .split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'")))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
+        })
         .collect()
 }
 
 fn forward(c: &mut Criterion) {
-    let archs: Vec<Arch> = list("DEEPMARK_BENCH_ARCHS", "res18,res50,dla34,mdla34,hourglass104");
+    let archs: Vec<Arch> = list(
+        "DEEPMARK_BENCH_ARCHS",
+        "res18,res50,dla34,mdla34,hourglass104",
+    );
     let sizes: Vec<usize> = list("DEEPMARK_BENCH_SIZES", "512,256");
     let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray,wgpu");
     let mut group = c.benchmark_group("forward");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
     for backend in backends {
         let device = match backend.device() {
             Ok(d) => d,
@@ -47,7 +57,10 @@ fn forward(c: &mut Criterion) {
                     b.iter(|| {
                         let heads = model.forward(x.clone());
                         // Wait for the device: read one value back.
-                        heads.hp_offset.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>()
+                        heads
+                            .hp_offset
+                            .slice([0..1, 0..1, 0..1, 0..1])
+                            .into_scalar::<f32>()
                     })
                 });
             }

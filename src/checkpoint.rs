@@ -286,11 +286,9 @@ pub fn import_pytorch(
                 path: p,
                 expected,
                 found,
-            } => report.reinitialised.push((
-                torch_name(p),
-                found.dims.to_vec(),
-                expected.dims.to_vec(),
-            )),
+            } => report
+                .reinitialised
+                .push((torch_name(p), found.to_vec(), expected.to_vec())),
             other => bail!("cannot import {}: {other}", path.display()),
         }
     }

@@ -23,7 +23,7 @@ impl HostTensor {
         let data = t
             .to_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read tensor back: {e:?}"))?;
         Ok(Self { shape, data })
     }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use deepmark::backend::BackendKind;
@@ -89,18 +88,33 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint: ckpt,
             arch,
             scheme,
+            config,
             out,
         } => {
-            let config = CenterNetConfig::new(arch, scheme.layout());
+            let config = match (arch, config) {
+                (Some(arch), _) => CenterNetConfig::new(arch, scheme.layout()),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read model config {}", path.display()))?;
+                    let mut cfg: CenterNetConfig =
+                        serde_json::from_str(&text).with_context(|| {
+                            format!("{} is not a valid model config", path.display())
+                        })?;
+                    cfg.layout = scheme.layout();
+                    cfg
+                }
+                (None, None) => bail!("give --arch or --config"),
+            };
             let device = BackendKind::Flex.device()?;
             let (model, report) = checkpoint::import_pytorch(&ckpt, &config, &device)?;
             println!("{report}");
             checkpoint::save(&model, &config, &out)?;
+            let arch = arch.map_or("custom".to_string(), |a| a.to_string());
             println!(
                 "wrote {} and {} ({arch}, scheme {scheme}, {} parameters)",
                 out.display(),
                 checkpoint::config_path(&out).display(),
-                model.num_params()
+                model.num_trainable_params()
             );
         }
         Command::Init { arch, scheme, out } => {
@@ -111,14 +125,14 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "wrote {} ({arch}, scheme {scheme}, {} parameters, random init)",
                 out.display(),
-                model.num_params()
+                model.num_trainable_params()
             );
         }
         Command::Info { weights } => {
             let device = BackendKind::Flex.device()?;
             let (model, config) = checkpoint::load(&weights, &device)?;
             println!("{}", serde_json::to_string_pretty(&config)?);
-            println!("parameters: {}", model.num_params());
+            println!("parameters: {}", model.num_trainable_params());
             println!("output channels: {}", config.layout.total_channels());
         }
         Command::Infer {

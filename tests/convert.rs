@@ -20,8 +20,17 @@ fn res18_small(scheme: Scheme) -> CenterNetConfig {
 #[test]
 fn coco80_ctdet_into_13_classes_reports_exactly_the_reinitialised_heads() {
     let cfg = res18_small(Scheme::Deepmark62);
-    let (_, report) = import_pytorch(&fixtures().join("parity/res18_ctdet_coco80.pth"), &cfg, &flex()).unwrap();
-    let reinit: Vec<&str> = report.reinitialised.iter().map(|(k, ..)| k.as_str()).collect();
+    let (_, report) = import_pytorch(
+        &fixtures().join("parity/res18_ctdet_coco80.pth"),
+        &cfg,
+        &flex(),
+    )
+    .unwrap();
+    let reinit: Vec<&str> = report
+        .reinitialised
+        .iter()
+        .map(|(k, ..)| k.as_str())
+        .collect();
     assert_eq!(reinit, vec!["hm.2.bias", "hm.2.weight"], "{report}");
     let (_, from, to) = &report.reinitialised[1];
     assert_eq!((from[0], to[0]), (80, 13));
@@ -30,7 +39,8 @@ fn coco80_ctdet_into_13_classes_reports_exactly_the_reinitialised_heads() {
     let expected: Vec<String> = ["hm_hp", "hp_offset", "hps"]
         .iter()
         .flat_map(|h| {
-            ["conv.bias", "conv.weight", "out.bias", "out.weight"].map(move |p| format!("heads.0.{h}.{p}"))
+            ["conv.bias", "conv.weight", "out.bias", "out.weight"]
+                .map(move |p| format!("heads.0.{h}.{p}"))
         })
         .collect();
     assert_eq!(missing, expected, "{report}");
@@ -53,18 +63,26 @@ fn import_then_save_then_load_gives_the_same_heads() {
     assert!(checkpoint::config_path(&out).is_file());
     let (loaded, cfg2) = checkpoint::load(&out, &device).unwrap();
     assert_eq!(cfg, cfg2);
-    let io = deepmark::heads_io::read_safetensors(&fixtures().join("parity/dla34.io.safetensors")).unwrap();
+    let io = deepmark::heads_io::read_safetensors(&fixtures().join("parity/dla34.io.safetensors"))
+        .unwrap();
     let x = to_tensor(&io["input"], &device);
     let a = deepmark::heads_io::heads_to_host(&model.forward(x.clone())).unwrap();
     let b = deepmark::heads_io::heads_to_host(&loaded.forward(x)).unwrap();
     assert_eq!(a, b);
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("deepmark-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d = std::env::temp_dir().join(format!(
+        "deepmark-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -112,7 +130,10 @@ fn wrong_architecture_is_rejected() {
     .unwrap();
     let e = import_err(&fixtures().join("parity/res18.pth"), &dla);
     assert!(e.contains("does not match the requested backbone"), "{e}");
-    let e = import_err(&fixtures().join("parity/dla34.pth"), &res18_small(Scheme::Deepmark62));
+    let e = import_err(
+        &fixtures().join("parity/dla34.pth"),
+        &res18_small(Scheme::Deepmark62),
+    );
     assert!(e.contains("check --arch"), "{e}");
     // Same family, other widths (full-size res18 vs the reduced fixture).
     let full = CenterNetConfig::new(Arch::Res18, Scheme::None.layout());

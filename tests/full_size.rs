@@ -5,7 +5,6 @@
 
 mod common;
 
-use burn::module::Module;
 use burn::tensor::Tensor;
 use common::flex;
 use deepmark::model::{Arch, CenterNetConfig, HEAD_NAMES};
@@ -26,7 +25,9 @@ fn parameter_counts_match_pytorch() {
     let device = flex();
     for (arch, dm62, coco) in PYTORCH_PARAMS {
         for (scheme, expected) in [(Scheme::Deepmark62, dm62), (Scheme::Coco17, coco)] {
-            let n = CenterNetConfig::new(arch, scheme.layout()).init(&device).num_params();
+            let n = CenterNetConfig::new(arch, scheme.layout())
+                .init(&device)
+                .num_trainable_params();
             assert_eq!(n, expected, "{arch} {scheme}");
         }
     }
@@ -35,7 +36,13 @@ fn parameter_counts_match_pytorch() {
 #[test]
 fn full_size_forward_at_512_gives_stride_4_heads() {
     let device = flex();
-    let schemes = [Scheme::Deepmark62, Scheme::Agg81, Scheme::None, Scheme::Coco17, Scheme::Deepmark62];
+    let schemes = [
+        Scheme::Deepmark62,
+        Scheme::Agg81,
+        Scheme::None,
+        Scheme::Coco17,
+        Scheme::Deepmark62,
+    ];
     for (arch, scheme) in Arch::ALL.into_iter().zip(schemes) {
         let cfg = CenterNetConfig::new(arch, scheme.layout());
         let model = cfg.init(&device);

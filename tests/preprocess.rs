@@ -12,9 +12,18 @@ fn fix_res_warp_matches_opencv() {
     let src = image::open(dir.join("source.png")).unwrap().to_rgb8();
     let expected = image::open(dir.join("fixres64.png")).unwrap().to_rgb8();
     assert_eq!((src.width(), src.height()), (101, 70));
-    let ours = warp_affine(&src, &fix_res_transform(src.width(), src.height(), 64), 64, 64);
-    let diffs: Vec<i32> =
-        ours.as_raw().iter().zip(expected.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+    let ours = warp_affine(
+        &src,
+        &fix_res_transform(src.width(), src.height(), 64),
+        64,
+        64,
+    );
+    let diffs: Vec<i32> = ours
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .collect();
     let max = *diffs.iter().max().unwrap();
     let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
     assert!(max <= 1, "max difference {max} grey levels");

@@ -22,8 +22,10 @@ fn wgpu_forward_matches_flex() {
     };
     for arch in ["dla34", "res18"] {
         let dir = fixtures().join("parity");
-        let cfg: CenterNetConfig =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{arch}.config.json"))).unwrap()).unwrap();
+        let cfg: CenterNetConfig = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{arch}.config.json"))).unwrap(),
+        )
+        .unwrap();
         let io = read_safetensors(&dir.join(format!("{arch}.io.safetensors"))).unwrap();
         let ckpt = dir.join(format!("{arch}.pth"));
         let heads = |device: &burn::tensor::Device| {
@@ -34,7 +36,10 @@ fn wgpu_forward_matches_flex() {
         for name in HEAD_NAMES {
             let e = rel_err(&a[name].data, &b[name].data);
             println!("wgpu vs flex {arch} {name}: {e:.2e}");
-            assert!(e <= 1e-3, "{arch} {name}: wgpu vs flex relative error {e:.3e} > 1e-3");
+            assert!(
+                e <= 1e-3,
+                "{arch} {name}: wgpu vs flex relative error {e:.3e} > 1e-3"
+            );
         }
     }
 }

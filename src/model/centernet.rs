@@ -161,6 +161,9 @@ impl CenterNetConfig {
     }
 }
 
+/// The DLA variant is much larger than the others, but a model holds exactly one backbone and
+/// Burn's `Module` derive does not support `Box`ed fields.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone {
     Resnet(ResNet),
@@ -194,6 +197,17 @@ impl CenterNet {
             .zip(&self.heads)
             .map(|(feat, heads)| heads.forward(feat))
             .collect()
+    }
+
+    /// Trainable parameters, as PyTorch counts them: Burn's `num_params` also counts the
+    /// BatchNorm running statistics, which PyTorch keeps as buffers.
+    pub fn num_trainable_params(&self) -> usize {
+        use burn::store::ModuleSnapshot;
+        self.collect(None, None, false)
+            .iter()
+            .filter(|t| !t.name.ends_with(".running_mean") && !t.name.ends_with(".running_var"))
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
     }
 
     /// Raw heads of the last stack (inference).

@@ -53,10 +53,27 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     let steps: [Vec<&str>; 3] = [
         vec!["fmt", "--all", "--manifest-path", &manifest, "--check"],
         vec![
-            "clippy", "--manifest-path", &manifest, "--release", "--workspace", "--all-targets", "--features", features,
-            "--", "-D", "warnings",
+            "clippy",
+            "--manifest-path",
+            &manifest,
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            features,
+            "--",
+            "-D",
+            "warnings",
         ],
-        vec!["test", "--manifest-path", &manifest, "--release", "--workspace", "--features", features],
+        vec![
+            "test",
+            "--manifest-path",
+            &manifest,
+            "--release",
+            "--workspace",
+            "--features",
+            features,
+        ],
     ];
     for (i, step) in steps.iter().enumerate() {
         let mut cmd = Command::new(&cargo);
@@ -67,7 +84,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         eprintln!("xtask test: cargo {}", step.join(" "));
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
-            return Ok(ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8));
+            return Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(1, 255) as u8
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,376 @@
+//! Landmark grouping schemes: which network channel ("group") each of DeepFashion2's 294
+//! landmarks uses.
+//!
+//! * `none`: one channel per landmark (294).
+//! * `agg81`: the public 294 → 81 aggregation of lzhbrian/deepfashion2-kps-agg-finetune (MIT;
+//!   table in `../shared/reference/FACTS.md` §3): collar ring, sleeves, body sides, hems, straps,
+//!   waist, legs… shared across categories.
+//! * `deepmark62`: our 62-group table following DeepMark++'s rule (landmarks with the same
+//!   semantic meaning in different categories share a group; two landmarks of one category never
+//!   share one; the mirror image of every group is a group). The 62-group table of the paper is
+//!   not public, so it is derived here from `agg81` by 19 merges of groups that never occur in
+//!   the same category:
+//!   - **sleeves (12 merges)**: a garment has short *or* long sleeves. Short sleeves have 6
+//!     points per side (shoulder, outer seam, cuff outer, cuff inner, inner seam, armpit), long
+//!     sleeves 10 (shoulder, three outer-seam points, cuff outer, cuff inner, three inner-seam
+//!     points, armpit). The cuff is local 9/10 of short sleeve tops and 11/12 of long sleeve tops:
+//!     the two closest points of the sleeve in the real annotations' mean normalised positions
+//!     (long sleeve top 11 (0.13, 0.37) and 12 (0.19, 0.40); long sleeve outwear 11 (0.18, 0.32)
+//!     and 12 (0.27, 0.31)) and the smallest sleeve OKS sigmas after the shoulder. So 81-groups
+//!     short → long: 8→20 (shoulder), 9→22 (outer seam, middle), 10→24 (cuff outer),
+//!     11→25 (cuff inner), 12→27 (inner seam, middle), 13→29 (armpit), and their mirrors
+//!     19→39, 18→37, 17→35, 16→34, 15→32, 14→30.
+//!   - **straps (2)**: vest/vest-dress straps 53/54 and sling/sling-dress straps 55/56 are the
+//!     same shoulder-strap points; no category has both.
+//!   - **hems (5)**: the dress hem 57–61 (side-low, hem left, hem centre, hem right, side-low) is
+//!     the skirt's 76–80 (mean positions: dress (0.12, 0.57) (0.03, 0.86) (0.59, 0.98)
+//!     (0.99, 0.79) (0.86, 0.56); skirt (0.10, 0.43) (0.12, 0.92) (0.57, 0.92) (0.99, 0.78)
+//!     (0.85, 0.42)).
+//!
+//!   An absorbed 81-group takes the id of the group it is merged into; the 62 surviving ids are
+//!   then renumbered 0..62 in ascending order. Group-level flip pairs are derived from the per-category flip pairs.
+
+use std::collections::BTreeMap;
+
+use super::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, flip_permutation};
+use crate::scheme::Scheme;
+
+/// 0-based 81-group of each local landmark, per category (FACTS §3).
+#[rustfmt::skip]
+const AGG81: [&[usize]; 13] = [
+    &[0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 40, 41, 42, 46, 43, 44, 45, 14, 15, 16, 17, 18, 19],
+    &[0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41, 42, 46, 43, 44, 45, 30, 31, 32, 33, 34, 35,
+      36, 37, 38, 39],
+    &[0, 1, 2, 6, 4, 5, 8, 9, 10, 11, 12, 13, 40, 41, 42, 52, 43, 44, 45, 14, 15, 16, 17, 18, 19, 7, 47, 48, 49, 50,
+      51],
+    &[0, 1, 2, 6, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41, 42, 52, 43, 44, 45, 30, 31, 32, 33, 34, 35,
+      36, 37, 38, 39, 7, 47, 48, 49, 50, 51],
+    &[0, 1, 2, 3, 4, 5, 53, 40, 41, 42, 46, 43, 44, 45, 54],
+    &[0, 1, 2, 3, 4, 5, 55, 40, 41, 42, 46, 43, 44, 45, 56],
+    &[62, 63, 64, 70, 65, 66, 69, 67, 68, 71],
+    &[62, 63, 64, 70, 72, 65, 66, 73, 69, 74, 67, 68, 75, 71],
+    &[62, 63, 64, 76, 77, 78, 79, 80],
+    &[0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 40, 41, 42, 57, 58, 59, 60, 61, 43, 44, 45, 14, 15, 16, 17, 18, 19],
+    &[0, 1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 40, 41, 42, 57, 58, 59, 60, 61, 43, 44, 45, 30, 31,
+      32, 33, 34, 35, 36, 37, 38, 39],
+    &[0, 1, 2, 3, 4, 5, 53, 40, 41, 42, 57, 58, 59, 60, 61, 43, 44, 45, 54],
+    &[0, 1, 2, 3, 4, 5, 55, 40, 41, 42, 57, 58, 59, 60, 61, 43, 44, 45, 56],
+];
+
+/// The 19 merges `(absorbed 81-group, into 81-group)` that turn `agg81` into `deepmark62`.
+const DEEPMARK62_MERGES: [(usize, usize); 19] = [
+    // Short sleeve → long sleeve, left then right.
+    (8, 20),
+    (9, 22),
+    (10, 24),
+    (11, 25),
+    (12, 27),
+    (13, 29),
+    (19, 39),
+    (18, 37),
+    (17, 35),
+    (16, 34),
+    (15, 32),
+    (14, 30),
+    // Sling straps → vest straps.
+    (55, 53),
+    (56, 54),
+    // Dress hem → skirt hem.
+    (76, 57),
+    (77, 58),
+    (78, 59),
+    (79, 60),
+    (80, 61),
+];
+
+/// A grouping of the 294 landmarks into `num_groups` channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grouping {
+    pub name: String,
+    pub num_groups: usize,
+    /// Group of each global landmark index.
+    pub group_of: Vec<usize>,
+}
+
+/// Why a grouping table breaks the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupingError {
+    WrongLength(usize),
+    GroupOutOfRange {
+        landmark: usize,
+        group: usize,
+    },
+    UnusedGroup(usize),
+    SharedWithinCategory {
+        category: usize,
+        group: usize,
+        locals: (usize, usize),
+    },
+    MirrorNotAGroup {
+        group: usize,
+        landmarks: (usize, usize),
+    },
+}
+
+impl std::fmt::Display for GroupingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::WrongLength(n) => write!(f, "table has {n} entries, expected {NUM_LANDMARKS}"),
+            Self::GroupOutOfRange { landmark, group } => {
+                write!(f, "landmark {landmark} maps to group {group}, out of range")
+            }
+            Self::UnusedGroup(g) => write!(f, "group {g} has no landmark"),
+            Self::SharedWithinCategory {
+                category,
+                group,
+                locals,
+            } => write!(
+                f,
+                "category {category}: local landmarks {} and {} share group {group}",
+                locals.0 + 1,
+                locals.1 + 1
+            ),
+            Self::MirrorNotAGroup { group, landmarks } => write!(
+                f,
+                "group {group}: landmarks {} and {} have mirrors in different groups",
+                landmarks.0, landmarks.1
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GroupingError {}
+
+impl Grouping {
+    /// The table of a scheme (`coco17` is not a DeepFashion2 grouping).
+    pub fn for_scheme(scheme: Scheme) -> Option<Grouping> {
+        match scheme {
+            Scheme::None => Some(Grouping {
+                name: "none".into(),
+                num_groups: NUM_LANDMARKS,
+                group_of: (0..NUM_LANDMARKS).collect(),
+            }),
+            Scheme::Agg81 => Some(Grouping {
+                name: "agg81".into(),
+                num_groups: 81,
+                group_of: AGG81.iter().flat_map(|g| g.iter().copied()).collect(),
+            }),
+            Scheme::Deepmark62 => Some(deepmark62()),
+            Scheme::Coco17 => None,
+        }
+    }
+
+    /// Check the rules: every landmark has a group in range, every group is used, no two
+    /// landmarks of one category share a group, and mirroring maps groups onto groups.
+    pub fn validate(&self) -> Result<(), GroupingError> {
+        if self.group_of.len() != NUM_LANDMARKS {
+            return Err(GroupingError::WrongLength(self.group_of.len()));
+        }
+        let mut used = vec![false; self.num_groups];
+        for (landmark, &group) in self.group_of.iter().enumerate() {
+            if group >= self.num_groups {
+                return Err(GroupingError::GroupOutOfRange { landmark, group });
+            }
+            used[group] = true;
+        }
+        if let Some(g) = used.iter().position(|u| !u) {
+            return Err(GroupingError::UnusedGroup(g));
+        }
+        for c in &CATEGORIES {
+            let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+            for l in 0..c.num_landmarks {
+                let g = self.group_of[c.start + l];
+                if let Some(&other) = seen.get(&g) {
+                    return Err(GroupingError::SharedWithinCategory {
+                        category: c.id,
+                        group: g,
+                        locals: (other, l),
+                    });
+                }
+                seen.insert(g, l);
+            }
+        }
+        self.flip_groups().map(|_| ())
+    }
+
+    /// Group-level mirror map derived from the landmark flip pairs: `flip[g]` is the group of
+    /// the mirror of any landmark of group `g`.
+    pub fn flip_groups(&self) -> Result<Vec<usize>, GroupingError> {
+        let perm = flip_permutation();
+        let mut flip: Vec<Option<(usize, usize)>> = vec![None; self.num_groups];
+        for (landmark, &g) in self.group_of.iter().enumerate() {
+            let mirrored = self.group_of[perm[landmark]];
+            match flip[g] {
+                None => flip[g] = Some((mirrored, landmark)),
+                Some((m, first)) if m != mirrored => {
+                    return Err(GroupingError::MirrorNotAGroup {
+                        group: g,
+                        landmarks: (first, landmark),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(flip
+            .into_iter()
+            .enumerate()
+            .map(|(g, f)| f.map_or(g, |(m, _)| m))
+            .collect())
+    }
+
+    /// Group-level flip pairs `(a, b)` with `a < b`.
+    pub fn flip_pairs(&self) -> Vec<(usize, usize)> {
+        let flip = self.flip_groups().expect("validated grouping");
+        flip.iter()
+            .enumerate()
+            .filter(|&(g, &m)| g < m)
+            .map(|(g, &m)| (g, m))
+            .collect()
+    }
+
+    /// Encode one item's landmarks (global 294 layout, `[x, y, v]`) into group slots: returns
+    /// `num_groups` entries, `Some` where the category has a landmark in that group.
+    pub fn encode(&self, category: &Category, landmarks: &[[f32; 3]]) -> Vec<Option<[f32; 3]>> {
+        let mut out = vec![None; self.num_groups];
+        for l in 0..category.num_landmarks {
+            let g = self.group_of[category.start + l];
+            out[g] = Some(landmarks[category.start + l]);
+        }
+        out
+    }
+
+    /// Decode group slots back into the 294 layout for `category` (other categories' slots
+    /// are zero).
+    pub fn decode(&self, category: &Category, groups: &[Option<[f32; 3]>]) -> Vec<[f32; 3]> {
+        let mut out = vec![[0.0; 3]; NUM_LANDMARKS];
+        for l in 0..category.num_landmarks {
+            if let Some(v) = groups[self.group_of[category.start + l]] {
+                out[category.start + l] = v;
+            }
+        }
+        out
+    }
+}
+
+fn deepmark62() -> Grouping {
+    let mut target: Vec<usize> = (0..81).collect();
+    for (absorbed, into) in DEEPMARK62_MERGES {
+        target[absorbed] = into;
+    }
+    let survivors: Vec<usize> = (0..81).filter(|&g| target[g] == g).collect();
+    let new_id: BTreeMap<usize, usize> =
+        survivors.iter().enumerate().map(|(i, &g)| (g, i)).collect();
+    let group_of = AGG81
+        .iter()
+        .flat_map(|g| g.iter().map(|&a| new_id[&target[a]]))
+        .collect();
+    Grouping {
+        name: "deepmark62".into(),
+        num_groups: survivors.len(),
+        group_of,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Grouping> {
+        [Scheme::None, Scheme::Agg81, Scheme::Deepmark62]
+            .map(|s| Grouping::for_scheme(s).unwrap())
+            .to_vec()
+    }
+
+    #[test]
+    fn every_scheme_passes_the_validator_with_the_documented_sizes() {
+        let sizes: Vec<usize> = all().iter().map(|g| g.num_groups).collect();
+        assert_eq!(sizes, vec![294, 81, 62]);
+        for g in all() {
+            g.validate().unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        }
+    }
+
+    #[test]
+    fn agg81_flip_pairs_are_the_published_ones() {
+        let g = Grouping::for_scheme(Scheme::Agg81).unwrap();
+        let pairs = g.flip_pairs();
+        assert_eq!(pairs.len(), 37);
+        let flip = g.flip_groups().unwrap();
+        let selfsym: Vec<usize> = (0..81).filter(|&i| flip[i] == i).collect();
+        assert_eq!(selfsym, vec![0, 3, 46, 59, 63, 69, 78]);
+        for p in [
+            (1, 5),
+            (6, 7),
+            (8, 19),
+            (20, 39),
+            (53, 54),
+            (57, 61),
+            (76, 80),
+        ] {
+            assert!(pairs.contains(&p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn broken_tables_fail_the_validator() {
+        let good = Grouping::for_scheme(Scheme::Deepmark62).unwrap();
+        // Two landmarks of category 1 (locals 2 and 3) in one group.
+        let mut shared = good.clone();
+        shared.group_of[2] = shared.group_of[1];
+        assert!(matches!(
+            shared.validate(),
+            Err(GroupingError::SharedWithinCategory { category: 1, .. })
+        ));
+        // Merge a left-only group with a self-symmetric one: the mirror is no longer a group.
+        let mut mirror = Grouping::for_scheme(Scheme::Agg81).unwrap();
+        let skirt = CATEGORIES[8];
+        mirror.group_of[skirt.start + 3] = 46; // skirt's left side (76) into the top hem centre
+        mirror.num_groups = 81;
+        assert!(mirror.validate().is_err());
+        let mut short = good.clone();
+        short.group_of.pop();
+        assert_eq!(short.validate(), Err(GroupingError::WrongLength(293)));
+        let mut range = good.clone();
+        range.group_of[0] = 62;
+        assert!(matches!(
+            range.validate(),
+            Err(GroupingError::GroupOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn deepmark62_merges_short_and_long_sleeves() {
+        let g = Grouping::for_scheme(Scheme::Deepmark62).unwrap();
+        let (short, long) = (CATEGORIES[0], CATEGORIES[1]);
+        // Shoulder, cuffs and armpit of the left sleeve.
+        for (s, l) in [(6, 6), (8, 10), (9, 11), (11, 15)] {
+            assert_eq!(g.group_of[short.start + s], g.group_of[long.start + l]);
+        }
+        // The sleeve groups' mirrors are the right sleeve's.
+        let flip = g.flip_groups().unwrap();
+        assert_eq!(
+            flip[g.group_of[short.start + 6]],
+            g.group_of[short.start + 24]
+        );
+    }
+
+    #[test]
+    fn encode_decode_round_trips_for_every_category() {
+        for g in all() {
+            for c in &CATEGORIES {
+                let lm: Vec<[f32; 3]> = (0..NUM_LANDMARKS)
+                    .map(|i| {
+                        if c.range().contains(&i) {
+                            [i as f32, 2.0 * i as f32, 2.0]
+                        } else {
+                            [0.0; 3]
+                        }
+                    })
+                    .collect();
+                let enc = g.encode(c, &lm);
+                assert_eq!(enc.iter().filter(|e| e.is_some()).count(), c.num_landmarks);
+                assert_eq!(g.decode(c, &enc), lm, "{} category {}", g.name, c.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! DeepFashion2 data: taxonomy and landmark grouping schemes.
+
+pub mod grouping;
+pub mod taxonomy;
