@@ -1,5 +1,6 @@
 //! Forward latency of the full-size architectures (random weights; latency does not depend on
-//! them) at 512×512 and 256×256, batch 1, on the CPU backends (and wgpu if one works).
+//! them) at 512×512 and 256×256, batch 1, on the CPU backends by default; add `wgpu` to
+//! `DEEPMARK_BENCH_BACKENDS` on a machine with a GPU.
 //!
 //!     cargo bench --features cli --bench forward
 //!     DEEPMARK_BENCH_ARCHS=res18,dla34 DEEPMARK_BENCH_SIZES=512 DEEPMARK_BENCH_BACKENDS=flex \
@@ -35,7 +36,7 @@ fn forward(c: &mut Criterion) {
         "res18,res50,dla34,mdla34,hourglass104",
     );
     let sizes: Vec<usize> = list("DEEPMARK_BENCH_SIZES", "512,256");
-    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray,wgpu");
+    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray");
     let mut group = c.benchmark_group("forward");
     group
         .sample_size(10)
