@@ -52,6 +52,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Convert raw DeepFashion2 annotations (a split folder with annos/ and image/) into the
+    /// COCO-style JSON of the official deepfashion2_to_coco.py.
+    ConvertDataset {
+        /// Split folder (annos/*.json + image/*.jpg).
+        raw: PathBuf,
+        /// Output COCO-style JSON.
+        out: PathBuf,
+        /// Skip (and report) bad items and images instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
+    },
     /// Print a weights file's config and parameter count.
     Info {
         #[arg(long)]
@@ -126,6 +137,20 @@ fn run(cli: Cli) -> Result<()> {
                 "wrote {} ({arch}, scheme {scheme}, {} parameters, random init)",
                 out.display(),
                 model.num_trainable_params()
+            );
+        }
+        Command::ConvertDataset { raw, out, skip_bad } => {
+            let (coco, report) = deepmark::data::deepfashion2::convert_raw_dir(&raw, skip_bad)?;
+            if skip_bad {
+                println!("{report}");
+            }
+            let json = serde_json::to_vec(&coco)?;
+            checkpoint::write_atomic(&out, &json)?;
+            println!(
+                "wrote {} ({} images, {} items)",
+                out.display(),
+                coco.images.len(),
+                coco.annotations.len()
             );
         }
         Command::Info { weights } => {

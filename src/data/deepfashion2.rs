@@ -1,0 +1,522 @@
+//! DeepFashion2 annotations: the COCO-style JSON written by DeepFashion2's
+//! `deepfashion2_to_coco.py` (294×3 keypoints per item, `bbox` = `[x, y, w, h]`, `area` = box area)
+//! and the raw per-image JSON of the dataset (`source`, `pair_id`, `item1..N` with
+//! `bounding_box` = `[x1, y1, x2, y2]` and the category's own landmarks), with validation that
+//! names the file, the item and the field of every problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::taxonomy::{CATEGORIES, NUM_LANDMARKS, category};
+
+/// A problem with one input file, naming where it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}: {place}field `{field}`: {message}")]
+pub struct DataError {
+    pub file: PathBuf,
+    /// `"annotation 12 (image 2092): "`, `"item2: "` or empty for file-level problems.
+    pub place: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl DataError {
+    fn new(file: &Path, place: impl Into<String>, field: &str, message: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), place: place.into(), field: field.into(), message: message.into() }
+    }
+}
+
+/// One garment: category, box and landmarks in the 294 layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// 1-based DeepFashion2 category id.
+    pub category_id: usize,
+    /// `[x, y, w, h]` in image pixels.
+    pub bbox: [f32; 4],
+    /// 294 `[x, y, v]` triplets (v: 0 unlabelled, 1 occluded, 2 visible); only the category's
+    /// range can be labelled.
+    pub keypoints: Vec<[f32; 3]>,
+}
+
+impl Item {
+    /// Labelled landmarks.
+    pub fn num_labelled(&self) -> usize {
+        self.keypoints.iter().filter(|k| k[2] > 0.0).count()
+    }
+}
+
+/// One image and its garments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub image_id: u64,
+    pub file_name: String,
+    pub width: u32,
+    pub height: u32,
+    pub items: Vec<Item>,
+}
+
+/// COCO-style DeepFashion2 file, as `deepfashion2_to_coco.py` writes it. Unknown keys are kept
+/// out of the typed fields and ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<Value>,
+    pub images: Vec<CocoImage>,
+    pub annotations: Vec<CocoAnnotation>,
+    pub categories: Vec<CocoCategory>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoImage {
+    #[serde(default)]
+    pub coco_url: String,
+    #[serde(default)]
+    pub date_captured: String,
+    pub file_name: String,
+    #[serde(default)]
+    pub flickr_url: String,
+    pub id: u64,
+    #[serde(default)]
+    pub license: i64,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoAnnotation {
+    pub area: f64,
+    pub bbox: Vec<f64>,
+    pub category_id: i64,
+    pub id: u64,
+    #[serde(default)]
+    pub pair_id: i64,
+    pub image_id: u64,
+    #[serde(default)]
+    pub iscrowd: i64,
+    #[serde(default)]
+    pub style: i64,
+    #[serde(default)]
+    pub num_keypoints: i64,
+    pub keypoints: Vec<f64>,
+    #[serde(default)]
+    pub segmentation: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoCategory {
+    pub id: i64,
+    pub name: String,
+    pub supercategory: String,
+    pub keypoints: Vec<String>,
+    pub skeleton: Vec<Value>,
+}
+
+/// The 13 category records of `deepfashion2_to_coco.py` (each declares all 294 keypoints).
+pub fn coco_categories() -> Vec<CocoCategory> {
+    CATEGORIES
+        .iter()
+        .map(|c| CocoCategory {
+            id: c.id as i64,
+            name: c.name.to_string(),
+            supercategory: "clothes".into(),
+            keypoints: (1..=NUM_LANDMARKS).map(|i| i.to_string()).collect(),
+            skeleton: Vec::new(),
+        })
+        .collect()
+}
+
+/// Samples skipped by `--skip-bad`, with the reason for each.
+#[derive(Debug, Default, Clone)]
+pub struct SkipReport {
+    pub skipped: Vec<DataError>,
+}
+
+impl std::fmt::Display for SkipReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {} bad annotation(s)", self.skipped.len())?;
+        for e in &self.skipped {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse a COCO-style file (syntax and types only).
+pub fn read_coco_file(path: &Path) -> Result<CocoFile, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| {
+        DataError::new(path, "", json_field(&e), format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+    })
+}
+
+fn json_field(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "-",
+        _ => "(see message)",
+    }
+}
+
+fn check_box(file: &Path, place: &str, field: &str, b: [f64; 4], width: u32, height: u32) -> Result<(), DataError> {
+    let [x, y, w, h] = b;
+    if !b.iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
+        return Err(DataError::new(file, place, field, format!("{b:?} is not a box with positive size")));
+    }
+    // DeepFashion2 boxes use inclusive pixel coordinates; allow the one-pixel edge.
+    if x < -1.0 || y < -1.0 || x + w > width as f64 + 1.0 || y + h > height as f64 + 1.0 {
+        return Err(DataError::new(
+            file,
+            place,
+            field,
+            format!("{b:?} (x, y, w, h) lies outside the {width}×{height} image"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validate one COCO annotation against its image and turn it into an [`Item`].
+pub fn item_from_annotation(file: &Path, a: &CocoAnnotation, img: &CocoImage) -> Result<Item, DataError> {
+    let place = format!("annotation {} (image {}): ", a.id, a.image_id);
+    let cat = usize::try_from(a.category_id).ok().and_then(category).ok_or_else(|| {
+        DataError::new(file, &place, "category_id", format!("{} is not a DeepFashion2 category (1..13)", a.category_id))
+    })?;
+    if a.keypoints.len() != 3 * NUM_LANDMARKS {
+        return Err(DataError::new(
+            file,
+            &place,
+            "keypoints",
+            format!("has {} values, expected {} (294 × [x, y, v])", a.keypoints.len(), 3 * NUM_LANDMARKS),
+        ));
+    }
+    let bbox: [f64; 4] = a.bbox.clone().try_into().map_err(|_| {
+        DataError::new(file, &place, "bbox", format!("has {} values, expected 4 (x, y, w, h)", a.bbox.len()))
+    })?;
+    check_box(file, &place, "bbox", bbox, img.width, img.height)?;
+    let mut keypoints = Vec::with_capacity(NUM_LANDMARKS);
+    for (i, k) in a.keypoints.chunks_exact(3).enumerate() {
+        let (x, y, v) = (k[0], k[1], k[2]);
+        if !(x.is_finite() && y.is_finite()) || !(v == 0.0 || v == 1.0 || v == 2.0) {
+            return Err(DataError::new(file, &place, "keypoints", format!("landmark {} is [{x}, {y}, {v}]", i + 1)));
+        }
+        if v > 0.0 && !cat.range().contains(&i) {
+            return Err(DataError::new(
+                file,
+                &place,
+                "keypoints",
+                format!(
+                    "landmark {} is labelled but {} ({}) has landmarks {}..{} only",
+                    i + 1,
+                    cat.name,
+                    cat.id,
+                    cat.start + 1,
+                    cat.start + cat.num_landmarks
+                ),
+            ));
+        }
+        keypoints.push([x as f32, y as f32, v as f32]);
+    }
+    Ok(Item { category_id: cat.id, bbox: bbox.map(|v| v as f32), keypoints })
+}
+
+/// Read and validate a COCO-style DeepFashion2 file. With `skip_bad`, invalid annotations are
+/// dropped and reported; otherwise the first one is an error. Images listed twice or
+/// annotations of unknown images are always errors.
+pub fn load_coco(path: &Path, skip_bad: bool) -> Result<(Vec<Sample>, SkipReport), DataError> {
+    let file = read_coco_file(path)?;
+    let mut samples: Vec<Sample> = Vec::with_capacity(file.images.len());
+    let mut index: BTreeMap<u64, usize> = BTreeMap::new();
+    for img in &file.images {
+        if index.insert(img.id, samples.len()).is_some() {
+            return Err(DataError::new(path, format!("image {}: ", img.id), "id", "listed twice"));
+        }
+        samples.push(Sample {
+            image_id: img.id,
+            file_name: img.file_name.clone(),
+            width: img.width,
+            height: img.height,
+            items: Vec::new(),
+        });
+    }
+    let mut report = SkipReport::default();
+    for a in &file.annotations {
+        let Some(&s) = index.get(&a.image_id) else {
+            let e = DataError::new(path, format!("annotation {}: ", a.id), "image_id", format!("no image has id {}", a.image_id));
+            if skip_bad {
+                report.skipped.push(e);
+                continue;
+            }
+            return Err(e);
+        };
+        match item_from_annotation(path, a, &file.images[s]) {
+            Ok(item) => samples[s].items.push(item),
+            Err(e) if skip_bad => report.skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((samples, report))
+}
+
+/// One item of a raw DeepFashion2 per-image JSON (`item1`, `item2`, …).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RawItem {
+    #[serde(default)]
+    pub category_name: String,
+    pub category_id: i64,
+    #[serde(default)]
+    pub style: i64,
+    /// `[x1, y1, x2, y2]`.
+    pub bounding_box: Vec<f64>,
+    /// `[x, y, v] × N` in the category's local order.
+    pub landmarks: Vec<f64>,
+    #[serde(default)]
+    pub segmentation: Value,
+    #[serde(default)]
+    pub scale: i64,
+    #[serde(default)]
+    pub occlusion: i64,
+    #[serde(default)]
+    pub zoom_in: i64,
+    #[serde(default)]
+    pub viewpoint: i64,
+}
+
+/// A raw per-image JSON: `source`, `pair_id` and the items in key order (`item1`, `item2`, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawImage {
+    pub source: String,
+    pub pair_id: i64,
+    pub items: Vec<(String, RawItem)>,
+}
+
+/// Parse a raw per-image JSON, checking every item's fields.
+pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        DataError::new(path, "", "-", format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(DataError::new(path, "", "-", "the top level is not a JSON object"));
+    };
+    let source = map.get("source").and_then(Value::as_str).unwrap_or_default().to_string();
+    let pair_id = map.get("pair_id").and_then(Value::as_i64).unwrap_or_default();
+    let mut items = Vec::new();
+    for (key, v) in &map {
+        if key == "source" || key == "pair_id" {
+            continue;
+        }
+        let place = format!("{key}: ");
+        let item: RawItem = serde_json::from_value(v.clone())
+            .map_err(|e| DataError::new(path, &place, "-", format!("not a DeepFashion2 item: {e}")))?;
+        let cat = usize::try_from(item.category_id).ok().and_then(category).ok_or_else(|| {
+            DataError::new(path, &place, "category_id", format!("{} is not a DeepFashion2 category (1..13)", item.category_id))
+        })?;
+        if item.landmarks.len() != 3 * cat.num_landmarks {
+            return Err(DataError::new(
+                path,
+                &place,
+                "landmarks",
+                format!(
+                    "has {} values, but {} ({}) has {} landmarks ({} values)",
+                    item.landmarks.len(),
+                    cat.name,
+                    cat.id,
+                    cat.num_landmarks,
+                    3 * cat.num_landmarks
+                ),
+            ));
+        }
+        if item.bounding_box.len() != 4 {
+            return Err(DataError::new(path, &place, "bounding_box", format!("has {} values, expected 4", item.bounding_box.len())));
+        }
+        items.push((key.clone(), item));
+    }
+    // `item10` sorts before `item2` as a string: order by the number.
+    items.sort_by_key(|(k, _)| k.trim_start_matches("item").parse::<u64>().unwrap_or(u64::MAX));
+    Ok(RawImage { source, pair_id, items })
+}
+
+/// Convert raw per-image JSONs (`annos/000001.json` ↔ `image/000001.jpg`) into the COCO form
+/// exactly as `deepfashion2_to_coco.py` does: image id = file number, `bbox = [x1, y1, x2-x1,
+/// y2-y1]`, `area = w·h`, the category's landmarks written at its range of the 294 layout,
+/// `num_keypoints` = labelled count, annotation ids counting from 1 in file order.
+pub fn convert_raw(annos: &[(PathBuf, u32, u32)], skip_bad: bool) -> Result<(CocoFile, SkipReport), DataError> {
+    let mut images = Vec::new();
+    let mut annotations = Vec::new();
+    let mut report = SkipReport::default();
+    for (path, width, height) in annos {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let image_id: u64 = stem.parse().map_err(|_| {
+            DataError::new(path, "", "-", "file name is not a number (DeepFashion2 names files 000001.json …)")
+        })?;
+        let raw = match read_raw_image(path) {
+            Ok(r) => r,
+            Err(e) if skip_bad => {
+                report.skipped.push(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        images.push(CocoImage {
+            coco_url: String::new(),
+            date_captured: String::new(),
+            file_name: format!("{stem}.jpg"),
+            flickr_url: String::new(),
+            id: image_id,
+            license: 0,
+            width: *width,
+            height: *height,
+        });
+        for (key, item) in raw.items {
+            let cat = category(item.category_id as usize).expect("validated by read_raw_image");
+            let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| item.bounding_box[i]);
+            let bbox = [x1, y1, x2 - x1, y2 - y1];
+            if let Err(e) = check_box(path, &format!("{key}: "), "bounding_box", bbox, *width, *height) {
+                if skip_bad {
+                    report.skipped.push(e);
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut keypoints = vec![0.0; 3 * NUM_LANDMARKS];
+            keypoints[3 * cat.start..3 * (cat.start + cat.num_landmarks)].copy_from_slice(&item.landmarks);
+            let num_keypoints = item.landmarks.chunks_exact(3).filter(|k| k[2] > 0.0).count() as i64;
+            annotations.push(CocoAnnotation {
+                area: bbox[2] * bbox[3],
+                bbox: bbox.to_vec(),
+                category_id: cat.id as i64,
+                id: annotations.len() as u64 + 1,
+                pair_id: raw.pair_id,
+                image_id,
+                iscrowd: 0,
+                style: item.style,
+                num_keypoints,
+                keypoints,
+                segmentation: item.segmentation,
+            });
+        }
+    }
+    let file = CocoFile {
+        info: Some(Value::Object(Default::default())),
+        licenses: Some(Value::Array(Vec::new())),
+        images,
+        annotations,
+        categories: coco_categories(),
+    };
+    Ok((file, report))
+}
+
+/// Convert a raw DeepFashion2 split folder (`<dir>/annos/*.json` + `<dir>/image/*.jpg`, or a
+/// folder holding both kinds of file) into the COCO form, in file-number order. Image sizes come
+/// from the image headers; a missing or unreadable image is an error naming it (skipped and
+/// reported with `skip_bad`).
+pub fn convert_raw_dir(dir: &Path, skip_bad: bool) -> Result<(CocoFile, SkipReport), DataError> {
+    let (annos_dir, image_dir) = if dir.join("annos").is_dir() {
+        (dir.join("annos"), dir.join("image"))
+    } else {
+        (dir.to_path_buf(), dir.to_path_buf())
+    };
+    let entries = std::fs::read_dir(&annos_dir)
+        .map_err(|e| DataError::new(&annos_dir, "", "-", format!("cannot list the folder: {e}")))?;
+    let mut jsons: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json")
+            && let Some(n) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok())
+        {
+            jsons.push((n, p));
+        }
+    }
+    if jsons.is_empty() {
+        return Err(DataError::new(&annos_dir, "", "-", "no DeepFashion2 annotation files (000001.json …) found"));
+    }
+    jsons.sort();
+    let mut annos = Vec::with_capacity(jsons.len());
+    let mut report = SkipReport::default();
+    for (_, json) in jsons {
+        let stem = json.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let img = image_dir.join(format!("{stem}.jpg"));
+        match image::image_dimensions(&img) {
+            Ok((w, h)) => annos.push((json, w, h)),
+            Err(e) => {
+                let err = DataError::new(&img, "", "-", format!("missing or unreadable image for {}: {e}", json.display()));
+                if skip_bad {
+                    report.skipped.push(err);
+                } else {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    let (coco, more) = convert_raw(&annos, skip_bad)?;
+    report.skipped.extend(more.skipped);
+    Ok((coco, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("deepmark-df2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn raw_item(cat: i64, n: usize) -> String {
+        let lm: Vec<String> = (0..n).map(|i| format!("{}, {}, 2", 10 + i, 20 + i)).collect();
+        format!(
+            r#"{{"category_name": "x", "category_id": {cat}, "style": 1, "bounding_box": [5, 6, 55, 86],
+               "landmarks": [{}], "segmentation": [[5, 6, 55, 6, 55, 86]], "scale": 2, "occlusion": 1,
+               "zoom_in": 1, "viewpoint": 2}}"#,
+            lm.join(", ")
+        )
+    }
+
+    #[test]
+    fn raw_json_converts_like_the_official_script() {
+        let p = tmp(
+            "000123.json",
+            &format!(r#"{{"source": "user", "pair_id": 7, "item2": {}, "item1": {}}}"#, raw_item(9, 8), raw_item(7, 10)),
+        );
+        let (coco, report) = convert_raw(&[(p, 100, 120)], false).unwrap();
+        assert!(report.skipped.is_empty());
+        assert_eq!(coco.images[0].id, 123);
+        assert_eq!(coco.images[0].file_name, "000123.jpg");
+        let a = &coco.annotations[0];
+        // item1 first, shorts: landmarks 159..168 of the 294 layout.
+        assert_eq!((a.id, a.category_id, a.pair_id, a.style), (1, 7, 7, 1));
+        assert_eq!(a.bbox, vec![5.0, 6.0, 50.0, 80.0]);
+        assert_eq!(a.area, 4000.0);
+        assert_eq!(a.num_keypoints, 10);
+        assert_eq!(&a.keypoints[3 * 158..3 * 158 + 3], &[10.0, 20.0, 2.0]);
+        assert_eq!(a.keypoints.iter().filter(|v| **v != 0.0).count(), 30);
+        assert_eq!(coco.annotations[1].category_id, 9);
+        assert_eq!(coco.categories.len(), 13);
+        assert_eq!(coco.categories[0].keypoints.len(), 294);
+    }
+
+    #[test]
+    fn raw_errors_name_file_item_and_field() {
+        let bad_count = tmp("000001.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(9, 7)));
+        let e = read_raw_image(&bad_count).unwrap_err().to_string();
+        assert!(e.contains("000001.json") && e.contains("item1") && e.contains("landmarks"), "{e}");
+        let bad_cat = tmp("000002.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(14, 8)));
+        let e = read_raw_image(&bad_cat).unwrap_err().to_string();
+        assert!(e.contains("category_id") && e.contains("14"), "{e}");
+        let bad_json = tmp("000003.json", r#"{"source": "shop", "item1": {"#);
+        let e = read_raw_image(&bad_json).unwrap_err().to_string();
+        assert!(e.contains("000003.json") && e.contains("malformed JSON"), "{e}");
+        // A box outside the image: error, or skipped and reported with --skip-bad.
+        let outside = tmp("000004.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(9, 8)));
+        let e = convert_raw(&[(outside.clone(), 40, 40)], false).unwrap_err().to_string();
+        assert!(e.contains("bounding_box") && e.contains("outside"), "{e}");
+        let (coco, report) = convert_raw(&[(outside, 40, 40), (bad_count, 100, 100)], true).unwrap();
+        assert_eq!((coco.annotations.len(), report.skipped.len()), (0, 2));
+    }
+}
