@@ -1,0 +1,205 @@
+//! Training samples on Burn's data API: [`Df2Dataset`] (a `burn::data::dataset::Dataset`)
+//! decodes an image, augments it ([`super::augment`]) with a seed derived from
+//! `(seed, epoch, index)` — so every epoch differs and every run repeats — normalises it as
+//! CenterNet does and encodes the [`Targets`]; [`TrainBatcher`] stacks samples into tensors on
+//! any device. Burn's `DataLoaderBuilder::num_workers` runs `get` in parallel.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::augment::{AugmentConfig, augment, color_aug};
+use super::deepfashion2::{DataError, Sample, SkipReport, load_coco};
+use super::grouping::Grouping;
+use super::targets::{TargetObject, Targets};
+use crate::preprocess::{MEAN_BGR, STD_BGR};
+
+/// Output stride of every CenterNet backbone here.
+pub const DOWN_RATIO: usize = 4;
+
+/// One prepared training sample (host memory).
+#[derive(Debug, Clone)]
+pub struct TrainItem {
+    /// `3 × S × S`, BGR, normalised.
+    pub input: Vec<f32>,
+    pub targets: Targets,
+    pub image_id: u64,
+}
+
+/// How samples become network inputs and targets.
+#[derive(Debug, Clone)]
+pub struct SampleConfig {
+    pub augment: AugmentConfig,
+    pub grouping: Grouping,
+    pub num_classes: usize,
+    pub max_objs: usize,
+    pub seed: u64,
+}
+
+/// A DeepFashion2 (COCO-style) dataset with CenterNet augmentation and targets.
+pub struct Df2Dataset {
+    samples: Vec<Sample>,
+    image_dir: PathBuf,
+    cfg: SampleConfig,
+    epoch: AtomicU64,
+}
+
+impl Df2Dataset {
+    /// Load `json` (images in `image_dir`). Every image header is read up front, so a missing or
+    /// corrupt image is reported now (or skipped with `skip_bad`), not in the middle of training.
+    pub fn open(json: &Path, image_dir: &Path, cfg: SampleConfig, skip_bad: bool) -> Result<(Self, SkipReport), DataError> {
+        let (samples, mut report) = load_coco(json, skip_bad)?;
+        let mut kept = Vec::with_capacity(samples.len());
+        for s in samples {
+            let path = image_dir.join(&s.file_name);
+            match image::image_dimensions(&path) {
+                Ok(_) => kept.push(s),
+                Err(e) => {
+                    let err = DataError {
+                        file: path,
+                        place: format!("image {}: ", s.image_id),
+                        field: "file_name".into(),
+                        message: format!("missing or unreadable image: {e}"),
+                    };
+                    if skip_bad {
+                        report.skipped.push(err);
+                    } else {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok((Self { samples: kept, image_dir: image_dir.to_path_buf(), cfg, epoch: AtomicU64::new(0) }, report))
+    }
+
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// Augmentation draws depend on the epoch: set it before each pass.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Prepare sample `index` (decode, augment, normalise, encode targets).
+    pub fn prepare(&self, index: usize) -> Result<TrainItem, DataError> {
+        let s = &self.samples[index];
+        let path = self.image_dir.join(&s.file_name);
+        let img = image::open(&path)
+            .map_err(|e| DataError {
+                file: path.clone(),
+                place: format!("image {}: ", s.image_id),
+                field: "file_name".into(),
+                message: format!("cannot decode: {e}"),
+            })?
+            .to_rgb8();
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let seed = mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);
+        let aug = augment(&img, &s.items, &self.cfg.augment, seed);
+        // HWC BGR in [0, 1], colour augmentation, then CenterNet normalisation to CHW.
+        let n = self.cfg.augment.input_size;
+        let mut hwc: Vec<f32> = aug.image.pixels().flat_map(|p| [p.0[2], p.0[1], p.0[0]].map(|v| v as f32 / 255.0)).collect();
+        if let Some(j) = &aug.color {
+            color_aug(&mut hwc, j);
+        }
+        let mut input = vec![0.0f32; 3 * n * n];
+        for c in 0..3 {
+            let (m, sd) = (MEAN_BGR[c] as f32, STD_BGR[c] as f32);
+            for i in 0..n * n {
+                input[c * n * n + i] = (hwc[3 * i + c] - m) / sd;
+            }
+        }
+        let scale = 1.0 / DOWN_RATIO as f32;
+        let objects: Vec<TargetObject> = aug
+            .items
+            .iter()
+            .map(|it| {
+                let cat = super::taxonomy::category(it.category_id).expect("validated category");
+                let landmarks = cat
+                    .range()
+                    .filter(|&g| it.keypoints[g][2] > 0.0)
+                    .map(|g| (self.cfg.grouping.group_of[g], [it.keypoints[g][0] * scale, it.keypoints[g][1] * scale]))
+                    .collect();
+                let [x, y, w, h] = it.bbox.map(|v| v * scale);
+                TargetObject { class: it.category_id - 1, bbox: [x, y, x + w, y + h], landmarks }
+            })
+            .collect();
+        let out = n / DOWN_RATIO;
+        let targets = Targets::encode(&objects, self.cfg.num_classes, self.cfg.grouping.num_groups, self.cfg.max_objs, [out, out]);
+        Ok(TrainItem { input, targets, image_id: s.image_id })
+    }
+}
+
+/// SplitMix64 finaliser: decorrelates nearby seeds.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Dataset<TrainItem, DataError> for Df2Dataset {
+    /// A sample whose image fails to decode (headers were checked at open) is an error naming
+    /// the file.
+    fn get(&self, index: usize) -> Result<TrainItem, DataError> {
+        self.prepare(index)
+    }
+
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// A batch of inputs and CenterNet targets.
+#[derive(Debug, Clone)]
+pub struct TrainBatch {
+    pub input: Tensor<4>,
+    pub hm: Tensor<4>,
+    pub hm_hp: Tensor<4>,
+    pub wh: Tensor<3>,
+    pub reg: Tensor<3>,
+    pub ind: Tensor<2, Int>,
+    pub reg_mask: Tensor<2>,
+    pub hps: Tensor<3>,
+    pub hps_mask: Tensor<3>,
+    pub hp_offset: Tensor<3>,
+    pub hp_ind: Tensor<2, Int>,
+    pub hp_mask: Tensor<2>,
+}
+
+/// Stacks [`TrainItem`]s into a [`TrainBatch`] on the requested device.
+#[derive(Debug, Clone, Default)]
+pub struct TrainBatcher;
+
+impl Batcher<TrainItem, TrainBatch> for TrainBatcher {
+    fn batch(&self, items: Vec<TrainItem>, device: &Device) -> TrainBatch {
+        let b = items.len();
+        let t0 = &items[0].targets;
+        let [h, w] = t0.size;
+        let (c, g, m) = (t0.num_classes, t0.num_groups, t0.max_objs);
+        let side = (items[0].input.len() / 3).isqrt();
+        let cat_f = |f: &dyn Fn(&TrainItem) -> &Vec<f32>| -> Vec<f32> { items.iter().flat_map(|i| f(i).iter().copied()).collect() };
+        let cat_i = |f: &dyn Fn(&TrainItem) -> &Vec<i64>| -> Vec<i64> { items.iter().flat_map(|i| f(i).iter().copied()).collect() };
+        let f4 = |v: Vec<f32>, s: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, s), device);
+        let f3 = |v: Vec<f32>, s: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v, s), device);
+        let f2 = |v: Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, s), device);
+        let i2 = |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
+        TrainBatch {
+            input: f4(cat_f(&|i| &i.input), [b, 3, side, side]),
+            hm: f4(cat_f(&|i| &i.targets.hm), [b, c, h, w]),
+            hm_hp: f4(cat_f(&|i| &i.targets.hm_hp), [b, g, h, w]),
+            wh: f3(cat_f(&|i| &i.targets.wh), [b, m, 2]),
+            reg: f3(cat_f(&|i| &i.targets.reg), [b, m, 2]),
+            ind: i2(cat_i(&|i| &i.targets.ind), [b, m]),
+            reg_mask: f2(cat_f(&|i| &i.targets.reg_mask), [b, m]),
+            hps: f3(cat_f(&|i| &i.targets.hps), [b, m, 2 * g]),
+            hps_mask: f3(cat_f(&|i| &i.targets.hps_mask), [b, m, 2 * g]),
+            hp_offset: f3(cat_f(&|i| &i.targets.hp_offset), [b, m * g, 2]),
+            hp_ind: i2(cat_i(&|i| &i.targets.hp_ind), [b, m * g]),
+            hp_mask: f2(cat_f(&|i| &i.targets.hp_mask), [b, m * g]),
+        }
+    }
+}
