@@ -14,7 +14,8 @@ use deepmark::scheme::Scheme;
 use rayon::prelude::*;
 
 fn data(c: &mut Criterion) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/deepfashion2/kgdet_demo32");
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/deepfashion2/kgdet_demo32");
     if !root.is_dir() {
         eprintln!("skipping: {} is absent", root.display());
         return;
@@ -26,16 +27,39 @@ fn data(c: &mut Criterion) {
         max_objs: 32,
         seed: 317,
     };
-    let (ds, _) = Df2Dataset::open(&root.join("demo_dataset-32.json"), &root.join("image"), cfg, false).unwrap();
+    let (ds, _) = Df2Dataset::open(
+        &root.join("demo_dataset-32.json"),
+        &root.join("image"),
+        cfg,
+        false,
+    )
+    .unwrap();
     let n = ds.samples().len();
     let mut group = c.benchmark_group("data");
-    group.throughput(Throughput::Elements(n as u64)).sample_size(10);
+    group
+        .throughput(Throughput::Elements(n as u64))
+        .sample_size(10);
     group.bench_function("prepare_512_deepmark62/1_thread", |b| {
-        b.iter(|| (0..n).map(|i| ds.prepare(i).unwrap().targets.hm.len()).sum::<usize>())
+        b.iter(|| {
+            (0..n)
+                .map(|i| ds.prepare(i).unwrap().targets.hm.len())
+                .sum::<usize>()
+        })
     });
-    group.bench_function(format!("prepare_512_deepmark62/{}_threads", rayon::current_num_threads()), |b| {
-        b.iter(|| (0..n).into_par_iter().map(|i| ds.prepare(i).unwrap().targets.hm.len()).sum::<usize>())
-    });
+    group.bench_function(
+        format!(
+            "prepare_512_deepmark62/{}_threads",
+            rayon::current_num_threads()
+        ),
+        |b| {
+            b.iter(|| {
+                (0..n)
+                    .into_par_iter()
+                    .map(|i| ds.prepare(i).unwrap().targets.hm.len())
+                    .sum::<usize>()
+            })
+        },
+    );
     group.finish();
 }
 

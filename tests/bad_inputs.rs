@@ -44,17 +44,33 @@ fn mutate(text: &str, rng: &mut Mix) -> String {
         2 => {
             // Replace a number with something else.
             let t = String::from_utf8_lossy(&s).into_owned();
-            let reps = ["\"x\"", "-1", "1e308", "null", "[]", "14", "0", "2.5", "{}", "-1e308"];
-            let digits: Vec<usize> = t.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+            let reps = [
+                "\"x\"", "-1", "1e308", "null", "[]", "14", "0", "2.5", "{}", "-1e308",
+            ];
+            let digits: Vec<usize> = t
+                .char_indices()
+                .filter(|(_, c)| c.is_ascii_digit())
+                .map(|(i, _)| i)
+                .collect();
             if let Some(&i) = digits.get(rng.below(digits.len())) {
-                let end = t[i..].find(|c: char| !(c.is_ascii_digit() || c == '.')).map_or(t.len(), |e| i + e);
+                let end = t[i..]
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .map_or(t.len(), |e| i + e);
                 return format!("{}{}{}", &t[..i], reps[rng.below(reps.len())], &t[end..]);
             }
         }
         3 => {
             // Drop a key.
             let t = String::from_utf8_lossy(&s).into_owned();
-            for key in ["\"bbox\"", "\"keypoints\"", "\"category_id\"", "\"images\"", "\"width\"", "\"landmarks\"", "\"bounding_box\""] {
+            for key in [
+                "\"bbox\"",
+                "\"keypoints\"",
+                "\"category_id\"",
+                "\"images\"",
+                "\"width\"",
+                "\"landmarks\"",
+                "\"bounding_box\"",
+            ] {
                 if t.contains(key) && rng.below(2) == 0 {
                     return t.replacen(key, "\"renamed\"", 1);
                 }
@@ -77,7 +93,8 @@ fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn sample_coco() -> String {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
     if let Ok(t) = std::fs::read_to_string(&real) {
         return t;
     }
@@ -104,9 +121,14 @@ fn mutated_coco_json_never_panics() {
         let p = dir.join(format!("m{i}.json"));
         std::fs::write(&p, &text).unwrap();
         for skip in [false, true] {
-            if let Err(e) = no_panic(&format!("{} (skip_bad {skip})", p.display()), || load_coco(&p, skip)) {
+            if let Err(e) = no_panic(&format!("{} (skip_bad {skip})", p.display()), || {
+                load_coco(&p, skip)
+            }) {
                 errors += 1;
-                assert!(e.to_string().contains(&format!("m{i}.json")), "error does not name the file: {e}");
+                assert!(
+                    e.to_string().contains(&format!("m{i}.json")),
+                    "error does not name the file: {e}"
+                );
             }
         }
     }
@@ -115,7 +137,9 @@ fn mutated_coco_json_never_panics() {
 
 #[test]
 fn mutated_raw_json_never_panics() {
-    let lm: Vec<String> = (0..8).map(|i| format!("{}, {}, 2", 10 + i, 20 + i)).collect();
+    let lm: Vec<String> = (0..8)
+        .map(|i| format!("{}, {}, 2", 10 + i, 20 + i))
+        .collect();
     let original = format!(
         r#"{{"source": "user", "pair_id": 3, "item1": {{"category_name": "skirt", "category_id": 9, "style": 1,
            "bounding_box": [5, 6, 55, 86], "landmarks": [{}], "segmentation": [[5, 6, 55, 6, 55, 86]],
@@ -136,7 +160,10 @@ fn mutated_raw_json_never_panics() {
 #[test]
 fn truncated_and_missing_images_are_errors_naming_the_file() {
     let dir = tempdir("jpeg");
-    let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples/matplotlib_grace_hopper.jpg")).unwrap();
+    let jpeg = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples/matplotlib_grace_hopper.jpg"),
+    )
+    .unwrap();
     for (i, cut) in [0usize, 10, 100, 600, jpeg.len() / 2].iter().enumerate() {
         let p = dir.join(format!("cut{i}.jpg"));
         std::fs::write(&p, &jpeg[..*cut]).unwrap();
@@ -154,9 +181,15 @@ fn truncated_and_missing_images_are_errors_naming_the_file() {
     std::fs::write(split.join("annos/000001.json"), anno).unwrap();
     std::fs::write(split.join("annos/000002.json"), anno).unwrap();
     std::fs::write(split.join("image/000001.jpg"), &jpeg[..50]).unwrap();
-    let e = no_panic("split", || convert_raw_dir(&split, false)).unwrap_err().to_string();
+    let e = no_panic("split", || convert_raw_dir(&split, false))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("000001.jpg"), "{e}");
     let (coco, report) = no_panic("split skip", || convert_raw_dir(&split, true)).unwrap();
-    assert_eq!((coco.images.len(), report.skipped.len()), (0, 2), "{report}");
+    assert_eq!(
+        (coco.images.len(), report.skipped.len()),
+        (0, 2),
+        "{report}"
+    );
     assert!(report.to_string().contains("000002.jpg"));
 }

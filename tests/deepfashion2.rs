@@ -11,11 +11,15 @@ use deepmark::data::taxonomy::category;
 use deepmark::scheme::Scheme;
 
 fn fixture() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("skipping: {} is absent (DeepFashion2 fixtures are only on the CI and dev machines)", p.display());
+        eprintln!(
+            "skipping: {} is absent (DeepFashion2 fixtures are only on the CI and dev machines)",
+            p.display()
+        );
         None
     }
 }
@@ -32,8 +36,19 @@ fn every_real_item_parses_with_the_documented_counts() {
             *counts.entry(item.category_id).or_default() += 1;
         }
     }
-    let expected: BTreeMap<usize, usize> =
-        [(1, 14), (8, 10), (7, 7), (9, 6), (2, 5), (4, 5), (10, 3), (5, 2), (12, 2), (13, 1)].into();
+    let expected: BTreeMap<usize, usize> = [
+        (1, 14),
+        (8, 10),
+        (7, 7),
+        (9, 6),
+        (2, 5),
+        (4, 5),
+        (10, 3),
+        (5, 2),
+        (12, 2),
+        (13, 1),
+    ]
+    .into();
     assert_eq!(counts, expected);
     assert_eq!(counts.values().sum::<usize>(), 55);
 }
@@ -47,7 +62,12 @@ fn grouping_round_trips_are_exact_on_real_annotations() {
         for item in samples.iter().flat_map(|s| &s.items) {
             let cat = category(item.category_id).unwrap();
             let enc = g.encode(cat, &item.keypoints);
-            assert_eq!(g.decode(cat, &enc), item.keypoints, "{scheme} category {}", cat.id);
+            assert_eq!(
+                g.decode(cat, &enc),
+                item.keypoints,
+                "{scheme} category {}",
+                cat.id
+            );
         }
     }
 }
@@ -63,15 +83,27 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
     for img in &coco.images {
         let mut obj = serde_json::Map::new();
         obj.insert("source".into(), "user".into());
-        let items: Vec<_> = coco.annotations.iter().filter(|a| a.image_id == img.id).collect();
-        obj.insert("pair_id".into(), items.first().map_or(0, |a| a.pair_id).into());
+        let items: Vec<_> = coco
+            .annotations
+            .iter()
+            .filter(|a| a.image_id == img.id)
+            .collect();
+        obj.insert(
+            "pair_id".into(),
+            items.first().map_or(0, |a| a.pair_id).into(),
+        );
         for (i, a) in items.iter().enumerate() {
             let cat = category(a.category_id as usize).unwrap();
             let item = RawItem {
                 category_name: cat.name.into(),
                 category_id: a.category_id,
                 style: a.style,
-                bounding_box: vec![a.bbox[0], a.bbox[1], a.bbox[0] + a.bbox[2], a.bbox[1] + a.bbox[3]],
+                bounding_box: vec![
+                    a.bbox[0],
+                    a.bbox[1],
+                    a.bbox[0] + a.bbox[2],
+                    a.bbox[1] + a.bbox[3],
+                ],
                 landmarks: a.keypoints[3 * cat.start..3 * (cat.start + cat.num_landmarks)].to_vec(),
                 segmentation: a.segmentation.clone(),
                 scale: 2,
@@ -79,7 +111,10 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
                 zoom_in: 1,
                 viewpoint: 2,
             };
-            obj.insert(format!("item{}", i + 1), serde_json::to_value(item).unwrap());
+            obj.insert(
+                format!("item{}", i + 1),
+                serde_json::to_value(item).unwrap(),
+            );
         }
         let p = dir.join(format!("{:06}.json", img.id));
         std::fs::write(&p, serde_json::to_string(&obj).unwrap()).unwrap();
@@ -89,10 +124,17 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
     assert!(report.skipped.is_empty());
     assert_eq!(converted.images, coco.images);
     assert_eq!(converted.categories, coco.categories);
-    assert_eq!((&converted.info, &converted.licenses), (&coco.info, &coco.licenses));
+    assert_eq!(
+        (&converted.info, &converted.licenses),
+        (&coco.info, &coco.licenses)
+    );
     assert_eq!(converted.annotations.len(), coco.annotations.len());
     // The official converter writes images in file order and each image's items in order.
-    let theirs_in_order = coco.images.iter().flat_map(|img| coco.annotations.iter().filter(move |a| a.image_id == img.id));
+    let theirs_in_order = coco.images.iter().flat_map(|img| {
+        coco.annotations
+            .iter()
+            .filter(move |a| a.image_id == img.id)
+    });
     for (ours, theirs) in converted.annotations.iter().zip(theirs_in_order) {
         assert_eq!(ours.image_id, theirs.image_id);
         assert_eq!(ours.category_id, theirs.category_id);

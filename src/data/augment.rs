@@ -43,7 +43,12 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
-        Self { input_size: 512, random_crop: true, flip: 0.5, color: true }
+        Self {
+            input_size: 512,
+            random_crop: true,
+            flip: 0.5,
+            color: true,
+        }
     }
 }
 
@@ -120,8 +125,12 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
             let mut kps = it.keypoints.clone();
             if flipped {
                 (x1, x2) = (w as f64 - x2 - 1.0, w as f64 - x1 - 1.0);
-                let mirrored: Vec<[f32; 3]> =
-                    (0..kps.len()).map(|g| { let k = it.keypoints[perm[g]]; [w as f32 - k[0] - 1.0, k[1], k[2]] }).collect();
+                let mirrored: Vec<[f32; 3]> = (0..kps.len())
+                    .map(|g| {
+                        let k = it.keypoints[perm[g]];
+                        [w as f32 - k[0] - 1.0, k[1], k[2]]
+                    })
+                    .collect();
                 kps = mirrored;
             }
             let p1 = transform.apply([x1, y]);
@@ -133,7 +142,12 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
             }
             Item {
                 category_id: it.category_id,
-                bbox: [p1[0] as f32, p1[1] as f32, (p2[0] - p1[0]) as f32, (p2[1] - p1[1]) as f32],
+                bbox: [
+                    p1[0] as f32,
+                    p1[1] as f32,
+                    (p2[0] - p1[0]) as f32,
+                    (p2[1] - p1[1]) as f32,
+                ],
                 keypoints: kps,
             }
         })
@@ -145,9 +159,19 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
         }
         let alphas = [0; 3].map(|_| 1.0 + rng.random_range(-0.4f32..0.4));
         let lighting = [0; 3].map(|_| 0.1 * normal(&mut rng));
-        ColorJitter { order, alphas, lighting }
+        ColorJitter {
+            order,
+            alphas,
+            lighting,
+        }
     });
-    Augmented { image, items, transform, flipped, color }
+    Augmented {
+        image,
+        items,
+        transform,
+        flipped,
+        color,
+    }
 }
 
 /// CenterNet's `color_aug` on a BGR image in `[0, 1]`, HWC: brightness `x·α`, contrast
@@ -156,7 +180,10 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
 pub fn color_aug(bgr: &mut [f32], jitter: &ColorJitter) {
     let n = bgr.len() / 3;
     // OpenCV's BGR→grey weights.
-    let grey: Vec<f32> = bgr.chunks_exact(3).map(|p| 0.114 * p[0] + 0.587 * p[1] + 0.299 * p[2]).collect();
+    let grey: Vec<f32> = bgr
+        .chunks_exact(3)
+        .map(|p| 0.114 * p[0] + 0.587 * p[1] + 0.299 * p[2])
+        .collect();
     let mean = grey.iter().sum::<f32>() / n.max(1) as f32;
     for &f in &jitter.order {
         let a = jitter.alphas[f];
@@ -172,7 +199,9 @@ pub fn color_aug(bgr: &mut [f32], jitter: &ColorJitter) {
     }
     let mut shift = [0.0f32; 3];
     for (i, s) in shift.iter_mut().enumerate() {
-        *s = (0..3).map(|j| EIG_VEC[i][j] * EIG_VAL[j] * jitter.lighting[j]).sum();
+        *s = (0..3)
+            .map(|j| EIG_VEC[i][j] * EIG_VAL[j] * jitter.lighting[j])
+            .sum();
     }
     for p in bgr.chunks_exact_mut(3) {
         for (v, s) in p.iter_mut().zip(shift) {
@@ -191,7 +220,11 @@ mod tests {
         let mut kps = vec![[0.0; 3]; NUM_LANDMARKS];
         kps[c.start + 1] = [30.0, 10.0, 2.0]; // local 2, left collar
         kps[c.start + 5] = [70.0, 12.0, 1.0]; // local 6, its mirror
-        Item { category_id: 1, bbox: [20.0, 5.0, 60.0, 80.0], keypoints: kps }
+        Item {
+            category_id: 1,
+            bbox: [20.0, 5.0, 60.0, 80.0],
+            keypoints: kps,
+        }
     }
 
     #[test]
@@ -204,7 +237,10 @@ mod tests {
     #[test]
     fn same_seed_same_sample_and_inverse_maps_back() {
         let img = RgbImage::from_fn(120, 90, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let cfg = AugmentConfig { input_size: 64, ..Default::default() };
+        let cfg = AugmentConfig {
+            input_size: 64,
+            ..Default::default()
+        };
         let a = augment(&img, &[shirt()], &cfg, 42);
         let b = augment(&img, &[shirt()], &cfg, 42);
         assert_eq!(a.image, b.image);
@@ -217,13 +253,21 @@ mod tests {
         let p = inv.apply([k[0] as f64, k[1] as f64]);
         let orig = shirt().keypoints[if a.flipped { c.start + 5 } else { c.start + 1 }];
         let x = if a.flipped { 120.0 - p[0] - 1.0 } else { p[0] };
-        assert!((x - orig[0] as f64).abs() < 1e-3 && (p[1] - orig[1] as f64).abs() < 1e-3, "{p:?} {orig:?}");
+        assert!(
+            (x - orig[0] as f64).abs() < 1e-3 && (p[1] - orig[1] as f64).abs() < 1e-3,
+            "{p:?} {orig:?}"
+        );
     }
 
     #[test]
     fn flip_swaps_paired_landmarks_and_keeps_visibility() {
         let img = RgbImage::new(100, 100);
-        let cfg = AugmentConfig { input_size: 100, random_crop: false, flip: 1.0, color: false };
+        let cfg = AugmentConfig {
+            input_size: 100,
+            random_crop: false,
+            flip: 1.0,
+            color: false,
+        };
         let a = augment(&img, &[shirt()], &cfg, 1);
         assert!(a.flipped);
         let c = CATEGORIES[0];
@@ -240,17 +284,35 @@ mod tests {
     #[test]
     fn color_aug_formulas() {
         let mut px = vec![0.2, 0.4, 0.6];
-        let j = ColorJitter { order: [0, 1, 2], alphas: [1.5, 1.0, 1.0], lighting: [0.0; 3] };
+        let j = ColorJitter {
+            order: [0, 1, 2],
+            alphas: [1.5, 1.0, 1.0],
+            lighting: [0.0; 3],
+        };
         color_aug(&mut px, &j);
         assert!((px[0] - 0.3).abs() < 1e-6 && (px[2] - 0.9).abs() < 1e-6);
         // Saturation 0 gives the grey value everywhere.
         let mut px = vec![0.2, 0.4, 0.6];
-        color_aug(&mut px, &ColorJitter { order: [2, 0, 1], alphas: [1.0, 1.0, 0.0], lighting: [0.0; 3] });
+        color_aug(
+            &mut px,
+            &ColorJitter {
+                order: [2, 0, 1],
+                alphas: [1.0, 1.0, 0.0],
+                lighting: [0.0; 3],
+            },
+        );
         let g = 0.114 * 0.2 + 0.587 * 0.4 + 0.299 * 0.6;
         assert!(px.iter().all(|v| (v - g).abs() < 1e-6));
         // Lighting adds the eigen-vector combination.
         let mut px = vec![0.0; 3];
-        color_aug(&mut px, &ColorJitter { order: [0, 1, 2], alphas: [1.0; 3], lighting: [1.0, 0.0, 0.0] });
+        color_aug(
+            &mut px,
+            &ColorJitter {
+                order: [0, 1, 2],
+                alphas: [1.0; 3],
+                lighting: [1.0, 0.0, 0.0],
+            },
+        );
         assert!((px[0] - EIG_VEC[0][0] * EIG_VAL[0]).abs() < 1e-7);
     }
 }

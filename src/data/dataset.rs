@@ -50,7 +50,12 @@ pub struct Df2Dataset {
 impl Df2Dataset {
     /// Load `json` (images in `image_dir`). Every image header is read up front, so a missing or
     /// corrupt image is reported now (or skipped with `skip_bad`), not in the middle of training.
-    pub fn open(json: &Path, image_dir: &Path, cfg: SampleConfig, skip_bad: bool) -> Result<(Self, SkipReport), DataError> {
+    pub fn open(
+        json: &Path,
+        image_dir: &Path,
+        cfg: SampleConfig,
+        skip_bad: bool,
+    ) -> Result<(Self, SkipReport), DataError> {
         let (samples, mut report) = load_coco(json, skip_bad)?;
         let mut kept = Vec::with_capacity(samples.len());
         for s in samples {
@@ -72,7 +77,15 @@ impl Df2Dataset {
                 }
             }
         }
-        Ok((Self { samples: kept, image_dir: image_dir.to_path_buf(), cfg, epoch: AtomicU64::new(0) }, report))
+        Ok((
+            Self {
+                samples: kept,
+                image_dir: image_dir.to_path_buf(),
+                cfg,
+                epoch: AtomicU64::new(0),
+            },
+            report,
+        ))
     }
 
     pub fn samples(&self) -> &[Sample] {
@@ -97,11 +110,16 @@ impl Df2Dataset {
             })?
             .to_rgb8();
         let epoch = self.epoch.load(Ordering::Relaxed);
-        let seed = mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);
+        let seed =
+            mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);
         let aug = augment(&img, &s.items, &self.cfg.augment, seed);
         // HWC BGR in [0, 1], colour augmentation, then CenterNet normalisation to CHW.
         let n = self.cfg.augment.input_size;
-        let mut hwc: Vec<f32> = aug.image.pixels().flat_map(|p| [p.0[2], p.0[1], p.0[0]].map(|v| v as f32 / 255.0)).collect();
+        let mut hwc: Vec<f32> = aug
+            .image
+            .pixels()
+            .flat_map(|p| [p.0[2], p.0[1], p.0[0]].map(|v| v as f32 / 255.0))
+            .collect();
         if let Some(j) = &aug.color {
             color_aug(&mut hwc, j);
         }
@@ -121,15 +139,34 @@ impl Df2Dataset {
                 let landmarks = cat
                     .range()
                     .filter(|&g| it.keypoints[g][2] > 0.0)
-                    .map(|g| (self.cfg.grouping.group_of[g], [it.keypoints[g][0] * scale, it.keypoints[g][1] * scale]))
+                    .map(|g| {
+                        (
+                            self.cfg.grouping.group_of[g],
+                            [it.keypoints[g][0] * scale, it.keypoints[g][1] * scale],
+                        )
+                    })
                     .collect();
                 let [x, y, w, h] = it.bbox.map(|v| v * scale);
-                TargetObject { class: it.category_id - 1, bbox: [x, y, x + w, y + h], landmarks }
+                TargetObject {
+                    class: it.category_id - 1,
+                    bbox: [x, y, x + w, y + h],
+                    landmarks,
+                }
             })
             .collect();
         let out = n / DOWN_RATIO;
-        let targets = Targets::encode(&objects, self.cfg.num_classes, self.cfg.grouping.num_groups, self.cfg.max_objs, [out, out]);
-        Ok(TrainItem { input, targets, image_id: s.image_id })
+        let targets = Targets::encode(
+            &objects,
+            self.cfg.num_classes,
+            self.cfg.grouping.num_groups,
+            self.cfg.max_objs,
+            [out, out],
+        );
+        Ok(TrainItem {
+            input,
+            targets,
+            image_id: s.image_id,
+        })
     }
 }
 
@@ -181,12 +218,17 @@ impl Batcher<TrainItem, TrainBatch> for TrainBatcher {
         let [h, w] = t0.size;
         let (c, g, m) = (t0.num_classes, t0.num_groups, t0.max_objs);
         let side = (items[0].input.len() / 3).isqrt();
-        let cat_f = |f: &dyn Fn(&TrainItem) -> &Vec<f32>| -> Vec<f32> { items.iter().flat_map(|i| f(i).iter().copied()).collect() };
-        let cat_i = |f: &dyn Fn(&TrainItem) -> &Vec<i64>| -> Vec<i64> { items.iter().flat_map(|i| f(i).iter().copied()).collect() };
+        let cat_f = |f: &dyn Fn(&TrainItem) -> &Vec<f32>| -> Vec<f32> {
+            items.iter().flat_map(|i| f(i).iter().copied()).collect()
+        };
+        let cat_i = |f: &dyn Fn(&TrainItem) -> &Vec<i64>| -> Vec<i64> {
+            items.iter().flat_map(|i| f(i).iter().copied()).collect()
+        };
         let f4 = |v: Vec<f32>, s: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, s), device);
         let f3 = |v: Vec<f32>, s: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v, s), device);
         let f2 = |v: Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, s), device);
-        let i2 = |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
+        let i2 =
+            |v: Vec<i64>, s: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, s), device);
         TrainBatch {
             input: f4(cat_f(&|i| &i.input), [b, 3, side, side]),
             hm: f4(cat_f(&|i| &i.targets.hm), [b, c, h, w]),

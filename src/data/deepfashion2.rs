@@ -25,7 +25,12 @@ pub struct DataError {
 
 impl DataError {
     fn new(file: &Path, place: impl Into<String>, field: &str, message: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), place: place.into(), field: field.into(), message: message.into() }
+        Self {
+            file: file.to_path_buf(),
+            place: place.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -148,9 +153,19 @@ impl std::fmt::Display for SkipReport {
 
 /// Parse a COCO-style file (syntax and types only).
 pub fn read_coco_file(path: &Path) -> Result<CocoFile, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
     serde_json::from_str(&text).map_err(|e| {
-        DataError::new(path, "", json_field(&e), format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+        DataError::new(
+            path,
+            "",
+            json_field(&e),
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
     })
 }
 
@@ -161,10 +176,22 @@ fn json_field(e: &serde_json::Error) -> &'static str {
     }
 }
 
-fn check_box(file: &Path, place: &str, field: &str, b: [f64; 4], width: u32, height: u32) -> Result<(), DataError> {
+fn check_box(
+    file: &Path,
+    place: &str,
+    field: &str,
+    b: [f64; 4],
+    width: u32,
+    height: u32,
+) -> Result<(), DataError> {
     let [x, y, w, h] = b;
     if !b.iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
-        return Err(DataError::new(file, place, field, format!("{b:?} is not a box with positive size")));
+        return Err(DataError::new(
+            file,
+            place,
+            field,
+            format!("{b:?} is not a box with positive size"),
+        ));
     }
     // DeepFashion2 boxes use inclusive pixel coordinates; allow the one-pixel edge.
     if x < -1.0 || y < -1.0 || x + w > width as f64 + 1.0 || y + h > height as f64 + 1.0 {
@@ -179,28 +206,54 @@ fn check_box(file: &Path, place: &str, field: &str, b: [f64; 4], width: u32, hei
 }
 
 /// Validate one COCO annotation against its image and turn it into an [`Item`].
-pub fn item_from_annotation(file: &Path, a: &CocoAnnotation, img: &CocoImage) -> Result<Item, DataError> {
+pub fn item_from_annotation(
+    file: &Path,
+    a: &CocoAnnotation,
+    img: &CocoImage,
+) -> Result<Item, DataError> {
     let place = format!("annotation {} (image {}): ", a.id, a.image_id);
-    let cat = usize::try_from(a.category_id).ok().and_then(category).ok_or_else(|| {
-        DataError::new(file, &place, "category_id", format!("{} is not a DeepFashion2 category (1..13)", a.category_id))
-    })?;
+    let cat = usize::try_from(a.category_id)
+        .ok()
+        .and_then(category)
+        .ok_or_else(|| {
+            DataError::new(
+                file,
+                &place,
+                "category_id",
+                format!("{} is not a DeepFashion2 category (1..13)", a.category_id),
+            )
+        })?;
     if a.keypoints.len() != 3 * NUM_LANDMARKS {
         return Err(DataError::new(
             file,
             &place,
             "keypoints",
-            format!("has {} values, expected {} (294 × [x, y, v])", a.keypoints.len(), 3 * NUM_LANDMARKS),
+            format!(
+                "has {} values, expected {} (294 × [x, y, v])",
+                a.keypoints.len(),
+                3 * NUM_LANDMARKS
+            ),
         ));
     }
     let bbox: [f64; 4] = a.bbox.clone().try_into().map_err(|_| {
-        DataError::new(file, &place, "bbox", format!("has {} values, expected 4 (x, y, w, h)", a.bbox.len()))
+        DataError::new(
+            file,
+            &place,
+            "bbox",
+            format!("has {} values, expected 4 (x, y, w, h)", a.bbox.len()),
+        )
     })?;
     check_box(file, &place, "bbox", bbox, img.width, img.height)?;
     let mut keypoints = Vec::with_capacity(NUM_LANDMARKS);
     for (i, k) in a.keypoints.chunks_exact(3).enumerate() {
         let (x, y, v) = (k[0], k[1], k[2]);
         if !(x.is_finite() && y.is_finite()) || !(v == 0.0 || v == 1.0 || v == 2.0) {
-            return Err(DataError::new(file, &place, "keypoints", format!("landmark {} is [{x}, {y}, {v}]", i + 1)));
+            return Err(DataError::new(
+                file,
+                &place,
+                "keypoints",
+                format!("landmark {} is [{x}, {y}, {v}]", i + 1),
+            ));
         }
         if v > 0.0 && !cat.range().contains(&i) {
             return Err(DataError::new(
@@ -219,7 +272,11 @@ pub fn item_from_annotation(file: &Path, a: &CocoAnnotation, img: &CocoImage) ->
         }
         keypoints.push([x as f32, y as f32, v as f32]);
     }
-    Ok(Item { category_id: cat.id, bbox: bbox.map(|v| v as f32), keypoints })
+    Ok(Item {
+        category_id: cat.id,
+        bbox: bbox.map(|v| v as f32),
+        keypoints,
+    })
 }
 
 /// Read and validate a COCO-style DeepFashion2 file. With `skip_bad`, invalid annotations are
@@ -231,7 +288,12 @@ pub fn load_coco(path: &Path, skip_bad: bool) -> Result<(Vec<Sample>, SkipReport
     let mut index: BTreeMap<u64, usize> = BTreeMap::new();
     for img in &file.images {
         if index.insert(img.id, samples.len()).is_some() {
-            return Err(DataError::new(path, format!("image {}: ", img.id), "id", "listed twice"));
+            return Err(DataError::new(
+                path,
+                format!("image {}: ", img.id),
+                "id",
+                "listed twice",
+            ));
         }
         samples.push(Sample {
             image_id: img.id,
@@ -244,7 +306,12 @@ pub fn load_coco(path: &Path, skip_bad: bool) -> Result<(Vec<Sample>, SkipReport
     let mut report = SkipReport::default();
     for a in &file.annotations {
         let Some(&s) = index.get(&a.image_id) else {
-            let e = DataError::new(path, format!("annotation {}: ", a.id), "image_id", format!("no image has id {}", a.image_id));
+            let e = DataError::new(
+                path,
+                format!("annotation {}: ", a.id),
+                "image_id",
+                format!("no image has id {}", a.image_id),
+            );
             if skip_bad {
                 report.skipped.push(e);
                 continue;
@@ -294,26 +361,60 @@ pub struct RawImage {
 
 /// Parse a raw per-image JSON, checking every item's fields.
 pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
-        DataError::new(path, "", "-", format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+        DataError::new(
+            path,
+            "",
+            "-",
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
     })?;
     let Value::Object(map) = value else {
-        return Err(DataError::new(path, "", "-", "the top level is not a JSON object"));
+        return Err(DataError::new(
+            path,
+            "",
+            "-",
+            "the top level is not a JSON object",
+        ));
     };
-    let source = map.get("source").and_then(Value::as_str).unwrap_or_default().to_string();
-    let pair_id = map.get("pair_id").and_then(Value::as_i64).unwrap_or_default();
+    let source = map
+        .get("source")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let pair_id = map
+        .get("pair_id")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
     let mut items = Vec::new();
     for (key, v) in &map {
         if key == "source" || key == "pair_id" {
             continue;
         }
         let place = format!("{key}: ");
-        let item: RawItem = serde_json::from_value(v.clone())
-            .map_err(|e| DataError::new(path, &place, "-", format!("not a DeepFashion2 item: {e}")))?;
-        let cat = usize::try_from(item.category_id).ok().and_then(category).ok_or_else(|| {
-            DataError::new(path, &place, "category_id", format!("{} is not a DeepFashion2 category (1..13)", item.category_id))
+        let item: RawItem = serde_json::from_value(v.clone()).map_err(|e| {
+            DataError::new(path, &place, "-", format!("not a DeepFashion2 item: {e}"))
         })?;
+        let cat = usize::try_from(item.category_id)
+            .ok()
+            .and_then(category)
+            .ok_or_else(|| {
+                DataError::new(
+                    path,
+                    &place,
+                    "category_id",
+                    format!(
+                        "{} is not a DeepFashion2 category (1..13)",
+                        item.category_id
+                    ),
+                )
+            })?;
         if item.landmarks.len() != 3 * cat.num_landmarks {
             return Err(DataError::new(
                 path,
@@ -330,27 +431,51 @@ pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
             ));
         }
         if item.bounding_box.len() != 4 {
-            return Err(DataError::new(path, &place, "bounding_box", format!("has {} values, expected 4", item.bounding_box.len())));
+            return Err(DataError::new(
+                path,
+                &place,
+                "bounding_box",
+                format!("has {} values, expected 4", item.bounding_box.len()),
+            ));
         }
         items.push((key.clone(), item));
     }
     // `item10` sorts before `item2` as a string: order by the number.
-    items.sort_by_key(|(k, _)| k.trim_start_matches("item").parse::<u64>().unwrap_or(u64::MAX));
-    Ok(RawImage { source, pair_id, items })
+    items.sort_by_key(|(k, _)| {
+        k.trim_start_matches("item")
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+    });
+    Ok(RawImage {
+        source,
+        pair_id,
+        items,
+    })
 }
 
 /// Convert raw per-image JSONs (`annos/000001.json` ↔ `image/000001.jpg`) into the COCO form
 /// exactly as `deepfashion2_to_coco.py` does: image id = file number, `bbox = [x1, y1, x2-x1,
 /// y2-y1]`, `area = w·h`, the category's landmarks written at its range of the 294 layout,
 /// `num_keypoints` = labelled count, annotation ids counting from 1 in file order.
-pub fn convert_raw(annos: &[(PathBuf, u32, u32)], skip_bad: bool) -> Result<(CocoFile, SkipReport), DataError> {
+pub fn convert_raw(
+    annos: &[(PathBuf, u32, u32)],
+    skip_bad: bool,
+) -> Result<(CocoFile, SkipReport), DataError> {
     let mut images = Vec::new();
     let mut annotations = Vec::new();
     let mut report = SkipReport::default();
     for (path, width, height) in annos {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         let image_id: u64 = stem.parse().map_err(|_| {
-            DataError::new(path, "", "-", "file name is not a number (DeepFashion2 names files 000001.json …)")
+            DataError::new(
+                path,
+                "",
+                "-",
+                "file name is not a number (DeepFashion2 names files 000001.json …)",
+            )
         })?;
         let raw = match read_raw_image(path) {
             Ok(r) => r,
@@ -374,7 +499,14 @@ pub fn convert_raw(annos: &[(PathBuf, u32, u32)], skip_bad: bool) -> Result<(Coc
             let cat = category(item.category_id as usize).expect("validated by read_raw_image");
             let [x1, y1, x2, y2] = [0, 1, 2, 3].map(|i| item.bounding_box[i]);
             let bbox = [x1, y1, x2 - x1, y2 - y1];
-            if let Err(e) = check_box(path, &format!("{key}: "), "bounding_box", bbox, *width, *height) {
+            if let Err(e) = check_box(
+                path,
+                &format!("{key}: "),
+                "bounding_box",
+                bbox,
+                *width,
+                *height,
+            ) {
                 if skip_bad {
                     report.skipped.push(e);
                     continue;
@@ -382,8 +514,13 @@ pub fn convert_raw(annos: &[(PathBuf, u32, u32)], skip_bad: bool) -> Result<(Coc
                 return Err(e);
             }
             let mut keypoints = vec![0.0; 3 * NUM_LANDMARKS];
-            keypoints[3 * cat.start..3 * (cat.start + cat.num_landmarks)].copy_from_slice(&item.landmarks);
-            let num_keypoints = item.landmarks.chunks_exact(3).filter(|k| k[2] > 0.0).count() as i64;
+            keypoints[3 * cat.start..3 * (cat.start + cat.num_landmarks)]
+                .copy_from_slice(&item.landmarks);
+            let num_keypoints = item
+                .landmarks
+                .chunks_exact(3)
+                .filter(|k| k[2] > 0.0)
+                .count() as i64;
             annotations.push(CocoAnnotation {
                 area: bbox[2] * bbox[3],
                 bbox: bbox.to_vec(),
@@ -425,24 +562,41 @@ pub fn convert_raw_dir(dir: &Path, skip_bad: bool) -> Result<(CocoFile, SkipRepo
     for entry in entries.flatten() {
         let p = entry.path();
         if p.extension().is_some_and(|e| e == "json")
-            && let Some(n) = p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok())
+            && let Some(n) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
         {
             jsons.push((n, p));
         }
     }
     if jsons.is_empty() {
-        return Err(DataError::new(&annos_dir, "", "-", "no DeepFashion2 annotation files (000001.json …) found"));
+        return Err(DataError::new(
+            &annos_dir,
+            "",
+            "-",
+            "no DeepFashion2 annotation files (000001.json …) found",
+        ));
     }
     jsons.sort();
     let mut annos = Vec::with_capacity(jsons.len());
     let mut report = SkipReport::default();
     for (_, json) in jsons {
-        let stem = json.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = json
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         let img = image_dir.join(format!("{stem}.jpg"));
         match image::image_dimensions(&img) {
             Ok((w, h)) => annos.push((json, w, h)),
             Err(e) => {
-                let err = DataError::new(&img, "", "-", format!("missing or unreadable image for {}: {e}", json.display()));
+                let err = DataError::new(
+                    &img,
+                    "",
+                    "-",
+                    format!("missing or unreadable image for {}: {e}", json.display()),
+                );
                 if skip_bad {
                     report.skipped.push(err);
                 } else {
@@ -469,7 +623,9 @@ mod tests {
     }
 
     fn raw_item(cat: i64, n: usize) -> String {
-        let lm: Vec<String> = (0..n).map(|i| format!("{}, {}, 2", 10 + i, 20 + i)).collect();
+        let lm: Vec<String> = (0..n)
+            .map(|i| format!("{}, {}, 2", 10 + i, 20 + i))
+            .collect();
         format!(
             r#"{{"category_name": "x", "category_id": {cat}, "style": 1, "bounding_box": [5, 6, 55, 86],
                "landmarks": [{}], "segmentation": [[5, 6, 55, 6, 55, 86]], "scale": 2, "occlusion": 1,
@@ -482,7 +638,11 @@ mod tests {
     fn raw_json_converts_like_the_official_script() {
         let p = tmp(
             "000123.json",
-            &format!(r#"{{"source": "user", "pair_id": 7, "item2": {}, "item1": {}}}"#, raw_item(9, 8), raw_item(7, 10)),
+            &format!(
+                r#"{{"source": "user", "pair_id": 7, "item2": {}, "item1": {}}}"#,
+                raw_item(9, 8),
+                raw_item(7, 10)
+            ),
         );
         let (coco, report) = convert_raw(&[(p, 100, 120)], false).unwrap();
         assert!(report.skipped.is_empty());
@@ -503,20 +663,47 @@ mod tests {
 
     #[test]
     fn raw_errors_name_file_item_and_field() {
-        let bad_count = tmp("000001.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(9, 7)));
+        let bad_count = tmp(
+            "000001.json",
+            &format!(
+                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
+                raw_item(9, 7)
+            ),
+        );
         let e = read_raw_image(&bad_count).unwrap_err().to_string();
-        assert!(e.contains("000001.json") && e.contains("item1") && e.contains("landmarks"), "{e}");
-        let bad_cat = tmp("000002.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(14, 8)));
+        assert!(
+            e.contains("000001.json") && e.contains("item1") && e.contains("landmarks"),
+            "{e}"
+        );
+        let bad_cat = tmp(
+            "000002.json",
+            &format!(
+                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
+                raw_item(14, 8)
+            ),
+        );
         let e = read_raw_image(&bad_cat).unwrap_err().to_string();
         assert!(e.contains("category_id") && e.contains("14"), "{e}");
         let bad_json = tmp("000003.json", r#"{"source": "shop", "item1": {"#);
         let e = read_raw_image(&bad_json).unwrap_err().to_string();
-        assert!(e.contains("000003.json") && e.contains("malformed JSON"), "{e}");
+        assert!(
+            e.contains("000003.json") && e.contains("malformed JSON"),
+            "{e}"
+        );
         // A box outside the image: error, or skipped and reported with --skip-bad.
-        let outside = tmp("000004.json", &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#, raw_item(9, 8)));
-        let e = convert_raw(&[(outside.clone(), 40, 40)], false).unwrap_err().to_string();
+        let outside = tmp(
+            "000004.json",
+            &format!(
+                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
+                raw_item(9, 8)
+            ),
+        );
+        let e = convert_raw(&[(outside.clone(), 40, 40)], false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bounding_box") && e.contains("outside"), "{e}");
-        let (coco, report) = convert_raw(&[(outside, 40, 40), (bad_count, 100, 100)], true).unwrap();
+        let (coco, report) =
+            convert_raw(&[(outside, 40, 40), (bad_count, 100, 100)], true).unwrap();
         assert_eq!((coco.annotations.len(), report.skipped.len()), (0, 2));
     }
 }

@@ -39,6 +39,9 @@ pub struct Targets {
     pub reg: Vec<f32>,
     pub ind: Vec<i64>,
     pub reg_mask: Vec<f32>,
+    /// Class of each object slot (not used by the losses; the centre heatmap alone is ambiguous
+    /// when two objects of different classes share a centre cell, and this keeps decoding exact).
+    pub class: Vec<i64>,
     /// `max_objs × 2G`.
     pub hps: Vec<f32>,
     pub hps_mask: Vec<f32>,
@@ -89,7 +92,13 @@ pub fn draw_gaussian(map: &mut [f32], size: [usize; 2], center: [i64; 2], radius
 
 impl Targets {
     /// Encode `objects` (in output-map coordinates) into CenterNet's targets.
-    pub fn encode(objects: &[TargetObject], num_classes: usize, num_groups: usize, max_objs: usize, size: [usize; 2]) -> Self {
+    pub fn encode(
+        objects: &[TargetObject],
+        num_classes: usize,
+        num_groups: usize,
+        max_objs: usize,
+        size: [usize; 2],
+    ) -> Self {
         let [h, w] = size;
         let (g_n, hw) = (num_groups, h * w);
         let mut t = Targets {
@@ -103,6 +112,7 @@ impl Targets {
             reg: vec![0.0; max_objs * 2],
             ind: vec![0; max_objs],
             reg_mask: vec![0.0; max_objs],
+            class: vec![0; max_objs],
             hps: vec![0.0; max_objs * 2 * g_n],
             hps_mask: vec![0.0; max_objs * 2 * g_n],
             hp_offset: vec![0.0; max_objs * g_n * 2],
@@ -111,12 +121,18 @@ impl Targets {
         };
         for (k, obj) in objects.iter().take(max_objs).enumerate() {
             let clip = |v: f32, hi: usize| v.clamp(0.0, (hi - 1) as f32);
-            let [x1, y1, x2, y2] = [clip(obj.bbox[0], w), clip(obj.bbox[1], h), clip(obj.bbox[2], w), clip(obj.bbox[3], h)];
+            let [x1, y1, x2, y2] = [
+                clip(obj.bbox[0], w),
+                clip(obj.bbox[1], h),
+                clip(obj.bbox[2], w),
+                clip(obj.bbox[3], h),
+            ];
             let (bh, bw) = (y2 - y1, x2 - x1);
             if bh <= 0.0 || bw <= 0.0 {
                 continue;
             }
-            let radius = gaussian_radius((bh as f64).ceil(), (bw as f64).ceil(), 0.7).max(0.0) as i64;
+            let radius =
+                gaussian_radius((bh as f64).ceil(), (bw as f64).ceil(), 0.7).max(0.0) as i64;
             let ct = [(x1 + x2) / 2.0, (y1 + y2) / 2.0];
             let ct_int = [ct[0] as i64, ct[1] as i64];
             t.wh[2 * k] = bw;
@@ -125,6 +141,7 @@ impl Targets {
             t.reg[2 * k] = ct[0] - ct_int[0] as f32;
             t.reg[2 * k + 1] = ct[1] - ct_int[1] as f32;
             t.reg_mask[k] = 1.0;
+            t.class[k] = obj.class as i64;
             let hm_c = &mut t.hm[obj.class * hw..(obj.class + 1) * hw];
             if obj.landmarks.is_empty() {
                 hm_c[t.ind[k] as usize] = 0.9999;
@@ -146,14 +163,19 @@ impl Targets {
                 t.hp_mask[j] = 1.0;
                 draw_gaussian(&mut t.hm_hp[g * hw..(g + 1) * hw], size, p_int, radius);
             }
-            draw_gaussian(&mut t.hm[obj.class * hw..(obj.class + 1) * hw], size, ct_int, radius);
+            draw_gaussian(
+                &mut t.hm[obj.class * hw..(obj.class + 1) * hw],
+                size,
+                ct_int,
+                radius,
+            );
         }
         t
     }
 
-    /// Exact inverse for perfect targets: every object with `reg_mask` (class from its centre
-    /// peak), its box from `ind + reg ± wh/2`, and each landmark twice — coarse from `hps`
-    /// and refined from `hp_ind + hp_offset` — which must agree.
+    /// Exact inverse for perfect targets: every object with `reg_mask`, its box from
+    /// `ind + reg ± wh/2`, and each landmark twice — coarse from `hps` and refined from
+    /// `hp_ind + hp_offset` — which must agree.
     pub fn decode(&self) -> Vec<TargetObject> {
         let [_, w] = self.size;
         let hw = self.size[0] * w;
@@ -165,23 +187,41 @@ impl Targets {
             }
             let ind = self.ind[k] as usize;
             let (cx, cy) = ((ind % w) as f32, (ind / w) as f32);
-            let class = (0..self.num_classes).find(|&c| self.hm[c * hw + ind] == 1.0).unwrap_or(0);
+            let class = self.class[k] as usize;
+            debug_assert_eq!(self.hm[class * hw + ind], 1.0);
             let ct = [cx + self.reg[2 * k], cy + self.reg[2 * k + 1]];
             let (bw, bh) = (self.wh[2 * k], self.wh[2 * k + 1]);
-            let bbox = [ct[0] - bw / 2.0, ct[1] - bh / 2.0, ct[0] + bw / 2.0, ct[1] + bh / 2.0];
+            let bbox = [
+                ct[0] - bw / 2.0,
+                ct[1] - bh / 2.0,
+                ct[0] + bw / 2.0,
+                ct[1] + bh / 2.0,
+            ];
             let mut landmarks = Vec::new();
             for g in 0..g_n {
                 let j = k * g_n + g;
                 if self.hp_mask[j] == 0.0 {
                     continue;
                 }
-                let coarse = [cx + self.hps[k * 2 * g_n + 2 * g], cy + self.hps[k * 2 * g_n + 2 * g + 1]];
+                let coarse = [
+                    cx + self.hps[k * 2 * g_n + 2 * g],
+                    cy + self.hps[k * 2 * g_n + 2 * g + 1],
+                ];
                 let pi = self.hp_ind[j] as usize;
-                let refined = [(pi % w) as f32 + self.hp_offset[2 * j], (pi / w) as f32 + self.hp_offset[2 * j + 1]];
-                debug_assert!((coarse[0] - refined[0]).abs() < 1e-3 && (coarse[1] - refined[1]).abs() < 1e-3);
+                let refined = [
+                    (pi % w) as f32 + self.hp_offset[2 * j],
+                    (pi / w) as f32 + self.hp_offset[2 * j + 1],
+                ];
+                debug_assert!(
+                    (coarse[0] - refined[0]).abs() < 1e-3 && (coarse[1] - refined[1]).abs() < 1e-3
+                );
                 landmarks.push((g, refined));
             }
-            out.push(TargetObject { class, bbox, landmarks });
+            out.push(TargetObject {
+                class,
+                bbox,
+                landmarks,
+            });
         }
         out
     }
@@ -223,8 +263,16 @@ mod tests {
     #[test]
     fn perfect_targets_decode_to_the_objects() {
         let objs = vec![
-            TargetObject { class: 2, bbox: [10.3, 20.7, 40.1, 60.9], landmarks: vec![(0, [12.25, 22.5]), (5, [39.0, 59.75])] },
-            TargetObject { class: 0, bbox: [70.0, 5.5, 90.5, 30.0], landmarks: vec![(5, [80.5, 6.0])] },
+            TargetObject {
+                class: 2,
+                bbox: [10.3, 20.7, 40.1, 60.9],
+                landmarks: vec![(0, [12.25, 22.5]), (5, [39.0, 59.75])],
+            },
+            TargetObject {
+                class: 0,
+                bbox: [70.0, 5.5, 90.5, 30.0],
+                landmarks: vec![(5, [80.5, 6.0])],
+            },
         ];
         let t = Targets::encode(&objs, 3, 6, 32, [128, 128]);
         let dec = t.decode();
@@ -232,7 +280,12 @@ mod tests {
         for (a, b) in dec.iter().zip(&objs) {
             assert_eq!(a.class, b.class);
             for i in 0..4 {
-                assert!((a.bbox[i] - b.bbox[i]).abs() < 1e-4, "{:?} vs {:?}", a.bbox, b.bbox);
+                assert!(
+                    (a.bbox[i] - b.bbox[i]).abs() < 1e-4,
+                    "{:?} vs {:?}",
+                    a.bbox,
+                    b.bbox
+                );
             }
             assert_eq!(a.landmarks.len(), b.landmarks.len());
             for ((ga, pa), (gb, pb)) in a.landmarks.iter().zip(&b.landmarks) {
@@ -245,7 +298,11 @@ mod tests {
 
     #[test]
     fn unlabelled_objects_are_centres_without_regression() {
-        let objs = vec![TargetObject { class: 1, bbox: [10.0, 10.0, 30.0, 20.0], landmarks: vec![] }];
+        let objs = vec![TargetObject {
+            class: 1,
+            bbox: [10.0, 10.0, 30.0, 20.0],
+            landmarks: vec![],
+        }];
         let t = Targets::encode(&objs, 2, 4, 8, [64, 64]);
         assert_eq!(t.reg_mask[0], 0.0);
         assert_eq!(t.hm[64 * 64 + 15 * 64 + 20], 1.0);
