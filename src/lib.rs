@@ -8,5 +8,6 @@ pub mod checkpoint;
 pub mod data;
 pub mod heads_io;
 pub mod model;
+mod named;
 pub mod preprocess;
 pub mod scheme;

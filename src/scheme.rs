@@ -53,26 +53,7 @@ impl Scheme {
     }
 }
 
-impl std::str::FromStr for Scheme {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scheme::ALL
-            .into_iter()
-            .find(|x| x.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown landmark scheme '{s}' (expected deepmark62, agg81, none or coco17)"
-                )
-            })
-    }
-}
-
-impl std::fmt::Display for Scheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::impl_named!(Scheme, "landmark scheme");
 
 #[cfg(test)]
 mod tests {

@@ -109,22 +109,7 @@ impl Arch {
     }
 }
 
-impl std::str::FromStr for Arch {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| format!("unknown architecture '{s}' (expected res18, res50, dla34, mdla34 or hourglass104)"))
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::impl_named!(Arch, "architecture");
 
 /// Everything needed to rebuild a [`CenterNet`]; saved as JSON beside the weights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
