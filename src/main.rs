@@ -63,6 +63,29 @@ enum Command {
         #[arg(long)]
         skip_bad: bool,
     },
+    /// Draw augmented training samples (boxes, landmarks, group ids) into one PNG, to check
+    /// the data pipeline by eye.
+    ShowData {
+        /// COCO-style DeepFashion2 JSON.
+        #[arg(long)]
+        data: PathBuf,
+        /// Image folder (default: `image/` beside the JSON).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Grouping whose ids are drawn: deepmark62, agg81, none.
+        #[arg(long, default_value = "deepmark62")]
+        scheme: Scheme,
+        /// How many samples.
+        #[arg(long, default_value_t = 8)]
+        n: usize,
+        #[arg(long, default_value_t = 512)]
+        input_size: usize,
+        /// Augmentation seed.
+        #[arg(long, default_value_t = 317)]
+        seed: u64,
+        #[arg(long, default_value = "runs/show-data.png")]
+        out: PathBuf,
+    },
     /// Print a weights file's config and parameter count.
     Info {
         #[arg(long)]
@@ -140,7 +163,22 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::ConvertDataset { raw, out, skip_bad } => {
-            let (coco, report) = deepmark::data::deepfashion2::convert_raw_dir(&raw, skip_bad)?;
+            let bar = indicatif::ProgressBar::new(0)
+                .with_message("reading annotations and image headers");
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta})")
+                    .expect("valid progress template"),
+            );
+            let result = deepmark::data::deepfashion2::convert_raw_dir(
+                &raw,
+                skip_bad,
+                &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64 + 1);
+                },
+            );
+            bar.finish_and_clear();
+            let (coco, report) = result?;
             if skip_bad {
                 println!("{report}");
             }
@@ -151,6 +189,69 @@ fn run(cli: Cli) -> Result<()> {
                 out.display(),
                 coco.images.len(),
                 coco.annotations.len()
+            );
+        }
+        Command::ShowData {
+            data,
+            images,
+            scheme,
+            n,
+            input_size,
+            seed,
+            out,
+        } => {
+            use deepmark::data::augment::{AugmentConfig, augment};
+            use deepmark::data::deepfashion2::load_coco;
+            use deepmark::data::grouping::Grouping;
+            let grouping = Grouping::for_scheme(scheme)
+                .with_context(|| format!("scheme {scheme} is not a DeepFashion2 grouping"))?;
+            let images = images.unwrap_or_else(|| {
+                data.parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("image")
+            });
+            let (samples, report) = load_coco(&data, true)?;
+            if !report.skipped.is_empty() {
+                println!("{report}");
+            }
+            let cfg = AugmentConfig {
+                input_size,
+                ..Default::default()
+            };
+            let mut tiles = Vec::new();
+            for (i, s) in samples.iter().take(n).enumerate() {
+                let path = images.join(&s.file_name);
+                let img = image::open(&path)
+                    .with_context(|| format!("cannot read image {}", path.display()))?
+                    .to_rgb8();
+                let a = augment(&img, &s.items, &cfg, seed.wrapping_add(i as u64));
+                let mut canvas = a.image.clone();
+                for item in &a.items {
+                    deepmark::draw::draw_item(
+                        &mut canvas,
+                        item,
+                        Some(&grouping),
+                        (input_size as u32 / 256).max(1),
+                    );
+                }
+                tiles.push(canvas);
+            }
+            if tiles.is_empty() {
+                bail!("{} has no samples to draw", data.display());
+            }
+            let grid = deepmark::draw::tile(&tiles, 4);
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = out.with_extension("tmp.png");
+            grid.save(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &out)?;
+            println!(
+                "wrote {} ({} augmented samples at {input_size}×{input_size}: scale/shift, flip; colour jitter is applied to \
+                 the network input only; numbers: category id at each box, {scheme} group id at each landmark)",
+                out.display(),
+                tiles.len()
             );
         }
         Command::Info { weights } => {

@@ -181,11 +181,14 @@ fn truncated_and_missing_images_are_errors_naming_the_file() {
     std::fs::write(split.join("annos/000001.json"), anno).unwrap();
     std::fs::write(split.join("annos/000002.json"), anno).unwrap();
     std::fs::write(split.join("image/000001.jpg"), &jpeg[..50]).unwrap();
-    let e = no_panic("split", || convert_raw_dir(&split, false))
+    let e = no_panic("split", || convert_raw_dir(&split, false, &mut |_, _| {}))
         .unwrap_err()
         .to_string();
     assert!(e.contains("000001.jpg"), "{e}");
-    let (coco, report) = no_panic("split skip", || convert_raw_dir(&split, true)).unwrap();
+    let (coco, report) = no_panic("split skip", || {
+        convert_raw_dir(&split, true, &mut |_, _| {})
+    })
+    .unwrap();
     assert_eq!(
         (coco.images.len(), report.skipped.len()),
         (0, 2),

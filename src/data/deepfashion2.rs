@@ -549,8 +549,12 @@ pub fn convert_raw(
 /// Convert a raw DeepFashion2 split folder (`<dir>/annos/*.json` + `<dir>/image/*.jpg`, or a
 /// folder holding both kinds of file) into the COCO form, in file-number order. Image sizes come
 /// from the image headers; a missing or unreadable image is an error naming it (skipped and
-/// reported with `skip_bad`).
-pub fn convert_raw_dir(dir: &Path, skip_bad: bool) -> Result<(CocoFile, SkipReport), DataError> {
+/// reported with `skip_bad`). `progress(done, total)` is called as image headers are read.
+pub fn convert_raw_dir(
+    dir: &Path,
+    skip_bad: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(CocoFile, SkipReport), DataError> {
     let (annos_dir, image_dir) = if dir.join("annos").is_dir() {
         (dir.join("annos"), dir.join("image"))
     } else {
@@ -579,9 +583,11 @@ pub fn convert_raw_dir(dir: &Path, skip_bad: bool) -> Result<(CocoFile, SkipRepo
         ));
     }
     jsons.sort();
-    let mut annos = Vec::with_capacity(jsons.len());
+    let total = jsons.len();
+    let mut annos = Vec::with_capacity(total);
     let mut report = SkipReport::default();
-    for (_, json) in jsons {
+    for (done, (_, json)) in jsons.into_iter().enumerate() {
+        progress(done, total);
         let stem = json
             .file_stem()
             .and_then(|s| s.to_str())
