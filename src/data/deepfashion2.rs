@@ -667,27 +667,23 @@ mod tests {
         assert_eq!(coco.categories[0].keypoints.len(), 294);
     }
 
+    /// A raw file holding one item.
+    fn one_item(name: &str, item: String) -> PathBuf {
+        tmp(
+            name,
+            &format!(r#"{{"source": "shop", "pair_id": 1, "item1": {item}}}"#),
+        )
+    }
+
     #[test]
     fn raw_errors_name_file_item_and_field() {
-        let bad_count = tmp(
-            "000001.json",
-            &format!(
-                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
-                raw_item(9, 7)
-            ),
-        );
+        let bad_count = one_item("000001.json", raw_item(9, 7));
         let e = read_raw_image(&bad_count).unwrap_err().to_string();
         assert!(
             e.contains("000001.json") && e.contains("item1") && e.contains("landmarks"),
             "{e}"
         );
-        let bad_cat = tmp(
-            "000002.json",
-            &format!(
-                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
-                raw_item(14, 8)
-            ),
-        );
+        let bad_cat = one_item("000002.json", raw_item(14, 8));
         let e = read_raw_image(&bad_cat).unwrap_err().to_string();
         assert!(e.contains("category_id") && e.contains("14"), "{e}");
         let bad_json = tmp("000003.json", r#"{"source": "shop", "item1": {"#);
@@ -697,13 +693,7 @@ mod tests {
             "{e}"
         );
         // A box outside the image: error, or skipped and reported with --skip-bad.
-        let outside = tmp(
-            "000004.json",
-            &format!(
-                r#"{{"source": "shop", "pair_id": 1, "item1": {}}}"#,
-                raw_item(9, 8)
-            ),
-        );
+        let outside = one_item("000004.json", raw_item(9, 8));
         let e = convert_raw(&[(outside.clone(), 40, 40)], false)
             .unwrap_err()
             .to_string();
