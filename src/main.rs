@@ -86,6 +86,23 @@ enum Command {
         #[arg(long, default_value = "runs/show-data.png")]
         out: PathBuf,
     },
+    /// Derive the synthetic generator's landmark templates from real annotations.
+    Templates {
+        /// COCO-style DeepFashion2 JSON.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "src/data/templates.json")]
+        out: PathBuf,
+    },
+    /// Generate the synthetic DeepFashion2-format dataset (image/, annos/, train.json).
+    Synth {
+        #[arg(long, default_value = "datasets/synthetic")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+        #[arg(long, default_value_t = 317)]
+        seed: u64,
+    },
     /// Print a weights file's config and parameter count.
     Info {
         #[arg(long)]
@@ -252,6 +269,31 @@ fn run(cli: Cli) -> Result<()> {
                  the network input only; numbers: category id at each box, {scheme} group id at each landmark)",
                 out.display(),
                 tiles.len()
+            );
+        }
+        Command::Templates { data, out } => {
+            let (samples, _) = deepmark::data::deepfashion2::load_coco(&data, false)?;
+            let t = deepmark::data::synth::Templates::derive(&samples);
+            checkpoint::write_atomic(&out, serde_json::to_string_pretty(&t)?.as_bytes())?;
+            println!("wrote {} from {} images", out.display(), samples.len());
+        }
+        Command::Synth { out, n, seed } => {
+            let cfg = deepmark::data::synth::SynthConfig {
+                n,
+                seed,
+                ..Default::default()
+            };
+            let bar =
+                indicatif::ProgressBar::new(n as u64).with_message("drawing synthetic images");
+            let (coco, _) = deepmark::data::synth::generate(&out, &cfg, &mut |done, _| {
+                bar.set_position(done as u64 + 1)
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "wrote {} images, {} items to {} (image/, annos/, train.json)",
+                coco.images.len(),
+                coco.annotations.len(),
+                out.display()
             );
         }
         Command::Info { weights } => {

@@ -6,5 +6,6 @@ pub mod augment;
 pub mod dataset;
 pub mod deepfashion2;
 pub mod grouping;
+pub mod synth;
 pub mod targets;
 pub mod taxonomy;

@@ -43,12 +43,18 @@ fn backend_of(args: &[String]) -> Result<&str> {
     Ok("flex")
 }
 
+/// The workspace manifest, spelled canonically (`/repo/Cargo.toml`, not `/repo/xtask/../…`):
+/// cargo keys its build cache on the path, so another spelling would mean another build.
+fn manifest() -> Result<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    std::fs::canonicalize(&p).with_context(|| format!("cannot find {}", p.display()))
+}
+
 /// `cargo xtask test`: the project's full check — formatting, clippy with warnings denied,
 /// and every test — all in the release profile shared with the CLI.
 fn test(extra: &[String]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let manifest = manifest.to_string_lossy().into_owned();
+    let manifest = manifest()?.to_string_lossy().into_owned();
     let features = "deepmark/cli";
     let steps: [Vec<&str>; 3] = [
         vec!["fmt", "--all", "--manifest-path", &manifest, "--check"],
@@ -100,7 +106,7 @@ fn main() -> Result<ExitCode> {
     let backend = backend_of(&cli.args)?;
     // Relative paths in the arguments stay relative to where the user stands: point cargo at
     // the manifest instead of changing directory.
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let manifest = manifest()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .arg("run")
