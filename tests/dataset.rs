@@ -156,3 +156,30 @@ fn batches_have_centernet_shapes() {
     assert_eq!(batch.hp_offset.dims(), [3, 32 * 62, 2]);
     assert_eq!(batch.hp_mask.dims(), [3, 32 * 62]);
 }
+
+#[test]
+fn burn_data_loader_runs_the_pipeline_on_two_workers() {
+    use burn::data::dataloader::DataLoaderBuilder;
+    use std::sync::Arc;
+    let Some(ds) = open(AugmentConfig {
+        input_size: 128,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let ds = Arc::new(ds);
+    let loader = DataLoaderBuilder::new(TrainBatcher)
+        .batch_size(8)
+        .shuffle(317)
+        .num_workers(2)
+        .set_device(common::flex())
+        .build(Arc::clone(&ds));
+    let mut images = 0;
+    for batch in loader.iter() {
+        let batch = batch.unwrap();
+        assert_eq!(batch.hm.dims()[1..], [13, 32, 32]);
+        images += batch.input.dims()[0];
+    }
+    assert_eq!(images, 32);
+    ds.set_epoch(1);
+}

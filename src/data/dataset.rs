@@ -2,13 +2,14 @@
 //! decodes an image, augments it ([`super::augment`]) with a seed derived from
 //! `(seed, epoch, index)` — so every epoch differs and every run repeats — normalises it as
 //! CenterNet does and encodes the [`Targets`]; [`TrainBatcher`] stacks samples into tensors on
-//! any device. Burn's `DataLoaderBuilder::num_workers` runs `get` in parallel.
+//! any device. Burn's `DataLoaderBuilder::num_workers` runs `get` in parallel; build the loader
+//! from an `Arc<Df2Dataset>` to keep calling [`Df2Dataset::set_epoch`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::augment::{AugmentConfig, augment, color_aug};
@@ -178,11 +179,11 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Dataset<TrainItem, DataError> for Df2Dataset {
+impl Dataset<TrainItem> for Df2Dataset {
     /// A sample whose image fails to decode (headers were checked at open) is an error naming
-    /// the file.
-    fn get(&self, index: usize) -> Result<TrainItem, DataError> {
-        self.prepare(index)
+    /// the file ([`DataError`] inside Burn's `DatasetError`).
+    fn get(&self, index: usize) -> Result<TrainItem, DatasetError> {
+        self.prepare(index).map_err(DatasetError::new)
     }
 
     fn len(&self) -> usize {
