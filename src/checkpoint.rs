@@ -383,18 +383,18 @@ pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<
     write_atomic(&config_path(path), json.as_bytes())
 }
 
+/// Read a model config JSON file.
+pub fn read_config(path: &Path) -> Result<CenterNetConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the model config {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid model config", path.display()))
+}
+
 /// Read the config saved beside `weights`.
 pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
-    let cfg_path = config_path(weights);
-    let text = std::fs::read_to_string(&cfg_path).with_context(|| {
-        format!(
-            "cannot read the model config {} that belongs beside {}",
-            cfg_path.display(),
-            weights.display()
-        )
-    })?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid model config", cfg_path.display()))
+    read_config(&config_path(weights))
+        .with_context(|| format!("the config beside the weights {}", weights.display()))
 }
 
 /// Load weights saved by [`save`] (config from the JSON beside them).

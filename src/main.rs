@@ -144,16 +144,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let config = match (arch, config) {
                 (Some(arch), _) => CenterNetConfig::new(arch, scheme.layout()),
-                (None, Some(path)) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read model config {}", path.display()))?;
-                    let mut cfg: CenterNetConfig =
-                        serde_json::from_str(&text).with_context(|| {
-                            format!("{} is not a valid model config", path.display())
-                        })?;
-                    cfg.layout = scheme.layout();
-                    cfg
-                }
+                (None, Some(path)) => CenterNetConfig {
+                    layout: scheme.layout(),
+                    ..checkpoint::read_config(&path)?
+                },
                 (None, None) => bail!("give --arch or --config"),
             };
             let device = BackendKind::Flex.device()?;

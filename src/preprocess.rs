@@ -140,13 +140,26 @@ pub fn warp_affine(img: &RgbImage, m: &Affine, out_w: u32, out_h: u32) -> RgbIma
 
 /// `(B, G, R)/255` normalised with CenterNet's mean/std, as a CHW `Vec` (channel 0 = blue).
 pub fn normalize_bgr(img: &RgbImage) -> Vec<f32> {
-    let n = (img.width() * img.height()) as usize;
+    normalize_hwc(&bgr_unit(img))
+}
+
+/// The image as HWC floats in BGR order, `/255` (CenterNet's `inp / 255.` before colour
+/// augmentation and normalisation).
+pub fn bgr_unit(img: &RgbImage) -> Vec<f32> {
+    img.pixels()
+        .flat_map(|p| [p.0[2], p.0[1], p.0[0]].map(|v| v as f32 / 255.0))
+        .collect()
+}
+
+/// HWC BGR values in `[0, 1]` → CHW normalised with CenterNet's mean/std.
+pub fn normalize_hwc(hwc: &[f32]) -> Vec<f32> {
+    let n = hwc.len() / 3;
     let mean = MEAN_BGR.map(|m| m as f32);
     let std = STD_BGR.map(|s| s as f32);
     let mut out = vec![0.0f32; 3 * n];
-    for (i, p) in img.pixels().enumerate() {
-        for (c, &v) in [p.0[2], p.0[1], p.0[0]].iter().enumerate() {
-            out[c * n + i] = (v as f32 / 255.0 - mean[c]) / std[c];
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            out[c * n + i] = (px[c] - mean[c]) / std[c];
         }
     }
     out

@@ -3,8 +3,11 @@
 //! reproduce.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::tempdir;
 use deepmark::data::deepfashion2::{convert_raw_dir, load_coco, read_raw_image};
 
 /// SplitMix64: a tiny deterministic generator for choosing mutations.
@@ -22,13 +25,6 @@ impl Mix {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("deepmark-bad-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn mutate(text: &str, rng: &mut Mix) -> String {
@@ -113,7 +109,7 @@ fn sample_coco() -> String {
 #[test]
 fn mutated_coco_json_never_panics() {
     let original = sample_coco();
-    let dir = tempdir("coco");
+    let dir = tempdir("bad-coco");
     let mut rng = Mix(2024);
     let mut errors = 0;
     for i in 0..150 {
@@ -146,7 +142,7 @@ fn mutated_raw_json_never_panics() {
            "scale": 2, "occlusion": 1, "zoom_in": 1, "viewpoint": 2}}}}"#,
         lm.join(", ")
     );
-    let dir = tempdir("raw");
+    let dir = tempdir("bad-raw");
     let mut rng = Mix(7);
     for i in 0..150 {
         let p = dir.join(format!("{:06}.json", i + 1));
@@ -159,7 +155,7 @@ fn mutated_raw_json_never_panics() {
 
 #[test]
 fn truncated_and_missing_images_are_errors_naming_the_file() {
-    let dir = tempdir("jpeg");
+    let dir = tempdir("bad-jpeg");
     let jpeg = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/samples/matplotlib_grace_hopper.jpg"),
     )
@@ -173,7 +169,7 @@ fn truncated_and_missing_images_are_errors_naming_the_file() {
         }
     }
     // A split folder whose image is truncated or missing.
-    let split = tempdir("split");
+    let split = tempdir("bad-split");
     std::fs::create_dir_all(split.join("annos")).unwrap();
     std::fs::create_dir_all(split.join("image")).unwrap();
     let anno = r#"{"source": "user", "pair_id": 1, "item1": {"category_id": 9, "bounding_box": [1, 1, 5, 5],

@@ -9,12 +9,10 @@ use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::scheme::Scheme;
 
 fn res18_small(scheme: Scheme) -> CenterNetConfig {
-    let mut cfg: CenterNetConfig = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("parity/res18.config.json")).unwrap(),
-    )
-    .unwrap();
-    cfg.layout = scheme.layout();
-    cfg
+    CenterNetConfig {
+        layout: scheme.layout(),
+        ..fixture_config("res18")
+    }
 }
 
 #[test]
@@ -51,13 +49,10 @@ fn coco80_ctdet_into_13_classes_reports_exactly_the_reinitialised_heads() {
 
 #[test]
 fn import_then_save_then_load_gives_the_same_heads() {
-    let cfg: CenterNetConfig = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("parity/dla34.config.json")).unwrap(),
-    )
-    .unwrap();
+    let cfg = fixture_config("dla34");
     let device = flex();
     let (model, _) = import_pytorch(&fixtures().join("parity/dla34.pth"), &cfg, &device).unwrap();
-    let dir = tempdir();
+    let dir = tempdir("convert-roundtrip");
     let out = dir.join("dla.bpk");
     checkpoint::save(&model, &cfg, &out).unwrap();
     assert!(checkpoint::config_path(&out).is_file());
@@ -77,17 +72,6 @@ fn import_then_save_then_load_gives_the_same_heads() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "deepmark-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn import_err(path: &std::path::Path, cfg: &CenterNetConfig) -> String {
     match import_pytorch(path, cfg, &flex()) {
         Ok(_) => panic!("import of {} should fail", path.display()),
@@ -98,7 +82,7 @@ fn import_err(path: &std::path::Path, cfg: &CenterNetConfig) -> String {
 #[test]
 fn bad_checkpoints_are_clear_errors() {
     let cfg = res18_small(Scheme::None);
-    let dir = tempdir();
+    let dir = tempdir("convert-bad");
 
     let missing = dir.join("nope.pth");
     let e = import_err(&missing, &cfg);
@@ -124,10 +108,7 @@ fn bad_checkpoints_are_clear_errors() {
 #[test]
 fn wrong_architecture_is_rejected() {
     // A ResNet checkpoint into a DLA model, and a DLA checkpoint into a ResNet.
-    let dla: CenterNetConfig = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("parity/dla34.config.json")).unwrap(),
-    )
-    .unwrap();
+    let dla = fixture_config("dla34");
     let e = import_err(&fixtures().join("parity/res18.pth"), &dla);
     assert!(e.contains("does not match the requested backbone"), "{e}");
     let e = import_err(

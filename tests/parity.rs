@@ -10,19 +10,14 @@ use burn::tensor::Device;
 use common::*;
 use deepmark::checkpoint::import_pytorch;
 use deepmark::heads_io::{HostTensor, heads_to_host, read_safetensors};
-use deepmark::model::{CenterNetConfig, HEAD_NAMES};
+use deepmark::model::HEAD_NAMES;
 
 const ARCHS: [&str; 5] = ["res18", "res50", "dla34", "mdla34", "hourglass104"];
-
-fn config(arch: &str) -> CenterNetConfig {
-    let path = fixtures().join(format!("parity/{arch}.config.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// Run one fixture on `device`; returns the max relative error over all heads and stacks, and
 /// the heads for cross-backend comparisons.
 fn run(arch: &str, device: &Device) -> (f64, Vec<Vec<HostTensor>>) {
-    let cfg = config(arch);
+    let cfg = fixture_config(arch);
     let (model, report) =
         import_pytorch(&fixtures().join(format!("parity/{arch}.pth")), &cfg, device).unwrap();
     assert!(report.reinitialised.is_empty(), "{arch}: {report}");

@@ -1,16 +1,11 @@
 //! The synthetic default dataset: deterministic for a seed, valid DeepFashion2 (it loads with
 //! no skipped item), with occlusion flags where garments overlap.
 
-use std::path::PathBuf;
+mod common;
 
+use common::tempdir;
 use deepmark::data::deepfashion2::load_coco;
 use deepmark::data::synth::{SynthConfig, generate};
-
-fn out(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("deepmark-synth-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
 
 #[test]
 fn synthetic_set_is_deterministic_and_valid() {
@@ -19,7 +14,7 @@ fn synthetic_set_is_deterministic_and_valid() {
         seed: 5,
         ..Default::default()
     };
-    let (a, b) = (out("a"), out("b"));
+    let (a, b) = (tempdir("synth-a"), tempdir("synth-b"));
     let (coco, report) = generate(&a, &cfg, &mut |_, _| {}).unwrap();
     generate(&b, &cfg, &mut |_, _| {}).unwrap();
     assert!(report.skipped.is_empty());
@@ -50,7 +45,7 @@ fn synthetic_set_is_deterministic_and_valid() {
         "overlapping garments should occlude some landmarks"
     );
     // Another seed gives another set.
-    let c = out("c");
+    let c = tempdir("synth-c");
     generate(&c, &SynthConfig { seed: 6, ..cfg }, &mut |_, _| {}).unwrap();
     assert_ne!(
         std::fs::read(a.join("train.json")).unwrap(),

@@ -8,7 +8,7 @@ use common::*;
 use deepmark::backend::BackendKind;
 use deepmark::checkpoint::import_pytorch;
 use deepmark::heads_io::{heads_to_host, read_safetensors};
-use deepmark::model::{CenterNetConfig, HEAD_NAMES};
+use deepmark::model::HEAD_NAMES;
 
 #[test]
 fn wgpu_forward_matches_flex() {
@@ -22,10 +22,7 @@ fn wgpu_forward_matches_flex() {
     };
     for arch in ["dla34", "res18"] {
         let dir = fixtures().join("parity");
-        let cfg: CenterNetConfig = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{arch}.config.json"))).unwrap(),
-        )
-        .unwrap();
+        let cfg = fixture_config(arch);
         let io = read_safetensors(&dir.join(format!("{arch}.io.safetensors"))).unwrap();
         let ckpt = dir.join(format!("{arch}.pth"));
         let heads = |device: &burn::tensor::Device| {

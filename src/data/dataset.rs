@@ -16,7 +16,7 @@ use super::augment::{AugmentConfig, augment, color_aug};
 use super::deepfashion2::{DataError, Sample, SkipReport, load_coco};
 use super::grouping::Grouping;
 use super::targets::{TargetObject, Targets};
-use crate::preprocess::{MEAN_BGR, STD_BGR};
+use crate::preprocess::{bgr_unit, normalize_hwc};
 
 /// Output stride of every CenterNet backbone here.
 pub const DOWN_RATIO: usize = 4;
@@ -116,21 +116,11 @@ impl Df2Dataset {
         let aug = augment(&img, &s.items, &self.cfg.augment, seed);
         // HWC BGR in [0, 1], colour augmentation, then CenterNet normalisation to CHW.
         let n = self.cfg.augment.input_size;
-        let mut hwc: Vec<f32> = aug
-            .image
-            .pixels()
-            .flat_map(|p| [p.0[2], p.0[1], p.0[0]].map(|v| v as f32 / 255.0))
-            .collect();
+        let mut hwc = bgr_unit(&aug.image);
         if let Some(j) = &aug.color {
             color_aug(&mut hwc, j);
         }
-        let mut input = vec![0.0f32; 3 * n * n];
-        for c in 0..3 {
-            let (m, sd) = (MEAN_BGR[c] as f32, STD_BGR[c] as f32);
-            for i in 0..n * n {
-                input[c * n * n + i] = (hwc[3 * i + c] - m) / sd;
-            }
-        }
+        let input = normalize_hwc(&hwc);
         let scale = 1.0 / DOWN_RATIO as f32;
         let objects: Vec<TargetObject> = aug
             .items

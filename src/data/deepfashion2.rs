@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::taxonomy::{CATEGORIES, NUM_LANDMARKS, category};
+use super::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, category};
 
 /// A problem with one input file, naming where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -205,6 +205,18 @@ fn check_box(
     Ok(())
 }
 
+/// The category of a `category_id` field, or an error naming the file, the place and the field.
+fn category_field(file: &Path, place: &str, id: i64) -> Result<&'static Category, DataError> {
+    usize::try_from(id).ok().and_then(category).ok_or_else(|| {
+        DataError::new(
+            file,
+            place,
+            "category_id",
+            format!("{id} is not a DeepFashion2 category (1..13)"),
+        )
+    })
+}
+
 /// Validate one COCO annotation against its image and turn it into an [`Item`].
 pub fn item_from_annotation(
     file: &Path,
@@ -212,17 +224,7 @@ pub fn item_from_annotation(
     img: &CocoImage,
 ) -> Result<Item, DataError> {
     let place = format!("annotation {} (image {}): ", a.id, a.image_id);
-    let cat = usize::try_from(a.category_id)
-        .ok()
-        .and_then(category)
-        .ok_or_else(|| {
-            DataError::new(
-                file,
-                &place,
-                "category_id",
-                format!("{} is not a DeepFashion2 category (1..13)", a.category_id),
-            )
-        })?;
+    let cat = category_field(file, &place, a.category_id)?;
     if a.keypoints.len() != 3 * NUM_LANDMARKS {
         return Err(DataError::new(
             file,
@@ -401,20 +403,7 @@ pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
         let item: RawItem = serde_json::from_value(v.clone()).map_err(|e| {
             DataError::new(path, &place, "-", format!("not a DeepFashion2 item: {e}"))
         })?;
-        let cat = usize::try_from(item.category_id)
-            .ok()
-            .and_then(category)
-            .ok_or_else(|| {
-                DataError::new(
-                    path,
-                    &place,
-                    "category_id",
-                    format!(
-                        "{} is not a DeepFashion2 category (1..13)",
-                        item.category_id
-                    ),
-                )
-            })?;
+        let cat = category_field(path, &place, item.category_id)?;
         if item.landmarks.len() != 3 * cat.num_landmarks {
             return Err(DataError::new(
                 path,

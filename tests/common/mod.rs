@@ -23,6 +23,20 @@ pub fn to_tensor(t: &HostTensor, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(t.data.clone(), shape), device)
 }
 
+/// The model config of a parity fixture (`tests/fixtures/parity/<arch>.config.json`).
+pub fn fixture_config(arch: &str) -> deepmark::model::CenterNetConfig {
+    deepmark::checkpoint::read_config(&fixtures().join(format!("parity/{arch}.config.json")))
+        .unwrap()
+}
+
+/// A fresh, empty temporary folder unique to this process and `tag`.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("deepmark-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 pub fn flex() -> Device {
     deepmark::backend::BackendKind::Flex
         .device()
