@@ -7,6 +7,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod data;
 pub mod draw;
+pub mod eval;
 pub mod heads_io;
 pub mod model;
 mod named;

@@ -10,18 +10,10 @@ use deepmark::data::grouping::Grouping;
 use deepmark::data::taxonomy::category;
 use deepmark::scheme::Scheme;
 
+mod common;
+
 fn fixture() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} is absent (DeepFashion2 fixtures are only on the CI and dev machines)",
-            p.display()
-        );
-        None
-    }
+    common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")
 }
 
 #[test]

@@ -24,7 +24,12 @@ pub struct DataError {
 }
 
 impl DataError {
-    fn new(file: &Path, place: impl Into<String>, field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        file: &Path,
+        place: impl Into<String>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             file: file.to_path_buf(),
             place: place.into(),

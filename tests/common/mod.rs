@@ -48,3 +48,20 @@ pub fn ndarray() -> Device {
         .device()
         .expect("ndarray backend")
 }
+
+/// A file under `../shared/data/` (real third-party test data, present on CI and dev machines,
+/// never copied into this repository), or `None` with a message when it is absent.
+pub fn shared_data(rel: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipping: {} is absent (the shared fixtures are only on the CI and dev machines)",
+            p.display()
+        );
+        None
+    }
+}

@@ -1,5 +1,7 @@
 //! `deepmark`: the command-line front end (usually run through `cargo xtask <command>`).
 
+mod eval_cmd;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -107,6 +109,21 @@ enum Command {
     Info {
         #[arg(long)]
         weights: PathBuf,
+    },
+    /// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas) of a results file.
+    Eval {
+        /// Ground truth (COCO-style JSON: COCO person keypoints or DeepFashion2).
+        #[arg(long)]
+        gt: PathBuf,
+        /// Results: a JSON list of bbox or keypoints detections (the kind follows from it).
+        #[arg(long)]
+        dt: PathBuf,
+        /// OKS sigmas as a JSON list (default: from the GT's keypoint count, 17 or 294).
+        #[arg(long)]
+        sigmas: Option<PathBuf>,
+        /// End stdout with one JSON line `{"iou_type": ..., "stats": [...]}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the network on an image. Today: `--dump-heads` writes the raw head tensors.
     Infer {
@@ -297,6 +314,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("parameters: {}", model.num_trainable_params());
             println!("output channels: {}", config.layout.total_channels());
         }
+        Command::Eval {
+            gt,
+            dt,
+            sigmas,
+            json,
+        } => eval_cmd::eval_files(&gt, &dt, sigmas.as_ref(), json)?,
         Command::Infer {
             image,
             weights,
