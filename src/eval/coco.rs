@@ -447,6 +447,10 @@ pub fn oks(dt: &[f64], gt: &Ann, sigmas: &[f64]) -> f64 {
     sum / n as f64
 }
 
+/// Detections of one (image, category) sorted by score and cut at maxDets, with their
+/// IoU/OKS against each GT (`[d][g]`).
+type ScoredIous<'a> = (Vec<&'a Ann>, Vec<Vec<f64>>);
+
 /// Stable sort of indices by descending score (numpy `argsort(-s, kind='mergesort')`).
 fn by_score(anns: &[&Ann]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..anns.len()).collect();
@@ -514,7 +518,7 @@ pub fn evaluate(gt: &GroundTruth, dt: &Results, params: Params) -> Result<Evalua
     let empty: Vec<&Ann> = Vec::new();
     for k in 0..k_n {
         // IoU matrices per image, computed once for all area ranges (self.ious).
-        let mut ious: Vec<Option<(Vec<&Ann>, Vec<Vec<f64>>)>> = Vec::with_capacity(imgs.len());
+        let mut ious: Vec<Option<ScoredIous>> = Vec::with_capacity(imgs.len());
         for i in 0..imgs.len() {
             let g = gts.get(&(i, k)).unwrap_or(&empty);
             let d = dts.get(&(i, k)).unwrap_or(&empty);
