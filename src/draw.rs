@@ -22,25 +22,44 @@ pub fn palette(i: usize) -> Rgb<u8> {
     Rgb(P[i % P.len()])
 }
 
-/// 3×5 bitmaps of the digits 0–9 (rows top to bottom, 3 bits each).
+/// 3×5 bitmaps (rows top to bottom, 3 bits each) of the digits 0–9 and the letters A–Z.
 #[rustfmt::skip]
 const DIGITS: [[u8; 5]; 10] = [
     [7, 5, 5, 5, 7], [2, 6, 2, 2, 7], [7, 1, 7, 4, 7], [7, 1, 7, 1, 7], [5, 5, 7, 1, 1],
     [7, 4, 7, 1, 7], [7, 4, 7, 5, 7], [7, 1, 1, 1, 1], [7, 5, 7, 5, 7], [7, 5, 7, 1, 7],
 ];
+#[rustfmt::skip]
+const LETTERS: [[u8; 5]; 26] = [
+    [2, 5, 7, 5, 5], [6, 5, 6, 5, 6], [3, 4, 4, 4, 3], [6, 5, 5, 5, 6], [7, 4, 6, 4, 7],
+    [7, 4, 6, 4, 4], [3, 4, 5, 5, 3], [5, 5, 7, 5, 5], [7, 2, 2, 2, 7], [1, 1, 1, 5, 2],
+    [5, 5, 6, 5, 5], [4, 4, 4, 4, 7], [5, 7, 7, 5, 5], [6, 5, 5, 5, 5], [2, 5, 5, 5, 2],
+    [6, 5, 6, 4, 4], [2, 5, 5, 6, 3], [6, 5, 6, 5, 5], [3, 4, 2, 1, 6], [7, 2, 2, 2, 2],
+    [5, 5, 5, 5, 7], [5, 5, 5, 5, 2], [5, 5, 7, 7, 5], [5, 5, 2, 5, 5], [5, 5, 2, 2, 2],
+    [7, 1, 2, 4, 7],
+];
 
-/// Draw `n` at `(x, y)` (top-left) with pixel size `s`, on a black backing for contrast.
-pub fn draw_number(img: &mut RgbImage, x: i32, y: i32, n: usize, s: u32, color: Rgb<u8>) {
-    let text = n.to_string();
-    let w = (text.len() as u32 * 4 + 1) * s;
+fn glyph(ch: char) -> [u8; 5] {
+    match ch.to_ascii_uppercase() {
+        c @ '0'..='9' => DIGITS[c as usize - '0' as usize],
+        c @ 'A'..='Z' => LETTERS[c as usize - 'A' as usize],
+        '.' => [0, 0, 0, 0, 2],
+        '-' => [0, 0, 7, 0, 0],
+        _ => [0; 5],
+    }
+}
+
+/// Draw `text` (digits, letters — shown upper-case —, `.`, `-`; anything else is a space) at
+/// `(x, y)` (top-left) with pixel size `s`, on a black backing for contrast.
+pub fn draw_text(img: &mut RgbImage, x: i32, y: i32, text: &str, s: u32, color: Rgb<u8>) {
+    let n = text.chars().count() as u32;
+    let w = (n * 4 + 1) * s;
     draw_filled_rect_mut(
         img,
         Rect::at(x - s as i32, y - s as i32).of_size(w, 7 * s),
         Rgb([0, 0, 0]),
     );
-    for (i, ch) in text.bytes().enumerate() {
-        let glyph = DIGITS[(ch - b'0') as usize];
-        for (row, bits) in glyph.iter().enumerate() {
+    for (i, ch) in text.chars().enumerate() {
+        for (row, bits) in glyph(ch).iter().enumerate() {
             for col in 0..3 {
                 if bits & (4 >> col) != 0 {
                     let px = x + ((i as u32 * 4 + col) * s) as i32;
@@ -50,6 +69,11 @@ pub fn draw_number(img: &mut RgbImage, x: i32, y: i32, n: usize, s: u32, color: 
             }
         }
     }
+}
+
+/// Draw `n` at `(x, y)` (top-left) with pixel size `s`.
+pub fn draw_number(img: &mut RgbImage, x: i32, y: i32, n: usize, s: u32, color: Rgb<u8>) {
+    draw_text(img, x, y, &n.to_string(), s, color);
 }
 
 /// Draw one garment: box and category id, outline through the landmarks, landmarks (filled if

@@ -9,6 +9,7 @@ pub mod data;
 pub mod draw;
 pub mod eval;
 pub mod heads_io;
+pub mod infer;
 pub mod model;
 mod named;
 pub mod preprocess;

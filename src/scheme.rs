@@ -53,6 +53,13 @@ impl Scheme {
     }
 }
 
+impl Scheme {
+    /// The scheme whose head layout this is.
+    pub fn from_layout(layout: &HeadLayout) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|s| s.layout() == *layout)
+    }
+}
+
 crate::named::impl_named!(Scheme, "landmark scheme");
 
 #[cfg(test)]

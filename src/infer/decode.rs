@@ -1,0 +1,396 @@
+//! Host-side decoding of CenterNet multi-pose heads into detections, with DeepMark++'s four
+//! post-processing techniques (each switchable; `PostConfig`).
+//!
+//! Decoding follows CenterNet's `multi_pose_decode` (FACTS §1.8): 3×3 max-pool peaks of the
+//! centre heatmap, top-K over classes, boxes from `wh` + `reg`, coarse landmarks = `hps` added
+//! to the *integer* centre, refined landmarks from `hm_hp` peaks (+ `hp_offset`), and the rule
+//! that keeps the coarse point unless the chosen peak lies inside the box, scores ≥ 0.1 and is
+//! within 0.3·max(w, h). Landmark groups are mapped back to the detected category's landmarks.
+//!
+//! DeepMark++ §3.2 (defaults from its Table 4):
+//! 1. centre rescoring: `score = α·score_box + (1−α)·mean landmark score` (α 0.8);
+//! 2. 3×3 Gaussian smoothing of the centre (σ 0.40) and landmark (σ 0.85) heatmaps;
+//! 3. landmark blending: `γ·refined + (1−γ)·coarse` where a refined point was accepted (γ 0.75);
+//! 4. landmark heatmap rescoring: each candidate peak's score is multiplied by a Gaussian mask
+//!    centred on the coarse point, σ = min(w, h)/9, and the best rescored peak is chosen
+//!    (without it, CenterNet's nearest peak). We evaluate the mask at the heatmap's 3×3 peaks,
+//!    which is the masked heatmap's maximum wherever the mask is flat on the peak's scale.
+//!
+//! A landmark's score is its accepted peak's (rescored) score, else the heatmap value at the
+//! coarse point.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::grouping::Grouping;
+use crate::data::taxonomy::{Category, category};
+
+/// The heads of one image on the host, `hm` and `hm_hp` already through a sigmoid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadMaps {
+    /// Map height and width.
+    pub size: [usize; 2],
+    pub num_classes: usize,
+    pub num_groups: usize,
+    /// `(C, H, W)`.
+    pub hm: Vec<f32>,
+    /// `(2, H, W)`.
+    pub wh: Vec<f32>,
+    /// `(2, H, W)`.
+    pub reg: Vec<f32>,
+    /// `(2G, H, W)`: x, y offsets of each group from the integer centre.
+    pub hps: Vec<f32>,
+    /// `(G, H, W)`.
+    pub hm_hp: Vec<f32>,
+    /// `(2, H, W)`.
+    pub hp_offset: Vec<f32>,
+}
+
+/// Post-processing settings; `None` switches a technique off.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PostConfig {
+    /// Detections kept from the centre heatmap (top-K).
+    pub top_k: usize,
+    /// (1) centre rescoring weight α of the box score.
+    pub alpha: Option<f32>,
+    /// (2) σ of the 3×3 Gaussian applied to the centre heatmap.
+    pub center_sigma: Option<f32>,
+    /// (2) σ of the 3×3 Gaussian applied to the landmark heatmaps.
+    pub landmark_sigma: Option<f32>,
+    /// (3) weight γ of the refined landmark.
+    pub gamma: Option<f32>,
+    /// (4) landmark heatmap rescoring with a Gaussian mask on the coarse point.
+    pub landmark_mask: bool,
+    /// Box NMS per category.
+    pub nms: Nms,
+}
+
+/// Box suppression after decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Nms {
+    None,
+    /// Hard NMS per category at this IoU.
+    Hard {
+        iou: f32,
+    },
+    /// Gaussian soft-NMS per category (CenterNet's `soft_nms_39`: σ 0.5, drop below 0.001).
+    Soft {
+        sigma: f32,
+        threshold: f32,
+    },
+}
+
+impl Default for PostConfig {
+    /// DeepMark++'s Table 4 settings, all techniques on, hard NMS at IoU 0.5.
+    fn default() -> Self {
+        PostConfig {
+            top_k: 100,
+            alpha: Some(0.8),
+            center_sigma: Some(0.40),
+            landmark_sigma: Some(0.85),
+            gamma: Some(0.75),
+            landmark_mask: true,
+            nms: Nms::Hard { iou: 0.5 },
+        }
+    }
+}
+
+impl PostConfig {
+    /// Plain CenterNet decoding: no DeepMark++ technique, no NMS.
+    pub fn plain() -> Self {
+        PostConfig {
+            top_k: 100,
+            alpha: None,
+            center_sigma: None,
+            landmark_sigma: None,
+            gamma: None,
+            landmark_mask: false,
+            nms: Nms::None,
+        }
+    }
+}
+
+/// One detection in map (stride-4 output) or image coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// 1-based DeepFashion2 category id.
+    pub category_id: usize,
+    pub score: f32,
+    /// Centre-heatmap score before rescoring.
+    pub box_score: f32,
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    /// The category's landmarks in local order: `[x, y, score]`.
+    pub landmarks: Vec<[f32; 3]>,
+}
+
+/// 3×3 Gaussian kernel with standard deviation `sigma`, normalised to sum 1.
+pub fn gaussian_kernel3(sigma: f32) -> [[f32; 3]; 3] {
+    let mut k = [[0.0f32; 3]; 3];
+    let mut sum = 0.0;
+    for (dy, row) in k.iter_mut().enumerate() {
+        for (dx, v) in row.iter_mut().enumerate() {
+            let (x, y) = (dx as f32 - 1.0, dy as f32 - 1.0);
+            *v = (-(x * x + y * y) / (2.0 * sigma * sigma)).exp();
+            sum += *v;
+        }
+    }
+    k.iter_mut().flatten().for_each(|v| *v /= sum);
+    k
+}
+
+/// Convolves every `(H, W)` channel of `maps` with a 3×3 kernel (zero padding).
+pub fn smooth3(maps: &[f32], size: [usize; 2], sigma: f32) -> Vec<f32> {
+    let k = gaussian_kernel3(sigma);
+    let [h, w] = size;
+    let mut out = vec![0.0; maps.len()];
+    for (src, dst) in maps.chunks(h * w).zip(out.chunks_mut(h * w)) {
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0.0;
+                for (ky, krow) in k.iter().enumerate() {
+                    let yy = y as isize + ky as isize - 1;
+                    if yy < 0 || yy >= h as isize {
+                        continue;
+                    }
+                    for (kx, kv) in krow.iter().enumerate() {
+                        let xx = x as isize + kx as isize - 1;
+                        if xx < 0 || xx >= w as isize {
+                            continue;
+                        }
+                        acc += kv * src[yy as usize * w + xx as usize];
+                    }
+                }
+                dst[y * w + x] = acc;
+            }
+        }
+    }
+    out
+}
+
+/// Positions `(index in the channel)` that equal the maximum of their 3×3 neighbourhood
+/// (CenterNet's `_nms`: max-pool stride 1, pad 1, keep where equal).
+pub fn peaks(map: &[f32], size: [usize; 2]) -> Vec<usize> {
+    let [h, w] = size;
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let v = map[y * w + x];
+            let mut is_max = true;
+            'n: for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    if map[yy * w + xx] > v {
+                        is_max = false;
+                        break 'n;
+                    }
+                }
+            }
+            if is_max {
+                out.push(y * w + x);
+            }
+        }
+    }
+    out
+}
+
+/// Top-`k` `(score, channel, index)` over peaks of all channels, best first (ties: lower
+/// channel, then lower index).
+pub fn top_peaks(maps: &[f32], size: [usize; 2], k: usize) -> Vec<(f32, usize, usize)> {
+    let hw = size[0] * size[1];
+    let mut all: Vec<(f32, usize, usize)> = maps
+        .chunks(hw)
+        .enumerate()
+        .flat_map(|(c, m)| peaks(m, size).into_iter().map(move |i| (m[i], c, i)))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    all.truncate(k);
+    all
+}
+
+/// Candidate peaks of a landmark channel: `(x, y, score)` with `hp_offset` added; CenterNet keeps
+/// the top-K per channel and drops those scoring ≤ 0.1.
+fn landmark_candidates(heads: &HeadMaps, map: &[f32], k: usize) -> Vec<[f32; 3]> {
+    let [_, w] = heads.size;
+    let hw = heads.size[0] * w;
+    let mut c: Vec<(f32, usize)> = peaks(map, heads.size)
+        .into_iter()
+        .map(|i| (map[i], i))
+        .filter(|&(s, _)| s > 0.1)
+        .collect();
+    c.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    c.truncate(k);
+    c.into_iter()
+        .map(|(s, i)| {
+            let (x, y) = ((i % w) as f32, (i / w) as f32);
+            [x + heads.hp_offset[i], y + heads.hp_offset[hw + i], s]
+        })
+        .collect()
+}
+
+/// Decodes one image's heads (map coordinates). `grouping` maps each category's landmarks to
+/// landmark channels.
+pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<Detection> {
+    let [h, w] = heads.size;
+    let hw = h * w;
+    let hm = match cfg.center_sigma {
+        Some(s) => smooth3(&heads.hm, heads.size, s),
+        None => heads.hm.clone(),
+    };
+    let hm_hp = match cfg.landmark_sigma {
+        Some(s) => smooth3(&heads.hm_hp, heads.size, s),
+        None => heads.hm_hp.clone(),
+    };
+    let top = top_peaks(&hm, heads.size, cfg.top_k);
+    // Landmark candidates per channel, computed lazily.
+    let mut candidates: Vec<Option<Vec<[f32; 3]>>> = vec![None; heads.num_groups];
+    let mut out = Vec::with_capacity(top.len());
+    for (score, class, ind) in top {
+        let Some(cat) = category(class + 1) else {
+            continue;
+        };
+        let (xi, yi) = ((ind % w) as f32, (ind / w) as f32);
+        let (bw, bh) = (heads.wh[ind], heads.wh[hw + ind]);
+        let (cx, cy) = (xi + heads.reg[ind], yi + heads.reg[hw + ind]);
+        let bbox = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
+        let mut landmarks = Vec::with_capacity(cat.num_landmarks);
+        for l in 0..cat.num_landmarks {
+            let g = grouping.group_of[cat.start + l];
+            let coarse = [
+                xi + heads.hps[2 * g * hw + ind],
+                yi + heads.hps[(2 * g + 1) * hw + ind],
+            ];
+            let cands = candidates[g].get_or_insert_with(|| {
+                landmark_candidates(heads, &hm_hp[g * hw..(g + 1) * hw], cfg.top_k)
+            });
+            landmarks.push(refine(
+                coarse,
+                cands,
+                &hm_hp[g * hw..(g + 1) * hw],
+                heads.size,
+                bbox,
+                cfg,
+            ));
+        }
+        let box_score = score;
+        let score = match cfg.alpha {
+            Some(a) if !landmarks.is_empty() => {
+                let mean = landmarks.iter().map(|p| p[2]).sum::<f32>() / landmarks.len() as f32;
+                a * box_score + (1.0 - a) * mean
+            }
+            _ => box_score,
+        };
+        out.push(Detection {
+            category_id: cat.id,
+            score,
+            box_score,
+            bbox,
+            landmarks,
+        });
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+/// Chooses a landmark position for one detection (CenterNet's rule + techniques 3 and 4).
+fn refine(
+    coarse: [f32; 2],
+    cands: &[[f32; 3]],
+    map: &[f32],
+    size: [usize; 2],
+    bbox: [f32; 4],
+    cfg: &PostConfig,
+) -> [f32; 3] {
+    let (bw, bh) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+    let d2 = |p: &[f32; 3]| (p[0] - coarse[0]).powi(2) + (p[1] - coarse[1]).powi(2);
+    let chosen: Option<[f32; 3]> = if cfg.landmark_mask {
+        let sigma = (bw.min(bh) / 9.0).max(1e-3);
+        cands
+            .iter()
+            .map(|p| [p[0], p[1], p[2] * (-d2(p) / (2.0 * sigma * sigma)).exp()])
+            .max_by(|a, b| a[2].total_cmp(&b[2]))
+    } else {
+        cands.iter().min_by(|a, b| d2(a).total_cmp(&d2(b))).copied()
+    };
+    let accepted = chosen.filter(|p| {
+        p[0] >= bbox[0]
+            && p[0] <= bbox[2]
+            && p[1] >= bbox[1]
+            && p[1] <= bbox[3]
+            && p[2] >= 0.1
+            && d2(p).sqrt() <= 0.3 * bw.max(bh)
+    });
+    match accepted {
+        Some(p) => {
+            let g = cfg.gamma.unwrap_or(1.0);
+            [
+                g * p[0] + (1.0 - g) * coarse[0],
+                g * p[1] + (1.0 - g) * coarse[1],
+                p[2],
+            ]
+        }
+        None => {
+            let [h, w] = size;
+            let x = (coarse[0].round() as isize).clamp(0, w as isize - 1) as usize;
+            let y = (coarse[1].round() as isize).clamp(0, h as isize - 1) as usize;
+            [coarse[0], coarse[1], map[y * w + x]]
+        }
+    }
+}
+
+/// IoU of two `[x1, y1, x2, y2]` boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Per-category NMS (hard or Gaussian soft); the result is sorted by score.
+pub fn suppress(mut dets: Vec<Detection>, nms: Nms) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    match nms {
+        Nms::None => dets,
+        Nms::Hard { iou: thr } => {
+            let mut keep: Vec<Detection> = Vec::with_capacity(dets.len());
+            for d in dets {
+                if keep
+                    .iter()
+                    .all(|k| k.category_id != d.category_id || iou(&k.bbox, &d.bbox) <= thr)
+                {
+                    keep.push(d);
+                }
+            }
+            keep
+        }
+        Nms::Soft { sigma, threshold } => {
+            let mut rest = dets;
+            let mut keep = Vec::with_capacity(rest.len());
+            while !rest.is_empty() {
+                let best = rest
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
+                let top = rest.swap_remove(best);
+                for d in rest.iter_mut().filter(|d| d.category_id == top.category_id) {
+                    let o = iou(&top.bbox, &d.bbox);
+                    d.score *= (-(o * o) / sigma).exp();
+                }
+                rest.retain(|d| d.score >= threshold);
+                keep.push(top);
+            }
+            keep
+        }
+    }
+}
+
+/// Writes one detection's landmarks into the 294 layout (`x, y, score`; zeros elsewhere).
+pub fn to_global(det: &Detection, cat: &Category) -> Vec<[f32; 3]> {
+    let mut out = vec![[0.0; 3]; crate::data::taxonomy::NUM_LANDMARKS];
+    for (l, p) in det.landmarks.iter().enumerate() {
+        out[cat.start + l] = *p;
+    }
+    out
+}

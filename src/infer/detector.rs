@@ -1,0 +1,297 @@
+//! `Detector`: the whole inference pipeline behind one call, for the CLI and for other Burn
+//! projects. The device is the caller's choice.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use deepmark::infer::{Detector, DetectorOptions};
+//! let device = burn::tensor::Device::flex(); // any backend compiled in
+//! let mut detector = Detector::from_weights("model.bpk".as_ref(), &device)?;
+//! detector.options = DetectorOptions { flip: true, ..detector.options };
+//! let image = image::open("photo.jpg")?.to_rgb8();
+//! for d in detector.detect(&image)? {
+//!     println!("{} {:.2} {:?}", d.category_id, d.score, d.bbox);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData, activation::sigmoid};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::decode::{Detection, HeadMaps, PostConfig, decode, suppress};
+use super::fuse::fuse_flip;
+use crate::checkpoint;
+use crate::data::grouping::Grouping;
+use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
+use crate::preprocess::{Affine, get_affine_transform, normalize_bgr, warp_affine};
+use crate::scheme::Scheme;
+
+/// Output stride of the heads.
+pub const DOWN_RATIO: f64 = 4.0;
+
+/// Inference options (the CLI's flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorOptions {
+    /// Network input side (CenterNet's `fix_res` warp).
+    pub input_size: usize,
+    /// Average with the mirrored image's heads.
+    pub flip: bool,
+    /// Image scale multipliers (DeepMark++: 0.85, 0.95, 1.1); `[1.0]` for one pass.
+    pub scales: Vec<f32>,
+    /// Decoding and the DeepMark++ techniques.
+    pub post: PostConfig,
+    /// Detections scoring below are dropped.
+    pub threshold: f32,
+}
+
+impl Default for DetectorOptions {
+    fn default() -> Self {
+        DetectorOptions {
+            input_size: 512,
+            flip: false,
+            scales: vec![1.0],
+            post: PostConfig::default(),
+            threshold: 0.0,
+        }
+    }
+}
+
+/// Time spent per stage, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub preprocess: f64,
+    pub forward: f64,
+    pub decode: f64,
+    pub post: f64,
+}
+
+impl std::ops::AddAssign for StageTimes {
+    fn add_assign(&mut self, o: Self) {
+        self.preprocess += o.preprocess;
+        self.forward += o.forward;
+        self.decode += o.decode;
+        self.post += o.post;
+    }
+}
+
+/// One scale's fused heads and the transform that maps image → network input.
+#[derive(Debug, Clone)]
+pub struct ScaleHeads {
+    pub heads: HeadMaps,
+    pub transform: Affine,
+}
+
+/// A loaded model plus everything decoding needs.
+pub struct Detector {
+    pub model: CenterNet,
+    pub config: CenterNetConfig,
+    pub grouping: Grouping,
+    flip_groups: Vec<usize>,
+    pub device: Device,
+    pub options: DetectorOptions,
+}
+
+/// The post-processing settings saved beside weights by `tune` (`<weights>.post.json`).
+pub fn post_path(weights: &Path) -> PathBuf {
+    weights.with_extension("post.json")
+}
+
+impl Detector {
+    /// Wraps a model; its head layout must be a DeepFashion2 scheme.
+    pub fn new(model: CenterNet, config: CenterNetConfig, device: Device) -> Result<Self> {
+        let scheme = Scheme::from_layout(&config.layout).with_context(|| {
+            format!(
+                "the model's heads ({} classes, {} landmark channels) are not a DeepFashion2 layout",
+                config.layout.num_classes, config.layout.num_landmarks
+            )
+        })?;
+        let grouping = Grouping::for_scheme(scheme)
+            .with_context(|| format!("scheme {scheme} has no DeepFashion2 grouping"))?;
+        let flip_groups = grouping.flip_groups().map_err(anyhow::Error::msg)?;
+        Ok(Detector {
+            model,
+            config,
+            grouping,
+            flip_groups,
+            device,
+            options: DetectorOptions::default(),
+        })
+    }
+
+    /// Loads weights saved by this crate (config JSON beside them). Post-processing settings
+    /// saved by `tune` (`<weights>.post.json`) are used when present.
+    pub fn from_weights(weights: &Path, device: &Device) -> Result<Self> {
+        let (model, config) = checkpoint::load(weights, device)?;
+        let mut d = Detector::new(model, config, device.clone())?;
+        let post = post_path(weights);
+        if post.is_file() {
+            let text = std::fs::read_to_string(&post)?;
+            d.options.post = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a valid post-processing config", post.display())
+            })?;
+        }
+        Ok(d)
+    }
+
+    /// Checks the input size against the backbone.
+    pub fn check_input_size(&self) -> Result<()> {
+        let m = self.config.backbone.input_multiple();
+        let s = self.options.input_size;
+        if s == 0 || s % m != 0 {
+            bail!("input size {s} must be a positive multiple of {m} for this backbone");
+        }
+        Ok(())
+    }
+
+    /// Detections in image pixels, best first.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        Ok(self.detect_timed(image)?.0)
+    }
+
+    /// [`Detector::detect`] plus per-stage times.
+    pub fn detect_timed(&self, image: &RgbImage) -> Result<(Vec<Detection>, StageTimes)> {
+        let (heads, mut times) = self.heads(image)?;
+        let (dets, t) = self.decode_heads(&heads, &self.options.post);
+        times.decode += t.decode;
+        times.post += t.post;
+        Ok((dets, times))
+    }
+
+    /// Runs the network at every scale (with flip fusion) and returns the fused host heads.
+    /// Decoding them with different settings costs no further forward pass (`tune`).
+    pub fn heads(&self, image: &RgbImage) -> Result<(Vec<ScaleHeads>, StageTimes)> {
+        self.check_input_size()?;
+        let size = self.options.input_size;
+        let mut times = StageTimes::default();
+        let mut out = Vec::with_capacity(self.options.scales.len());
+        for &scale in &self.options.scales {
+            if !(scale > 0.0 && scale.is_finite()) {
+                bail!("scale {scale} must be a positive number");
+            }
+            let t0 = Instant::now();
+            let (w, h) = (image.width() as f64, image.height() as f64);
+            let transform = get_affine_transform(
+                [w / 2.0, h / 2.0],
+                w.max(h) / scale as f64,
+                0.0,
+                [size, size],
+                false,
+            );
+            let warped = warp_affine(image, &transform, size as u32, size as u32);
+            let mut input = normalize_bgr(&warped);
+            let batch = if self.options.flip {
+                let mirrored = image::imageops::flip_horizontal(&warped);
+                input.extend(normalize_bgr(&mirrored));
+                2
+            } else {
+                1
+            };
+            let x = Tensor::<4>::from_data(
+                TensorData::new(input, [batch, 3, size, size]),
+                &self.device,
+            );
+            times.preprocess += t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let maps = self.forward_host(x)?;
+            times.forward += t1.elapsed().as_secs_f64();
+            let t2 = Instant::now();
+            let heads = if self.options.flip {
+                fuse_flip(&maps[0], &maps[1], &self.flip_groups)
+            } else {
+                maps.into_iter().next().expect("one image")
+            };
+            times.decode += t2.elapsed().as_secs_f64();
+            out.push(ScaleHeads { heads, transform });
+        }
+        Ok((out, times))
+    }
+
+    /// Forward pass (last stack), sigmoid on the device, then one transfer per head.
+    pub fn forward_host(&self, x: Tensor<4>) -> Result<Vec<HeadMaps>> {
+        let o = self.model.forward(x);
+        heads_to_maps(HeadOutputs {
+            hm: sigmoid(o.hm),
+            hm_hp: sigmoid(o.hm_hp),
+            ..o
+        })
+    }
+
+    /// Decodes fused heads of every scale, maps to image pixels, merges scales and applies NMS
+    /// and the threshold.
+    pub fn decode_heads(
+        &self,
+        heads: &[ScaleHeads],
+        post: &PostConfig,
+    ) -> (Vec<Detection>, StageTimes) {
+        let mut times = StageTimes::default();
+        let t0 = Instant::now();
+        let mut all = Vec::new();
+        for sh in heads {
+            let inv = sh.transform.inverse();
+            for mut d in decode(&sh.heads, &self.grouping, post) {
+                to_image(&mut d, &inv);
+                all.push(d);
+            }
+        }
+        times.decode += t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut dets = suppress(all, post.nms);
+        dets.retain(|d| d.score >= self.options.threshold);
+        times.post += t1.elapsed().as_secs_f64();
+        (dets, times)
+    }
+}
+
+/// Maps a detection from output-map coordinates to image pixels.
+pub fn to_image(d: &mut Detection, inv: &Affine) {
+    let map = |x: f32, y: f32| {
+        let p = inv.apply([x as f64 * DOWN_RATIO, y as f64 * DOWN_RATIO]);
+        [p[0] as f32, p[1] as f32]
+    };
+    let a = map(d.bbox[0], d.bbox[1]);
+    let b = map(d.bbox[2], d.bbox[3]);
+    d.bbox = [
+        a[0].min(b[0]),
+        a[1].min(b[1]),
+        a[0].max(b[0]),
+        a[1].max(b[1]),
+    ];
+    for p in &mut d.landmarks {
+        let q = map(p[0], p[1]);
+        p[0] = q[0];
+        p[1] = q[1];
+    }
+}
+
+/// Splits batched device heads into per-image host maps (hm and hm_hp as given).
+pub fn heads_to_maps(o: HeadOutputs) -> Result<Vec<HeadMaps>> {
+    let [b, c, h, w] = o.hm.dims();
+    let g = o.hm_hp.dims()[1];
+    let host = |t: Tensor<4>| -> Result<Vec<f32>> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read heads back: {e:?}"))
+    };
+    let (hm, wh, reg) = (host(o.hm)?, host(o.wh)?, host(o.reg)?);
+    let (hps, hm_hp, hp_offset) = (host(o.hps)?, host(o.hm_hp)?, host(o.hp_offset)?);
+    let hw = h * w;
+    let part = |v: &[f32], ch: usize, i: usize| v[i * ch * hw..(i + 1) * ch * hw].to_vec();
+    Ok((0..b)
+        .map(|i| HeadMaps {
+            size: [h, w],
+            num_classes: c,
+            num_groups: g,
+            hm: part(&hm, c, i),
+            wh: part(&wh, 2, i),
+            reg: part(&reg, 2, i),
+            hps: part(&hps, 2 * g, i),
+            hm_hp: part(&hm_hp, g, i),
+            hp_offset: part(&hp_offset, 2, i),
+        })
+        .collect())
+}
