@@ -14,3 +14,5 @@ pub mod model;
 mod named;
 pub mod preprocess;
 pub mod scheme;
+#[cfg(feature = "train")]
+pub mod train;

@@ -147,7 +147,10 @@ fn technique2_gaussian_smoothing_rescales_an_isolated_peak_by_the_kernel_centre(
     let positive = |d: Vec<Detection>| -> Vec<Detection> {
         d.into_iter().filter(|d| d.box_score > 0.0).collect()
     };
-    assert_eq!(positive(decode(&h2, &grouping(), &PostConfig::plain())).len(), 2);
+    assert_eq!(
+        positive(decode(&h2, &grouping(), &PostConfig::plain())).len(),
+        2
+    );
     let mut smoothed = h2.clone();
     smoothed.wh[c2] = 18.0;
     smoothed.wh[S * S + c2] = 18.0;

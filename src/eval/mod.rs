@@ -2,3 +2,4 @@
 //! evaluator) compute it, plus landmark error metrics.
 
 pub mod coco;
+pub mod run;

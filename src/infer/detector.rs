@@ -95,9 +95,10 @@ pub struct Detector {
     pub options: DetectorOptions,
 }
 
-/// The post-processing settings saved beside weights by `tune` (`<weights>.post.json`).
-pub fn post_path(weights: &Path) -> PathBuf {
-    weights.with_extension("post.json")
+/// Inference defaults saved beside weights (`<weights>.infer.json`): `train` records the input
+/// size, `tune` the best post-processing.
+pub fn options_path(weights: &Path) -> PathBuf {
+    weights.with_extension("infer.json")
 }
 
 impl Detector {
@@ -122,16 +123,17 @@ impl Detector {
         })
     }
 
-    /// Loads weights saved by this crate (config JSON beside them). Post-processing settings
-    /// saved by `tune` (`<weights>.post.json`) are used when present.
+    /// Loads weights saved by this crate (config JSON beside them). Inference defaults saved
+    /// beside them (`<weights>.infer.json`, see [`options_path`]) are used when present.
     pub fn from_weights(weights: &Path, device: &Device) -> Result<Self> {
         let (model, config) = checkpoint::load(weights, device)?;
         let mut d = Detector::new(model, config, device.clone())?;
-        let post = post_path(weights);
-        if post.is_file() {
-            let text = std::fs::read_to_string(&post)?;
-            d.options.post = serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a valid post-processing config", post.display())
+        let opts = options_path(weights);
+        if opts.is_file() {
+            let text = std::fs::read_to_string(&opts)
+                .with_context(|| format!("cannot read {}", opts.display()))?;
+            d.options = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a valid inference options file", opts.display())
             })?;
         }
         Ok(d)
@@ -141,7 +143,7 @@ impl Detector {
     pub fn check_input_size(&self) -> Result<()> {
         let m = self.config.backbone.input_multiple();
         let s = self.options.input_size;
-        if s == 0 || s % m != 0 {
+        if s == 0 || !s.is_multiple_of(m) {
             bail!("input size {s} must be a positive multiple of {m} for this backbone");
         }
         Ok(())

@@ -49,8 +49,7 @@ pub fn mirror_heads(h: &HeadMaps, flip_groups: &[usize]) -> HeadMaps {
     mirror_all(&h.wh, &mut out.wh);
     mirror_all(&h.reg, &mut out.reg);
     mirror_all(&h.hp_offset, &mut out.hp_offset);
-    for g in 0..h.num_groups {
-        let src = flip_groups[g];
+    for (g, &src) in flip_groups.iter().enumerate().take(h.num_groups) {
         out.hm_hp[g * hw..(g + 1) * hw]
             .copy_from_slice(&mirror_channel(&h.hm_hp[src * hw..(src + 1) * hw], size));
         let mx: Vec<f32> = mirror_channel(&h.hps[2 * src * hw..(2 * src + 1) * hw], size)

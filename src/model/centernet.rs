@@ -61,15 +61,20 @@ pub enum Arch {
     Dla34,
     Mdla34,
     Hourglass104,
+    /// A slim ResNet-18 (quarter width, 64-channel deconvolutions): the CPU demo and test model
+    /// (not a published CenterNet architecture; random init only).
+    #[serde(rename = "res18-slim")]
+    Res18Slim,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 6] = [
         Arch::Res18,
         Arch::Res50,
         Arch::Dla34,
         Arch::Mdla34,
         Arch::Hourglass104,
+        Arch::Res18Slim,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Arch {
             Arch::Dla34 => "dla34",
             Arch::Mdla34 => "mdla34",
             Arch::Hourglass104 => "hourglass104",
+            Arch::Res18Slim => "res18-slim",
         }
     }
 
@@ -96,6 +102,12 @@ impl Arch {
                 deformable: false,
             },
             Arch::Hourglass104 => BackboneConfig::Hourglass(HourglassConfig::hourglass104()),
+            Arch::Res18Slim => BackboneConfig::Resnet(ResNetConfig {
+                planes: [16, 32, 64, 128],
+                stem: 16,
+                deconv: [64; 3],
+                ..ResNetConfig::resnet18()
+            }),
         }
     }
 
@@ -104,6 +116,7 @@ impl Arch {
     pub fn head_conv(self) -> usize {
         match self {
             Arch::Res18 | Arch::Res50 => 64,
+            Arch::Res18Slim => 32,
             Arch::Dla34 | Arch::Mdla34 | Arch::Hourglass104 => 256,
         }
     }

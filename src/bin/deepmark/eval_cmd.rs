@@ -68,3 +68,113 @@ pub fn report(e: &Evaluation, json: bool) {
         println!("{v}");
     }
 }
+
+/// Options of `eval --weights`.
+pub struct EvalOptions {
+    pub backend: deepmark::backend::BackendKind,
+    pub input_size: Option<usize>,
+    pub flip: bool,
+    pub scales: Vec<f32>,
+    pub json: bool,
+    /// Results files and drawings go here.
+    pub out: PathBuf,
+    /// How many images to draw predictions on.
+    pub draw: usize,
+}
+
+/// Runs the model on a dataset (with progress), evaluates boxes and landmarks, and draws a
+/// few predictions.
+pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -> Result<()> {
+    use deepmark::infer::Detector;
+    let device = o.backend.device()?;
+    let mut det = Detector::from_weights(weights, &device)?;
+    if let Some(s) = o.input_size {
+        det.options.input_size = s;
+    }
+    det.options.flip = o.flip;
+    det.options.scales = o.scales.clone();
+    det.options.threshold = 0.01;
+    det.check_input_size()?;
+    let bar = crate::progress_bar("evaluating");
+    let res = deepmark::eval::run::predict_dataset(&det, gt, images, &mut |i, n| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64 + 1);
+    })?;
+    bar.finish_and_clear();
+    let (b, k, files) = deepmark::eval::run::evaluate_results(gt, &res, &o.out)?;
+    let n = res.images.max(1) as f64;
+    let t = res.times;
+    println!(
+        "{} images; per image: {:.1} ms preprocess, {:.1} ms forward, {:.1} ms decode, {:.1} ms post at {}×{} ({})",
+        res.images,
+        1e3 * t.preprocess / n,
+        1e3 * t.forward / n,
+        1e3 * t.decode / n,
+        1e3 * t.post / n,
+        det.options.input_size,
+        det.options.input_size,
+        o.backend
+    );
+    println!("results: {} and {}", files[0].display(), files[1].display());
+    let mut stats = serde_json::Map::new();
+    for e in [b.as_ref(), k.as_ref()].into_iter().flatten() {
+        report(e, false);
+        stats.insert(
+            e.params.iou_type.name().to_string(),
+            serde_json::json!(e.stats),
+        );
+    }
+    let ap = |e: &Option<Evaluation>| e.as_ref().map_or(f64::NAN, |e| e.stats[0]);
+    println!(
+        "AP_box {:.4}  AP_pt {:.4}  ({} detections kept at score ≥ {})",
+        ap(&b),
+        ap(&k),
+        res.bbox.len(),
+        det.options.threshold
+    );
+    if o.draw > 0 {
+        let drawn = draw_predictions(&det, gt, images, &o.out.join("preds"), o.draw)?;
+        println!(
+            "drew predictions (score ≥ 0.3) on {drawn} images in {}",
+            o.out.join("preds").display()
+        );
+    }
+    if o.json {
+        println!(
+            "{}",
+            serde_json::json!({"ap_box": ap(&b), "ap_pt": ap(&k), "stats": stats})
+        );
+    }
+    Ok(())
+}
+
+fn draw_predictions(
+    det: &deepmark::infer::Detector,
+    gt: &Path,
+    images: &Path,
+    dir: &Path,
+    n: usize,
+) -> Result<usize> {
+    let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
+    std::fs::create_dir_all(dir)?;
+    let mut count = 0;
+    for s in samples.iter().take(n) {
+        let path = images.join(&s.file_name);
+        let mut img = image::open(&path)
+            .with_context(|| format!("cannot read image {}", path.display()))?
+            .to_rgb8();
+        let dets: Vec<_> = det
+            .detect(&img)?
+            .into_iter()
+            .filter(|d| d.score >= 0.3)
+            .collect();
+        deepmark::infer::output::draw_detections(&mut img, &dets);
+        let stem = Path::new(&s.file_name).file_stem().map_or_else(
+            || s.image_id.to_string(),
+            |x| x.to_string_lossy().into_owned(),
+        );
+        crate::save_image_atomic(&img, &dir.join(format!("{stem}.pred.jpg")))?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,17 +1,16 @@
 //! `deepmark`: the command-line front end (usually run through `cargo xtask <command>`).
 
 mod eval_cmd;
+mod infer_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use deepmark::backend::BackendKind;
 use deepmark::checkpoint;
-use deepmark::heads_io::{heads_to_host, write_safetensors};
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::preprocess::prepare;
 use deepmark::scheme::Scheme;
 
 #[derive(Parser)]
@@ -110,37 +109,74 @@ enum Command {
         #[arg(long)]
         weights: PathBuf,
     },
-    /// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas) of a results file.
+    /// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas): of a results file
+    /// (`--gt --dt`), or of a model run on a dataset (`--weights --data`).
     Eval {
         /// Ground truth (COCO-style JSON: COCO person keypoints or DeepFashion2).
-        #[arg(long)]
-        gt: PathBuf,
+        #[arg(long, requires = "dt", conflicts_with_all = ["weights", "data"])]
+        gt: Option<PathBuf>,
         /// Results: a JSON list of bbox or keypoints detections (the kind follows from it).
-        #[arg(long)]
-        dt: PathBuf,
+        #[arg(long, requires = "gt")]
+        dt: Option<PathBuf>,
         /// OKS sigmas as a JSON list (default: from the GT's keypoint count, 17 or 294).
         #[arg(long)]
         sigmas: Option<PathBuf>,
-        /// End stdout with one JSON line `{"iou_type": ..., "stats": [...]}`.
+        /// Weights to evaluate on --data.
+        #[arg(long, requires = "data")]
+        weights: Option<PathBuf>,
+        /// COCO-style DeepFashion2 JSON (images in `image/` beside it, or --images).
+        #[arg(long, requires = "weights")]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        images: Option<PathBuf>,
+        #[arg(long, default_value = "flex")]
+        backend: BackendKind,
+        /// Network input side [default: the weights' training size].
+        #[arg(long)]
+        input_size: Option<usize>,
+        #[arg(long)]
+        flip: bool,
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        scales: Vec<f32>,
+        /// Where results files and drawings go (with --weights).
+        #[arg(long, default_value = "runs/eval")]
+        out: PathBuf,
+        /// End stdout with one JSON line of the numbers.
         #[arg(long)]
         json: bool,
     },
-    /// Run the network on an image. Today: `--dump-heads` writes the raw head tensors.
-    Infer {
-        /// Input image.
-        image: PathBuf,
-        #[arg(long)]
-        weights: PathBuf,
-        /// flex (default), ndarray (inference only) or wgpu.
-        #[arg(long, default_value = "flex")]
-        backend: BackendKind,
-        /// Network input side (CenterNet's fix_res warp), a multiple of 32 (128 for Hourglass).
-        #[arg(long, default_value_t = 512)]
-        input_size: usize,
-        /// Write the raw heads (before sigmoid; last Hourglass stack) as safetensors.
-        #[arg(long)]
-        dump_heads: Option<PathBuf>,
-    },
+    /// Train a model (see `--help`; without --data: the quick demo on synthetic data).
+    Train(train_cmd::TrainArgs),
+    /// Detect clothing: drawings, challenge-format JSON and per-stage timings.
+    Infer(infer_cmd::InferArgs),
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(msg: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0).with_message(msg);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta})")
+            .expect("valid progress template"),
+    );
+    bar
+}
+
+/// Saves an image through a temporary file and a rename.
+pub fn save_image_atomic(img: &image::RgbImage, path: &std::path::Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("png")
+        .to_string();
+    let tmp = path.with_extension(format!("tmp.{ext}"));
+    img.save(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    Ok(())
 }
 
 fn main() {
@@ -318,44 +354,42 @@ fn run(cli: Cli) -> Result<()> {
             gt,
             dt,
             sigmas,
-            json,
-        } => eval_cmd::eval_files(&gt, &dt, sigmas.as_ref(), json)?,
-        Command::Infer {
-            image,
             weights,
+            data,
+            images,
             backend,
             input_size,
-            dump_heads,
-        } => {
-            let Some(dump) = dump_heads else {
-                bail!(
-                    "detection decoding is not available yet; use --dump-heads <out.safetensors> to get the raw heads"
-                );
-            };
-            let device = backend.device()?;
-            let (model, config) = checkpoint::load(&weights, &device)?;
-            let multiple = config.backbone.input_multiple();
-            if input_size == 0 || input_size % multiple != 0 {
-                bail!(
-                    "--input-size {input_size} must be a positive multiple of {multiple} for this backbone"
-                );
+            flip,
+            scales,
+            out,
+            json,
+        } => match (gt, dt, weights, data) {
+            (Some(gt), Some(dt), _, _) => eval_cmd::eval_files(&gt, &dt, sigmas.as_ref(), json)?,
+            (_, _, Some(weights), Some(data)) => {
+                let images = images.unwrap_or_else(|| {
+                    data.parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join("image")
+                });
+                eval_cmd::eval_weights(
+                    &weights,
+                    &data,
+                    &images,
+                    &eval_cmd::EvalOptions {
+                        backend,
+                        input_size,
+                        flip,
+                        scales,
+                        json,
+                        out,
+                        draw: 0,
+                    },
+                )?
             }
-            let img = image::open(&image)
-                .with_context(|| format!("cannot read image {}", image.display()))?
-                .to_rgb8();
-            let prep = prepare(&img, input_size);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(prep.input, [1, 3, input_size, input_size]),
-                &device,
-            );
-            let heads = model.forward(x);
-            let host = heads_to_host(&heads)?;
-            write_safetensors(&dump, &host)?;
-            for (name, t) in &host {
-                println!("{name}: {:?}", t.shape);
-            }
-            println!("wrote raw heads to {}", dump.display());
-        }
+            _ => bail!("give --gt and --dt, or --weights and --data"),
+        },
+        Command::Train(args) => train_cmd::run(args)?,
+        Command::Infer(args) => infer_cmd::run(args)?,
     }
     Ok(())
 }

@@ -1,0 +1,123 @@
+//! Train-step time (forward + CenterNet losses + backward + Adam) per landmark scheme on one
+//! backbone, input and batch: DeepMark++'s grouping claim (up to 26 % faster steps and 28 %
+//! less memory with 62 groups than with all 294 landmarks). Batches come from the synthetic
+//! set, generated into a temporary folder.
+//!
+//!     cargo bench --features cli --bench train
+//!     DEEPMARK_BENCH_BACKEND=wgpu DEEPMARK_BENCH_ARCH=mdla34 DEEPMARK_BENCH_SIZE=512 \
+//!         DEEPMARK_BENCH_BATCH=16 cargo bench --features cli --bench train
+//!
+//! Memory: after each scheme the bench prints the device allocator's reserved bytes (wgpu) and
+//! the process's peak resident set (VmHWM). VmHWM only grows, so for CPU memory per scheme run
+//! one scheme per process with `DEEPMARK_BENCH_SCHEMES=none` etc. (see benches/RESULTS.md).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::optim::{AdamConfig, GradientsParams};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use deepmark::backend::BackendKind;
+use deepmark::data::augment::AugmentConfig;
+use deepmark::data::dataset::{Df2Dataset, SampleConfig, TrainBatcher};
+use deepmark::data::grouping::Grouping;
+use deepmark::data::synth::{SynthConfig, generate};
+use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::scheme::Scheme;
+use deepmark::train::loss::{LossWeights, total_loss};
+
+fn env<T: std::str::FromStr>(var: &str, default: &str) -> T {
+    let s = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    s.parse()
+        .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn train_step(c: &mut Criterion) {
+    let backend: BackendKind = env("DEEPMARK_BENCH_BACKEND", "flex");
+    let arch: Arch = env("DEEPMARK_BENCH_ARCH", "res18");
+    let size: usize = env("DEEPMARK_BENCH_SIZE", "256");
+    let batch: usize = env("DEEPMARK_BENCH_BATCH", "4");
+    let schemes: Vec<Scheme> = std::env::var("DEEPMARK_BENCH_SCHEMES")
+        .unwrap_or_else(|_| "none,agg81,deepmark62".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("scheme"))
+        .collect();
+    let device = match backend.device() {
+        Ok(d) => d.autodiff(),
+        Err(e) => {
+            eprintln!("skipping {backend}: {e}");
+            return;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("deepmark-bench-train-{}", std::process::id()));
+    let synth = SynthConfig {
+        n: batch.max(4),
+        seed: 7,
+        ..Default::default()
+    };
+    generate(&dir, &synth, &mut |_, _| {}).expect("synthetic data");
+    let mut group = c.benchmark_group("train_step");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8));
+    for scheme in schemes {
+        let cfg = SampleConfig {
+            augment: AugmentConfig {
+                input_size: size,
+                ..Default::default()
+            },
+            grouping: Grouping::for_scheme(scheme).expect("DeepFashion2 scheme"),
+            num_classes: 13,
+            max_objs: 32,
+            seed: 1,
+        };
+        let (ds, _) =
+            Df2Dataset::open(&dir.join("train.json"), &dir.join("image"), cfg, false).unwrap();
+        let ds = Arc::new(ds);
+        let items: Vec<_> = (0..batch).map(|i| ds.get(i % ds.len()).unwrap()).collect();
+        let b = TrainBatcher.batch(items, &device);
+        let config = CenterNetConfig::new(arch, scheme.layout());
+        let mut model = Some(config.init(&device));
+        let mut optim = AdamConfig::new().init();
+        device.memory_cleanup();
+        let id = BenchmarkId::new(format!("{backend}/{arch}@{size}x{batch}"), scheme.name());
+        group.bench_function(id, |bench| {
+            bench.iter(|| {
+                let m = model.take().expect("model");
+                let stacks = m.forward_stacks(b.input.clone());
+                let (loss, parts) = total_loss(&stacks, &b, &LossWeights::default());
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                model = Some(optim.step(1e-4, m, grads));
+                parts.total
+            })
+        });
+        let reserved = device
+            .memory_pool_usage()
+            .map(|u| format!("{:.0} MiB", u.bytes_reserved as f64 / (1 << 20) as f64))
+            .unwrap_or_else(|| "n/a".into());
+        println!(
+            "memory after {scheme} ({} output channels): device pool reserved {reserved}, process peak RSS {:.0} MiB",
+            config.layout.total_channels(),
+            peak_rss_mib()
+        );
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, train_step);
+criterion_main!(benches);

@@ -1,0 +1,240 @@
+//! `deepmark infer`: detections drawn on images, challenge-format JSON and per-stage timings.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Tensor, TensorData};
+use clap::Args;
+use deepmark::backend::BackendKind;
+use deepmark::checkpoint::write_atomic;
+use deepmark::heads_io::{heads_to_host, write_safetensors};
+use deepmark::infer::output::{draw_detections, results};
+use deepmark::infer::{Detector, PostConfig, StageTimes};
+
+/// Bundled demo weights and images (used when no images / weights are given).
+pub const DEMO_WEIGHTS: &str = "model-weights/demo.bpk";
+const SAMPLES: &str = "datasets/samples";
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// Images and/or folders of images [default: the bundled samples in datasets/samples].
+    pub inputs: Vec<PathBuf>,
+    /// Weights (.bpk with its .json config) [default: the bundled demo weights].
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// flex (default), ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: BackendKind,
+    /// Average with the mirrored image.
+    #[arg(long)]
+    pub flip: bool,
+    /// Image scales fused by NMS, e.g. `0.85,0.95,1.1` (DeepMark++) [default: 1].
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Option<Vec<f32>>,
+    /// Plain CenterNet decoding: none of the four DeepMark++ techniques, no NMS.
+    #[arg(long)]
+    pub no_post: bool,
+    /// Detections scoring below are neither drawn nor written.
+    #[arg(long, default_value_t = 0.3)]
+    pub threshold: f32,
+    /// Output folder for `<name>.pred.jpg` and the results JSON.
+    #[arg(long, default_value = "runs/infer")]
+    pub out: PathBuf,
+    /// Network input side [default: the weights' training size, else 512].
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Also write the raw heads (before sigmoid; last Hourglass stack) of the first image as
+    /// safetensors.
+    #[arg(long)]
+    pub dump_heads: Option<PathBuf>,
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "jpg" | "jpeg" | "png" | "bmp" | "webp"
+        )
+    })
+}
+
+/// Expands folders (sorted) into image files.
+fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_image(p))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                bail!("folder {} has no images (jpg, png, bmp, webp)", p.display());
+            }
+            out.extend(v);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            bail!("input {} does not exist", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// DeepFashion2 image ids are the numeric file names (`000123.jpg` → 123); others count from 1.
+fn image_id(path: &Path, index: usize) -> u64 {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(index as u64 + 1)
+}
+
+pub fn run(a: InferArgs) -> Result<()> {
+    let demo_weights = a.weights.is_none();
+    let weights = a
+        .weights
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEMO_WEIGHTS));
+    let inputs = if a.inputs.is_empty() {
+        vec![PathBuf::from(SAMPLES)]
+    } else {
+        a.inputs.clone()
+    };
+    if !weights.is_file() {
+        if demo_weights {
+            bail!(
+                "the bundled demo weights {} are missing; train them with `cargo xtask train` and copy \
+                 runs/demo/model.bpk, model.json and model.infer.json there, or pass --weights",
+                weights.display()
+            );
+        }
+        bail!("weights file {} does not exist", weights.display());
+    }
+    let images = collect_images(&inputs)?;
+    let device = a.backend.device()?;
+    let mut det = Detector::from_weights(&weights, &device)?;
+    if demo_weights {
+        println!(
+            "using the bundled demo weights {}: res18-slim trained only on the synthetic set \
+             (`cargo xtask train` with no arguments), so on real photos expect few and rough detections",
+            weights.display()
+        );
+    }
+    if let Some(s) = a.input_size {
+        det.options.input_size = s;
+    }
+    det.options.flip = a.flip;
+    if let Some(s) = &a.scales {
+        det.options.scales = s.clone();
+    }
+    if a.no_post {
+        det.options.post = PostConfig::plain();
+    }
+    det.options.threshold = a.threshold;
+    det.check_input_size()?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let bar = (images.len() > 1).then(|| crate::progress_bar("detecting"));
+    let mut times = StageTimes::default();
+    let mut load = 0.0;
+    let (mut all_boxes, mut all_kps) = (Vec::new(), Vec::new());
+    let mut failed = Vec::new();
+    for (i, path) in images.iter().enumerate() {
+        let t0 = Instant::now();
+        let img = match image::open(path) {
+            Ok(i) => i.to_rgb8(),
+            Err(e) => {
+                let msg = format!("cannot read image {}: {e}", path.display());
+                match &bar {
+                    Some(b) => b.println(format!("skipping: {msg}")),
+                    None => eprintln!("skipping: {msg}"),
+                }
+                failed.push(msg);
+                continue;
+            }
+        };
+        load += t0.elapsed().as_secs_f64();
+        if i == 0
+            && let Some(dump) = &a.dump_heads
+        {
+            dump_heads(&det, &img, dump)?;
+        }
+        let (dets, t) = det.detect_timed(&img)?;
+        times += t;
+        let (b, k) = results(image_id(path, i), &dets);
+        all_boxes.extend(b);
+        all_kps.extend(k);
+        let mut canvas = img;
+        draw_detections(&mut canvas, &dets);
+        let stem = path
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+        let out = a.out.join(format!("{stem}.pred.jpg"));
+        crate::save_image_atomic(&canvas, &out)?;
+        let line = format!(
+            "{}: {} detections → {}",
+            path.display(),
+            dets.len(),
+            out.display()
+        );
+        match &bar {
+            Some(b) => {
+                b.set_length(images.len() as u64);
+                b.set_position(i as u64 + 1);
+                b.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let done = images.len() - failed.len();
+    if done == 0 {
+        bail!("no image could be read ({} failed)", failed.len());
+    }
+    let bbox_path = a.out.join("results_bbox.json");
+    let kp_path = a.out.join("results_keypoints.json");
+    write_atomic(&bbox_path, serde_json::to_string(&all_boxes)?.as_bytes())?;
+    write_atomic(&kp_path, serde_json::to_string(&all_kps)?.as_bytes())?;
+    println!(
+        "wrote {} and {} (DeepFashion2 challenge format)",
+        bbox_path.display(),
+        kp_path.display()
+    );
+    let n = done as f64;
+    let s = det.options.input_size;
+    println!(
+        "Speed: {:.1} ms load, {:.1} ms preprocess, {:.1} ms forward, {:.1} ms decode, {:.1} ms post per image at {s}×{s} ({})",
+        1e3 * load / n,
+        1e3 * times.preprocess / n,
+        1e3 * times.forward / n,
+        1e3 * times.decode / n,
+        1e3 * times.post / n,
+        a.backend
+    );
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} images could not be read",
+            failed.len(),
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+fn dump_heads(det: &Detector, img: &image::RgbImage, path: &Path) -> Result<()> {
+    let size = det.options.input_size;
+    let prep = deepmark::preprocess::prepare(img, size);
+    let x = Tensor::<4>::from_data(TensorData::new(prep.input, [1, 3, size, size]), &det.device);
+    let heads = det.model.forward(x);
+    let host = heads_to_host(&heads)?;
+    write_safetensors(path, &host)?;
+    for (name, t) in &host {
+        println!("{name}: {:?}", t.shape);
+    }
+    println!("wrote raw heads to {}", path.display());
+    Ok(())
+}

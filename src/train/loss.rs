@@ -1,0 +1,213 @@
+//! CenterNet multi-pose losses (FACTS §1.6; `src/lib/models/losses.py`, `trains/multi_pose.py`):
+//!
+//! - modified focal loss (CornerNet) on `hm` and `hm_hp`, sigmoid clamped to [1e-4, 1 − 1e-4]:
+//!   `L = −[Σ_pos log(p)(1−p)² + Σ_neg log(1−p)·p²·(1−gt)⁴] / max(num_pos, 1)` (with no
+//!   positives the sum is not divided);
+//! - `wh`, `reg`, `hp_offset`: L1 at the object indices, averaged over valid coordinates,
+//!   `Σ|pred·m − gt·m| / (Σm + 1e-4)`;
+//! - `hps`: the same with a per-coordinate mask;
+//! - total `hm·1 + wh·0.1 + reg·1 + hps·1 + hm_hp·1 + hp_offset·1`, each term averaged over the
+//!   Hourglass stacks.
+
+use burn::tensor::{Int, Tensor, activation::sigmoid};
+use serde::{Deserialize, Serialize};
+
+use crate::data::dataset::TrainBatch;
+use crate::model::HeadOutputs;
+
+/// Weights of the loss terms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossWeights {
+    pub hm: f32,
+    pub wh: f32,
+    pub reg: f32,
+    pub hps: f32,
+    pub hm_hp: f32,
+    pub hp_offset: f32,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            hm: 1.0,
+            wh: 0.1,
+            reg: 1.0,
+            hps: 1.0,
+            hm_hp: 1.0,
+            hp_offset: 1.0,
+        }
+    }
+}
+
+/// Modified focal loss of raw logits against a Gaussian-splatted target heatmap.
+pub fn focal_loss(logits: Tensor<4>, gt: Tensor<4>) -> Tensor<1> {
+    let p = sigmoid(logits).clamp(1e-4, 1.0 - 1e-4);
+    let pos = gt.clone().equal_elem(1.0).float();
+    let neg = gt.clone().lower_elem(1.0).float();
+    let neg_w = gt.neg().add_scalar(1.0).powi_scalar(4);
+    let one_minus_p = p.clone().neg().add_scalar(1.0);
+    let pos_loss = (p.clone().log() * one_minus_p.clone().powi_scalar(2) * pos.clone()).sum();
+    let neg_loss = (one_minus_p.log() * p.powi_scalar(2) * neg_w * neg).sum();
+    let num_pos = pos.sum().clamp_min(1.0);
+    (pos_loss + neg_loss).neg() / num_pos
+}
+
+/// Gathers `output (B, C, H, W)` at flat map indices `ind (B, N)` → `(B, N, C)`.
+pub fn gather_at(output: Tensor<4>, ind: Tensor<2, Int>) -> Tensor<3> {
+    let [b, c, h, w] = output.dims();
+    let n = ind.dims()[1];
+    let feat = output.reshape([b, c, h * w]).swap_dims(1, 2);
+    let idx = ind.unsqueeze_dim::<3>(2).expand([b, n, c]);
+    feat.gather(1, idx)
+}
+
+/// L1 over masked coordinates, averaged over the mask's sum (`mask` shaped like `target`).
+pub fn masked_l1(pred: Tensor<3>, mask: Tensor<3>, target: Tensor<3>) -> Tensor<1> {
+    let diff = (pred * mask.clone() - target * mask.clone()).abs().sum();
+    diff / mask.sum().add_scalar(1e-4)
+}
+
+/// `RegL1Loss`: `mask (B, N)` applies to every channel.
+pub fn reg_l1(
+    output: Tensor<4>,
+    ind: Tensor<2, Int>,
+    mask: Tensor<2>,
+    target: Tensor<3>,
+) -> Tensor<1> {
+    let pred = gather_at(output, ind);
+    let [b, n, c] = pred.dims();
+    let m = mask.unsqueeze_dim::<3>(2).expand([b, n, c]);
+    masked_l1(pred, m, target)
+}
+
+/// The loss parts of one step, as host numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossParts {
+    pub total: f32,
+    pub hm: f32,
+    pub wh: f32,
+    pub reg: f32,
+    pub hps: f32,
+    pub hm_hp: f32,
+    pub hp_offset: f32,
+}
+
+impl LossParts {
+    pub const NAMES: [&'static str; 7] = ["total", "hm", "wh", "reg", "hps", "hm_hp", "hp_offset"];
+
+    pub fn values(&self) -> [f32; 7] {
+        [
+            self.total,
+            self.hm,
+            self.wh,
+            self.reg,
+            self.hps,
+            self.hm_hp,
+            self.hp_offset,
+        ]
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.values().iter().all(|v| v.is_finite())
+    }
+
+    /// Element-wise running sum helper.
+    pub fn add(&mut self, o: &LossParts) {
+        self.total += o.total;
+        self.hm += o.hm;
+        self.wh += o.wh;
+        self.reg += o.reg;
+        self.hps += o.hps;
+        self.hm_hp += o.hm_hp;
+        self.hp_offset += o.hp_offset;
+    }
+
+    pub fn scaled(&self, k: f32) -> LossParts {
+        LossParts {
+            total: self.total * k,
+            hm: self.hm * k,
+            wh: self.wh * k,
+            reg: self.reg * k,
+            hps: self.hps * k,
+            hm_hp: self.hm_hp * k,
+            hp_offset: self.hp_offset * k,
+        }
+    }
+}
+
+/// Total weighted loss over all stacks and its (unweighted, stack-averaged) parts.
+pub fn total_loss(
+    stacks: &[HeadOutputs],
+    batch: &TrainBatch,
+    w: &LossWeights,
+) -> (Tensor<1>, LossParts) {
+    let k = 1.0 / stacks.len() as f32;
+    let mut terms: [Option<Tensor<1>>; 6] = Default::default();
+    for s in stacks {
+        let parts = [
+            focal_loss(s.hm.clone(), batch.hm.clone()),
+            reg_l1(
+                s.wh.clone(),
+                batch.ind.clone(),
+                batch.reg_mask.clone(),
+                batch.wh.clone(),
+            ),
+            reg_l1(
+                s.reg.clone(),
+                batch.ind.clone(),
+                batch.reg_mask.clone(),
+                batch.reg.clone(),
+            ),
+            masked_l1(
+                gather_at(s.hps.clone(), batch.ind.clone()),
+                batch.hps_mask.clone(),
+                batch.hps.clone(),
+            ),
+            focal_loss(s.hm_hp.clone(), batch.hm_hp.clone()),
+            reg_l1(
+                s.hp_offset.clone(),
+                batch.hp_ind.clone(),
+                batch.hp_mask.clone(),
+                batch.hp_offset.clone(),
+            ),
+        ];
+        for (t, p) in terms.iter_mut().zip(parts) {
+            let p = p.mul_scalar(k);
+            *t = Some(match t.take() {
+                Some(acc) => acc + p,
+                None => p,
+            });
+        }
+    }
+    let terms: Vec<Tensor<1>> = terms.into_iter().map(|t| t.expect("one stack")).collect();
+    let weights = [w.hm, w.wh, w.reg, w.hps, w.hm_hp, w.hp_offset];
+    let total = terms
+        .iter()
+        .zip(weights)
+        .map(|(t, wt)| t.clone().mul_scalar(wt))
+        .reduce(|a, b| a + b)
+        .expect("six terms");
+    // One host read for all parts.
+    let all = Tensor::cat(
+        std::iter::once(total.clone())
+            .chain(terms.iter().cloned())
+            .map(|t| t.detach())
+            .collect(),
+        0,
+    );
+    let v: Vec<f32> = all
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|_| vec![f32::NAN; 7]);
+    let parts = LossParts {
+        total: v[0],
+        hm: v[1],
+        wh: v[2],
+        reg: v[3],
+        hps: v[4],
+        hm_hp: v[5],
+        hp_offset: v[6],
+    };
+    (total, parts)
+}

@@ -1,0 +1,208 @@
+//! The command line: `eval --json` output contract, `infer` drawings and challenge JSON (read
+//! back and evaluated), and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use deepmark::eval::coco::{GroundTruth, IouType, Params, Results, evaluate, sigmas_for};
+use deepmark::infer::output::KeypointResult;
+use serde_json::Value;
+
+mod common;
+
+fn deepmark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn eval_json_last_line_is_the_stats_object() {
+    let Some(dir) = common::shared_data("coco_person_keypoints") else {
+        return;
+    };
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("eval/expected.json")).unwrap(),
+    )
+    .unwrap();
+    for (dt, kind, key, n) in [
+        (
+            "xtcocoapi_example_coco_preds.json",
+            "keypoints",
+            "coco_keypoints",
+            10,
+        ),
+        ("test_coco_det_AP_H_56.json", "bbox", "coco_bbox", 12),
+    ] {
+        let o = deepmark(&[
+            "eval",
+            "--gt",
+            dir.join("test_coco.json").to_str().unwrap(),
+            "--dt",
+            dir.join(dt).to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(last.as_object().unwrap().len(), 2);
+        assert_eq!(last["iou_type"], kind);
+        let stats = last["stats"].as_array().unwrap();
+        assert_eq!(stats.len(), n);
+        for (a, b) in stats.iter().zip(expected[key].as_array().unwrap()) {
+            assert!((a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-6);
+        }
+        assert!(
+            out.contains("Average Precision  (AP) @[ IoU=0.50:0.95 |"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn eval_reports_bad_files_without_panicking() {
+    let Some(dir) = common::shared_data("coco_person_keypoints") else {
+        return;
+    };
+    let tmp = common::tempdir("cli-eval-bad");
+    let bad = tmp.join("bad.json");
+    std::fs::write(
+        &bad,
+        "[{\"image_id\": 785, \"category_id\": 1, \"bbox\": [1, 2]",
+    )
+    .unwrap();
+    let o = deepmark(&[
+        "eval",
+        "--gt",
+        dir.join("test_coco.json").to_str().unwrap(),
+        "--dt",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("bad.json") && !e.contains("panicked"), "{e}");
+}
+
+fn random_weights(dir: &Path) -> String {
+    let w = dir.join("slim.bpk");
+    let o = deepmark(&[
+        "init",
+        "--arch",
+        "res18-slim",
+        "--scheme",
+        "deepmark62",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    w.to_str().unwrap().to_string()
+}
+
+#[test]
+fn infer_writes_drawings_and_challenge_json_that_evaluates() {
+    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+        return;
+    };
+    let dir = common::tempdir("cli-infer");
+    let weights = random_weights(&dir);
+    let images = gt.parent().unwrap().join("image");
+    let out = dir.join("out");
+    let o = deepmark(&[
+        "infer",
+        images.join("002092.jpg").to_str().unwrap(),
+        images.join("018074.jpg").to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--input-size",
+        "128",
+        "--threshold",
+        "0",
+        "--flip",
+        "--scales",
+        "0.9,1.1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let speed = text
+        .lines()
+        .find(|l| l.starts_with("Speed: "))
+        .expect("a Speed line");
+    for part in [
+        "ms load",
+        "ms preprocess",
+        "ms forward",
+        "ms decode",
+        "ms post per image at 128×128 (flex)",
+    ] {
+        assert!(speed.contains(part), "{speed}");
+    }
+    for stem in ["002092", "018074"] {
+        let p = out.join(format!("{stem}.pred.jpg"));
+        let img = image::open(&p).unwrap();
+        assert!(img.width() > 0);
+    }
+    let kps: Vec<KeypointResult> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results_keypoints.json")).unwrap())
+            .unwrap();
+    assert!(!kps.is_empty());
+    for k in &kps {
+        assert_eq!(k.keypoints.len(), 294 * 3);
+        assert!([2092u64, 18074].contains(&k.image_id));
+        assert!((1..=13).contains(&k.category_id));
+    }
+    // Both files load as results against the real GT and evaluate.
+    let gt_data = GroundTruth::load(&gt).unwrap();
+    for (file, kind) in [
+        ("results_keypoints.json", IouType::Keypoints),
+        ("results_bbox.json", IouType::Bbox),
+    ] {
+        let r = Results::load(&out.join(file), &gt_data).unwrap();
+        assert_eq!(r.kind, kind);
+        let e = evaluate(&gt_data, &r, Params::new(kind, sigmas_for(294).unwrap())).unwrap();
+        assert!(e.stats.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn infer_errors_are_clear() {
+    let dir = common::tempdir("cli-infer-bad");
+    let o = deepmark(&[
+        "infer",
+        "datasets/samples",
+        "--weights",
+        "/nonexistent/w.bpk",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let weights = random_weights(&dir);
+    let broken = dir.join("broken.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let o = deepmark(&[
+        "infer",
+        broken.to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--input-size",
+        "64",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("broken.jpg") && !e.contains("panicked"), "{e}");
+    let o = deepmark(&["infer", "--weights", &weights, "--input-size", "100"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("multiple of 32"), "{}", stderr(&o));
+}

@@ -1,0 +1,219 @@
+//! Training on real DeepFashion2 fixtures (a short CI version): the loss falls, checkpoints
+//! resume at the same epoch and step (also after SIGKILL), and a non-finite loss stops the run
+//! with the last checkpoint intact.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::scheme::Scheme;
+use deepmark::train::loss::LossWeights;
+use deepmark::train::trainer::{TrainState, read_metrics};
+use deepmark::train::{TrainConfig, train};
+use serde_json::Value;
+
+mod common;
+
+/// The first `n` images of the real fixture (and their annotations) as a COCO file in `dir`.
+fn subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let gt = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&gt).unwrap()).unwrap();
+    let images: Vec<Value> = v["images"].as_array().unwrap()[..n].to_vec();
+    let ids: Vec<u64> = images.iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let anns: Vec<Value> = v["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| ids.contains(&a["image_id"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    v["images"] = Value::Array(images);
+    v["annotations"] = Value::Array(anns);
+    let json = dir.join("subset.json");
+    std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
+    Some((json, gt.parent().unwrap().join("image")))
+}
+
+fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainConfig {
+    TrainConfig {
+        model: CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout()),
+        scheme: Scheme::Deepmark62,
+        data,
+        images,
+        input_size: 128,
+        batch,
+        epochs,
+        lr: 1e-3,
+        lr_steps: Vec::new(),
+        loss: LossWeights::default(),
+        augment: false,
+        seed: 317,
+        workers: 1,
+        max_objs: 32,
+        init: None,
+    }
+}
+
+#[test]
+fn loss_falls_by_half_on_four_real_images() {
+    let dir = common::tempdir("train-fall");
+    let Some((json, images)) = subset(4, &dir) else {
+        return;
+    };
+    let cfg = config(json, images, 30, 4);
+    let device = common::flex();
+    let summary = train(&cfg, &dir.join("run"), &device, false, &mut |_| {}).unwrap();
+    let first = summary.rows.first().unwrap().loss.total;
+    let last = summary.rows.last().unwrap().loss.total;
+    println!("loss {first} → {last}");
+    assert!(last <= 0.5 * first, "loss {first} → {last}");
+    assert_eq!(summary.steps, 30);
+    // The run directory holds what infer/eval need.
+    for f in [
+        "model.bpk",
+        "model.json",
+        "model.infer.json",
+        "train.json",
+        "metrics.csv",
+    ] {
+        assert!(dir.join("run").join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn resume_continues_at_the_same_epoch_and_step() {
+    let dir = common::tempdir("train-resume");
+    let Some((json, images)) = subset(4, &dir) else {
+        return;
+    };
+    let device = common::flex();
+    let run = dir.join("run");
+    let cfg2 = config(json.clone(), images.clone(), 2, 2);
+    train(&cfg2, &run, &device, false, &mut |_| {}).unwrap();
+    let cfg3 = config(json, images, 3, 2);
+    let summary = train(&cfg3, &run, &device, true, &mut |_| {}).unwrap();
+    assert_eq!(summary.steps, 6, "3 epochs of 2 steps");
+    let rows = read_metrics(&run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.steps).collect::<Vec<_>>(),
+        vec![2, 4, 6]
+    );
+    // Only the last checkpoint is kept.
+    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bpk"))
+        .collect();
+    assert_eq!(ckpts.len(), 2, "{ckpts:?}");
+}
+
+fn state(run: &Path) -> Option<TrainState> {
+    let text = std::fs::read_to_string(run.join("checkpoint/state.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[test]
+fn sigkill_then_resume_ends_with_the_uninterrupted_step_count() {
+    let dir = common::tempdir("train-kill");
+    let Some((json, images)) = subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let args = |resume: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
+        c.args([
+            "train",
+            "--arch",
+            "res18-slim",
+            "--input-size",
+            "128",
+            "--batch",
+            "2",
+        ])
+        .args([
+            "--epochs",
+            "5",
+            "--lr",
+            "1e-3",
+            "--no-augment",
+            "--no-eval",
+            "--workers",
+            "1",
+        ])
+        .arg("--data")
+        .arg(&json)
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(&run);
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    let mut child = args(false).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        if state(&run).is_some_and(|s| s.epoch >= 2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "no checkpoint appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let killed_at = state(&run).unwrap();
+    assert!(killed_at.epoch < 5, "killed before the end");
+    let out = args(true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let end = state(&run).unwrap();
+    assert_eq!(end.epoch, 5);
+    assert_eq!(end.step, 10, "5 epochs × 2 steps, as an uninterrupted run");
+    let rows = read_metrics(&run.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 5);
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
+    let dir = common::tempdir("train-nan");
+    let Some((json, images)) = subset(2, &dir) else {
+        return;
+    };
+    let device = common::flex();
+    let run = dir.join("run");
+    train(
+        &config(json.clone(), images.clone(), 1, 2),
+        &run,
+        &device,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let before = state(&run).unwrap();
+    let mut bad = config(json, images, 2, 2);
+    bad.loss.hm = f32::NAN;
+    let err = train(&bad, &run, &device, true, &mut |_| {}).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("non-finite loss"), "{msg}");
+    assert!(msg.contains("checkpoint"), "{msg}");
+    assert_eq!(state(&run).unwrap(), before);
+    let weights = run.join("checkpoint").join(&before.weights);
+    deepmark::checkpoint::load(&weights, &device).unwrap();
+}
