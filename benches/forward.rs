@@ -17,18 +17,8 @@ use deepmark::backend::BackendKind;
 use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::scheme::Scheme;
 
-fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
-    std::env::var(var)
-        .unwrap_or_else(|_| default.to_string())
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
-        })
-        .collect()
-}
+mod common;
+use common::list;
 
 fn forward(c: &mut Criterion) {
     let archs: Vec<Arch> = list(

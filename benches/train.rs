@@ -27,11 +27,8 @@ use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::scheme::Scheme;
 use deepmark::train::loss::{LossWeights, total_loss};
 
-fn env<T: std::str::FromStr>(var: &str, default: &str) -> T {
-    let s = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    s.parse()
-        .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
-}
+mod common;
+use common::{env, list};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -50,11 +47,7 @@ fn train_step(c: &mut Criterion) {
     let arch: Arch = env("DEEPMARK_BENCH_ARCH", "res18");
     let size: usize = env("DEEPMARK_BENCH_SIZE", "256");
     let batch: usize = env("DEEPMARK_BENCH_BATCH", "4");
-    let schemes: Vec<Scheme> = std::env::var("DEEPMARK_BENCH_SCHEMES")
-        .unwrap_or_else(|_| "none,agg81,deepmark62".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("scheme"))
-        .collect();
+    let schemes: Vec<Scheme> = list("DEEPMARK_BENCH_SCHEMES", "none,agg81,deepmark62");
     let device = match backend.device() {
         Ok(d) => d.autodiff(),
         Err(e) => {

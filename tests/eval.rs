@@ -280,3 +280,70 @@ fn bad_results_name_the_file_and_field() {
     .unwrap_err();
     assert!(err.contains("882"), "{err}");
 }
+
+/// NE / PCK on the real GT: exact predictions give 0 and 1; predictions moved by 0.1 of each
+/// item's normaliser give NE 0.1 exactly; a missing detection is a miss, not an error.
+#[test]
+fn landmark_errors_follow_the_ne_and_pck_definitions() {
+    use deepmark::eval::landmarks::{landmark_errors, normaliser_landmarks};
+    use deepmark::infer::output::{BboxResult, KeypointResult};
+    let Some(gt_path) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")
+    else {
+        return;
+    };
+    for id in 1..=13 {
+        let (a, b) = normaliser_landmarks(id).unwrap();
+        assert_ne!(a, b);
+    }
+    let (samples, _) = deepmark::data::deepfashion2::load_coco(&gt_path, false).unwrap();
+    let build = |shift: f32, skip_first: bool| {
+        let mut boxes = Vec::new();
+        let mut kps = Vec::new();
+        for (si, s) in samples.iter().enumerate() {
+            for it in &s.items {
+                if skip_first && si == 0 {
+                    continue;
+                }
+                let cat = deepmark::data::taxonomy::category(it.category_id).unwrap();
+                let (a, b) = normaliser_landmarks(cat.id).unwrap();
+                let pa = it.keypoints[cat.start + a];
+                let pb = it.keypoints[cat.start + b];
+                let norm = ((pa[0] - pb[0]).powi(2) + (pa[1] - pb[1]).powi(2)).sqrt();
+                let mut k = vec![0.0f32; 294 * 3];
+                for (g, p) in it.keypoints.iter().enumerate() {
+                    k[3 * g] = p[0] + shift * norm;
+                    k[3 * g + 1] = p[1];
+                }
+                boxes.push(BboxResult {
+                    image_id: s.image_id,
+                    category_id: it.category_id,
+                    bbox: it.bbox,
+                    score: 0.9,
+                });
+                kps.push(KeypointResult {
+                    image_id: s.image_id,
+                    category_id: it.category_id,
+                    keypoints: k,
+                    score: 0.9,
+                });
+            }
+        }
+        (boxes, kps)
+    };
+    let (b, k) = build(0.0, false);
+    let (_, all) = landmark_errors(&samples, &b, &k);
+    assert!(all.items > 40, "{all:?}");
+    assert_eq!(all.matched, all.items);
+    assert!(all.ne().abs() < 1e-9);
+    assert_eq!(all.pck02(), 1.0);
+    let (b, k) = build(0.1, false);
+    let (per, all) = landmark_errors(&samples, &b, &k);
+    assert!((all.ne() - 0.1).abs() < 1e-4, "{}", all.ne());
+    assert_eq!(all.pck02(), 1.0);
+    assert!(per.iter().filter(|p| p.items > 0).count() >= 8);
+    let (b, k) = build(0.3, true);
+    let (_, all) = landmark_errors(&samples, &b, &k);
+    assert!(all.matched < all.items);
+    assert!((all.ne() - 0.3).abs() < 1e-4);
+    assert_eq!(all.pck02(), 0.0);
+}

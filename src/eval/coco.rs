@@ -105,15 +105,16 @@ struct GtAnn {
     num_keypoints: i64,
 }
 
-#[derive(Deserialize)]
-struct DtAnn {
-    image_id: u64,
-    category_id: i64,
+/// One entry of a results file (unknown keys are ignored, as pycocotools ignores them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResultEntry {
+    pub image_id: u64,
+    pub category_id: i64,
     #[serde(default)]
-    bbox: Option<Vec<f64>>,
+    pub bbox: Option<Vec<f64>>,
     #[serde(default)]
-    keypoints: Option<Vec<f64>>,
-    score: f64,
+    pub keypoints: Option<Vec<f64>>,
+    pub score: f64,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
@@ -238,11 +239,16 @@ pub struct Results {
 impl Results {
     /// Reads a results file (a JSON list) and applies `loadRes`' rules.
     pub fn load(path: &Path, gt: &GroundTruth) -> Result<Results, DataError> {
-        let list: Vec<DtAnn> = read_json(path)?;
-        Self::from_list(path, list, gt)
+        let list: Vec<ResultEntry> = read_json(path)?;
+        Self::from_entries(path, list, gt)
     }
 
-    fn from_list(path: &Path, list: Vec<DtAnn>, gt: &GroundTruth) -> Result<Results, DataError> {
+    /// Results from entries in memory (`path` only labels errors).
+    pub fn from_entries(
+        path: &Path,
+        list: Vec<ResultEntry>,
+        gt: &GroundTruth,
+    ) -> Result<Results, DataError> {
         let Some(first) = list.first() else {
             return Err(DataError::new(path, "", "(list)", "no results"));
         };
@@ -732,15 +738,21 @@ impl std::fmt::Display for SummaryLine {
 }
 
 impl Evaluation {
-    fn summarize(&self, ap: bool, iou: Option<f64>, area: &'static str, max_dets: usize) -> f64 {
+    /// `(T, R, K, A, M)`: IoU thresholds, recall points, categories, area ranges, maxDets.
+    fn dims(&self) -> (usize, usize, usize, usize, usize) {
         let p = &self.params;
-        let (t_n, r_n, k_n, a_n, m_n) = (
+        (
             p.iou_thrs.len(),
             p.rec_thrs.len(),
             self.category_ids.len(),
             p.area_rngs.len(),
             p.max_dets.len(),
-        );
+        )
+    }
+
+    fn summarize(&self, ap: bool, iou: Option<f64>, area: &'static str, max_dets: usize) -> f64 {
+        let p = &self.params;
+        let (t_n, r_n, k_n, a_n, m_n) = self.dims();
         let a_sel: Vec<usize> = (0..a_n).filter(|&a| p.area_rngs[a].0 == area).collect();
         let m_sel: Vec<usize> = (0..m_n).filter(|&m| p.max_dets[m] == max_dets).collect();
         let t_sel: Vec<usize> = (0..t_n)
@@ -822,14 +834,7 @@ impl Evaluation {
     /// Average precision over IoU thresholds per category (`all` area, largest maxDets);
     /// −1 where a category has no ground truth.
     pub fn per_category_ap(&self) -> Vec<(i64, f64)> {
-        let p = &self.params;
-        let (t_n, r_n, k_n, a_n, m_n) = (
-            p.iou_thrs.len(),
-            p.rec_thrs.len(),
-            self.category_ids.len(),
-            p.area_rngs.len(),
-            p.max_dets.len(),
-        );
+        let (t_n, r_n, k_n, a_n, m_n) = self.dims();
         let m = m_n - 1;
         self.category_ids
             .iter()

@@ -2,4 +2,5 @@
 //! evaluator) compute it, plus landmark error metrics.
 
 pub mod coco;
+pub mod landmarks;
 pub mod run;

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::coco::{Evaluation, GroundTruth, IouType, Params, Results, evaluate, sigmas_for};
+use super::coco::{
+    Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate, sigmas_for,
+};
 use crate::checkpoint::write_atomic;
 use crate::data::deepfashion2::load_coco;
 use crate::infer::output::{BboxResult, KeypointResult, results};
@@ -57,17 +59,47 @@ pub fn evaluate_results(
     write_atomic(&bbox_path, serde_json::to_string(&res.bbox)?.as_bytes())?;
     write_atomic(&kp_path, serde_json::to_string(&res.keypoints)?.as_bytes())?;
     let gt_data = GroundTruth::load(gt)?;
-    let run = |path: &Path, kind: IouType, n: usize| -> Result<Option<Evaluation>> {
-        if n == 0 {
+    let (b, k) = evaluate_in_memory(&gt_data, res)?;
+    Ok((b, k, [bbox_path, kp_path]))
+}
+
+/// Box and landmark evaluations of results held in memory (`None` where there are none).
+pub fn evaluate_in_memory(
+    gt: &GroundTruth,
+    res: &DatasetResults,
+) -> Result<(Option<Evaluation>, Option<Evaluation>)> {
+    let label = Path::new("(in memory)");
+    let sigmas = sigmas_for(gt.num_keypoints()).unwrap_or_default();
+    let boxes: Vec<ResultEntry> = res
+        .bbox
+        .iter()
+        .map(|b| ResultEntry {
+            image_id: b.image_id,
+            category_id: b.category_id as i64,
+            bbox: Some(b.bbox.iter().map(|&v| v as f64).collect()),
+            keypoints: None,
+            score: b.score as f64,
+        })
+        .collect();
+    let kps: Vec<ResultEntry> = res
+        .keypoints
+        .iter()
+        .map(|k| ResultEntry {
+            image_id: k.image_id,
+            category_id: k.category_id as i64,
+            bbox: None,
+            keypoints: Some(k.keypoints.iter().map(|&v| v as f64).collect()),
+            score: k.score as f64,
+        })
+        .collect();
+    let run = |list: Vec<ResultEntry>, kind: IouType| -> Result<Option<Evaluation>> {
+        if list.is_empty() {
             return Ok(None);
         }
-        let r = Results::load(path, &gt_data)?;
-        let sigmas = sigmas_for(gt_data.num_keypoints()).unwrap_or_default();
+        let r = Results::from_entries(label, list, gt)?;
         Ok(Some(
-            evaluate(&gt_data, &r, Params::new(kind, sigmas)).map_err(anyhow::Error::msg)?,
+            evaluate(gt, &r, Params::new(kind, sigmas.clone())).map_err(anyhow::Error::msg)?,
         ))
     };
-    let b = run(&bbox_path, IouType::Bbox, res.bbox.len())?;
-    let k = run(&kp_path, IouType::Keypoints, res.keypoints.len())?;
-    Ok((b, k, [bbox_path, kp_path]))
+    Ok((run(boxes, IouType::Bbox)?, run(kps, IouType::Keypoints)?))
 }

@@ -124,6 +124,14 @@ pub struct Detection {
     pub landmarks: Vec<[f32; 3]>,
 }
 
+impl Detection {
+    /// The box as `[x, y, w, h]` (COCO / DeepFashion2 results).
+    pub fn bbox_xywh(&self) -> [f32; 4] {
+        let b = self.bbox;
+        [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+    }
+}
+
 /// 3×3 Gaussian kernel with standard deviation `sigma`, normalised to sum 1.
 pub fn gaussian_kernel3(sigma: f32) -> [[f32; 3]; 3] {
     let mut k = [[0.0f32; 3]; 3];

@@ -34,12 +34,7 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
         .map(|d| BboxResult {
             image_id,
             category_id: d.category_id,
-            bbox: [
-                d.bbox[0],
-                d.bbox[1],
-                d.bbox[2] - d.bbox[0],
-                d.bbox[3] - d.bbox[1],
-            ],
+            bbox: d.bbox_xywh(),
             score: d.score,
         })
         .collect();
@@ -78,12 +73,7 @@ pub fn to_item(d: &Detection, landmark_threshold: f32) -> Item {
     }
     Item {
         category_id: d.category_id,
-        bbox: [
-            d.bbox[0],
-            d.bbox[1],
-            d.bbox[2] - d.bbox[0],
-            d.bbox[3] - d.bbox[1],
-        ],
+        bbox: d.bbox_xywh(),
         keypoints,
     }
 }

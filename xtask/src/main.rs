@@ -14,9 +14,11 @@ const BACKENDS: [&str; 3] = ["flex", "ndarray", "wgpu"];
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Runs deepmark commands (convert, init, info, infer, …) in release mode; `test` runs the checks",
-    after_help = "Examples:\n  cargo xtask convert ckpt.pth --arch dla34 --scheme coco17 --out model-weights/x.bpk\n  \
-                  cargo xtask infer photo.jpg --weights model-weights/x.bpk --dump-heads heads.safetensors --backend wgpu\n\n\
+    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks",
+    after_help = "Examples:\n  cargo xtask train                      (the CPU demo on synthetic data)\n  \
+                  cargo xtask infer photos/ --weights runs/demo/model.bpk --flip\n  \
+                  cargo xtask eval --gt val.json --dt results_keypoints.json --json\n  \
+                  cargo xtask convert ckpt.pth --arch dla34 --scheme coco17 --out model-weights/x.bpk\n\n\
                   Run `cargo xtask <command> --help` for a command's options."
 )]
 struct Cli {

@@ -76,10 +76,14 @@ pub struct EvalOptions {
     pub flip: bool,
     pub scales: Vec<f32>,
     pub json: bool,
+    /// Plain CenterNet decoding (no DeepMark++ technique, no NMS).
+    pub no_post: bool,
     /// Results files and drawings go here.
     pub out: PathBuf,
     /// How many images to draw predictions on.
     pub draw: usize,
+    /// Detections scoring below are not drawn.
+    pub draw_threshold: f32,
 }
 
 /// Runs the model on a dataset (with progress), evaluates boxes and landmarks, and draws a
@@ -94,6 +98,9 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
     det.options.flip = o.flip;
     det.options.scales = o.scales.clone();
     det.options.threshold = 0.01;
+    if o.no_post {
+        det.options.post = deepmark::infer::PostConfig::plain();
+    }
     det.check_input_size()?;
     let bar = crate::progress_bar("evaluating");
     let res = deepmark::eval::run::predict_dataset(&det, gt, images, &mut |i, n| {
@@ -124,6 +131,31 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
             serde_json::json!(e.stats),
         );
     }
+    let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
+    let (per, all) =
+        deepmark::eval::landmarks::landmark_errors(&samples, &res.bbox, &res.keypoints);
+    println!("landmark error (NE: FashionAI normalised error; PCK@0.2), matched items only:");
+    for (i, p) in per.iter().enumerate().filter(|(_, p)| p.items > 0) {
+        let name = deepmark::data::taxonomy::CATEGORIES[i].name;
+        println!(
+            "  {name:<24} NE {:.4}  PCK@0.2 {:.3}  matched {}/{}",
+            p.ne(),
+            p.pck02(),
+            p.matched,
+            p.items
+        );
+    }
+    println!(
+        "  {:<24} NE {:.4}  PCK@0.2 {:.3}  matched {}/{} ({} items without both normalising landmarks)",
+        "all",
+        all.ne(),
+        all.pck02(),
+        all.matched,
+        all.items,
+        all.no_normaliser
+    );
+    stats.insert("ne".into(), serde_json::json!(all.ne()));
+    stats.insert("pck02".into(), serde_json::json!(all.pck02()));
     let ap = |e: &Option<Evaluation>| e.as_ref().map_or(f64::NAN, |e| e.stats[0]);
     println!(
         "AP_box {:.4}  AP_pt {:.4}  ({} detections kept at score ≥ {})",
@@ -133,10 +165,12 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
         det.options.threshold
     );
     if o.draw > 0 {
-        let drawn = draw_predictions(&det, gt, images, &o.out.join("preds"), o.draw)?;
+        let dir = o.out.join("preds");
+        let drawn = draw_predictions(&det, gt, images, &dir, o.draw, o.draw_threshold)?;
         println!(
-            "drew predictions (score ≥ 0.3) on {drawn} images in {}",
-            o.out.join("preds").display()
+            "drew predictions (score ≥ {}) on {drawn} images in {}",
+            o.draw_threshold,
+            dir.display()
         );
     }
     if o.json {
@@ -154,6 +188,7 @@ fn draw_predictions(
     images: &Path,
     dir: &Path,
     n: usize,
+    threshold: f32,
 ) -> Result<usize> {
     let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
     std::fs::create_dir_all(dir)?;
@@ -166,7 +201,7 @@ fn draw_predictions(
         let dets: Vec<_> = det
             .detect(&img)?
             .into_iter()
-            .filter(|d| d.score >= 0.3)
+            .filter(|d| d.score >= threshold)
             .collect();
         deepmark::infer::output::draw_detections(&mut img, &dets);
         let stem = Path::new(&s.file_name).file_stem().map_or_else(

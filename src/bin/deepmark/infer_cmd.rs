@@ -147,10 +147,7 @@ pub fn run(a: InferArgs) -> Result<()> {
             Ok(i) => i.to_rgb8(),
             Err(e) => {
                 let msg = format!("cannot read image {}: {e}", path.display());
-                match &bar {
-                    Some(b) => b.println(format!("skipping: {msg}")),
-                    None => eprintln!("skipping: {msg}"),
-                }
+                crate::say(bar.as_ref(), &format!("skipping: {msg}"));
                 failed.push(msg);
                 continue;
             }
@@ -179,21 +176,18 @@ pub fn run(a: InferArgs) -> Result<()> {
             dets.len(),
             out.display()
         );
-        match &bar {
-            Some(b) => {
-                b.set_length(images.len() as u64);
-                b.set_position(i as u64 + 1);
-                b.println(line);
-            }
-            None => println!("{line}"),
+        if let Some(b) = &bar {
+            b.set_length(images.len() as u64);
+            b.set_position(i as u64 + 1);
         }
+        crate::say(bar.as_ref(), &line);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let done = images.len() - failed.len();
     if done == 0 {
-        bail!("no image could be read ({} failed)", failed.len());
+        bail!("no image could be read:\n{}", failed.join("\n"));
     }
     let bbox_path = a.out.join("results_bbox.json");
     let kp_path = a.out.join("results_keypoints.json");
@@ -217,9 +211,10 @@ pub fn run(a: InferArgs) -> Result<()> {
     );
     if !failed.is_empty() {
         bail!(
-            "{} of {} images could not be read",
+            "{} of {} images could not be read:\n{}",
             failed.len(),
-            images.len()
+            images.len(),
+            failed.join("\n")
         );
     }
     Ok(())

@@ -2,7 +2,9 @@
 
 mod eval_cmd;
 mod infer_cmd;
+mod plot_cmd;
 mod train_cmd;
+mod tune_cmd;
 
 use std::path::PathBuf;
 
@@ -138,6 +140,9 @@ enum Command {
         flip: bool,
         #[arg(long, value_delimiter = ',', default_value = "1")]
         scales: Vec<f32>,
+        /// Plain CenterNet decoding: none of the four DeepMark++ techniques, no NMS.
+        #[arg(long)]
+        no_post: bool,
         /// Where results files and drawings go (with --weights).
         #[arg(long, default_value = "runs/eval")]
         out: PathBuf,
@@ -149,6 +154,13 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Detect clothing: drawings, challenge-format JSON and per-stage timings.
     Infer(infer_cmd::InferArgs),
+    /// Grid-search DeepMark++'s post-processing parameters on a validation subset.
+    Tune(tune_cmd::TuneArgs),
+    /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
+    Plot {
+        /// Run directory (with metrics.csv).
+        run: PathBuf,
+    },
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -159,6 +171,15 @@ pub fn progress_bar(msg: &'static str) -> indicatif::ProgressBar {
             .expect("valid progress template"),
     );
     bar
+}
+
+/// Prints a line above a visible progress bar, or plainly (stdout) when there is none or it is
+/// hidden (stderr not a terminal).
+pub fn say(bar: Option<&indicatif::ProgressBar>, line: &str) {
+    match bar {
+        Some(b) if !b.is_hidden() => b.println(line),
+        _ => println!("{line}"),
+    }
 }
 
 /// Saves an image through a temporary file and a rename.
@@ -361,6 +382,7 @@ fn run(cli: Cli) -> Result<()> {
             input_size,
             flip,
             scales,
+            no_post,
             out,
             json,
         } => match (gt, dt, weights, data) {
@@ -381,8 +403,10 @@ fn run(cli: Cli) -> Result<()> {
                         flip,
                         scales,
                         json,
+                        no_post,
                         out,
                         draw: 0,
+                        draw_threshold: 0.3,
                     },
                 )?
             }
@@ -390,6 +414,8 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Train(args) => train_cmd::run(args)?,
         Command::Infer(args) => infer_cmd::run(args)?,
+        Command::Plot { run } => plot_cmd::run(&run)?,
+        Command::Tune(args) => tune_cmd::run(args)?,
     }
     Ok(())
 }

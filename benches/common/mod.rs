@@ -1,0 +1,23 @@
+//! Helpers shared by the benches: settings from environment variables.
+#![allow(dead_code)]
+
+/// A comma-separated list from `var` (or `default`), each item parsed.
+pub fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
+        })
+        .collect()
+}
+
+/// One value from `var` (or `default`).
+pub fn env<T: std::str::FromStr>(var: &str, default: &str) -> T {
+    let s = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    s.parse()
+        .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
+}

@@ -1,0 +1,88 @@
+//! Per-stage inference latency (pre-processing, forward + transfer of the heads, decoding, and
+//! the DeepMark++ post-processing) for `mdla34`@256 and `res18`@512 on the CPU backends, and
+//! the cost of the four techniques relative to the whole pipeline (DeepMark++ Table 1: +4 %).
+//! Random weights: latency does not depend on them (top-K decoding always decodes K = 100).
+//!
+//!     cargo bench --features cli --bench infer
+//!     DEEPMARK_BENCH_INFER=mdla34@256,res18@512 DEEPMARK_BENCH_BACKENDS=flex,ndarray,wgpu \
+//!         cargo bench --features cli --bench infer
+
+use std::time::Duration;
+
+use burn::tensor::{Tensor, TensorData};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use deepmark::backend::BackendKind;
+use deepmark::infer::decode::decode;
+use deepmark::infer::{Detector, PostConfig};
+use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::preprocess::prepare;
+use deepmark::scheme::Scheme;
+
+mod common;
+use common::list;
+
+fn infer(c: &mut Criterion) {
+    let configs: Vec<(Arch, usize)> =
+        list::<String>("DEEPMARK_BENCH_INFER", "mdla34@256,res18@512")
+            .iter()
+            .map(|s| {
+                let (a, n) = s.split_once('@').expect("arch@size");
+                (a.parse().expect("arch"), n.parse().expect("size"))
+            })
+            .collect();
+    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray");
+    let img = image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/datasets/samples/matplotlib_grace_hopper.jpg"
+    ))
+    .expect("bundled sample")
+    .to_rgb8();
+    let mut group = c.benchmark_group("infer");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for backend in backends {
+        let device = match backend.device() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipping {backend}: {e}");
+                continue;
+            }
+        };
+        for &(arch, size) in &configs {
+            let config = CenterNetConfig::new(arch, Scheme::Deepmark62.layout());
+            let model = config.init(&device);
+            let mut det = Detector::new(model, config, device.clone()).expect("detector");
+            det.options.input_size = size;
+            let tag = format!("{backend}/{arch}@{size}");
+            group.bench_function(BenchmarkId::new("preprocess", &tag), |b| {
+                b.iter(|| prepare(&img, size).input.len())
+            });
+            let prep = prepare(&img, size);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(prep.input.clone(), [1, 3, size, size]),
+                &device,
+            );
+            group.bench_function(BenchmarkId::new("forward+transfer", &tag), |b| {
+                b.iter(|| det.forward_host(x.clone()).expect("heads").len())
+            });
+            let maps = det.forward_host(x.clone()).expect("heads").remove(0);
+            for (name, post) in [
+                ("decode-plain", PostConfig::plain()),
+                ("decode-deepmark", PostConfig::default()),
+            ] {
+                group.bench_function(BenchmarkId::new(name, &tag), |b| {
+                    b.iter(|| decode(&maps, &det.grouping, &post).len())
+                });
+            }
+            group.bench_function(BenchmarkId::new("pipeline-deepmark", &tag), |b| {
+                b.iter(|| det.detect(&img).expect("detect").len())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, infer);
+criterion_main!(benches);

@@ -1,0 +1,48 @@
+//! Detect clothing in one image with the library API (no CLI):
+//!
+//!     cargo run --release --features flex --example detect -- model-weights/demo.bpk \
+//!         datasets/samples/matplotlib_grace_hopper.jpg
+//!
+//! Prints one line per detection: category, score, box and the number of landmarks.
+
+use anyhow::{Context, Result};
+use deepmark::infer::{Detector, DetectorOptions};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let weights = args
+        .next()
+        .unwrap_or_else(|| "model-weights/demo.bpk".into());
+    let image = args
+        .next()
+        .unwrap_or_else(|| "datasets/samples/matplotlib_grace_hopper.jpg".into());
+    // The caller picks the device: here the pure-Rust CPU backend.
+    let device = burn::tensor::Device::flex();
+    let mut detector = Detector::from_weights(weights.as_ref(), &device)?;
+    detector.options = DetectorOptions {
+        flip: true,
+        threshold: 0.1,
+        ..detector.options
+    };
+    let img = image::open(&image)
+        .with_context(|| format!("cannot read {image}"))?
+        .to_rgb8();
+    let detections = detector.detect(&img)?;
+    for d in &detections {
+        let name = deepmark::data::taxonomy::category(d.category_id).map_or("?", |c| c.name);
+        println!(
+            "{name:<22} {:.2}  box [{:.0}, {:.0}, {:.0}, {:.0}]  {} landmarks",
+            d.score,
+            d.bbox[0],
+            d.bbox[1],
+            d.bbox[2],
+            d.bbox[3],
+            d.landmarks.len()
+        );
+    }
+    println!(
+        "{} detections with score ≥ 0.1 in {image}",
+        detections.len()
+    );
+    Ok(())
+}

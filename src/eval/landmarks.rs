@@ -1,0 +1,151 @@
+//! Landmark error metrics: NE (FashionAI's normalised error, as in the CPN clothing paper) and
+//! PCK@0.2, per category and overall.
+//!
+//! `NE = Σ_k v_k·d_k/s / Σ_k v_k` over labelled GT landmarks (`v_k > 0`), where `d_k` is the
+//! distance between prediction and GT and `s` the item's normaliser. The CPN paper normalises by
+//! the distance between the armpits for tops, coats and dresses and between the two ends of the
+//! waistband for trousers and skirts. DeepFashion2 does not name its landmarks, so we take them
+//! from the public 81-group aggregation (FACTS §3): the first landmark of each body side
+//! (agg81 groups 40 and 45, the side seam's top at the armpit) for the ten upper-body and dress
+//! categories, and the waistband ends (groups 62 and 64) for shorts, trousers and skirts.
+//! Items whose two normalising landmarks are not both labelled are skipped (counted).
+//!
+//! Each GT item is matched to the highest-scoring unmatched detection of its category in the
+//! same image with box IoU ≥ 0.5; unmatched items count as misses and do not enter NE/PCK.
+
+use std::collections::HashMap;
+
+use crate::data::deepfashion2::Sample;
+use crate::data::grouping::Grouping;
+use crate::data::taxonomy::{CATEGORIES, NUM_CATEGORIES, category};
+use crate::infer::output::{BboxResult, KeypointResult};
+use crate::scheme::Scheme;
+
+/// Accumulated errors for one category (or all).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LandmarkStats {
+    /// GT items with a usable normaliser.
+    pub items: usize,
+    /// Of those, matched to a detection.
+    pub matched: usize,
+    /// Labelled landmarks of matched items.
+    pub landmarks: usize,
+    /// Σ d/s over those landmarks.
+    pub sum_ne: f64,
+    /// Landmarks with d/s ≤ 0.2.
+    pub within_02: usize,
+    /// GT items skipped for lack of a normaliser.
+    pub no_normaliser: usize,
+}
+
+impl LandmarkStats {
+    pub fn ne(&self) -> f64 {
+        self.sum_ne / self.landmarks.max(1) as f64
+    }
+
+    pub fn pck02(&self) -> f64 {
+        self.within_02 as f64 / self.landmarks.max(1) as f64
+    }
+
+    fn add(&mut self, o: &LandmarkStats) {
+        self.items += o.items;
+        self.matched += o.matched;
+        self.landmarks += o.landmarks;
+        self.sum_ne += o.sum_ne;
+        self.within_02 += o.within_02;
+        self.no_normaliser += o.no_normaliser;
+    }
+}
+
+/// The two local (0-based) landmark indices whose distance normalises category `id`'s errors.
+pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
+    let agg = Grouping::for_scheme(Scheme::Agg81)?;
+    let cat = category(id)?;
+    let (a, b) = if matches!(id, 7..=9) {
+        (62, 64)
+    } else {
+        (40, 45)
+    };
+    let find = |g: usize| (0..cat.num_landmarks).find(|&l| agg.group_of[cat.start + l] == g);
+    Some((find(a)?, find(b)?))
+}
+
+fn iou_xywh(a: &[f64; 4], b: &[f32; 4]) -> f64 {
+    let b = [b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64];
+    let iw = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// NE and PCK@0.2 per category (index = id − 1) and overall. `boxes[i]` and `kps[i]` describe
+/// the same detection.
+pub fn landmark_errors(
+    gt: &[Sample],
+    boxes: &[BboxResult],
+    kps: &[KeypointResult],
+) -> ([LandmarkStats; NUM_CATEGORIES], LandmarkStats) {
+    let mut by_image: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, b) in boxes.iter().enumerate() {
+        by_image.entry(b.image_id).or_default().push(i);
+    }
+    for v in by_image.values_mut() {
+        v.sort_by(|&a, &b| boxes[b].score.total_cmp(&boxes[a].score));
+    }
+    let norms: Vec<Option<(usize, usize)>> = CATEGORIES
+        .iter()
+        .map(|c| normaliser_landmarks(c.id))
+        .collect();
+    let mut per = [LandmarkStats::default(); NUM_CATEGORIES];
+    for s in gt {
+        let dets = by_image.get(&s.image_id).map(Vec::as_slice).unwrap_or(&[]);
+        let mut used = vec![false; dets.len()];
+        for item in &s.items {
+            let Some(cat) = category(item.category_id) else {
+                continue;
+            };
+            let st = &mut per[cat.id - 1];
+            let Some((a, b)) = norms[cat.id - 1] else {
+                continue;
+            };
+            let (pa, pb) = (item.keypoints[cat.start + a], item.keypoints[cat.start + b]);
+            if pa[2] <= 0.0 || pb[2] <= 0.0 {
+                st.no_normaliser += 1;
+                continue;
+            }
+            let norm = ((pa[0] - pb[0]) as f64).hypot((pa[1] - pb[1]) as f64);
+            if norm <= 0.0 {
+                st.no_normaliser += 1;
+                continue;
+            }
+            st.items += 1;
+            let gbox = item.bbox.map(|v| v as f64);
+            let best = dets.iter().enumerate().position(|(j, &d)| {
+                !used[j] && boxes[d].category_id == cat.id && iou_xywh(&gbox, &boxes[d].bbox) >= 0.5
+            });
+            let Some(j) = best else { continue };
+            used[j] = true;
+            st.matched += 1;
+            let pred = &kps[dets[j]].keypoints;
+            for l in 0..cat.num_landmarks {
+                let g = item.keypoints[cat.start + l];
+                if g[2] <= 0.0 {
+                    continue;
+                }
+                let k = 3 * (cat.start + l);
+                let d = ((pred[k] - g[0]) as f64).hypot((pred[k + 1] - g[1]) as f64) / norm;
+                st.landmarks += 1;
+                st.sum_ne += d;
+                if d <= 0.2 {
+                    st.within_02 += 1;
+                }
+            }
+        }
+    }
+    let mut all = LandmarkStats::default();
+    for p in &per {
+        all.add(p);
+    }
+    (per, all)
+}
