@@ -52,6 +52,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         workers: 1,
         max_objs: 32,
         init: None,
+        val: None,
     }
 }
 
@@ -61,9 +62,29 @@ fn loss_falls_by_half_on_four_real_images() {
     let Some((json, images)) = subset(4, &dir) else {
         return;
     };
-    let cfg = config(json, images, 30, 4);
+    let mut cfg = config(json.clone(), images.clone(), 30, 4);
+    cfg.val = Some(deepmark::train::Validation {
+        data: json,
+        images,
+        every: 20,
+    });
     let device = common::flex();
     let summary = train(&cfg, &dir.join("run"), &device, false, &mut |_| {}).unwrap();
+    // Validation AP after epoch 20 and after the last, in metrics.csv too.
+    let evaluated: Vec<usize> = summary
+        .rows
+        .iter()
+        .filter(|r| r.val_ap.is_some())
+        .map(|r| r.epoch + 1)
+        .collect();
+    assert_eq!(evaluated, vec![20, 30]);
+    let csv = read_metrics(&dir.join("run/metrics.csv")).unwrap();
+    assert_eq!(
+        csv.last().unwrap().val_ap,
+        summary.rows.last().unwrap().val_ap
+    );
+    let (ap_box, ap_pt) = summary.rows.last().unwrap().val_ap.unwrap();
+    assert!((0.0..=1.0).contains(&ap_box) && (0.0..=1.0).contains(&ap_pt));
     let first = summary.rows.first().unwrap().loss.total;
     let last = summary.rows.last().unwrap().loss.total;
     println!("loss {first} → {last}");

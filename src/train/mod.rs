@@ -4,4 +4,4 @@ pub mod loss;
 pub mod trainer;
 
 pub use loss::{LossParts, LossWeights};
-pub use trainer::{Event, TrainConfig, TrainSummary, scaled_lr, train};
+pub use trainer::{Event, TrainConfig, TrainSummary, Validation, scaled_lr, train};

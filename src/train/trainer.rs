@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,36 @@ pub struct TrainConfig {
     pub max_objs: usize,
     /// Weights the run started from, if any.
     pub init: Option<PathBuf>,
+    /// Validation during training (AP columns of metrics.csv).
+    #[serde(default)]
+    pub val: Option<Validation>,
+}
+
+/// Evaluate on a validation set every `every` epochs (and after the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// COCO-style DeepFashion2 JSON and its image folder.
+    pub data: PathBuf,
+    pub images: PathBuf,
+    pub every: usize,
+}
+
+/// `(AP_box, AP_pt)` of the current weights on the validation set (plain inference copy of the
+/// model, default post-processing, at the training input size).
+fn validate(
+    model: &CenterNet,
+    cfg: &TrainConfig,
+    v: &Validation,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let mut det = crate::infer::Detector::new(model.valid(), cfg.model.clone(), device.clone())?;
+    det.options.input_size = cfg.input_size;
+    det.options.threshold = 0.01;
+    let res = crate::eval::run::predict_dataset(&det, &v.data, &v.images, &mut |_, _| {})?;
+    let gt = crate::eval::coco::GroundTruth::load(&v.data)?;
+    let (b, k) = crate::eval::run::evaluate_in_memory(&gt, &res)?;
+    let ap = |e: Option<crate::eval::coco::Evaluation>| e.map_or(0.0, |e| e.stats[0].max(0.0));
+    Ok((ap(b), ap(k)))
 }
 
 /// CenterNet's base rate: 1.25e-4 for a batch of 32, scaled linearly.
@@ -129,6 +160,8 @@ pub enum Event {
         mean: LossParts,
         lr: f64,
         secs: f64,
+        /// Validation `(AP_box, AP_pt)` when evaluated after this epoch.
+        val_ap: Option<(f64, f64)>,
     },
 }
 
@@ -140,6 +173,8 @@ pub struct EpochRow {
     pub secs: f64,
     pub loss: LossParts,
     pub steps: usize,
+    /// Validation `(AP_box, AP_pt)` when evaluated after this epoch.
+    pub val_ap: Option<(f64, f64)>,
 }
 
 /// The result of a run.
@@ -150,11 +185,21 @@ pub struct TrainSummary {
     pub steps: usize,
 }
 
-const CSV_HEADER: &str = "epoch,step,lr,time_s,total,hm,wh,reg,hps,hm_hp,hp_offset";
+const CSV_HEADER: &str =
+    "epoch,step,lr,time_s,total,hm,wh,reg,hps,hm_hp,hp_offset,val_ap_box,val_ap_pt";
 
 fn csv_line(r: &EpochRow) -> String {
     let l = r.loss.values().map(|v| format!("{v:.6}")).join(",");
-    format!("{},{},{:e},{:.2},{l}", r.epoch + 1, r.steps, r.lr, r.secs)
+    let ap = r
+        .val_ap
+        .map_or(",".to_string(), |(b, k)| format!("{b:.6},{k:.6}"));
+    format!(
+        "{},{},{:e},{:.2},{l},{ap}",
+        r.epoch + 1,
+        r.steps,
+        r.lr,
+        r.secs
+    )
 }
 
 /// Reads `metrics.csv` rows (used on resume).
@@ -165,12 +210,19 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
     };
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
-        let v: Vec<f64> = line
-            .split(',')
+        let cols: Vec<&str> = line.split(',').collect();
+        let v: Vec<f64> = cols
+            .iter()
             .take(11)
             .map(|x| x.parse::<f64>())
             .collect::<Result<_, _>>()
             .with_context(|| format!("{} line {}: not numbers", path.display(), i + 1))?;
+        let val_ap = match (cols.get(11), cols.get(12)) {
+            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => {
+                Some((b.parse::<f64>()?, k.parse::<f64>()?))
+            }
+            _ => None,
+        };
         if v.len() < 11 {
             bail!("{} line {}: expected 11 columns", path.display(), i + 1);
         }
@@ -189,6 +241,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
                 hm_hp: f(9),
                 hp_offset: f(10),
             },
+            val_ap,
         });
     }
     Ok(rows)
@@ -404,12 +457,19 @@ pub fn train(
             serde_json::to_string_pretty(&opts)?.as_bytes(),
         )?;
         let secs = t_epoch.elapsed().as_secs_f64();
+        let val_ap = match &cfg.val {
+            Some(v) if v.every > 0 && ((epoch + 1) % v.every == 0 || epoch + 1 == cfg.epochs) => {
+                Some(validate(&model, cfg, v, device)?)
+            }
+            _ => None,
+        };
         rows.push(EpochRow {
             epoch,
             lr,
             secs,
             loss: mean,
             steps: step,
+            val_ap,
         });
         write_metrics(&metrics_path, &rows)?;
         let new_state = TrainState {
@@ -441,6 +501,7 @@ pub fn train(
             mean,
             lr,
             secs,
+            val_ap,
         });
     }
     Ok(TrainSummary {

@@ -15,14 +15,18 @@ const W: u32 = 320;
 const H: u32 = 200;
 const PAD: f32 = 28.0;
 
-fn panel(name: &str, ys: &[f64], color: Rgb<u8>) -> RgbImage {
+fn panel(name: &str, ys: &[f64], color: Rgb<u8>, log: bool) -> RgbImage {
     let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
     draw_hollow_rect_mut(
         &mut img,
         Rect::at(PAD as i32, PAD as i32).of_size(W - 2 * PAD as u32, H - 2 * PAD as u32),
         Rgb([120, 120, 120]),
     );
-    let logs: Vec<f64> = ys.iter().map(|v| v.max(1e-12).log10()).collect();
+    let logs: Vec<f64> = if log {
+        ys.iter().map(|v| v.max(1e-12).log10()).collect()
+    } else {
+        ys.to_vec()
+    };
     let (lo, hi) = logs
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
@@ -52,7 +56,11 @@ fn panel(name: &str, ys: &[f64], color: Rgb<u8>) -> RgbImage {
         &mut img,
         6,
         H as i32 - 18,
-        &format!("epochs 1-{} log scale", ys.len()),
+        &format!(
+            "{} points {}",
+            ys.len(),
+            if log { "log scale" } else { "linear" }
+        ),
         2,
         Rgb([255, 255, 255]),
     );
@@ -68,10 +76,17 @@ pub fn run(dir: &Path) -> Result<()> {
     let mut panels = Vec::new();
     for (k, name) in LossParts::NAMES.iter().enumerate() {
         let ys: Vec<f64> = rows.iter().map(|r| r.loss.values()[k] as f64).collect();
-        panels.push(panel(name, &ys, palette(k)));
+        panels.push(panel(name, &ys, palette(k), true));
     }
     let lrs: Vec<f64> = rows.iter().map(|r| r.lr).collect();
-    panels.push(panel("lr", &lrs, palette(8)));
+    panels.push(panel("lr", &lrs, palette(8), true));
+    let val: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.val_ap).collect();
+    if !val.is_empty() {
+        let b: Vec<f64> = val.iter().map(|v| v.0).collect();
+        let k: Vec<f64> = val.iter().map(|v| v.1).collect();
+        panels.push(panel("val AP box", &b, palette(9), false));
+        panels.push(panel("val AP pt", &k, palette(10), false));
+    }
     let grid = deepmark::draw::tile(&panels, 4);
     let out = dir.join("curves.png");
     crate::save_image_atomic(&grid, &out)?;

@@ -11,7 +11,7 @@ use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::scheme::Scheme;
 use deepmark::train::loss::LossWeights;
 use deepmark::train::trainer::parse_lr_steps;
-use deepmark::train::{Event, TrainConfig, scaled_lr, train};
+use deepmark::train::{Event, TrainConfig, Validation, scaled_lr, train};
 
 /// Synthetic demo set written when `--data` is not given.
 const SYNTH_DIR: &str = "datasets/synthetic";
@@ -77,6 +77,10 @@ pub struct TrainArgs {
     /// validation set].
     #[arg(long)]
     pub val: Option<PathBuf>,
+    /// Validation AP (boxes and landmarks) into metrics.csv every N epochs and after the last;
+    /// 0 = never [default: 5, CenterNet's val_intervals; demo: 10].
+    #[arg(long)]
+    pub val_every: Option<usize>,
     /// Skip the final evaluation and drawings.
     #[arg(long)]
     pub no_eval: bool,
@@ -159,11 +163,27 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(if demo { "runs/demo" } else { "runs/train" }));
+    let val_images = |v: &Path| {
+        if demo || a.val.is_some() {
+            v.parent().unwrap_or(Path::new(".")).join("image")
+        } else {
+            images.clone()
+        }
+    };
+    let val_every = a.val_every.unwrap_or(if demo { 10 } else { 5 });
+    let validation = match (&val, a.no_eval) {
+        (Some(v), false) if val_every > 0 => Some(Validation {
+            data: v.clone(),
+            images: val_images(v),
+            every: val_every,
+        }),
+        _ => None,
+    };
     let cfg = TrainConfig {
         model: CenterNetConfig::new(arch, a.scheme.layout()),
         scheme: a.scheme,
         data: data.clone(),
-        images,
+        images: images.clone(),
         input_size,
         batch,
         epochs,
@@ -175,6 +195,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         workers: a.workers,
         max_objs: 32,
         init: a.init.clone(),
+        val: validation,
     };
     if demo {
         println!(
@@ -243,9 +264,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
             mean,
             lr,
             secs,
+            val_ap,
         } => {
+            let val = val_ap.map_or(String::new(), |(b, k)| {
+                format!(", validation AP_box {b:.4} AP_pt {k:.4}")
+            });
             let line = format!(
-                "epoch {}/{}: loss {:.4} (hm {:.4} wh {:.3} reg {:.4} hps {:.4} hm_hp {:.4} off {:.4}) lr {lr:.2e} {secs:.1} s",
+                "epoch {}/{}: loss {:.4} (hm {:.4} wh {:.3} reg {:.4} hps {:.4} hm_hp {:.4} off {:.4}) lr {lr:.2e} {secs:.1} s{val}",
                 epoch + 1,
                 cfg.epochs,
                 mean.total,
@@ -288,11 +313,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let Some(val) = val else { return Ok(()) };
-    let val_images = if demo || a.val.is_some() {
-        val.parent().unwrap_or(Path::new(".")).join("image")
-    } else {
-        cfg.images.clone()
-    };
+    let val_images = val_images(&val);
     let eval_dir = out.join("eval");
     crate::eval_cmd::eval_weights(
         &summary.weights,
