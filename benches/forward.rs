@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use burn::tensor::Tensor;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use deepmark::backend::BackendKind;
 use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::scheme::Scheme;
 
 mod common;
-use common::list;
+use common::{devices, list};
 
 fn forward(c: &mut Criterion) {
     let archs: Vec<Arch> = list(
@@ -26,20 +25,12 @@ fn forward(c: &mut Criterion) {
         "res18,res50,dla34,mdla34,hourglass104",
     );
     let sizes: Vec<usize> = list("DEEPMARK_BENCH_SIZES", "512,256");
-    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray");
     let mut group = c.benchmark_group("forward");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    for backend in backends {
-        let device = match backend.device() {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipping {backend}: {e}");
-                continue;
-            }
-        };
+    for (backend, device) in devices("DEEPMARK_BENCH_BACKENDS", "flex,ndarray") {
         for &arch in &archs {
             let model = CenterNetConfig::new(arch, Scheme::Deepmark62.layout()).init(&device);
             for &size in &sizes {

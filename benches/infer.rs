@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use deepmark::backend::BackendKind;
 use deepmark::infer::decode::decode;
 use deepmark::infer::{Detector, PostConfig};
 use deepmark::model::{Arch, CenterNetConfig};
@@ -19,7 +18,7 @@ use deepmark::preprocess::prepare;
 use deepmark::scheme::Scheme;
 
 mod common;
-use common::list;
+use common::{devices, list};
 
 fn infer(c: &mut Criterion) {
     let configs: Vec<(Arch, usize)> =
@@ -30,7 +29,6 @@ fn infer(c: &mut Criterion) {
                 (a.parse().expect("arch"), n.parse().expect("size"))
             })
             .collect();
-    let backends: Vec<BackendKind> = list("DEEPMARK_BENCH_BACKENDS", "flex,ndarray");
     let img = image::open(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/datasets/samples/matplotlib_grace_hopper.jpg"
@@ -42,14 +40,7 @@ fn infer(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    for backend in backends {
-        let device = match backend.device() {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipping {backend}: {e}");
-                continue;
-            }
-        };
+    for (backend, device) in devices("DEEPMARK_BENCH_BACKENDS", "flex,ndarray") {
         for &(arch, size) in &configs {
             let config = CenterNetConfig::new(arch, Scheme::Deepmark62.layout());
             let model = config.init(&device);

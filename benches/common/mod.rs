@@ -21,3 +21,21 @@ pub fn env<T: std::str::FromStr>(var: &str, default: &str) -> T {
     s.parse()
         .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
 }
+
+/// The devices of the backends named in `var` (or `default`); a backend that cannot start
+/// (no GPU, feature missing) is skipped with a message.
+pub fn devices(
+    var: &str,
+    default: &str,
+) -> Vec<(deepmark::backend::BackendKind, burn::tensor::Device)> {
+    list::<deepmark::backend::BackendKind>(var, default)
+        .into_iter()
+        .filter_map(|b| match b.device() {
+            Ok(d) => Some((b, d)),
+            Err(e) => {
+                eprintln!("skipping {b}: {e}");
+                None
+            }
+        })
+        .collect()
+}
