@@ -44,11 +44,18 @@ fn panel(name: &str, ys: &[f64], color: Rgb<u8>, log: bool) -> RgbImage {
     }
     let first = ys.first().copied().unwrap_or(f64::NAN);
     let last = ys.last().copied().unwrap_or(f64::NAN);
+    let num = |v: f64| {
+        if v != 0.0 && v.abs() < 0.01 {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
     draw_text(
         &mut img,
         6,
         8,
-        &format!("{name} {first:.3} - {last:.3}"),
+        &format!("{name} {} - {}", num(first), num(last)),
         2,
         Rgb([255, 255, 255]),
     );
