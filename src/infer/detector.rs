@@ -141,12 +141,10 @@ impl Detector {
 
     /// Checks the input size against the backbone.
     pub fn check_input_size(&self) -> Result<()> {
-        let m = self.config.backbone.input_multiple();
-        let s = self.options.input_size;
-        if s == 0 || !s.is_multiple_of(m) {
-            bail!("input size {s} must be a positive multiple of {m} for this backbone");
-        }
-        Ok(())
+        self.config
+            .backbone
+            .check_input_size(self.options.input_size)
+            .map_err(anyhow::Error::msg)
     }
 
     /// Detections in image pixels, best first.

@@ -50,6 +50,17 @@ impl BackboneConfig {
             _ => 32,
         }
     }
+
+    /// Checks a network input side against [`input_multiple`](Self::input_multiple).
+    pub fn check_input_size(&self, size: usize) -> Result<(), String> {
+        let m = self.input_multiple();
+        if size == 0 || !size.is_multiple_of(m) {
+            return Err(format!(
+                "input size {size} must be a positive multiple of {m} for this backbone"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The named full-size architectures.

@@ -302,13 +302,10 @@ pub fn train(
     if cfg.batch == 0 || cfg.epochs == 0 {
         bail!("batch and epochs must be positive");
     }
-    let multiple = cfg.model.backbone.input_multiple();
-    if cfg.input_size == 0 || !cfg.input_size.is_multiple_of(multiple) {
-        bail!(
-            "--input-size {} must be a positive multiple of {multiple} for this backbone",
-            cfg.input_size
-        );
-    }
+    cfg.model
+        .backbone
+        .check_input_size(cfg.input_size)
+        .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(ckpt_dir(out))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let ad = device.clone().autodiff();

@@ -248,12 +248,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::ConvertDataset { raw, out, skip_bad } => {
-            let bar = indicatif::ProgressBar::new(0)
-                .with_message("reading annotations and image headers");
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta})")
-                    .expect("valid progress template"),
-            );
+            let bar = progress_bar("reading annotations and image headers");
             let result = deepmark::data::deepfashion2::convert_raw_dir(
                 &raw,
                 skip_bad,
@@ -325,13 +320,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{} has no samples to draw", data.display());
             }
             let grid = deepmark::draw::tile(&tiles, 4);
-            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = out.with_extension("tmp.png");
-            grid.save(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, &out)?;
+            save_image_atomic(&grid, &out)?;
             println!(
                 "wrote {} ({} augmented samples at {input_size}×{input_size}: scale/shift, flip; colour jitter is applied to \
                  the network input only; numbers: category id at each box, {scheme} group id at each landmark)",
@@ -351,8 +340,8 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 ..Default::default()
             };
-            let bar =
-                indicatif::ProgressBar::new(n as u64).with_message("drawing synthetic images");
+            let bar = progress_bar("drawing synthetic images");
+            bar.set_length(n as u64);
             let (coco, _) = deepmark::data::synth::generate(&out, &cfg, &mut |done, _| {
                 bar.set_position(done as u64 + 1)
             })?;
