@@ -107,31 +107,32 @@ impl LossParts {
         ]
     }
 
+    /// The inverse of [`values`](Self::values) (order of [`NAMES`](Self::NAMES)).
+    pub fn from_values(v: [f32; 7]) -> LossParts {
+        let [total, hm, wh, reg, hps, hm_hp, hp_offset] = v;
+        LossParts {
+            total,
+            hm,
+            wh,
+            reg,
+            hps,
+            hm_hp,
+            hp_offset,
+        }
+    }
+
     pub fn is_finite(&self) -> bool {
         self.values().iter().all(|v| v.is_finite())
     }
 
-    /// Element-wise running sum helper.
+    /// Element-wise running sum.
     pub fn add(&mut self, o: &LossParts) {
-        self.total += o.total;
-        self.hm += o.hm;
-        self.wh += o.wh;
-        self.reg += o.reg;
-        self.hps += o.hps;
-        self.hm_hp += o.hm_hp;
-        self.hp_offset += o.hp_offset;
+        let (a, b) = (self.values(), o.values());
+        *self = Self::from_values(std::array::from_fn(|i| a[i] + b[i]));
     }
 
     pub fn scaled(&self, k: f32) -> LossParts {
-        LossParts {
-            total: self.total * k,
-            hm: self.hm * k,
-            wh: self.wh * k,
-            reg: self.reg * k,
-            hps: self.hps * k,
-            hm_hp: self.hm_hp * k,
-            hp_offset: self.hp_offset * k,
-        }
+        Self::from_values(self.values().map(|v| v * k))
     }
 }
 
@@ -195,19 +196,13 @@ pub fn total_loss(
             .collect(),
         0,
     );
-    let v: Vec<f32> = all
+    // A failed read-back counts as non-finite, which stops training with a message.
+    let v: [f32; 7] = all
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .unwrap_or_else(|_| vec![f32::NAN; 7]);
-    let parts = LossParts {
-        total: v[0],
-        hm: v[1],
-        wh: v[2],
-        reg: v[3],
-        hps: v[4],
-        hm_hp: v[5],
-        hp_offset: v[6],
-    };
-    (total, parts)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or([f32::NAN; 7]);
+    (total, LossParts::from_values(v))
 }

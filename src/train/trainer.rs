@@ -226,21 +226,12 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
         if v.len() < 11 {
             bail!("{} line {}: expected 11 columns", path.display(), i + 1);
         }
-        let f = |k: usize| v[k] as f32;
         rows.push(EpochRow {
             epoch: v[0] as usize - 1,
             steps: v[1] as usize,
             lr: v[2],
             secs: v[3],
-            loss: LossParts {
-                total: f(4),
-                hm: f(5),
-                wh: f(6),
-                reg: f(7),
-                hps: f(8),
-                hm_hp: f(9),
-                hp_offset: f(10),
-            },
+            loss: LossParts::from_values(std::array::from_fn(|k| v[4 + k] as f32)),
             val_ap,
         });
     }
