@@ -8,7 +8,17 @@
 //! * [`normalize_bgr`]: BGR channel order (CenterNet reads images with `cv2.imread` and never
 //!   converts), `/255`, then CenterNet's mean/std (given in BGR order).
 
+use std::path::Path;
+
+use anyhow::Context;
 use image::RgbImage;
+
+/// Reads an image file as RGB; the error names the file.
+pub fn open_rgb(path: &Path) -> anyhow::Result<RgbImage> {
+    Ok(image::open(path)
+        .with_context(|| format!("cannot read image {}", path.display()))?
+        .to_rgb8())
+}
 
 /// CenterNet's COCO mean, **BGR** order (`coco_hp.py`, full published precision).
 pub const MEAN_BGR: [f64; 3] = [0.407_896_54, 0.447_193_02, 0.470_261_15];

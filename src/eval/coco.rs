@@ -400,7 +400,9 @@ pub struct Evaluation {
     pub stats: Vec<f64>,
 }
 
-fn bbox_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
+/// IoU of two `[x, y, w, h]` boxes as pycocotools' `maskUtils.iou` computes it (with `crowd`,
+/// the union is the first box's area).
+pub fn bbox_iou(d: &[f64; 4], g: &[f64; 4], crowd: bool) -> f64 {
     let w = (d[0] + d[2]).min(g[0] + g[2]) - d[0].max(g[0]);
     if w <= 0.0 {
         return 0.0;

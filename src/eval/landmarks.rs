@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use super::coco::bbox_iou;
 use crate::data::deepfashion2::Sample;
 use crate::data::grouping::Grouping;
 use crate::data::taxonomy::{CATEGORIES, NUM_CATEGORIES, category};
@@ -70,15 +71,6 @@ pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
     Some((find(a)?, find(b)?))
 }
 
-fn iou_xywh(a: &[f64; 4], b: &[f32; 4]) -> f64 {
-    let b = [b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64];
-    let iw = ((a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
-}
-
 /// NE and PCK@0.2 per category (index = id − 1) and overall. `boxes[i]` and `kps[i]` describe
 /// the same detection.
 pub fn landmark_errors(
@@ -122,7 +114,9 @@ pub fn landmark_errors(
             st.items += 1;
             let gbox = item.bbox.map(|v| v as f64);
             let best = dets.iter().enumerate().position(|(j, &d)| {
-                !used[j] && boxes[d].category_id == cat.id && iou_xywh(&gbox, &boxes[d].bbox) >= 0.5
+                !used[j]
+                    && boxes[d].category_id == cat.id
+                    && bbox_iou(&boxes[d].bbox.map(f64::from), &gbox, false) >= 0.5
             });
             let Some(j) = best else { continue };
             used[j] = true;

@@ -2,15 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::coco::{
     Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate, sigmas_for,
 };
 use crate::checkpoint::write_atomic;
-use crate::data::deepfashion2::load_coco;
+use crate::data::deepfashion2::Sample;
 use crate::infer::output::{BboxResult, KeypointResult, results};
 use crate::infer::{Detector, StageTimes};
+use crate::preprocess::open_rgb;
 
 /// Challenge results of a whole dataset.
 #[derive(Debug, Clone, Default)]
@@ -21,20 +22,16 @@ pub struct DatasetResults {
     pub images: usize,
 }
 
-/// Runs the detector on every image of `gt` (COCO-style JSON; images in `images`).
+/// Runs the detector on every sample (as read by `load_coco`; images in `images`).
 pub fn predict_dataset(
     det: &Detector,
-    gt: &Path,
+    samples: &[Sample],
     images: &Path,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<DatasetResults> {
-    let (samples, _) = load_coco(gt, false)?;
     let mut out = DatasetResults::default();
     for (i, s) in samples.iter().enumerate() {
-        let path = images.join(&s.file_name);
-        let img = image::open(&path)
-            .with_context(|| format!("cannot read image {}", path.display()))?
-            .to_rgb8();
+        let img = open_rgb(&images.join(&s.file_name))?;
         let (dets, t) = det.detect_timed(&img)?;
         out.times += t;
         let (b, k) = results(s.image_id, &dets);
@@ -102,4 +99,12 @@ pub fn evaluate_in_memory(
         ))
     };
     Ok((run(boxes, IouType::Bbox)?, run(kps, IouType::Keypoints)?))
+}
+
+/// The two headline numbers, `(AP_box, AP_pt)` (AP at IoU/OKS .50:.95); 0 where there are no
+/// detections or the GT has no items of an area range the AP needs.
+pub fn headline_ap(gt: &GroundTruth, res: &DatasetResults) -> Result<(f64, f64)> {
+    let (b, k) = evaluate_in_memory(gt, res)?;
+    let ap = |e: Option<Evaluation>| e.map_or(0.0, |e| e.stats[0].max(0.0));
+    Ok((ap(b), ap(k)))
 }

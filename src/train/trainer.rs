@@ -68,22 +68,42 @@ pub struct Validation {
     pub every: usize,
 }
 
-/// `(AP_box, AP_pt)` of the current weights on the validation set (plain inference copy of the
-/// model, default post-processing, at the training input size).
-fn validate(
-    model: &CenterNet,
-    cfg: &TrainConfig,
-    v: &Validation,
-    device: &Device,
-) -> Result<(f64, f64)> {
-    let mut det = crate::infer::Detector::new(model.valid(), cfg.model.clone(), device.clone())?;
-    det.options.input_size = cfg.input_size;
-    det.options.threshold = 0.01;
-    let res = crate::eval::run::predict_dataset(&det, &v.data, &v.images, &mut |_, _| {})?;
-    let gt = crate::eval::coco::GroundTruth::load(&v.data)?;
-    let (b, k) = crate::eval::run::evaluate_in_memory(&gt, &res)?;
-    let ap = |e: Option<crate::eval::coco::Evaluation>| e.map_or(0.0, |e| e.stats[0].max(0.0));
-    Ok((ap(b), ap(k)))
+/// A validation set read once per run.
+struct ValidationData<'a> {
+    spec: &'a Validation,
+    samples: Vec<crate::data::deepfashion2::Sample>,
+    gt: crate::eval::coco::GroundTruth,
+}
+
+impl<'a> ValidationData<'a> {
+    fn load(spec: &'a Validation) -> Result<Self> {
+        Ok(ValidationData {
+            spec,
+            samples: crate::data::deepfashion2::load_coco(&spec.data, false)?.0,
+            gt: crate::eval::coco::GroundTruth::load(&spec.data)?,
+        })
+    }
+
+    /// `(AP_box, AP_pt)` of the current weights (plain inference copy of the model, default
+    /// post-processing, at the training input size).
+    fn evaluate(
+        &self,
+        model: &CenterNet,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Result<(f64, f64)> {
+        let mut det =
+            crate::infer::Detector::new(model.valid(), cfg.model.clone(), device.clone())?;
+        det.options.input_size = cfg.input_size;
+        det.options.threshold = 0.01;
+        let res = crate::eval::run::predict_dataset(
+            &det,
+            &self.samples,
+            &self.spec.images,
+            &mut |_, _| {},
+        )?;
+        crate::eval::run::headline_ap(&self.gt, &res)
+    }
 }
 
 /// CenterNet's base rate: 1.25e-4 for a batch of 32, scaled linearly.
@@ -371,6 +391,8 @@ pub fn train(
     }
     let dataset = Arc::new(dataset);
     let steps_per_epoch = n.div_ceil(cfg.batch);
+    // Read (and check) the validation set before the first step, not at every evaluation.
+    let validation = cfg.val.as_ref().map(ValidationData::load).transpose()?;
     let metrics_path = out.join("metrics.csv");
     let mut rows: Vec<EpochRow> = read_metrics(&metrics_path)?;
     rows.retain(|r| r.epoch < state.epoch);
@@ -445,9 +467,12 @@ pub fn train(
             serde_json::to_string_pretty(&opts)?.as_bytes(),
         )?;
         let secs = t_epoch.elapsed().as_secs_f64();
-        let val_ap = match &cfg.val {
-            Some(v) if v.every > 0 && ((epoch + 1) % v.every == 0 || epoch + 1 == cfg.epochs) => {
-                Some(validate(&model, cfg, v, device)?)
+        let val_ap = match &validation {
+            Some(v)
+                if v.spec.every > 0
+                    && ((epoch + 1) % v.spec.every == 0 || epoch + 1 == cfg.epochs) =>
+            {
+                Some(v.evaluate(&model, cfg, device)?)
             }
             _ => None,
         };

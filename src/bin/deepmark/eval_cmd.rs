@@ -102,8 +102,9 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
         det.options.post = deepmark::infer::PostConfig::plain();
     }
     det.check_input_size()?;
+    let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
     let bar = crate::progress_bar("evaluating");
-    let res = deepmark::eval::run::predict_dataset(&det, gt, images, &mut |i, n| {
+    let res = deepmark::eval::run::predict_dataset(&det, &samples, images, &mut |i, n| {
         bar.set_length(n as u64);
         bar.set_position(i as u64 + 1);
     })?;
@@ -131,7 +132,6 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
             serde_json::json!(e.stats),
         );
     }
-    let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
     let (per, all) =
         deepmark::eval::landmarks::landmark_errors(&samples, &res.bbox, &res.keypoints);
     println!("landmark error (NE: FashionAI normalised error; PCK@0.2), matched items only:");
@@ -166,7 +166,7 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
     );
     if o.draw > 0 {
         let dir = o.out.join("preds");
-        let drawn = draw_predictions(&det, gt, images, &dir, o.draw, o.draw_threshold)?;
+        let drawn = draw_predictions(&det, &samples, images, &dir, o.draw, o.draw_threshold)?;
         println!(
             "drew predictions (score ≥ {}) on {drawn} images in {}",
             o.draw_threshold,
@@ -184,20 +184,16 @@ pub fn eval_weights(weights: &Path, gt: &Path, images: &Path, o: &EvalOptions) -
 
 fn draw_predictions(
     det: &deepmark::infer::Detector,
-    gt: &Path,
+    samples: &[deepmark::data::deepfashion2::Sample],
     images: &Path,
     dir: &Path,
     n: usize,
     threshold: f32,
 ) -> Result<usize> {
-    let (samples, _) = deepmark::data::deepfashion2::load_coco(gt, false)?;
     std::fs::create_dir_all(dir)?;
     let mut count = 0;
     for s in samples.iter().take(n) {
-        let path = images.join(&s.file_name);
-        let mut img = image::open(&path)
-            .with_context(|| format!("cannot read image {}", path.display()))?
-            .to_rgb8();
+        let mut img = deepmark::preprocess::open_rgb(&images.join(&s.file_name))?;
         let dets: Vec<_> = det
             .detect(&img)?
             .into_iter()

@@ -143,10 +143,10 @@ pub fn run(a: InferArgs) -> Result<()> {
     let mut failed = Vec::new();
     for (i, path) in images.iter().enumerate() {
         let t0 = Instant::now();
-        let img = match image::open(path) {
-            Ok(i) => i.to_rgb8(),
+        let img = match deepmark::preprocess::open_rgb(path) {
+            Ok(i) => i,
             Err(e) => {
-                let msg = format!("cannot read image {}: {e}", path.display());
+                let msg = format!("{e:#}");
                 crate::say(bar.as_ref(), &format!("skipping: {msg}"));
                 failed.push(msg);
                 continue;

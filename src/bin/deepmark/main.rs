@@ -300,10 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut tiles = Vec::new();
             for (i, s) in samples.iter().take(n).enumerate() {
-                let path = images.join(&s.file_name);
-                let img = image::open(&path)
-                    .with_context(|| format!("cannot read image {}", path.display()))?
-                    .to_rgb8();
+                let img = deepmark::preprocess::open_rgb(&images.join(&s.file_name))?;
                 let a = augment(&img, &s.items, &cfg, seed.wrapping_add(i as u64));
                 let mut canvas = a.image.clone();
                 for item in &a.items {

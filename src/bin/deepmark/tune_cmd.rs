@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::backend::BackendKind;
 use deepmark::checkpoint::write_atomic;
 use deepmark::draw::draw_text;
 use deepmark::eval::coco::GroundTruth;
-use deepmark::eval::run::{DatasetResults, evaluate_in_memory};
+use deepmark::eval::run::{DatasetResults, headline_ap};
 use deepmark::infer::detector::{ScaleHeads, options_path};
 use deepmark::infer::output::results;
 use deepmark::infer::{Detector, PostConfig};
@@ -62,9 +62,7 @@ fn score(
         res.bbox.extend(b);
         res.keypoints.extend(k);
     }
-    let (b, k) = evaluate_in_memory(gt, &res)?;
-    let ap = |e: Option<deepmark::eval::coco::Evaluation>| e.map_or(0.0, |e| e.stats[0].max(0.0));
-    Ok((ap(b), ap(k)))
+    headline_ap(gt, &res)
 }
 
 fn grid(step: f32) -> Vec<f32> {
@@ -201,17 +199,14 @@ pub fn run(a: TuneArgs) -> Result<()> {
     let (samples, _) = deepmark::data::deepfashion2::load_coco(&a.data, false)?;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();
     let mut gt = GroundTruth::load(&a.data)?;
-    let keep: Vec<u64> = samples.iter().map(|s| s.image_id).collect();
+    let keep: std::collections::HashSet<u64> = samples.iter().map(|s| s.image_id).collect();
     gt.image_ids.retain(|i| keep.contains(i));
     gt.anns.retain(|x| keep.contains(&x.image_id));
     let bar = crate::progress_bar("running the network once per image");
     bar.set_length(samples.len() as u64);
     let mut cache = Vec::with_capacity(samples.len());
     for s in &samples {
-        let path = images.join(&s.file_name);
-        let img = image::open(&path)
-            .with_context(|| format!("cannot read image {}", path.display()))?
-            .to_rgb8();
+        let img = deepmark::preprocess::open_rgb(&images.join(&s.file_name))?;
         let (heads, _) = det.heads(&img)?;
         cache.push(Cached {
             image_id: s.image_id,
