@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use deepmark::codec::Grouping;
+use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
 use deepmark::data::dataset::{Df2Dataset, SampleConfig};
-use deepmark::data::grouping::Grouping;
-use deepmark::scheme::Scheme;
 use rayon::prelude::*;
 
 fn data(c: &mut Criterion) {

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use deepmark::data::taxonomy::{CATEGORIES, NUM_LANDMARKS};
 use deepmark::eval::coco::{GroundTruth, IouType, Params, Results, evaluate, sigmas_for};
+use deepmark::garment::{CATEGORIES, NUM_LANDMARKS};
 use serde_json::{Value, json};
 
 struct Lcg(u64);

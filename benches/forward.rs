@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use burn::tensor::Tensor;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use deepmark::codec::Scheme;
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::scheme::Scheme;
 
 mod common;
 use common::{devices, list};

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use deepmark::infer::decode::decode;
+use deepmark::codec::Scheme;
+use deepmark::codec::decode::decode;
 use deepmark::infer::{Detector, PostConfig};
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::preprocess::prepare;
-use deepmark::scheme::Scheme;
 
 mod common;
 use common::{devices, list};
@@ -29,12 +28,14 @@ fn infer(c: &mut Criterion) {
                 (a.parse().expect("arch"), n.parse().expect("size"))
             })
             .collect();
-    let img = image::open(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/datasets/samples/matplotlib_grace_hopper.jpg"
-    ))
-    .expect("bundled sample")
-    .to_rgb8();
+    let img = deepmark::io::open_rgb(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/datasets/samples/matplotlib_grace_hopper.jpg"
+        )
+        .as_ref(),
+    )
+    .expect("bundled sample");
     let mut group = c.benchmark_group("infer");
     group
         .sample_size(10)
@@ -48,9 +49,9 @@ fn infer(c: &mut Criterion) {
             det.options.input_size = size;
             let tag = format!("{backend}/{arch}@{size}");
             group.bench_function(BenchmarkId::new("preprocess", &tag), |b| {
-                b.iter(|| prepare(&img, size).input.len())
+                b.iter(|| det.prepare(&img, 1.0).expect("prepare").input.len())
             });
-            let prep = prepare(&img, size);
+            let prep = det.prepare(&img, 1.0).expect("prepare");
             let x = Tensor::<4>::from_data(
                 TensorData::new(prep.input.clone(), [1, 3, size, size]),
                 &device,

@@ -19,12 +19,12 @@ use burn::data::dataset::Dataset;
 use burn::optim::{AdamConfig, GradientsParams};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use deepmark::backend::BackendKind;
+use deepmark::codec::Grouping;
+use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
 use deepmark::data::dataset::{Df2Dataset, SampleConfig, TrainBatcher};
-use deepmark::data::grouping::Grouping;
 use deepmark::data::synth::{SynthConfig, generate};
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::scheme::Scheme;
 use deepmark::train::loss::{LossWeights, total_loss};
 
 mod common;

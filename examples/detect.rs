@@ -5,7 +5,7 @@
 //!
 //! Prints one line per detection: category, score, box and the number of landmarks.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use deepmark::infer::{Detector, DetectorOptions};
 
 fn main() -> Result<()> {
@@ -24,12 +24,10 @@ fn main() -> Result<()> {
         threshold: 0.1,
         ..detector.options
     };
-    let img = image::open(&image)
-        .with_context(|| format!("cannot read {image}"))?
-        .to_rgb8();
+    let img = deepmark::io::open_rgb(image.as_ref())?;
     let detections = detector.detect(&img)?;
     for d in &detections {
-        let name = deepmark::data::taxonomy::category(d.category_id).map_or("?", |c| c.name);
+        let name = deepmark::garment::category(d.category_id).map_or("?", |c| c.name);
         println!(
             "{name:<22} {:.2}  box [{:.0}, {:.0}, {:.0}, {:.0}]  {} landmarks",
             d.score,

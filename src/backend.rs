@@ -1,8 +1,9 @@
 //! Choosing a device by name. The library itself never picks one: this helper is for binaries
 //! and tests, and only knows the backends whose cargo features are enabled.
 
-use anyhow::{Result, bail};
 use burn::tensor::Device;
+
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -37,11 +38,11 @@ impl BackendKind {
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => probe_wgpu(),
             #[allow(unreachable_patterns)]
-            other => bail!(
+            other => Err(Error::Backend(format!(
                 "backend '{}' is not compiled in: enable the deepmark cargo feature '{}'",
                 other.name(),
                 other.name()
-            ),
+            ))),
         }
     }
 }
@@ -57,11 +58,14 @@ fn probe_wgpu() -> Result<Device> {
     });
     match probe {
         Ok((device, sum)) if (sum - 3.0).abs() < 1e-6 => Ok(device),
-        Ok(_) => bail!("the wgpu device computed a wrong result; use --backend flex"),
-        Err(_) => bail!(
+        Ok(_) => Err(Error::Backend(
+            "the wgpu device computed a wrong result; use --backend flex".into(),
+        )),
+        Err(_) => Err(Error::Backend(
             "no usable wgpu adapter (no GPU, and no software Vulkan such as Debian's mesa-vulkan-drivers); \
              use --backend flex"
-        ),
+                .into(),
+        )),
     }
 }
 

@@ -9,16 +9,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 #[cfg(feature = "pytorch")]
 use burn::store::{KeyRemapper, ModuleStore, PytorchStore};
 use burn::tensor::Device;
 use regex::Regex;
 
+use crate::codec::HEAD_NAMES;
+use crate::error::{Error, Result};
+use crate::io::{read_json, write_atomic_with, write_json};
 use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
-
-const HEADS: &str = "hm|wh|reg|hps|hm_hp|hp_offset";
 
 /// Rules (regex, replacement) that turn a CenterNet PyTorch key into the Burn module path.
 /// They are applied in order, each to the result of the previous ones. Every rule that
@@ -27,17 +27,20 @@ const HEADS: &str = "hm|wh|reg|hps|hm_hp|hp_offset";
 pub fn torch_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
     let mut r: Vec<(String, String)> = Vec::new();
     let mut rule = |from: String, to: String| r.push((from, to));
+    // `hm|wh|reg|hps|hm_hp|hp_offset`.
+    let heads = HEAD_NAMES.join("|");
+    let heads = heads.as_str();
     // `nn.DataParallel` checkpoints.
     rule(r"^module\.".into(), String::new());
     match backbone {
         BackboneConfig::Hourglass(cfg) => {
             // Heads: `hm.<stack>.0.conv.*` (3×3 `convolution` without BN) and `hm.<stack>.1.*`.
             rule(
-                format!(r"^({HEADS})\.(\d+)\.0\.conv\."),
+                format!(r"^({heads})\.(\d+)\.0\.conv\."),
                 "heads.${2}.${1}.conv.".into(),
             );
             rule(
-                format!(r"^({HEADS})\.(\d+)\.1\."),
+                format!(r"^({heads})\.(\d+)\.1\."),
                 "heads.${2}.${1}.out.".into(),
             );
             // `residual.skip` and the between-stack `inters_`/`cnvs_` are Sequential(conv, bn).
@@ -70,8 +73,8 @@ pub fn torch_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
             rule(r"^(cnvs|inters)\.".into(), "backbone.${1}.".into());
         }
         BackboneConfig::Resnet(cfg) => {
-            rule(format!(r"^({HEADS})\.0\."), "heads.0.${1}.conv.".into());
-            rule(format!(r"^({HEADS})\.2\."), "heads.0.${1}.out.".into());
+            rule(format!(r"^({heads})\.0\."), "heads.0.${1}.conv.".into());
+            rule(format!(r"^({heads})\.2\."), "heads.0.${1}.out.".into());
             rule(
                 r"^(layer[1-4])\.(\d+)\.downsample\.0\.".into(),
                 "backbone.${1}.${2}.downsample.conv.".into(),
@@ -94,8 +97,8 @@ pub fn torch_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
             rule(r"^(conv1|bn1|layer[1-4])\.".into(), "backbone.${1}.".into());
         }
         BackboneConfig::Dla { .. } => {
-            rule(format!(r"^({HEADS})\.0\."), "heads.0.${1}.conv.".into());
-            rule(format!(r"^({HEADS})\.2\."), "heads.0.${1}.out.".into());
+            rule(format!(r"^({heads})\.0\."), "heads.0.${1}.conv.".into());
+            rule(format!(r"^({heads})\.2\."), "heads.0.${1}.out.".into());
             // DeformConv: `actf = Sequential(BN, ReLU)`.
             rule(r"\.actf\.0\.".into(), ".actf.".into());
             // IDAUp's 1-based `proj_i`, `up_i`, `node_i` are 0-based lists here.
@@ -224,10 +227,9 @@ pub fn import_pytorch(
     config: &CenterNetConfig,
     device: &Device,
 ) -> Result<(CenterNet, ImportReport)> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("read checkpoint", path, e))?;
     if !meta.is_file() {
-        bail!("checkpoint {} is not a file", path.display());
+        return Err(Error::file(path, "the checkpoint is not a file"));
     }
     // CenterNet's `save_model` writes {'epoch', 'state_dict', ['optimizer']}; plain
     // `torch.save(model.state_dict())` files have the tensors at the top level.
@@ -235,19 +237,16 @@ pub fn import_pytorch(
         Ok(keys) if !keys.is_empty() => (Some("state_dict"), keys),
         _ => {
             let keys = checkpoint_keys(path, None).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is not a readable PyTorch checkpoint: {e}",
-                    path.display()
-                )
+                Error::file(path, format!("not a readable PyTorch checkpoint: {e}"))
             })?;
             (None, keys)
         }
     };
     if keys.is_empty() {
-        bail!(
-            "{} holds no tensors (not a CenterNet checkpoint?)",
-            path.display()
-        );
+        return Err(Error::file(
+            path,
+            "holds no tensors (not a CenterNet checkpoint?)",
+        ));
     }
 
     let rules = torch_key_rules(&config.backbone);
@@ -268,7 +267,7 @@ pub fn import_pytorch(
     let mut model = config.init(device);
     let result = model
         .load_from(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot import {}: {e}", path.display()))?;
+        .map_err(|e| Error::file(path, format!("cannot import: {e}")))?;
 
     let torch_name = |burn: &str| {
         burn_to_torch
@@ -289,7 +288,7 @@ pub fn import_pytorch(
             } => report
                 .reinitialised
                 .push((torch_name(p), found.to_vec(), expected.to_vec())),
-            other => bail!("cannot import {}: {other}", path.display()),
+            other => return Err(Error::file(path, format!("cannot import: {other}"))),
         }
     }
     report.missing = result.missing.iter().map(|(p, _)| p.clone()).collect();
@@ -326,20 +325,21 @@ pub fn import_pytorch(
                 .take(5)
                 .collect();
         }
-        bail!(
-            "{} does not match the requested backbone: {backbone_bad} of {backbone_total} backbone tensors are \
-             missing or have another shape (checkpoint keys such as {:?}); check --arch\n{report}",
-            path.display(),
-            sample
-        );
+        return Err(Error::file(
+            path,
+            format!(
+                "does not match the requested backbone: {backbone_bad} of {backbone_total} backbone tensors are \
+                 missing or have another shape (checkpoint keys such as {sample:?}); check --arch\n{report}"
+            ),
+        ));
     }
     Ok((model, report))
 }
 
 fn is_head_key(torch_key: &str) -> bool {
     let k = torch_key.trim_start_matches("module.");
-    HEADS
-        .split('|')
+    HEAD_NAMES
+        .iter()
         .any(|h| k.strip_prefix(h).is_some_and(|rest| rest.starts_with('.')))
 }
 
@@ -348,59 +348,43 @@ pub fn config_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
 /// Save weights (Burnpack) and config (JSON beside them), each atomically.
 pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = tmp_path(path);
-    let mut store = BurnpackStore::from_file(&tmp)
-        .auto_extension(false)
-        .overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot write weights {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
-    let json = serde_json::to_string_pretty(config)?;
-    write_atomic(&config_path(path), json.as_bytes())
+    write_atomic_with(path, |tmp| {
+        let mut store = BurnpackStore::from_file(tmp)
+            .auto_extension(false)
+            .overwrite(true);
+        model
+            .save_into(&mut store)
+            .map_err(|e| Error::file(tmp, format!("cannot write weights: {e}")))
+    })?;
+    write_json(&config_path(path), config)
 }
 
 /// Read a model config JSON file.
 pub fn read_config(path: &Path) -> Result<CenterNetConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the model config {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid model config", path.display()))
+    read_json(path, "model config")
 }
 
 /// Read the config saved beside `weights`.
 pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
-    read_config(&config_path(weights))
-        .with_context(|| format!("the config beside the weights {}", weights.display()))
+    let path = config_path(weights);
+    if !path.is_file() {
+        return Err(Error::file(
+            weights,
+            format!(
+                "its model config {} is missing (weights are saved with their config beside them)",
+                path.display()
+            ),
+        ));
+    }
+    read_config(&path)
 }
 
 /// Load weights saved by [`save`] (config from the JSON beside them).
 pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
     if !weights.is_file() {
-        bail!("weights file {} does not exist", weights.display());
+        return Err(Error::file(weights, "weights file does not exist"));
     }
     let config = load_config(weights)?;
     let mut model = config.init(device);
@@ -410,13 +394,15 @@ pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConf
         .validate(false);
     let result = model
         .load_from(&mut store)
-        .map_err(|e| anyhow::anyhow!("cannot read weights {}: {e}", weights.display()))?;
+        .map_err(|e| Error::file(weights, format!("cannot read weights: {e}")))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {
-        bail!(
-            "weights {} do not match their config {}:\n{result}",
-            weights.display(),
-            config_path(weights).display()
-        );
+        return Err(Error::file(
+            weights,
+            format!(
+                "weights do not match their config {}:\n{result}",
+                config_path(weights).display()
+            ),
+        ));
     }
     Ok((model, config))
 }

@@ -8,9 +8,9 @@ use imageproc::drawing::{
 };
 use imageproc::rect::Rect;
 
-use crate::data::deepfashion2::Item;
-use crate::data::grouping::Grouping;
-use crate::data::taxonomy::category;
+use crate::codec::grouping::Grouping;
+use crate::garment::Item;
+use crate::garment::taxonomy::category;
 
 /// A distinct colour per index (13 categories and more).
 pub fn palette(i: usize) -> Rgb<u8> {
@@ -129,7 +129,7 @@ pub fn draw_item(img: &mut RgbImage, item: &Item, grouping: Option<&Grouping>, l
                 img,
                 c.0 + r + 1,
                 c.1 - 2,
-                grp.group_of[g],
+                grp.group_of_landmark(g),
                 label_size.max(1),
                 Rgb([255, 255, 255]),
             );
@@ -153,7 +153,7 @@ pub fn tile(images: &[RgbImage], cols: usize) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::taxonomy::NUM_LANDMARKS;
+    use crate::garment::taxonomy::NUM_LANDMARKS;
 
     #[test]
     fn digits_are_drawn_where_asked() {

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::checkpoint::write_atomic;
+use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::model::HeadOutputs;
 
 /// A host-side f32 tensor.
@@ -24,7 +24,7 @@ impl HostTensor {
             .to_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("cannot read tensor back: {e:?}"))?;
+            .map_err(|e| Error::Backend(format!("cannot read a tensor back: {e:?}")))?;
         Ok(Self { shape, data })
     }
 }
@@ -50,27 +50,28 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) ->
             )
         })
         .collect();
+    let bad = |e: safetensors::SafeTensorError| Error::file(path, format!("cannot serialise: {e}"));
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
         .map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let out = safetensors::serialize(views, None)?;
+        .collect::<Result<_, safetensors::SafeTensorError>>()
+        .map_err(bad)?;
+    let out = safetensors::serialize(views, None).map_err(bad)?;
     write_atomic(path, &out)
 }
 
 /// Read every f32 tensor of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a safetensors file", path.display()))?;
+        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            bail!(
-                "{}: tensor '{name}' is {:?}, expected F32",
-                path.display(),
-                view.dtype()
-            );
+            return Err(Error::file(
+                path,
+                format!("tensor '{name}' is {:?}, expected F32", view.dtype()),
+            ));
         }
         let data = view
             .data()

@@ -5,7 +5,7 @@
 macro_rules! impl_named {
     ($ty:ty, $what:literal) => {
         impl std::str::FromStr for $ty {
-            type Err = String;
+            type Err = $crate::error::Error;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 <$ty>::ALL
@@ -13,11 +13,11 @@ macro_rules! impl_named {
                     .find(|v| v.name() == s)
                     .ok_or_else(|| {
                         let names: Vec<&str> = <$ty>::ALL.iter().map(|v| v.name()).collect();
-                        format!(
+                        $crate::error::Error::Invalid(format!(
                             "unknown {} '{s}' (expected one of: {})",
                             $what,
                             names.join(", ")
-                        )
+                        ))
                     })
             }
         }

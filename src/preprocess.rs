@@ -8,17 +8,7 @@
 //! * [`normalize_bgr`]: BGR channel order (CenterNet reads images with `cv2.imread` and never
 //!   converts), `/255`, then CenterNet's mean/std (given in BGR order).
 
-use std::path::Path;
-
-use anyhow::Context;
 use image::RgbImage;
-
-/// Reads an image file as RGB; the error names the file.
-pub fn open_rgb(path: &Path) -> anyhow::Result<RgbImage> {
-    Ok(image::open(path)
-        .with_context(|| format!("cannot read image {}", path.display()))?
-        .to_rgb8())
-}
 
 /// CenterNet's COCO mean, **BGR** order (`coco_hp.py`, full published precision).
 pub const MEAN_BGR: [f64; 3] = [0.407_896_54, 0.447_193_02, 0.470_261_15];
@@ -184,9 +174,30 @@ pub struct Prepared {
     pub transform: Affine,
 }
 
-/// CenterNet's test pre-processing (`fix_res`) of `img` at `size × size`.
-pub fn prepare(img: &RgbImage, size: usize) -> Prepared {
-    let transform = fix_res_transform(img.width(), img.height(), size);
+impl Prepared {
+    /// The input of the mirror image (each row reversed): exactly what preparing the
+    /// left–right flipped warp would give, since normalisation is per pixel.
+    pub fn mirrored_input(&self) -> Vec<f32> {
+        let n = self.size;
+        self.input
+            .chunks_exact(n)
+            .flat_map(|row| row.iter().rev().copied())
+            .collect()
+    }
+}
+
+/// CenterNet's test pre-processing of `img` at `size × size`: the `fix_res` warp (centre of the
+/// image, longer side onto the input side) with the image magnified by `scale` (multi-scale
+/// testing; 1 for one pass), BGR, normalised.
+pub fn prepare(img: &RgbImage, size: usize, scale: f64) -> Prepared {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let transform = get_affine_transform(
+        [w / 2.0, h / 2.0],
+        w.max(h) / scale,
+        0.0,
+        [size, size],
+        false,
+    );
     let warped = warp_affine(img, &transform, size as u32, size as u32);
     Prepared {
         input: normalize_bgr(&warped),
@@ -229,6 +240,20 @@ mod tests {
         // Red lands in channel 2.
         assert!((v[2] as f64 - (1.0 - MEAN_BGR[2]) / STD_BGR[2]).abs() < 1e-5);
         assert!((v[0] as f64 - (0.0 - MEAN_BGR[0]) / STD_BGR[0]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn mirrored_input_equals_preparing_the_mirror_image() {
+        let mut img = RgbImage::new(7, 5);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = image::Rgb([(x * 30) as u8, (y * 50) as u8, ((x + y) * 9) as u8]);
+        }
+        let p = prepare(&img, 8, 1.0);
+        let warped = warp_affine(&img, &p.transform, 8, 8);
+        let flipped = normalize_bgr(&image::imageops::flip_horizontal(&warped));
+        assert_eq!(p.mirrored_input(), flipped);
+        // Scale 1 is CenterNet's fix_res.
+        assert_eq!(p.transform, fix_res_transform(7, 5, 8));
     }
 
     #[test]

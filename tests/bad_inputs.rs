@@ -89,12 +89,10 @@ fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 fn sample_coco() -> String {
-    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/deepfashion2/kgdet_demo32/demo_dataset-32.json");
-    if let Ok(t) = std::fs::read_to_string(&real) {
-        return t;
+    if let Some(real) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") {
+        return std::fs::read_to_string(&real).unwrap();
     }
-    // A small valid file when the shared fixtures are absent.
+    // A small valid file when the shared fixtures are skipped (DEEPMARK_SKIP_SHARED).
     let mut kps = vec![0.0f64; 882];
     kps[3 * 182..3 * 182 + 3].copy_from_slice(&[10.0, 12.0, 2.0]);
     serde_json::json!({

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use deepmark::checkpoint::{self, import_pytorch};
+use deepmark::codec::Scheme;
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::scheme::Scheme;
 
 fn res18_small(scheme: Scheme) -> CenterNetConfig {
     CenterNetConfig {

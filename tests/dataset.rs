@@ -4,24 +4,18 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
+use deepmark::codec::Grouping;
+use deepmark::codec::STRIDE;
+use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
-use deepmark::data::dataset::{DOWN_RATIO, Df2Dataset, SampleConfig, TrainBatcher};
-use deepmark::data::grouping::Grouping;
-use deepmark::data::taxonomy::category;
+use deepmark::data::dataset::{Df2Dataset, SampleConfig, TrainBatcher};
+use deepmark::garment::category;
 use deepmark::preprocess::fix_res_transform;
-use deepmark::scheme::Scheme;
 
 fn open(augment: AugmentConfig) -> Option<Df2Dataset> {
-    let root =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/deepfashion2/kgdet_demo32");
-    if !root.is_dir() {
-        eprintln!("skipping: {} is absent", root.display());
-        return None;
-    }
+    let root = common::shared_data("deepfashion2/kgdet_demo32")?;
     let cfg = SampleConfig {
         augment,
         grouping: Grouping::for_scheme(Scheme::Deepmark62).unwrap(),
@@ -71,22 +65,18 @@ fn targets_decode_back_to_the_ground_truth() {
         return;
     };
     let g = Grouping::for_scheme(Scheme::Deepmark62).unwrap();
-    let out = (size / DOWN_RATIO) as f64;
+    let out = (size / STRIDE) as f64;
     let mut checked = 0;
     for (i, s) in ds.samples().iter().enumerate() {
         let item = ds.get(i).unwrap();
         let fwd = fix_res_transform(s.width, s.height, size);
         // Ground truth in output-map pixels; CenterNet clips boxes to [0, out - 1].
-        let to_map = |x: f64, y: f64| fwd.apply([x, y]).map(|v| v / DOWN_RATIO as f64);
+        let to_map = |x: f64, y: f64| fwd.apply([x, y]).map(|v| v / STRIDE as f64);
         // One output cell in image pixels: the quantisation of the stride-4 map.
-        let cell = DOWN_RATIO as f64 * s.width.max(s.height) as f64 / size as f64;
+        let cell = STRIDE as f64 * s.width.max(s.height) as f64 / size as f64;
         let inv = fwd.inverse();
-        let to_image = |p: [f32; 2]| {
-            inv.apply([
-                (p[0] * DOWN_RATIO as f32) as f64,
-                (p[1] * DOWN_RATIO as f32) as f64,
-            ])
-        };
+        let to_image =
+            |p: [f32; 2]| inv.apply([(p[0] * STRIDE as f32) as f64, (p[1] * STRIDE as f32) as f64]);
         let decoded = item.targets.decode();
         // Every labelled item is recovered (all boxes lie in the map, < max_objs per image).
         let labelled: Vec<_> = s.items.iter().filter(|it| it.num_labelled() > 0).collect();
@@ -122,7 +112,10 @@ fn targets_decode_back_to_the_ground_truth() {
             }
             let cat = category(gt.category_id).unwrap();
             for (grp, p) in &d.landmarks {
-                let local = cat.range().find(|&k| g.group_of[k] == *grp).unwrap();
+                let local = cat
+                    .range()
+                    .find(|&k| g.group_of_landmark(k) == *grp)
+                    .unwrap();
                 let k = gt.keypoints[local];
                 let q = to_image(*p);
                 assert!(

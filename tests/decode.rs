@@ -1,13 +1,13 @@
 //! Decoding and the DeepMark++ techniques on hand-built heads: each test shows one formula's
 //! exact effect. Category 1 (short-sleeved shirt, 25 landmarks) with the deepmark62 grouping.
 
-use deepmark::data::grouping::Grouping;
-use deepmark::data::taxonomy::category;
-use deepmark::infer::decode::{
+use deepmark::codec::Grouping;
+use deepmark::codec::Scheme;
+use deepmark::codec::decode::{
     Detection, HeadMaps, Nms, PostConfig, decode, gaussian_kernel3, iou, suppress,
 };
-use deepmark::infer::fuse::{fuse_flip, mirror_heads};
-use deepmark::scheme::Scheme;
+use deepmark::codec::fuse::{fuse_flip, mirror_heads};
+use deepmark::garment::category;
 
 const S: usize = 32;
 
@@ -16,19 +16,7 @@ fn grouping() -> Grouping {
 }
 
 fn empty() -> HeadMaps {
-    let g = 62;
-    let hw = S * S;
-    HeadMaps {
-        size: [S, S],
-        num_classes: 13,
-        num_groups: g,
-        hm: vec![0.0; 13 * hw],
-        wh: vec![0.0; 2 * hw],
-        reg: vec![0.0; 2 * hw],
-        hps: vec![0.0; 2 * g * hw],
-        hm_hp: vec![0.0; g * hw],
-        hp_offset: vec![0.0; 2 * hw],
-    }
+    HeadMaps::zeros(Scheme::Deepmark62.layout(), [S, S])
 }
 
 fn at(x: usize, y: usize) -> usize {
@@ -41,23 +29,23 @@ fn one_shirt(score: f32) -> HeadMaps {
     let mut h = empty();
     let hw = S * S;
     let c = at(10, 12);
-    h.hm[c] = score;
-    h.wh[c] = 18.0;
-    h.wh[hw + c] = 18.0;
-    h.reg[c] = 0.25;
-    h.reg[hw + c] = 0.5;
+    h.maps.hm[c] = score;
+    h.maps.wh[c] = 18.0;
+    h.maps.wh[hw + c] = 18.0;
+    h.maps.reg[c] = 0.25;
+    h.maps.reg[hw + c] = 0.5;
     let cat = category(1).unwrap();
     let gr = grouping();
     for l in 0..cat.num_landmarks {
-        let g = gr.group_of[cat.start + l];
-        h.hps[2 * g * hw + c] = l as f32 - 12.0;
-        h.hps[(2 * g + 1) * hw + c] = -5.0;
+        let g = gr.group(cat, l);
+        h.maps.hps[2 * g * hw + c] = l as f32 - 12.0;
+        h.maps.hps[(2 * g + 1) * hw + c] = -5.0;
     }
     h
 }
 
 fn group_of_landmark(l: usize) -> usize {
-    grouping().group_of[category(1).unwrap().start + l]
+    grouping().group(category(1).unwrap(), l)
 }
 
 /// The single detection with a positive box score (the empty map's zero plateau is all
@@ -74,9 +62,9 @@ fn plain_decode_gives_box_coarse_landmarks_and_refines_with_a_nearby_peak() {
     let hw = S * S;
     // A landmark peak for landmark 12 (coarse (10, 7)) at (11, 8) with offset (0.5, 0.25).
     let g = group_of_landmark(12);
-    h.hm_hp[g * hw + at(11, 8)] = 0.7;
-    h.hp_offset[at(11, 8)] = 0.5;
-    h.hp_offset[hw + at(11, 8)] = 0.25;
+    h.maps.hm_hp[g * hw + at(11, 8)] = 0.7;
+    h.maps.hp_offset[at(11, 8)] = 0.5;
+    h.maps.hp_offset[hw + at(11, 8)] = 0.25;
     let d = only(decode(&h, &grouping(), &PostConfig::plain()));
     assert_eq!(d.category_id, 1);
     assert_eq!(d.score, 0.9);
@@ -98,7 +86,7 @@ fn centernet_rule_keeps_the_coarse_point_for_far_weak_or_outside_peaks() {
         (10, 2, 0.7, "outside the box"),
     ] {
         let mut h = one_shirt(0.9);
-        h.hm_hp[g * hw + at(x, y)] = s;
+        h.maps.hm_hp[g * hw + at(x, y)] = s;
         let d = only(decode(&h, &grouping(), &PostConfig::plain()));
         assert_eq!(&d.landmarks[12][..2], &[10.0, 7.0], "{why}");
     }
@@ -109,7 +97,7 @@ fn technique1_center_rescoring_mixes_box_and_mean_landmark_scores() {
     let mut h = one_shirt(0.9);
     let hw = S * S;
     let g = group_of_landmark(12);
-    h.hm_hp[g * hw + at(10, 7)] = 0.75; // exactly on the coarse point
+    h.maps.hm_hp[g * hw + at(10, 7)] = 0.75; // exactly on the coarse point
     let cfg = PostConfig {
         alpha: Some(0.8),
         ..PostConfig::plain()
@@ -143,7 +131,7 @@ fn technique2_gaussian_smoothing_rescales_an_isolated_peak_by_the_kernel_centre(
     // Two neighbouring cells of equal height: smoothing keeps one peak, plain decoding two.
     let mut h2 = one_shirt(0.9);
     let c2 = at(11, 12);
-    h2.hm[c2] = 0.9;
+    h2.maps.hm[c2] = 0.9;
     let positive = |d: Vec<Detection>| -> Vec<Detection> {
         d.into_iter().filter(|d| d.box_score > 0.0).collect()
     };
@@ -152,8 +140,8 @@ fn technique2_gaussian_smoothing_rescales_an_isolated_peak_by_the_kernel_centre(
         2
     );
     let mut smoothed = h2.clone();
-    smoothed.wh[c2] = 18.0;
-    smoothed.wh[S * S + c2] = 18.0;
+    smoothed.maps.wh[c2] = 18.0;
+    smoothed.maps.wh[S * S + c2] = 18.0;
     let ds = positive(decode(&smoothed, &grouping(), &cfg));
     assert_eq!(ds.len(), 2, "equal plateau: both cells remain maxima");
     assert!((ds[0].score - 0.9 * (k[1][1] + k[1][2])).abs() < 1e-6);
@@ -164,7 +152,7 @@ fn technique3_blends_refined_and_coarse_positions() {
     let mut h = one_shirt(0.9);
     let hw = S * S;
     let g = group_of_landmark(12);
-    h.hm_hp[g * hw + at(12, 9)] = 0.7; // refined (12, 9), coarse (10, 7)
+    h.maps.hm_hp[g * hw + at(12, 9)] = 0.7; // refined (12, 9), coarse (10, 7)
     let cfg = PostConfig {
         gamma: Some(0.75),
         ..PostConfig::plain()
@@ -181,8 +169,8 @@ fn technique4_mask_prefers_a_strong_peak_over_the_nearest_weak_one() {
     let mut h = one_shirt(0.9);
     let hw = S * S;
     let g = group_of_landmark(12); // coarse (10, 7); σ = 18/9 = 2
-    h.hm_hp[g * hw + at(10, 8)] = 0.2; // 1 px away
-    h.hm_hp[g * hw + at(12, 7)] = 0.9; // 2 px away
+    h.maps.hm_hp[g * hw + at(10, 8)] = 0.2; // 1 px away
+    h.maps.hm_hp[g * hw + at(12, 7)] = 0.9; // 2 px away
     let plain = only(decode(&h, &grouping(), &PostConfig::plain()));
     assert_eq!(
         plain.landmarks[12],
@@ -245,24 +233,24 @@ fn flip_fusion_of_mirror_consistent_heads_is_the_identity() {
     let mut h = one_shirt(0.9);
     let hw = S * S;
     // Fill everything with structured values.
-    for (i, v) in h.hm_hp.iter_mut().enumerate() {
+    for (i, v) in h.maps.hm_hp.iter_mut().enumerate() {
         *v = ((i * 7919) % 101) as f32 / 101.0;
     }
-    for (i, v) in h.hps.iter_mut().enumerate() {
+    for (i, v) in h.maps.hps.iter_mut().enumerate() {
         *v = ((i * 104729) % 37) as f32 - 18.0;
     }
     let flips = grouping().flip_groups().unwrap();
     let m = mirror_heads(&h, &flips);
-    assert_ne!(m.hm_hp, h.hm_hp);
+    assert_ne!(m.maps.hm_hp, h.maps.hm_hp);
     assert_eq!(mirror_heads(&m, &flips), h, "mirroring is an involution");
     let fused = fuse_flip(&h, &m, &flips);
-    for (a, b) in fused.hps.iter().zip(&h.hps) {
+    for (a, b) in fused.maps.hps.iter().zip(&h.maps.hps) {
         assert!((a - b).abs() < 1e-6);
     }
-    for (a, b) in fused.hm_hp.iter().zip(&h.hm_hp) {
+    for (a, b) in fused.maps.hm_hp.iter().zip(&h.maps.hm_hp) {
         assert!((a - b).abs() < 1e-6);
     }
-    assert_eq!(fused.hm, h.hm);
+    assert_eq!(fused.maps.hm, h.maps.hm);
     assert_eq!(
         decode(&fused, &grouping(), &PostConfig::default()),
         decode(&h, &grouping(), &PostConfig::default())
@@ -278,7 +266,7 @@ fn flip_fusion_swaps_mirror_groups_and_negates_x_offsets() {
     let m = mirror_heads(&h, &flips);
     // The shirt's centre (10, 12) appears at (21, 12) in the mirror image.
     let mc = at(S - 1 - 10, 12);
-    assert_eq!(m.hm[mc], 0.9);
+    assert_eq!(m.maps.hm[mc], 0.9);
     // Landmark l's mirror partner l' takes l's offsets with x negated.
     let cat = category(1).unwrap();
     for l in 0..cat.num_landmarks {
@@ -286,7 +274,7 @@ fn flip_fusion_swaps_mirror_groups_and_negates_x_offsets() {
         let g = group_of_landmark(l);
         let gp = group_of_landmark(lp);
         assert_eq!(flips[g], gp);
-        assert_eq!(m.hps[2 * gp * hw + mc], -(l as f32 - 12.0));
-        assert_eq!(m.hps[(2 * gp + 1) * hw + mc], -5.0);
+        assert_eq!(m.maps.hps[2 * gp * hw + mc], -(l as f32 - 12.0));
+        assert_eq!(m.maps.hps[(2 * gp + 1) * hw + mc], -5.0);
     }
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use deepmark::codec::Grouping;
+use deepmark::codec::Scheme;
 use deepmark::data::deepfashion2::{RawItem, convert_raw, load_coco, read_coco_file};
-use deepmark::data::grouping::Grouping;
-use deepmark::data::taxonomy::category;
-use deepmark::scheme::Scheme;
+use deepmark::garment::category;
 
 mod common;
 

@@ -7,8 +7,9 @@ mod common;
 
 use burn::tensor::Tensor;
 use common::flex;
-use deepmark::model::{Arch, CenterNetConfig, HEAD_NAMES};
-use deepmark::scheme::Scheme;
+use deepmark::codec::HEAD_NAMES;
+use deepmark::codec::Scheme;
+use deepmark::model::{Arch, CenterNetConfig};
 
 /// (arch, parameters with the deepmark62 heads, parameters with the COCO-17 heads), from
 /// PyTorch's `sum(p.numel() for p in model.parameters())` without `base.fc`.
@@ -50,7 +51,7 @@ fn full_size_forward_at_512_gives_stride_4_heads() {
         let heads = model.forward(x);
         let expected = cfg.layout.channels();
         let mut total = 0;
-        for ((name, t), c) in heads.named().into_iter().zip(expected) {
+        for ((name, t), c) in heads.named().into_iter().zip(expected.into_array()) {
             assert_eq!(t.dims(), [1, c, 128, 128], "{arch} {scheme} {name}");
             total += c;
         }

@@ -9,8 +9,8 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use deepmark::checkpoint::import_pytorch;
+use deepmark::codec::HEAD_NAMES;
 use deepmark::heads_io::{HostTensor, heads_to_host, read_safetensors};
-use deepmark::model::HEAD_NAMES;
 
 const ARCHS: [&str; 5] = ["res18", "res50", "dla34", "mdla34", "hourglass104"];
 

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use deepmark::codec::Scheme;
+use deepmark::data::augment::AugmentConfig;
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::scheme::Scheme;
-use deepmark::train::loss::LossWeights;
-use deepmark::train::trainer::{TrainState, read_metrics};
-use deepmark::train::{TrainConfig, train};
+use deepmark::train::{LossWeights, OptimizerConfig, TrainConfig, TrainState, read_metrics, train};
 use serde_json::Value;
 
 mod common;
@@ -38,16 +37,13 @@ fn subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
 fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainConfig {
     TrainConfig {
         model: CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout()),
-        scheme: Scheme::Deepmark62,
         data,
         images,
-        input_size: 128,
         batch,
         epochs,
-        lr: 1e-3,
-        lr_steps: Vec::new(),
-        loss: LossWeights::default(),
-        augment: false,
+        optimizer: OptimizerConfig::adam(1e-3),
+        loss: LossWeights::centernet(),
+        augment: AugmentConfig::plain(128),
         seed: 317,
         workers: 1,
         max_objs: 32,
@@ -233,7 +229,7 @@ fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     .unwrap();
     let before = state(&run).unwrap();
     let mut bad = config(json, images, 2, 2);
-    bad.loss.hm = f32::NAN;
+    bad.loss.0.hm = f32::NAN;
     let err = train(&bad, &run, &device, true, &mut |_| {}).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("non-finite loss"), "{msg}");

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use deepmark::backend::BackendKind;
 use deepmark::checkpoint::import_pytorch;
+use deepmark::codec::HEAD_NAMES;
 use deepmark::heads_io::{heads_to_host, read_safetensors};
-use deepmark::model::HEAD_NAMES;
 
 #[test]
 fn wgpu_forward_matches_flex() {

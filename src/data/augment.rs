@@ -15,8 +15,8 @@ use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::deepfashion2::Item;
-use super::taxonomy::flip_permutation;
+use crate::garment::Item;
+use crate::garment::taxonomy::flip_permutation;
 use crate::preprocess::{Affine, get_affine_transform, warp_affine};
 
 /// CenterNet's COCO colour eigen-values (`_eig_val`).
@@ -43,11 +43,29 @@ pub struct AugmentConfig {
 
 impl Default for AugmentConfig {
     fn default() -> Self {
+        Self::train(512)
+    }
+}
+
+impl AugmentConfig {
+    /// CenterNet's training augmentation at `input_size`: random scale/shift, flip with
+    /// probability 0.5, colour.
+    pub fn train(input_size: usize) -> Self {
         Self {
-            input_size: 512,
+            input_size,
             random_crop: true,
             flip: 0.5,
             color: true,
+        }
+    }
+
+    /// No augmentation (plain resize), for overfitting small sets.
+    pub fn plain(input_size: usize) -> Self {
+        Self {
+            input_size,
+            random_crop: false,
+            flip: 0.0,
+            color: false,
         }
     }
 }
@@ -213,7 +231,7 @@ pub fn color_aug(bgr: &mut [f32], jitter: &ColorJitter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::taxonomy::{CATEGORIES, NUM_LANDMARKS};
+    use crate::garment::taxonomy::{CATEGORIES, NUM_LANDMARKS};
 
     fn shirt() -> Item {
         let c = CATEGORIES[0];

@@ -13,13 +13,12 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::augment::{AugmentConfig, augment, color_aug};
-use super::deepfashion2::{DataError, Sample, SkipReport, load_coco};
-use super::grouping::Grouping;
-use super::targets::{TargetObject, Targets};
+use super::deepfashion2::{Sample, SkipReport, load_coco};
+use crate::codec::STRIDE;
+use crate::codec::grouping::Grouping;
+use crate::codec::targets::{Targets, objects_from_items};
+use crate::error::DataError;
 use crate::preprocess::{bgr_unit, normalize_hwc};
-
-/// Output stride of every CenterNet backbone here.
-pub const DOWN_RATIO: usize = 4;
 
 /// One prepared training sample (host memory).
 #[derive(Debug, Clone)]
@@ -121,35 +120,12 @@ impl Df2Dataset {
             color_aug(&mut hwc, j);
         }
         let input = normalize_hwc(&hwc);
-        let scale = 1.0 / DOWN_RATIO as f32;
-        let objects: Vec<TargetObject> = aug
-            .items
-            .iter()
-            .map(|it| {
-                let cat = super::taxonomy::category(it.category_id).expect("validated category");
-                let landmarks = cat
-                    .range()
-                    .filter(|&g| it.keypoints[g][2] > 0.0)
-                    .map(|g| {
-                        (
-                            self.cfg.grouping.group_of[g],
-                            [it.keypoints[g][0] * scale, it.keypoints[g][1] * scale],
-                        )
-                    })
-                    .collect();
-                let [x, y, w, h] = it.bbox.map(|v| v * scale);
-                TargetObject {
-                    class: it.category_id - 1,
-                    bbox: [x, y, x + w, y + h],
-                    landmarks,
-                }
-            })
-            .collect();
-        let out = n / DOWN_RATIO;
+        let objects = objects_from_items(&aug.items, &self.cfg.grouping);
+        let out = n / STRIDE;
         let targets = Targets::encode(
             &objects,
             self.cfg.num_classes,
-            self.cfg.grouping.num_groups,
+            self.cfg.grouping.num_groups(),
             self.cfg.max_objs,
             [out, out],
         );

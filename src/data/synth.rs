@@ -19,10 +19,12 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::deepfashion2::{CocoFile, DataError, Sample, SkipReport, convert_raw_dir};
-use super::grouping::Grouping;
-use super::taxonomy::{CATEGORIES, category};
-use crate::scheme::Scheme;
+use super::deepfashion2::{CocoFile, Sample, SkipReport, convert_raw_dir};
+use crate::codec::grouping::Grouping;
+use crate::codec::scheme::Scheme;
+use crate::error::Result;
+use crate::garment::taxonomy::{CATEGORIES, category};
+use crate::io::{create_dir_all, save_image_atomic, write_json_compact};
 
 /// Per category: box aspect (h / w) and each local landmark's mean `[x, y]` in box units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +71,7 @@ impl Templates {
             let cat = category(c).expect("valid");
             for (l, v) in ls.iter().enumerate() {
                 if let Some(p) = mean(v) {
-                    let e = group_sum.entry(g.group_of[cat.start + l]).or_default();
+                    let e = group_sum.entry(g.group(cat, l)).or_default();
                     e.0[0] += p[0] as f64;
                     e.0[1] += p[1] as f64;
                     e.1 += 1;
@@ -85,7 +87,7 @@ impl Templates {
             let mut pts: Vec<Option<[f32; 2]>> = (0..cat.num_landmarks)
                 .map(|l| {
                     own.and_then(|o| mean(&o[l]))
-                        .or_else(|| group_sum.get(&g.group_of[cat.start + l]).and_then(mean))
+                        .or_else(|| group_sum.get(&g.group(cat, l)).and_then(mean))
                 })
                 .collect();
             for l in 0..cat.num_landmarks {
@@ -291,30 +293,33 @@ pub fn generate(
     out: &Path,
     cfg: &SynthConfig,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(CocoFile, SkipReport), DataError> {
+) -> Result<(CocoFile, SkipReport)> {
     let t = Templates::bundled();
-    let io = |p: &Path, e: std::io::Error| DataError {
-        file: p.to_path_buf(),
-        place: String::new(),
-        field: "-".into(),
-        message: e.to_string(),
-    };
     for sub in ["image", "annos"] {
-        std::fs::create_dir_all(out.join(sub)).map_err(|e| io(&out.join(sub), e))?;
+        create_dir_all(&out.join(sub))?;
     }
     for i in 0..cfg.n {
         progress(i, cfg.n);
         let (img, anno) = synth_image(&t, cfg, i);
         let stem = format!("{:06}", i + 1);
-        let ip = out.join("image").join(format!("{stem}.jpg"));
-        img.save(&ip)
-            .map_err(|e| io(&ip, std::io::Error::other(e)))?;
-        let ap = out.join("annos").join(format!("{stem}.json"));
-        std::fs::write(&ap, serde_json::to_vec(&anno).expect("json")).map_err(|e| io(&ap, e))?;
+        save_image_atomic(&img, &out.join("image").join(format!("{stem}.jpg")))?;
+        write_json_compact(&out.join("annos").join(format!("{stem}.json")), &anno)?;
     }
     let (coco, report) = convert_raw_dir(out, false, &mut |_, _| {})?;
-    let jp = out.join("train.json");
-    crate::checkpoint::write_atomic(&jp, &serde_json::to_vec(&coco).expect("json"))
-        .map_err(|e| io(&jp, std::io::Error::other(e.to_string())))?;
+    write_json_compact(&out.join("train.json"), &coco)?;
     Ok((coco, report))
+}
+
+/// `dir/train.json`, generating the set first (`n` images from `seed`) when it is not there.
+pub fn ensure(dir: &Path, n: usize, seed: u64) -> Result<std::path::PathBuf> {
+    let json = dir.join("train.json");
+    if !json.is_file() {
+        let cfg = SynthConfig {
+            n,
+            seed,
+            ..Default::default()
+        };
+        generate(dir, &cfg, &mut |_, _| {})?;
+    }
+    Ok(json)
 }

@@ -16,11 +16,11 @@
 use std::collections::HashMap;
 
 use super::coco::bbox_iou;
+use crate::codec::grouping::Grouping;
+use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
-use crate::data::grouping::Grouping;
-use crate::data::taxonomy::{CATEGORIES, NUM_CATEGORIES, category};
+use crate::garment::taxonomy::{CATEGORIES, NUM_CATEGORIES, category};
 use crate::infer::output::{BboxResult, KeypointResult};
-use crate::scheme::Scheme;
 
 /// Accumulated errors for one category (or all).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -67,7 +67,7 @@ pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
     } else {
         (40, 45)
     };
-    let find = |g: usize| (0..cat.num_landmarks).find(|&l| agg.group_of[cat.start + l] == g);
+    let find = |g: usize| agg.local_in_group(cat, g);
     Some((find(a)?, find(b)?))
 }
 

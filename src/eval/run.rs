@@ -1,17 +1,23 @@
-//! Running a [`Detector`] over a COCO-style dataset and evaluating the results.
+//! Running a [`Detector`] over a COCO-style dataset and evaluating the results: the
+//! [`EvalReport`] that `eval --weights`, the end of `train` and training validation share.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-
-use anyhow::Result;
 
 use super::coco::{
     Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate, sigmas_for,
 };
-use crate::checkpoint::write_atomic;
+use super::landmarks::{LandmarkStats, landmark_errors};
 use crate::data::deepfashion2::Sample;
+use crate::error::Result;
+use crate::garment::{CATEGORIES, NUM_CATEGORIES};
 use crate::infer::output::{BboxResult, KeypointResult, results};
 use crate::infer::{Detector, StageTimes};
-use crate::preprocess::open_rgb;
+use crate::io::{create_dir_all, open_rgb, write_json_compact};
+
+/// Detections scoring below this are not kept when a model is evaluated (`eval --weights`,
+/// `tune`, training validation): they cannot change AP noticeably and would bloat the results.
+pub const EVAL_SCORE_THRESHOLD: f32 = 0.01;
 
 /// Challenge results of a whole dataset.
 #[derive(Debug, Clone, Default)]
@@ -43,23 +49,6 @@ pub fn predict_dataset(
     Ok(out)
 }
 
-/// Box and landmark evaluations (DeepFashion2 settings) of dataset results; writes the two
-/// results files into `dir` (`results_bbox.json`, `results_keypoints.json`).
-pub fn evaluate_results(
-    gt: &Path,
-    res: &DatasetResults,
-    dir: &Path,
-) -> Result<(Option<Evaluation>, Option<Evaluation>, [PathBuf; 2])> {
-    std::fs::create_dir_all(dir)?;
-    let bbox_path = dir.join("results_bbox.json");
-    let kp_path = dir.join("results_keypoints.json");
-    write_atomic(&bbox_path, serde_json::to_string(&res.bbox)?.as_bytes())?;
-    write_atomic(&kp_path, serde_json::to_string(&res.keypoints)?.as_bytes())?;
-    let gt_data = GroundTruth::load(gt)?;
-    let (b, k) = evaluate_in_memory(&gt_data, res)?;
-    Ok((b, k, [bbox_path, kp_path]))
-}
-
 /// Box and landmark evaluations of results held in memory (`None` where there are none).
 pub fn evaluate_in_memory(
     gt: &GroundTruth,
@@ -67,26 +56,28 @@ pub fn evaluate_in_memory(
 ) -> Result<(Option<Evaluation>, Option<Evaluation>)> {
     let label = Path::new("(in memory)");
     let sigmas = sigmas_for(gt.num_keypoints()).unwrap_or_default();
+    let entry = |image_id, category_id: usize, score: f32| ResultEntry {
+        image_id,
+        category_id: category_id as i64,
+        bbox: None,
+        keypoints: None,
+        score: score as f64,
+    };
+    let to_f64 = |v: &[f32]| Some(v.iter().map(|&x| x as f64).collect());
     let boxes: Vec<ResultEntry> = res
         .bbox
         .iter()
         .map(|b| ResultEntry {
-            image_id: b.image_id,
-            category_id: b.category_id as i64,
-            bbox: Some(b.bbox.iter().map(|&v| v as f64).collect()),
-            keypoints: None,
-            score: b.score as f64,
+            bbox: to_f64(&b.bbox),
+            ..entry(b.image_id, b.category_id, b.score)
         })
         .collect();
     let kps: Vec<ResultEntry> = res
         .keypoints
         .iter()
         .map(|k| ResultEntry {
-            image_id: k.image_id,
-            category_id: k.category_id as i64,
-            bbox: None,
-            keypoints: Some(k.keypoints.iter().map(|&v| v as f64).collect()),
-            score: k.score as f64,
+            keypoints: to_f64(&k.keypoints),
+            ..entry(k.image_id, k.category_id, k.score)
         })
         .collect();
     let run = |list: Vec<ResultEntry>, kind: IouType| -> Result<Option<Evaluation>> {
@@ -94,9 +85,7 @@ pub fn evaluate_in_memory(
             return Ok(None);
         }
         let r = Results::from_entries(label, list, gt)?;
-        Ok(Some(
-            evaluate(gt, &r, Params::new(kind, sigmas.clone())).map_err(anyhow::Error::msg)?,
-        ))
+        Ok(Some(evaluate(gt, &r, Params::new(kind, sigmas.clone()))?))
     };
     Ok((run(boxes, IouType::Bbox)?, run(kps, IouType::Keypoints)?))
 }
@@ -107,4 +96,183 @@ pub fn headline_ap(gt: &GroundTruth, res: &DatasetResults) -> Result<(f64, f64)>
     let (b, k) = evaluate_in_memory(gt, res)?;
     let ap = |e: Option<Evaluation>| e.map_or(0.0, |e| e.stats[0].max(0.0));
     Ok((ap(b), ap(k)))
+}
+
+/// Everything an evaluation of a model on a dataset produced; `Display` prints it all (timings,
+/// results files, pycocotools' tables, per-category AP, NE/PCK, the headline line).
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub images: usize,
+    pub input_size: usize,
+    pub times: StageTimes,
+    pub bbox: Option<Evaluation>,
+    pub keypoints: Option<Evaluation>,
+    /// NE/PCK per category (index = id − 1) and overall.
+    pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    pub landmarks: LandmarkStats,
+    /// Detections kept, and the score they were kept at.
+    pub detections: usize,
+    pub threshold: f32,
+    /// `results_bbox.json`, `results_keypoints.json`.
+    pub files: [PathBuf; 2],
+}
+
+impl EvalReport {
+    /// AP at IoU .50:.95 (NaN without detections).
+    pub fn ap_box(&self) -> f64 {
+        self.bbox.as_ref().map_or(f64::NAN, |e| e.stats[0])
+    }
+
+    /// AP at OKS .50:.95 (NaN without detections).
+    pub fn ap_pt(&self) -> f64 {
+        self.keypoints.as_ref().map_or(f64::NAN, |e| e.stats[0])
+    }
+
+    /// The numbers as one JSON object: `{"ap_box", "ap_pt", "stats": {"bbox", "keypoints", "ne",
+    /// "pck02"}}`.
+    pub fn json(&self) -> serde_json::Value {
+        let mut stats = serde_json::Map::new();
+        for e in [self.bbox.as_ref(), self.keypoints.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            stats.insert(
+                e.params.iou_type.name().to_string(),
+                serde_json::json!(e.stats),
+            );
+        }
+        stats.insert("ne".into(), serde_json::json!(self.landmarks.ne()));
+        stats.insert("pck02".into(), serde_json::json!(self.landmarks.pck02()));
+        serde_json::json!({"ap_box": self.ap_box(), "ap_pt": self.ap_pt(), "stats": stats})
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.images.max(1) as f64;
+        let t = self.times;
+        let s = self.input_size;
+        writeln!(
+            f,
+            "{} images; per image: {:.1} ms preprocess, {:.1} ms forward, {:.1} ms decode, {:.1} ms post at {s}×{s}",
+            self.images,
+            1e3 * t.preprocess / n,
+            1e3 * t.forward / n,
+            1e3 * t.decode / n,
+            1e3 * t.post / n,
+        )?;
+        writeln!(
+            f,
+            "results: {} and {}",
+            self.files[0].display(),
+            self.files[1].display()
+        )?;
+        for e in [self.bbox.as_ref(), self.keypoints.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            write!(f, "{e}")?;
+        }
+        writeln!(
+            f,
+            "landmark error (NE: FashionAI normalised error; PCK@0.2), matched items only:"
+        )?;
+        for (c, p) in CATEGORIES.iter().zip(&self.per_category) {
+            if p.items > 0 {
+                writeln!(
+                    f,
+                    "  {:<24} NE {:.4}  PCK@0.2 {:.3}  matched {}/{}",
+                    c.name,
+                    p.ne(),
+                    p.pck02(),
+                    p.matched,
+                    p.items
+                )?;
+            }
+        }
+        let all = &self.landmarks;
+        writeln!(
+            f,
+            "  {:<24} NE {:.4}  PCK@0.2 {:.3}  matched {}/{} ({} items without both normalising landmarks)",
+            "all",
+            all.ne(),
+            all.pck02(),
+            all.matched,
+            all.items,
+            all.no_normaliser
+        )?;
+        write!(
+            f,
+            "AP_box {:.4}  AP_pt {:.4}  ({} detections kept at score ≥ {})",
+            self.ap_box(),
+            self.ap_pt(),
+            self.detections,
+            self.threshold
+        )
+    }
+}
+
+/// Runs `det` on a dataset (`samples` from `load_coco`, `gt` read from the same file), writes the
+/// challenge results into `out` and evaluates boxes, landmarks and NE/PCK.
+pub fn evaluate_detector(
+    det: &Detector,
+    samples: &[Sample],
+    gt: &GroundTruth,
+    images: &Path,
+    out: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let res = predict_dataset(det, samples, images, progress)?;
+    create_dir_all(out)?;
+    let files = [
+        out.join("results_bbox.json"),
+        out.join("results_keypoints.json"),
+    ];
+    write_json_compact(&files[0], &res.bbox)?;
+    write_json_compact(&files[1], &res.keypoints)?;
+    let (bbox, keypoints) = evaluate_in_memory(gt, &res)?;
+    let (per_category, landmarks) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    Ok(EvalReport {
+        images: res.images,
+        input_size: det.options.input_size,
+        times: res.times,
+        bbox,
+        keypoints,
+        per_category,
+        landmarks,
+        detections: res.bbox.len(),
+        threshold: det.options.threshold,
+        files,
+    })
+}
+
+/// Draws the detections scoring at least `threshold` on the first `n` images into
+/// `dir/<stem>.pred.jpg`; returns how many images were drawn.
+#[cfg(feature = "draw")]
+pub fn draw_predictions(
+    det: &Detector,
+    samples: &[Sample],
+    images: &Path,
+    dir: &Path,
+    n: usize,
+    threshold: f32,
+) -> Result<usize> {
+    create_dir_all(dir)?;
+    let mut count = 0;
+    for s in samples.iter().take(n) {
+        let mut img = open_rgb(&images.join(&s.file_name))?;
+        let dets: Vec<_> = det
+            .detect(&img)?
+            .into_iter()
+            .filter(|d| d.score >= threshold)
+            .collect();
+        crate::infer::output::draw_detections(&mut img, &dets);
+        let stem = Path::new(&s.file_name).file_stem().map_or_else(
+            || s.image_id.to_string(),
+            |x| x.to_string_lossy().into_owned(),
+        );
+        crate::io::save_image_atomic(&img, &dir.join(format!("{stem}.pred.jpg")))?;
+        count += 1;
+    }
+    Ok(count)
 }

@@ -2,12 +2,12 @@
 //! projects. The device is the caller's choice.
 //!
 //! ```no_run
-//! # fn main() -> anyhow::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use deepmark::infer::{Detector, DetectorOptions};
 //! let device = burn::tensor::Device::flex(); // any backend compiled in
 //! let mut detector = Detector::from_weights("model.bpk".as_ref(), &device)?;
 //! detector.options = DetectorOptions { flip: true, ..detector.options };
-//! let image = image::open("photo.jpg")?.to_rgb8();
+//! let image = deepmark::io::open_rgb("photo.jpg".as_ref())?;
 //! for d in detector.detect(&image)? {
 //!     println!("{} {:.2} {:?}", d.category_id, d.score, d.bbox);
 //! }
@@ -17,21 +17,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData, activation::sigmoid};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::decode::{Detection, HeadMaps, PostConfig, decode, suppress};
-use super::fuse::fuse_flip;
 use crate::checkpoint;
-use crate::data::grouping::Grouping;
+use crate::codec::decode::{decode, suppress};
+use crate::codec::fuse::fuse_flip;
+use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE, Scheme};
+use crate::error::{Error, Result, invalid};
+use crate::io::read_json;
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
-use crate::preprocess::{Affine, get_affine_transform, normalize_bgr, warp_affine};
-use crate::scheme::Scheme;
-
-/// Output stride of the heads.
-pub const DOWN_RATIO: f64 = 4.0;
+use crate::preprocess::{Affine, Prepared, prepare};
 
 /// Inference options (the CLI's flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,15 +101,15 @@ pub fn options_path(weights: &Path) -> PathBuf {
 impl Detector {
     /// Wraps a model; its head layout must be a DeepFashion2 scheme.
     pub fn new(model: CenterNet, config: CenterNetConfig, device: Device) -> Result<Self> {
-        let scheme = Scheme::from_layout(&config.layout).with_context(|| {
-            format!(
+        let Some(scheme) = Scheme::from_layout(&config.layout) else {
+            invalid!(
                 "the model's heads ({} classes, {} landmark channels) are not a DeepFashion2 layout",
-                config.layout.num_classes, config.layout.num_landmarks
-            )
-        })?;
-        let grouping = Grouping::for_scheme(scheme)
-            .with_context(|| format!("scheme {scheme} has no DeepFashion2 grouping"))?;
-        let flip_groups = grouping.flip_groups().map_err(anyhow::Error::msg)?;
+                config.layout.num_classes,
+                config.layout.num_landmarks
+            );
+        };
+        let grouping = Grouping::of_scheme(scheme)?;
+        let flip_groups = grouping.flip_groups()?;
         Ok(Detector {
             model,
             config,
@@ -130,11 +127,7 @@ impl Detector {
         let mut d = Detector::new(model, config, device.clone())?;
         let opts = options_path(weights);
         if opts.is_file() {
-            let text = std::fs::read_to_string(&opts)
-                .with_context(|| format!("cannot read {}", opts.display()))?;
-            d.options = serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a valid inference options file", opts.display())
-            })?;
+            d.options = read_json(&opts, "inference options file")?;
         }
         Ok(d)
     }
@@ -144,7 +137,6 @@ impl Detector {
         self.config
             .backbone
             .check_input_size(self.options.input_size)
-            .map_err(anyhow::Error::msg)
     }
 
     /// Detections in image pixels, best first.
@@ -161,51 +153,59 @@ impl Detector {
         Ok((dets, times))
     }
 
+    /// The network input of `image` at `scale` (CenterNet's test pre-processing at the
+    /// options' input size): the one pre-processing path of inference, dumps and benches.
+    pub fn prepare(&self, image: &RgbImage, scale: f32) -> Result<Prepared> {
+        if !(scale > 0.0 && scale.is_finite()) {
+            invalid!("scale {scale} must be a positive number");
+        }
+        Ok(prepare(image, self.options.input_size, scale as f64))
+    }
+
+    /// Raw heads (before sigmoid, last stack) of `image` at scale 1 without flip: what
+    /// `infer --dump-heads` writes.
+    pub fn raw_heads(&self, image: &RgbImage) -> Result<HeadOutputs> {
+        self.check_input_size()?;
+        let p = self.prepare(image, 1.0)?;
+        Ok(self.model.forward(self.batch(vec![p.input])))
+    }
+
+    /// Stacks CHW inputs of the options' input size into one batch tensor.
+    fn batch(&self, inputs: Vec<Vec<f32>>) -> Tensor<4> {
+        let size = self.options.input_size;
+        let n = inputs.len();
+        let data: Vec<f32> = inputs.into_iter().flatten().collect();
+        Tensor::<4>::from_data(TensorData::new(data, [n, 3, size, size]), &self.device)
+    }
+
     /// Runs the network at every scale (with flip fusion) and returns the fused host heads.
     /// Decoding them with different settings costs no further forward pass (`tune`).
     pub fn heads(&self, image: &RgbImage) -> Result<(Vec<ScaleHeads>, StageTimes)> {
         self.check_input_size()?;
-        let size = self.options.input_size;
         let mut times = StageTimes::default();
         let mut out = Vec::with_capacity(self.options.scales.len());
         for &scale in &self.options.scales {
-            if !(scale > 0.0 && scale.is_finite()) {
-                bail!("scale {scale} must be a positive number");
-            }
             let t0 = Instant::now();
-            let (w, h) = (image.width() as f64, image.height() as f64);
-            let transform = get_affine_transform(
-                [w / 2.0, h / 2.0],
-                w.max(h) / scale as f64,
-                0.0,
-                [size, size],
-                false,
-            );
-            let warped = warp_affine(image, &transform, size as u32, size as u32);
-            let mut input = normalize_bgr(&warped);
-            let batch = if self.options.flip {
-                let mirrored = image::imageops::flip_horizontal(&warped);
-                input.extend(normalize_bgr(&mirrored));
-                2
-            } else {
-                1
-            };
-            let x = Tensor::<4>::from_data(
-                TensorData::new(input, [batch, 3, size, size]),
-                &self.device,
-            );
+            let prep = self.prepare(image, scale)?;
+            // One batch: the image, then its mirror image when flipping.
+            let mirrored = self.options.flip.then(|| prep.mirrored_input());
+            let x = self.batch(std::iter::once(prep.input).chain(mirrored).collect());
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let maps = self.forward_host(x)?;
             times.forward += t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
-            let heads = if self.options.flip {
-                fuse_flip(&maps[0], &maps[1], &self.flip_groups)
-            } else {
-                maps.into_iter().next().expect("one image")
+            let mut maps = maps.into_iter();
+            let plain = maps.next().expect("one image");
+            let heads = match maps.next() {
+                Some(flipped) => fuse_flip(&plain, &flipped, &self.flip_groups),
+                None => plain,
             };
             times.decode += t2.elapsed().as_secs_f64();
-            out.push(ScaleHeads { heads, transform });
+            out.push(ScaleHeads {
+                heads,
+                transform: prep.transform,
+            });
         }
         Ok((out, times))
     }
@@ -249,7 +249,8 @@ impl Detector {
 /// Maps a detection from output-map coordinates to image pixels.
 pub fn to_image(d: &mut Detection, inv: &Affine) {
     let map = |x: f32, y: f32| {
-        let p = inv.apply([x as f64 * DOWN_RATIO, y as f64 * DOWN_RATIO]);
+        let s = STRIDE as f64;
+        let p = inv.apply([x as f64 * s, y as f64 * s]);
         [p[0] as f32, p[1] as f32]
     };
     let a = map(d.bbox[0], d.bbox[1]);
@@ -271,27 +272,23 @@ pub fn to_image(d: &mut Detection, inv: &Affine) {
 pub fn heads_to_maps(o: HeadOutputs) -> Result<Vec<HeadMaps>> {
     let [b, c, h, w] = o.hm.dims();
     let g = o.hm_hp.dims()[1];
-    let host = |t: Tensor<4>| -> Result<Vec<f32>> {
+    let channels = o.as_ref().map(|t| t.dims()[1]);
+    let host = o.try_map(|t| {
         t.into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("cannot read heads back: {e:?}"))
-    };
-    let (hm, wh, reg) = (host(o.hm)?, host(o.wh)?, host(o.reg)?);
-    let (hps, hm_hp, hp_offset) = (host(o.hps)?, host(o.hm_hp)?, host(o.hp_offset)?);
+            .map_err(|e| Error::Backend(format!("cannot read the heads back: {e:?}")))
+    })?;
     let hw = h * w;
-    let part = |v: &[f32], ch: usize, i: usize| v[i * ch * hw..(i + 1) * ch * hw].to_vec();
     Ok((0..b)
         .map(|i| HeadMaps {
             size: [h, w],
             num_classes: c,
             num_groups: g,
-            hm: part(&hm, c, i),
-            wh: part(&wh, 2, i),
-            reg: part(&reg, 2, i),
-            hps: part(&hps, 2 * g, i),
-            hm_hp: part(&hm_hp, g, i),
-            hp_offset: part(&hp_offset, 2, i),
+            maps: host
+                .as_ref()
+                .zip(channels)
+                .map(|(v, ch)| v[i * ch * hw..(i + 1) * ch * hw].to_vec()),
         })
         .collect())
 }

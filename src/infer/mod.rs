@@ -1,10 +1,8 @@
-//! Inference: decoding CenterNet heads into clothing detections with landmarks, DeepMark++'s
-//! post-processing, flip/multi-scale fusion, and the [`Detector`] pipeline.
+//! Inference: the [`Detector`] pipeline (pre-processing, forward pass, flip/multi-scale fusion,
+//! decoding with [`crate::codec`]) and challenge-format results.
 
-pub mod decode;
 pub mod detector;
-pub mod fuse;
 pub mod output;
 
-pub use decode::{Detection, Nms, PostConfig};
+pub use crate::codec::{Detection, Nms, PostConfig};
 pub use detector::{Detector, DetectorOptions, StageTimes};

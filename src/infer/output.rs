@@ -1,12 +1,8 @@
 //! Detections as DeepFashion2 challenge results (bbox and keypoints JSON) and as drawings.
 
-use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::decode::Detection;
-use crate::data::deepfashion2::Item;
-use crate::data::taxonomy::{NUM_LANDMARKS, category};
-use crate::draw::{draw_item, draw_text, palette};
+use crate::codec::Detection;
 
 /// A bbox result (`evaluation.md`: `{image_id, category_id, bbox: [x, y, w, h], score}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,50 +36,25 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
         .collect();
     let kps = dets
         .iter()
-        .map(|d| {
-            let mut k = vec![0.0; 3 * NUM_LANDMARKS];
-            if let Some(cat) = category(d.category_id) {
-                for (l, p) in d.landmarks.iter().enumerate() {
-                    let g = cat.start + l;
-                    k[3 * g] = p[0];
-                    k[3 * g + 1] = p[1];
-                    k[3 * g + 2] = 1.0;
-                }
-            }
-            KeypointResult {
-                image_id,
-                category_id: d.category_id,
-                keypoints: k,
-                score: d.score,
-            }
+        .map(|d| KeypointResult {
+            image_id,
+            category_id: d.category_id,
+            keypoints: d.landmarks_294(|_| 1.0).into_iter().flatten().collect(),
+            score: d.score,
         })
         .collect();
     (boxes, kps)
 }
 
-/// A detection as an annotation-like item (`[x, y, w, h]`, 294 layout; landmarks scoring at
-/// least `landmark_threshold` are "visible", the rest "occluded").
-pub fn to_item(d: &Detection, landmark_threshold: f32) -> Item {
-    let mut keypoints = vec![[0.0; 3]; NUM_LANDMARKS];
-    if let Some(cat) = category(d.category_id) {
-        for (l, p) in d.landmarks.iter().enumerate() {
-            let v = if p[2] >= landmark_threshold { 2.0 } else { 1.0 };
-            keypoints[cat.start + l] = [p[0], p[1], v];
-        }
-    }
-    Item {
-        category_id: d.category_id,
-        bbox: d.bbox_xywh(),
-        keypoints,
-    }
-}
-
+#[cfg(feature = "draw")]
 /// Draws detections: box, outline through the landmarks, landmarks (filled where their score
 /// is ≥ 0.1) and a `CATEGORY NAME .87` label.
-pub fn draw_detections(img: &mut RgbImage, dets: &[Detection]) {
+pub fn draw_detections(img: &mut image::RgbImage, dets: &[Detection]) {
+    use crate::draw::{draw_item, draw_text, palette};
+    use crate::garment::category;
     let s = (img.width().max(img.height()) / 400).max(1);
     for d in dets.iter().rev() {
-        draw_item(img, &to_item(d, 0.1), None, s);
+        draw_item(img, &d.to_item(0.1), None, s);
         let name = category(d.category_id)
             .map_or("?", |c| c.name)
             .replace('_', " ");

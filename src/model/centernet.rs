@@ -6,9 +6,11 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::dla_up::DlaSeg;
-use super::heads::{HeadLayout, HeadOutputs, HeadSet};
+use super::heads::{HeadOutputs, HeadSet};
 use super::hourglass::{Hourglass, HourglassConfig};
 use super::resnet::{ResNet, ResNetConfig};
+use crate::codec::HeadLayout;
+use crate::error::{Result, invalid};
 
 /// Backbone architecture and its shape parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,12 +54,10 @@ impl BackboneConfig {
     }
 
     /// Checks a network input side against [`input_multiple`](Self::input_multiple).
-    pub fn check_input_size(&self, size: usize) -> Result<(), String> {
+    pub fn check_input_size(&self, size: usize) -> Result<()> {
         let m = self.input_multiple();
         if size == 0 || !size.is_multiple_of(m) {
-            return Err(format!(
-                "input size {size} must be a positive multiple of {m} for this backbone"
-            ));
+            invalid!("input size {size} must be a positive multiple of {m} for this backbone");
         }
         Ok(())
     }

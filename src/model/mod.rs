@@ -10,4 +10,4 @@ pub mod layers;
 pub mod resnet;
 
 pub use centernet::{Arch, Backbone, BackboneConfig, CenterNet, CenterNetConfig};
-pub use heads::{HEAD_NAMES, HeadLayout, HeadOutputs};
+pub use heads::HeadOutputs;

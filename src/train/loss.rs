@@ -12,30 +12,38 @@
 use burn::tensor::{Int, Tensor, activation::sigmoid};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::heads::{HEAD_NAMES, Heads};
 use crate::data::dataset::TrainBatch;
 use crate::model::HeadOutputs;
 
-/// Weights of the loss terms.
+/// Weights of the six loss terms, one per head. The default is CenterNet's
+/// (`hm 1, wh 0.1, reg 1, hps 1, hm_hp 1, hp_offset 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LossWeights {
-    pub hm: f32,
-    pub wh: f32,
-    pub reg: f32,
-    pub hps: f32,
-    pub hm_hp: f32,
-    pub hp_offset: f32,
-}
+#[serde(transparent)]
+pub struct LossWeights(pub Heads<f32>);
 
-impl Default for LossWeights {
-    fn default() -> Self {
-        LossWeights {
+impl LossWeights {
+    /// CenterNet's multi-pose weights.
+    pub fn centernet() -> Self {
+        LossWeights(Heads {
             hm: 1.0,
             wh: 0.1,
             reg: 1.0,
             hps: 1.0,
             hm_hp: 1.0,
             hp_offset: 1.0,
-        }
+        })
+    }
+
+    /// Parses `1,0.1,1,1,1,1` (one weight per head, CenterNet's order).
+    pub fn parse(s: &str) -> crate::error::Result<Self> {
+        Heads::parse_list(s).map(LossWeights)
+    }
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self::centernet()
     }
 }
 
@@ -80,44 +88,36 @@ pub fn reg_l1(
     masked_l1(pred, m, target)
 }
 
-/// The loss parts of one step, as host numbers.
+/// The loss of one step (or a mean over steps) as host numbers: the weighted total and each
+/// head's unweighted, stack-averaged term.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossParts {
     pub total: f32,
-    pub hm: f32,
-    pub wh: f32,
-    pub reg: f32,
-    pub hps: f32,
-    pub hm_hp: f32,
-    pub hp_offset: f32,
+    pub heads: Heads<f32>,
 }
 
 impl LossParts {
-    pub const NAMES: [&'static str; 7] = ["total", "hm", "wh", "reg", "hps", "hm_hp", "hp_offset"];
+    /// `total` then the head names: the columns of `metrics.csv`.
+    pub const NAMES: [&'static str; 7] = [
+        "total",
+        HEAD_NAMES[0],
+        HEAD_NAMES[1],
+        HEAD_NAMES[2],
+        HEAD_NAMES[3],
+        HEAD_NAMES[4],
+        HEAD_NAMES[5],
+    ];
 
     pub fn values(&self) -> [f32; 7] {
-        [
-            self.total,
-            self.hm,
-            self.wh,
-            self.reg,
-            self.hps,
-            self.hm_hp,
-            self.hp_offset,
-        ]
+        let h = self.heads.into_array();
+        std::array::from_fn(|i| if i == 0 { self.total } else { h[i - 1] })
     }
 
     /// The inverse of [`values`](Self::values) (order of [`NAMES`](Self::NAMES)).
     pub fn from_values(v: [f32; 7]) -> LossParts {
-        let [total, hm, wh, reg, hps, hm_hp, hp_offset] = v;
         LossParts {
-            total,
-            hm,
-            wh,
-            reg,
-            hps,
-            hm_hp,
-            hp_offset,
+            total: v[0],
+            heads: Heads::from_array(std::array::from_fn(|i| v[i + 1])),
         }
     }
 
@@ -134,6 +134,46 @@ impl LossParts {
     pub fn scaled(&self, k: f32) -> LossParts {
         Self::from_values(self.values().map(|v| v * k))
     }
+
+    /// `loss 1.234 (hm 0.123 wh 0.45 …)` with `decimals` digits.
+    pub fn describe(&self, decimals: usize) -> String {
+        format!(
+            "loss {:.decimals$} ({})",
+            self.total,
+            self.heads.describe(decimals)
+        )
+    }
+}
+
+/// One stack's six unweighted loss terms.
+fn stack_terms(s: &HeadOutputs, b: &TrainBatch) -> Heads<Tensor<1>> {
+    Heads {
+        hm: focal_loss(s.hm.clone(), b.hm.clone()),
+        wh: reg_l1(
+            s.wh.clone(),
+            b.ind.clone(),
+            b.reg_mask.clone(),
+            b.wh.clone(),
+        ),
+        reg: reg_l1(
+            s.reg.clone(),
+            b.ind.clone(),
+            b.reg_mask.clone(),
+            b.reg.clone(),
+        ),
+        hps: masked_l1(
+            gather_at(s.hps.clone(), b.ind.clone()),
+            b.hps_mask.clone(),
+            b.hps.clone(),
+        ),
+        hm_hp: focal_loss(s.hm_hp.clone(), b.hm_hp.clone()),
+        hp_offset: reg_l1(
+            s.hp_offset.clone(),
+            b.hp_ind.clone(),
+            b.hp_mask.clone(),
+            b.hp_offset.clone(),
+        ),
+    }
 }
 
 /// Total weighted loss over all stacks and its (unweighted, stack-averaged) parts.
@@ -143,55 +183,23 @@ pub fn total_loss(
     w: &LossWeights,
 ) -> (Tensor<1>, LossParts) {
     let k = 1.0 / stacks.len() as f32;
-    let mut terms: [Option<Tensor<1>>; 6] = Default::default();
-    for s in stacks {
-        let parts = [
-            focal_loss(s.hm.clone(), batch.hm.clone()),
-            reg_l1(
-                s.wh.clone(),
-                batch.ind.clone(),
-                batch.reg_mask.clone(),
-                batch.wh.clone(),
-            ),
-            reg_l1(
-                s.reg.clone(),
-                batch.ind.clone(),
-                batch.reg_mask.clone(),
-                batch.reg.clone(),
-            ),
-            masked_l1(
-                gather_at(s.hps.clone(), batch.ind.clone()),
-                batch.hps_mask.clone(),
-                batch.hps.clone(),
-            ),
-            focal_loss(s.hm_hp.clone(), batch.hm_hp.clone()),
-            reg_l1(
-                s.hp_offset.clone(),
-                batch.hp_ind.clone(),
-                batch.hp_mask.clone(),
-                batch.hp_offset.clone(),
-            ),
-        ];
-        for (t, p) in terms.iter_mut().zip(parts) {
-            let p = p.mul_scalar(k);
-            *t = Some(match t.take() {
-                Some(acc) => acc + p,
-                None => p,
-            });
-        }
-    }
-    let terms: Vec<Tensor<1>> = terms.into_iter().map(|t| t.expect("one stack")).collect();
-    let weights = [w.hm, w.wh, w.reg, w.hps, w.hm_hp, w.hp_offset];
-    let total = terms
+    let terms = stacks
         .iter()
-        .zip(weights)
-        .map(|(t, wt)| t.clone().mul_scalar(wt))
+        .map(|s| stack_terms(s, batch).map(|t| t.mul_scalar(k)))
+        .reduce(|acc, t| acc.zip(t).map(|(a, b)| a + b))
+        .expect("at least one stack");
+    let total = terms
+        .clone()
+        .zip(w.0)
+        .into_array()
+        .into_iter()
+        .map(|(t, wt)| t.mul_scalar(wt))
         .reduce(|a, b| a + b)
         .expect("six terms");
     // One host read for all parts.
     let all = Tensor::cat(
         std::iter::once(total.clone())
-            .chain(terms.iter().cloned())
+            .chain(terms.into_array())
             .map(|t| t.detach())
             .collect(),
         0,

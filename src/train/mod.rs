@@ -1,7 +1,14 @@
-//! Training: CenterNet's multi-pose losses and the training loop (Burn autodiff, Adam).
+//! Training: the run's configuration and presets ([`config`]), CenterNet's multi-pose losses
+//! ([`loss`]), the run directory ([`run_dir`]) and the loop ([`trainer`]).
 
+pub mod config;
 pub mod loss;
+pub mod run_dir;
 pub mod trainer;
 
+pub use config::{
+    OptimizerConfig, TrainConfig, TrainOverrides, TrainPlan, Validation, parse_lr_steps, scaled_lr,
+};
 pub use loss::{LossParts, LossWeights};
-pub use trainer::{Event, TrainConfig, TrainSummary, Validation, scaled_lr, train};
+pub use run_dir::{EpochRow, RunDir, TrainState, read_metrics};
+pub use trainer::{Event, TrainSummary, train};

@@ -50,18 +50,27 @@ pub fn ndarray() -> Device {
 }
 
 /// A file under `../shared/data/` (real third-party test data, present on CI and dev machines,
-/// never copied into this repository), or `None` with a message when it is absent.
+/// never copied into this repository). A test that needs it fails with a clear message when it is
+/// missing, so a broken checkout can never pass silently; on a machine without the shared folder
+/// set `DEEPMARK_SKIP_SHARED=1` to skip such tests (each says so on stderr and returns `None`).
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data")
         .join(rel);
     if p.exists() {
-        Some(p)
-    } else {
+        return Some(p);
+    }
+    if std::env::var_os("DEEPMARK_SKIP_SHARED").is_some() {
         eprintln!(
-            "skipping: {} is absent (the shared fixtures are only on the CI and dev machines)",
+            "skipping (DEEPMARK_SKIP_SHARED is set): {} is absent",
             p.display()
         );
-        None
+        return None;
     }
+    panic!(
+        "{} is missing: this test needs the shared real-data fixtures (../shared/data beside the \
+         repository, present on CI and dev machines). Set DEEPMARK_SKIP_SHARED=1 to skip the tests \
+         that need them.",
+        p.display()
+    )
 }

@@ -21,28 +21,34 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::grouping::Grouping;
-use crate::data::taxonomy::{Category, category};
+use super::grouping::Grouping;
+use super::heads::{HeadLayout, Heads};
+use crate::garment::{Item, NUM_LANDMARKS, category};
 
-/// The heads of one image on the host, `hm` and `hm_hp` already through a sigmoid.
+/// The heads of one image on the host, `hm` and `hm_hp` already through a sigmoid. Each map is
+/// channel-major `(channels, H, W)` with the channels of [`HeadLayout::channels`]: `hm` C,
+/// `wh`/`reg`/`hp_offset` 2, `hps` 2G (x, y offsets of each group from the integer centre),
+/// `hm_hp` G.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadMaps {
     /// Map height and width.
     pub size: [usize; 2],
     pub num_classes: usize,
     pub num_groups: usize,
-    /// `(C, H, W)`.
-    pub hm: Vec<f32>,
-    /// `(2, H, W)`.
-    pub wh: Vec<f32>,
-    /// `(2, H, W)`.
-    pub reg: Vec<f32>,
-    /// `(2G, H, W)`: x, y offsets of each group from the integer centre.
-    pub hps: Vec<f32>,
-    /// `(G, H, W)`.
-    pub hm_hp: Vec<f32>,
-    /// `(2, H, W)`.
-    pub hp_offset: Vec<f32>,
+    pub maps: Heads<Vec<f32>>,
+}
+
+impl HeadMaps {
+    /// All-zero maps of a layout.
+    pub fn zeros(layout: HeadLayout, size: [usize; 2]) -> Self {
+        let hw = size[0] * size[1];
+        HeadMaps {
+            size,
+            num_classes: layout.num_classes,
+            num_groups: layout.num_landmarks,
+            maps: layout.channels().map(|c| vec![0.0; c * hw]),
+        }
+    }
 }
 
 /// Post-processing settings; `None` switches a technique off.
@@ -129,6 +135,29 @@ impl Detection {
     pub fn bbox_xywh(&self) -> [f32; 4] {
         let b = self.bbox;
         [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+    }
+
+    /// The landmarks in DeepFashion2's 294 layout: the category's slots are `[x, y, third(score)]`,
+    /// every other slot zero. `third` chooses what the third value is: the score itself, `1` for
+    /// challenge results, a visibility flag for drawing.
+    pub fn landmarks_294(&self, third: impl Fn(f32) -> f32) -> Vec<[f32; 3]> {
+        let mut out = vec![[0.0; 3]; NUM_LANDMARKS];
+        if let Some(cat) = category(self.category_id) {
+            for (slot, p) in out[cat.range()].iter_mut().zip(&self.landmarks) {
+                *slot = [p[0], p[1], third(p[2])];
+            }
+        }
+        out
+    }
+
+    /// The detection as an annotation-like [`Item`]: landmarks scoring at least
+    /// `landmark_threshold` are "visible" (2), the rest "occluded" (1).
+    pub fn to_item(&self, landmark_threshold: f32) -> Item {
+        Item {
+            category_id: self.category_id,
+            bbox: self.bbox_xywh(),
+            keypoints: self.landmarks_294(|s| if s >= landmark_threshold { 2.0 } else { 1.0 }),
+        }
     }
 }
 
@@ -220,6 +249,7 @@ pub fn top_peaks(maps: &[f32], size: [usize; 2], k: usize) -> Vec<(f32, usize, u
 fn landmark_candidates(heads: &HeadMaps, map: &[f32], k: usize) -> Vec<[f32; 3]> {
     let [_, w] = heads.size;
     let hw = heads.size[0] * w;
+    let offset = &heads.maps.hp_offset;
     let mut c: Vec<(f32, usize)> = peaks(map, heads.size)
         .into_iter()
         .map(|i| (map[i], i))
@@ -230,7 +260,7 @@ fn landmark_candidates(heads: &HeadMaps, map: &[f32], k: usize) -> Vec<[f32; 3]>
     c.into_iter()
         .map(|(s, i)| {
             let (x, y) = ((i % w) as f32, (i / w) as f32);
-            [x + heads.hp_offset[i], y + heads.hp_offset[hw + i], s]
+            [x + offset[i], y + offset[hw + i], s]
         })
         .collect()
 }
@@ -240,13 +270,14 @@ fn landmark_candidates(heads: &HeadMaps, map: &[f32], k: usize) -> Vec<[f32; 3]>
 pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<Detection> {
     let [h, w] = heads.size;
     let hw = h * w;
+    let m = &heads.maps;
     let hm = match cfg.center_sigma {
-        Some(s) => smooth3(&heads.hm, heads.size, s),
-        None => heads.hm.clone(),
+        Some(s) => smooth3(&m.hm, heads.size, s),
+        None => m.hm.clone(),
     };
     let hm_hp = match cfg.landmark_sigma {
-        Some(s) => smooth3(&heads.hm_hp, heads.size, s),
-        None => heads.hm_hp.clone(),
+        Some(s) => smooth3(&m.hm_hp, heads.size, s),
+        None => m.hm_hp.clone(),
     };
     let top = top_peaks(&hm, heads.size, cfg.top_k);
     // Landmark candidates per channel, computed lazily.
@@ -257,15 +288,14 @@ pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<De
             continue;
         };
         let (xi, yi) = ((ind % w) as f32, (ind / w) as f32);
-        let (bw, bh) = (heads.wh[ind], heads.wh[hw + ind]);
-        let (cx, cy) = (xi + heads.reg[ind], yi + heads.reg[hw + ind]);
+        let (bw, bh) = (m.wh[ind], m.wh[hw + ind]);
+        let (cx, cy) = (xi + m.reg[ind], yi + m.reg[hw + ind]);
         let bbox = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
         let mut landmarks = Vec::with_capacity(cat.num_landmarks);
-        for l in 0..cat.num_landmarks {
-            let g = grouping.group_of[cat.start + l];
+        for &g in grouping.groups_of(cat) {
             let coarse = [
-                xi + heads.hps[2 * g * hw + ind],
-                yi + heads.hps[(2 * g + 1) * hw + ind],
+                xi + m.hps[2 * g * hw + ind],
+                yi + m.hps[(2 * g + 1) * hw + ind],
             ];
             let cands = candidates[g].get_or_insert_with(|| {
                 landmark_candidates(heads, &hm_hp[g * hw..(g + 1) * hw], cfg.top_k)
@@ -392,13 +422,4 @@ pub fn suppress(mut dets: Vec<Detection>, nms: Nms) -> Vec<Detection> {
             keep
         }
     }
-}
-
-/// Writes one detection's landmarks into the 294 layout (`x, y, score`; zeros elsewhere).
-pub fn to_global(det: &Detection, cat: &Category) -> Vec<[f32; 3]> {
-    let mut out = vec![[0.0; 3]; crate::data::taxonomy::NUM_LANDMARKS];
-    for (l, p) in det.landmarks.iter().enumerate() {
-        out[cat.start + l] = *p;
-    }
-    out
 }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use deepmark::backend::BackendKind;
-use deepmark::checkpoint::write_atomic;
 use deepmark::heads_io::{heads_to_host, write_safetensors};
 use deepmark::infer::output::{draw_detections, results};
-use deepmark::infer::{Detector, PostConfig, StageTimes};
+use deepmark::infer::{Detector, StageTimes};
+use deepmark::io::{open_rgb, save_image_atomic, write_json_compact};
+
+use crate::ui::{DetectorFlags, progress_bar, say};
 
 /// Bundled demo weights and images (used when no images / weights are given).
 pub const DEMO_WEIGHTS: &str = "model-weights/demo.bpk";
@@ -23,27 +23,14 @@ pub struct InferArgs {
     /// Weights (.bpk with its .json config) [default: the bundled demo weights].
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// flex (default), ndarray or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: BackendKind,
-    /// Average with the mirrored image.
-    #[arg(long)]
-    pub flip: bool,
-    /// Image scales fused by NMS, e.g. `0.85,0.95,1.1` (DeepMark++) [default: 1].
-    #[arg(long, value_delimiter = ',')]
-    pub scales: Option<Vec<f32>>,
-    /// Plain CenterNet decoding: none of the four DeepMark++ techniques, no NMS.
-    #[arg(long)]
-    pub no_post: bool,
+    #[command(flatten)]
+    pub detector: DetectorFlags,
     /// Detections scoring below are neither drawn nor written.
     #[arg(long, default_value_t = 0.3)]
     pub threshold: f32,
     /// Output folder for `<name>.pred.jpg` and the results JSON.
     #[arg(long, default_value = "runs/infer")]
     pub out: PathBuf,
-    /// Network input side [default: the weights' training size, else 512].
-    #[arg(long)]
-    pub input_size: Option<usize>,
     /// Also write the raw heads (before sigmoid; last Hourglass stack) of the first image as
     /// safetensors.
     #[arg(long)]
@@ -113,8 +100,7 @@ pub fn run(a: InferArgs) -> Result<()> {
         bail!("weights file {} does not exist", weights.display());
     }
     let images = collect_images(&inputs)?;
-    let device = a.backend.device()?;
-    let mut det = Detector::from_weights(&weights, &device)?;
+    let mut det = a.detector.load(&weights)?;
     if demo_weights {
         println!(
             "using the bundled demo weights {}: res18-slim trained only on the synthetic set \
@@ -122,32 +108,20 @@ pub fn run(a: InferArgs) -> Result<()> {
             weights.display()
         );
     }
-    if let Some(s) = a.input_size {
-        det.options.input_size = s;
-    }
-    det.options.flip = a.flip;
-    if let Some(s) = &a.scales {
-        det.options.scales = s.clone();
-    }
-    if a.no_post {
-        det.options.post = PostConfig::plain();
-    }
     det.options.threshold = a.threshold;
-    det.check_input_size()?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let bar = (images.len() > 1).then(|| crate::progress_bar("detecting"));
+    deepmark::io::create_dir_all(&a.out)?;
+    let bar = (images.len() > 1).then(|| progress_bar("detecting"));
     let mut times = StageTimes::default();
     let mut load = 0.0;
     let (mut all_boxes, mut all_kps) = (Vec::new(), Vec::new());
     let mut failed = Vec::new();
     for (i, path) in images.iter().enumerate() {
         let t0 = Instant::now();
-        let img = match deepmark::preprocess::open_rgb(path) {
+        let img = match open_rgb(path) {
             Ok(i) => i,
             Err(e) => {
                 let msg = format!("{e:#}");
-                crate::say(bar.as_ref(), &format!("skipping: {msg}"));
+                say(bar.as_ref(), &format!("skipping: {msg}"));
                 failed.push(msg);
                 continue;
             }
@@ -169,7 +143,7 @@ pub fn run(a: InferArgs) -> Result<()> {
             .file_stem()
             .map_or("image".into(), |s| s.to_string_lossy().into_owned());
         let out = a.out.join(format!("{stem}.pred.jpg"));
-        crate::save_image_atomic(&canvas, &out)?;
+        save_image_atomic(&canvas, &out)?;
         let line = format!(
             "{}: {} detections → {}",
             path.display(),
@@ -180,7 +154,7 @@ pub fn run(a: InferArgs) -> Result<()> {
             b.set_length(images.len() as u64);
             b.set_position(i as u64 + 1);
         }
-        crate::say(bar.as_ref(), &line);
+        say(bar.as_ref(), &line);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -191,8 +165,8 @@ pub fn run(a: InferArgs) -> Result<()> {
     }
     let bbox_path = a.out.join("results_bbox.json");
     let kp_path = a.out.join("results_keypoints.json");
-    write_atomic(&bbox_path, serde_json::to_string(&all_boxes)?.as_bytes())?;
-    write_atomic(&kp_path, serde_json::to_string(&all_kps)?.as_bytes())?;
+    write_json_compact(&bbox_path, &all_boxes)?;
+    write_json_compact(&kp_path, &all_kps)?;
     println!(
         "wrote {} and {} (DeepFashion2 challenge format)",
         bbox_path.display(),
@@ -207,7 +181,7 @@ pub fn run(a: InferArgs) -> Result<()> {
         1e3 * times.forward / n,
         1e3 * times.decode / n,
         1e3 * times.post / n,
-        a.backend
+        a.detector.backend
     );
     if !failed.is_empty() {
         bail!(
@@ -221,11 +195,7 @@ pub fn run(a: InferArgs) -> Result<()> {
 }
 
 fn dump_heads(det: &Detector, img: &image::RgbImage, path: &Path) -> Result<()> {
-    let size = det.options.input_size;
-    let prep = deepmark::preprocess::prepare(img, size);
-    let x = Tensor::<4>::from_data(TensorData::new(prep.input, [1, 3, size, size]), &det.device);
-    let heads = det.model.forward(x);
-    let host = heads_to_host(&heads)?;
+    let host = heads_to_host(&det.raw_heads(img)?)?;
     write_safetensors(path, &host)?;
     for (name, t) in &host {
         println!("{name}: {:?}", t.shape);

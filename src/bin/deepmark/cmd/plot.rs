@@ -5,8 +5,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use deepmark::draw::{draw_text, palette};
-use deepmark::train::loss::LossParts;
-use deepmark::train::trainer::read_metrics;
+use deepmark::train::{LossParts, RunDir};
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_hollow_rect_mut, draw_line_segment_mut};
 use imageproc::rect::Rect;
@@ -75,10 +74,10 @@ fn panel(name: &str, ys: &[f64], color: Rgb<u8>, log: bool) -> RgbImage {
 }
 
 pub fn run(dir: &Path) -> Result<()> {
-    let csv = dir.join("metrics.csv");
-    let rows = read_metrics(&csv)?;
+    let run = RunDir::new(dir);
+    let rows = run.read_metrics()?;
     if rows.is_empty() {
-        bail!("{} has no epochs yet", csv.display());
+        bail!("{} has no epochs yet", run.metrics_path().display());
     }
     let mut panels = Vec::new();
     for (k, name) in LossParts::NAMES.iter().enumerate() {
@@ -96,7 +95,7 @@ pub fn run(dir: &Path) -> Result<()> {
     }
     let grid = deepmark::draw::tile(&panels, 4);
     let out = dir.join("curves.png");
-    crate::save_image_atomic(&grid, &out)?;
+    deepmark::io::save_image_atomic(&grid, &out)?;
     println!("wrote {} ({} epochs)", out.display(), rows.len());
     Ok(())
 }

@@ -32,8 +32,8 @@
 
 use std::collections::BTreeMap;
 
-use super::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, flip_permutation};
-use crate::scheme::Scheme;
+use super::scheme::Scheme;
+use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, flip_permutation};
 
 /// 0-based 81-group of each local landmark, per category (FACTS §3).
 #[rustfmt::skip]
@@ -83,65 +83,83 @@ const DEEPMARK62_MERGES: [(usize, usize); 19] = [
     (80, 61),
 ];
 
-/// A grouping of the 294 landmarks into `num_groups` channels.
+/// A grouping of the 294 landmarks into `num_groups` channels. Every lookup goes through its
+/// methods; the table itself is private so that it can only be one of the validated ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grouping {
-    pub name: String,
-    pub num_groups: usize,
+    name: String,
+    num_groups: usize,
     /// Group of each global landmark index.
-    pub group_of: Vec<usize>,
+    group_of: Vec<usize>,
 }
 
 /// Why a grouping table breaks the rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupingError {
+    #[error("table has {0} entries, expected {NUM_LANDMARKS}")]
     WrongLength(usize),
-    GroupOutOfRange {
-        landmark: usize,
-        group: usize,
-    },
+    #[error("landmark {landmark} maps to group {group}, out of range")]
+    GroupOutOfRange { landmark: usize, group: usize },
+    #[error("group {0} has no landmark")]
     UnusedGroup(usize),
+    #[error(
+        "category {category}: local landmarks {} and {} share group {group}",
+        locals.0 + 1,
+        locals.1 + 1
+    )]
     SharedWithinCategory {
         category: usize,
         group: usize,
         locals: (usize, usize),
     },
+    #[error(
+        "group {group}: landmarks {} and {} have mirrors in different groups",
+        landmarks.0,
+        landmarks.1
+    )]
     MirrorNotAGroup {
         group: usize,
         landmarks: (usize, usize),
     },
 }
 
-impl std::fmt::Display for GroupingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::WrongLength(n) => write!(f, "table has {n} entries, expected {NUM_LANDMARKS}"),
-            Self::GroupOutOfRange { landmark, group } => {
-                write!(f, "landmark {landmark} maps to group {group}, out of range")
-            }
-            Self::UnusedGroup(g) => write!(f, "group {g} has no landmark"),
-            Self::SharedWithinCategory {
-                category,
-                group,
-                locals,
-            } => write!(
-                f,
-                "category {category}: local landmarks {} and {} share group {group}",
-                locals.0 + 1,
-                locals.1 + 1
-            ),
-            Self::MirrorNotAGroup { group, landmarks } => write!(
-                f,
-                "group {group}: landmarks {} and {} have mirrors in different groups",
-                landmarks.0, landmarks.1
-            ),
-        }
+impl From<GroupingError> for crate::error::Error {
+    fn from(e: GroupingError) -> Self {
+        crate::error::Error::Invalid(format!("invalid landmark grouping: {e}"))
     }
 }
 
-impl std::error::Error for GroupingError {}
-
 impl Grouping {
+    /// The scheme's name (`deepmark62`, `agg81`, `none`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Landmark channels.
+    pub fn num_groups(&self) -> usize {
+        self.num_groups
+    }
+
+    /// The group of a global (0..294) landmark index.
+    pub fn group_of_landmark(&self, global: usize) -> usize {
+        self.group_of[global]
+    }
+
+    /// The group of a category's 0-based local landmark.
+    pub fn group(&self, category: &Category, local: usize) -> usize {
+        self.group_of[category.start + local]
+    }
+
+    /// The groups of a category's landmarks, in local order.
+    pub fn groups_of(&self, category: &Category) -> &[usize] {
+        &self.group_of[category.range()]
+    }
+
+    /// The category's local landmark in `group`, if it has one (at most one, by the rules).
+    pub fn local_in_group(&self, category: &Category, group: usize) -> Option<usize> {
+        self.groups_of(category).iter().position(|&g| g == group)
+    }
+
     /// The table of a scheme (`coco17` is not a DeepFashion2 grouping).
     pub fn for_scheme(scheme: Scheme) -> Option<Grouping> {
         match scheme {
@@ -158,6 +176,15 @@ impl Grouping {
             Scheme::Deepmark62 => Some(deepmark62()),
             Scheme::Coco17 => None,
         }
+    }
+
+    /// [`for_scheme`](Self::for_scheme), or an error naming the scheme.
+    pub fn of_scheme(scheme: Scheme) -> crate::error::Result<Grouping> {
+        Self::for_scheme(scheme).ok_or_else(|| {
+            crate::error::Error::invalid(format!(
+                "scheme {scheme} has no DeepFashion2 grouping (it is CenterNet's COCO people layout)"
+            ))
+        })
     }
 
     /// Check the rules: every landmark has a group in range, every group is used, no two

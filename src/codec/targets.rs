@@ -9,6 +9,13 @@
 //! landmark inside the map, in group g: `hps[k, 2g..2g+2] = p − ⌊c⌋` with its mask,
 //! `hp_offset[k·G+g] = p − ⌊p⌋`, `hp_ind`, `hp_mask`, and a Gaussian of radius `r` in
 //! `hm_hp[g]`. Finally the centre Gaussian goes into `hm[class]` (element-wise max).
+//!
+//! [`objects_from_items`] maps garments (network-input pixels, 294 layout) to these objects
+//! through a [`Grouping`]; [`TargetObject::to_item`] is its inverse.
+
+use super::STRIDE;
+use super::grouping::Grouping;
+use crate::garment::{Item, category};
 
 /// One object in output-map coordinates.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +26,52 @@ pub struct TargetObject {
     pub bbox: [f32; 4],
     /// `(group, [x, y])` of each labelled landmark.
     pub landmarks: Vec<(usize, [f32; 2])>,
+}
+
+/// The target objects of garments given in network-input pixels: boxes and labelled landmarks
+/// divided by [`STRIDE`], landmarks moved to their groups. Items of an unknown category are left
+/// out (the readers reject them before this point).
+pub fn objects_from_items(items: &[Item], grouping: &Grouping) -> Vec<TargetObject> {
+    let scale = 1.0 / STRIDE as f32;
+    items
+        .iter()
+        .filter_map(|it| {
+            let cat = category(it.category_id)?;
+            let landmarks = grouping
+                .encode(cat, &it.keypoints)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(g, p)| {
+                    p.filter(|p| p[2] > 0.0)
+                        .map(|p| (g, [p[0] * scale, p[1] * scale]))
+                })
+                .collect();
+            let [x, y, w, h] = it.bbox.map(|v| v * scale);
+            Some(TargetObject {
+                class: it.category_id - 1,
+                bbox: [x, y, x + w, y + h],
+                landmarks,
+            })
+        })
+        .collect()
+}
+
+impl TargetObject {
+    /// The garment this object encodes, back in network-input pixels (landmarks "visible").
+    pub fn to_item(&self, grouping: &Grouping) -> Option<Item> {
+        let cat = category(self.class + 1)?;
+        let s = STRIDE as f32;
+        let mut groups = vec![None; grouping.num_groups()];
+        for &(g, p) in &self.landmarks {
+            groups[g] = Some([p[0] * s, p[1] * s, 2.0]);
+        }
+        let b = self.bbox.map(|v| v * s);
+        Some(Item {
+            category_id: cat.id,
+            bbox: [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            keypoints: grouping.decode(cat, &groups),
+        })
+    }
 }
 
 /// Dense targets of one sample.
@@ -308,6 +361,52 @@ mod tests {
         assert_eq!(t.hm[64 * 64 + 15 * 64 + 20], 1.0);
         assert!(t.hm_hp.iter().all(|v| *v == 0.0));
         assert!(t.decode().is_empty());
+    }
+
+    #[test]
+    fn garments_round_trip_through_groups_and_targets() {
+        use crate::codec::Scheme;
+        use crate::garment::NUM_LANDMARKS;
+        let grouping = Grouping::of_scheme(Scheme::Deepmark62).unwrap();
+        // A long-sleeved top (category 2) and trousers (category 8), every landmark labelled, on
+        // the quarter-pixel grid so the stride-4 round trip is exact.
+        let item = |category_id: usize, x0: f32| {
+            let cat = category(category_id).unwrap();
+            let mut keypoints = vec![[0.0; 3]; NUM_LANDMARKS];
+            for (l, k) in keypoints[cat.range()].iter_mut().enumerate() {
+                *k = [x0 + 4.0 * l as f32 + 1.0, 100.0 + 2.0 * l as f32, 2.0];
+            }
+            Item {
+                category_id,
+                bbox: [x0, 90.0, 4.0 * cat.num_landmarks as f32 + 4.0, 100.0],
+                keypoints,
+            }
+        };
+        let items = vec![item(2, 8.0), item(8, 200.0)];
+        let objects = objects_from_items(&items, &grouping);
+        assert_eq!(objects[0].landmarks.len(), 33);
+        let t = Targets::encode(&objects, 13, grouping.num_groups(), 32, [128, 128]);
+        let back: Vec<Item> = t
+            .decode()
+            .iter()
+            .map(|o| o.to_item(&grouping).unwrap())
+            .collect();
+        assert_eq!(back.len(), 2);
+        for (a, b) in back.iter().zip(&items) {
+            assert_eq!(a.category_id, b.category_id);
+            for i in 0..4 {
+                assert!(
+                    (a.bbox[i] - b.bbox[i]).abs() < 1e-3,
+                    "{:?} {:?}",
+                    a.bbox,
+                    b.bbox
+                );
+            }
+            for (p, q) in a.keypoints.iter().zip(&b.keypoints) {
+                assert_eq!(p[2], q[2]);
+                assert!((p[0] - q[0]).abs() < 1e-3 && (p[1] - q[1]).abs() < 1e-3);
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `hp_offset` come from the unflipped pass only.
 
 use super::decode::HeadMaps;
+use super::heads::Heads;
 
 fn mirror_channel(src: &[f32], size: [usize; 2]) -> Vec<f32> {
     let [h, w] = size;
@@ -25,11 +26,16 @@ fn average(a: &[f32], b: &[f32]) -> Vec<f32> {
 /// group of landmark group `g` (an involution).
 pub fn fuse_flip(plain: &HeadMaps, flipped: &HeadMaps, flip_groups: &[usize]) -> HeadMaps {
     let m = mirror_heads(flipped, flip_groups);
+    let (p, m) = (&plain.maps, &m.maps);
     HeadMaps {
-        hm: average(&plain.hm, &m.hm),
-        wh: average(&plain.wh, &m.wh),
-        hps: average(&plain.hps, &m.hps),
-        hm_hp: average(&plain.hm_hp, &m.hm_hp),
+        maps: Heads {
+            hm: average(&p.hm, &m.hm),
+            wh: average(&p.wh, &m.wh),
+            reg: p.reg.clone(),
+            hps: average(&p.hps, &m.hps),
+            hm_hp: average(&p.hm_hp, &m.hm_hp),
+            hp_offset: p.hp_offset.clone(),
+        },
         ..plain.clone()
     }
 }
@@ -39,28 +45,28 @@ pub fn fuse_flip(plain: &HeadMaps, flipped: &HeadMaps, flip_groups: &[usize]) ->
 pub fn mirror_heads(h: &HeadMaps, flip_groups: &[usize]) -> HeadMaps {
     let size = h.size;
     let hw = size[0] * size[1];
-    let mut out = h.clone();
-    let mirror_all = |src: &[f32], dst: &mut [f32]| {
-        for (s, d) in src.chunks(hw).zip(dst.chunks_mut(hw)) {
-            d.copy_from_slice(&mirror_channel(s, size));
-        }
-    };
-    mirror_all(&h.hm, &mut out.hm);
-    mirror_all(&h.wh, &mut out.wh);
-    mirror_all(&h.reg, &mut out.reg);
-    mirror_all(&h.hp_offset, &mut out.hp_offset);
+    // Every channel mirrored in place first; the landmark heads then also swap mirror groups.
+    let mirrored = h.maps.as_ref().map(|m| {
+        m.chunks(hw)
+            .flat_map(|c| mirror_channel(c, size))
+            .collect::<Vec<f32>>()
+    });
+    let mut maps = mirrored.clone();
     for (g, &src) in flip_groups.iter().enumerate().take(h.num_groups) {
-        out.hm_hp[g * hw..(g + 1) * hw]
-            .copy_from_slice(&mirror_channel(&h.hm_hp[src * hw..(src + 1) * hw], size));
-        let mx: Vec<f32> = mirror_channel(&h.hps[2 * src * hw..(2 * src + 1) * hw], size)
-            .into_iter()
-            .map(|v| -v)
-            .collect();
-        out.hps[2 * g * hw..(2 * g + 1) * hw].copy_from_slice(&mx);
-        out.hps[(2 * g + 1) * hw..(2 * g + 2) * hw].copy_from_slice(&mirror_channel(
-            &h.hps[(2 * src + 1) * hw..(2 * src + 2) * hw],
-            size,
-        ));
+        maps.hm_hp[g * hw..(g + 1) * hw].copy_from_slice(&mirrored.hm_hp[src * hw..(src + 1) * hw]);
+        for (dst, v) in maps.hps[2 * g * hw..(2 * g + 1) * hw]
+            .iter_mut()
+            .zip(&mirrored.hps[2 * src * hw..(2 * src + 1) * hw])
+        {
+            *dst = -v;
+        }
+        maps.hps[(2 * g + 1) * hw..(2 * g + 2) * hw]
+            .copy_from_slice(&mirrored.hps[(2 * src + 1) * hw..(2 * src + 2) * hw]);
     }
-    out
+    HeadMaps {
+        size,
+        num_classes: h.num_classes,
+        num_groups: h.num_groups,
+        maps,
+    }
 }

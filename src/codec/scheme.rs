@@ -1,13 +1,11 @@
 //! Landmark schemes: how DeepFashion2's 294 per-category landmarks are laid out in the network's
 //! landmark channels. This module names the schemes and fixes their head layouts; the grouping
-//! tables themselves live with the data code.
+//! tables are in [`super::grouping`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::HeadLayout;
-
-/// DeepFashion2 clothing categories.
-pub const NUM_DF2_CLASSES: usize = 13;
+use super::heads::HeadLayout;
+use crate::garment::NUM_CATEGORIES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,9 +39,9 @@ impl Scheme {
 
     pub fn layout(self) -> HeadLayout {
         let (num_classes, num_landmarks) = match self {
-            Scheme::Deepmark62 => (NUM_DF2_CLASSES, 62),
-            Scheme::Agg81 => (NUM_DF2_CLASSES, 81),
-            Scheme::None => (NUM_DF2_CLASSES, 294),
+            Scheme::Deepmark62 => (NUM_CATEGORIES, 62),
+            Scheme::Agg81 => (NUM_CATEGORIES, 81),
+            Scheme::None => (NUM_CATEGORIES, 294),
             Scheme::Coco17 => (1, 17),
         };
         HeadLayout {

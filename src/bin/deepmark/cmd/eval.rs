@@ -1,0 +1,97 @@
+//! `eval`: COCO-style AP of a results file (`--gt --dt`), or of a model run on a dataset
+//! (`--weights --data`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use deepmark::eval::coco::{
+    Evaluation, GroundTruth, IouType, Params, Results, evaluate, sigmas_for,
+};
+
+use crate::ui::{DetectorFlags, evaluate_weights, images_or_default};
+
+/// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas): of a results file
+/// (`--gt --dt`), or of a model run on a dataset (`--weights --data`).
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Ground truth (COCO-style JSON: COCO person keypoints or DeepFashion2).
+    #[arg(long, requires = "dt", conflicts_with_all = ["weights", "data"])]
+    pub gt: Option<PathBuf>,
+    /// Results: a JSON list of bbox or keypoints detections (the kind follows from it).
+    #[arg(long, requires = "gt")]
+    pub dt: Option<PathBuf>,
+    /// OKS sigmas as a JSON list (default: from the GT's keypoint count, 17 or 294).
+    #[arg(long)]
+    pub sigmas: Option<PathBuf>,
+    /// Weights to evaluate on --data.
+    #[arg(long, requires = "data")]
+    pub weights: Option<PathBuf>,
+    /// COCO-style DeepFashion2 JSON (images in `image/` beside it, or --images).
+    #[arg(long, requires = "weights")]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub detector: DetectorFlags,
+    /// Where results files and drawings go (with --weights).
+    #[arg(long, default_value = "runs/eval")]
+    pub out: PathBuf,
+    /// End stdout with one JSON line of the numbers.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    match (&a.gt, &a.dt, &a.weights, &a.data) {
+        (Some(gt), Some(dt), _, _) => eval_files(gt, dt, a.sigmas.as_deref(), a.json),
+        (_, _, Some(weights), Some(data)) => {
+            let mut det = a.detector.load(weights)?;
+            let images = images_or_default(&a.images, data);
+            let (report, _) = evaluate_weights(&mut det, data, &images, &a.out)?;
+            println!("{report}");
+            if a.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        _ => bail!("give --gt and --dt, or --weights and --data"),
+    }
+}
+
+/// Evaluates a results file against a GT file and prints the summary; with `json`, the last
+/// line of stdout is `{"iou_type": …, "stats": […]}`.
+fn eval_files(gt: &Path, dt: &Path, sigmas: Option<&Path>, json: bool) -> Result<()> {
+    let gt = GroundTruth::load(gt)?;
+    let res = Results::load(dt, &gt)?;
+    let e = evaluate_with_sigmas(&gt, &res, sigmas)?;
+    print!("{e}");
+    if json {
+        let v = serde_json::json!({"iou_type": e.params.iou_type, "stats": e.stats});
+        println!("{v}");
+    }
+    Ok(())
+}
+
+/// Picks the sigmas (`--sigmas`, else by the GT's keypoint count) and evaluates.
+fn evaluate_with_sigmas(
+    gt: &GroundTruth,
+    res: &Results,
+    sigmas: Option<&Path>,
+) -> Result<Evaluation> {
+    let sigmas = match (res.kind, sigmas) {
+        (IouType::Bbox, _) => Vec::new(),
+        (IouType::Keypoints, Some(p)) => deepmark::io::read_json(p, "JSON list of OKS sigmas")?,
+        (IouType::Keypoints, None) => {
+            let k = gt.num_keypoints();
+            match sigmas_for(k) {
+                Some(s) => s,
+                None => bail!(
+                    "the ground truth has {k} keypoints per annotation; OKS sigmas are known for 17 (COCO \
+                     person) and 294 (DeepFashion2): give --sigmas <file.json>"
+                ),
+            }
+        }
+    };
+    Ok(evaluate(gt, res, Params::new(res.kind, sigmas))?)
+}

@@ -1,0 +1,9 @@
+//! One file per command group.
+
+pub mod data;
+pub mod eval;
+pub mod infer;
+pub mod model;
+pub mod plot;
+pub mod train;
+pub mod tune;

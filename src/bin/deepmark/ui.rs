@@ -1,0 +1,106 @@
+//! What the commands share: progress display and the detector flags of `infer`, `eval` and
+//! `tune`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use deepmark::backend::BackendKind;
+use deepmark::data::deepfashion2::{Sample, load_coco};
+use deepmark::eval::coco::GroundTruth;
+use deepmark::eval::{EVAL_SCORE_THRESHOLD, EvalReport, evaluate_detector};
+use deepmark::infer::{Detector, PostConfig};
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(msg: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0).with_message(msg);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta})")
+            .expect("valid progress template"),
+    );
+    bar
+}
+
+/// A `progress(done, total)` callback that drives `bar`.
+pub fn tick(bar: &indicatif::ProgressBar) -> impl FnMut(usize, usize) + '_ {
+    |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64 + 1);
+    }
+}
+
+/// Prints a line above a visible progress bar, or plainly (stdout) when there is none or it is
+/// hidden (stderr not a terminal).
+pub fn say(bar: Option<&indicatif::ProgressBar>, line: &str) {
+    match bar {
+        Some(b) if !b.is_hidden() => b.println(line),
+        _ => println!("{line}"),
+    }
+}
+
+/// `--images`, or `image/` beside the annotations.
+pub fn images_or_default(images: &Option<PathBuf>, data: &Path) -> PathBuf {
+    images
+        .clone()
+        .unwrap_or_else(|| deepmark::io::default_image_dir(data))
+}
+
+/// How the network runs and its heads are decoded; the weights' saved inference defaults
+/// (`<weights>.infer.json`) apply where a flag is not given.
+#[derive(Args, Debug, Clone)]
+pub struct DetectorFlags {
+    /// flex (default), ndarray or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: BackendKind,
+    /// Network input side [default: the weights' training size, else 512].
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Average with the mirrored image.
+    #[arg(long)]
+    pub flip: bool,
+    /// Image scales fused by NMS, e.g. `0.85,0.95,1.1` (DeepMark++) [default: the weights'
+    /// saved setting, else 1].
+    #[arg(long, value_delimiter = ',')]
+    pub scales: Option<Vec<f32>>,
+    /// Plain CenterNet decoding: none of the four DeepMark++ techniques, no NMS.
+    #[arg(long)]
+    pub no_post: bool,
+}
+
+impl DetectorFlags {
+    /// Loads `weights` on the chosen backend and applies the flags (checking the input size).
+    pub fn load(&self, weights: &Path) -> Result<Detector> {
+        let device = self.backend.device()?;
+        let mut det = Detector::from_weights(weights, &device)?;
+        if let Some(s) = self.input_size {
+            det.options.input_size = s;
+        }
+        det.options.flip = self.flip;
+        if let Some(s) = &self.scales {
+            det.options.scales = s.clone();
+        }
+        if self.no_post {
+            det.options.post = PostConfig::plain();
+        }
+        det.check_input_size()?;
+        Ok(det)
+    }
+}
+
+/// Runs the detector over a dataset with progress (keeping detections from
+/// [`EVAL_SCORE_THRESHOLD`]) and evaluates; results files go into `out`. Returns the report
+/// and the samples read (for drawing).
+pub fn evaluate_weights(
+    det: &mut Detector,
+    data: &Path,
+    images: &Path,
+    out: &Path,
+) -> Result<(EvalReport, Vec<Sample>)> {
+    det.options.threshold = EVAL_SCORE_THRESHOLD;
+    let (samples, _) = load_coco(data, false)?;
+    let gt = GroundTruth::load(data)?;
+    let bar = progress_bar("evaluating");
+    let report = evaluate_detector(det, &samples, &gt, images, out, &mut tick(&bar));
+    bar.finish_and_clear();
+    Ok((report?, samples))
+}

@@ -1,0 +1,298 @@
+//! DeepFashion2 annotations: the COCO-style JSON written by DeepFashion2's
+//! `deepfashion2_to_coco.py` (294×3 keypoints per item, `bbox` = `[x, y, w, h]`, `area` = box area)
+//! and the raw per-image JSON of the dataset (`source`, `pair_id`, `item1..N` with
+//! `bounding_box` = `[x1, y1, x2, y2]` and the category's own landmarks), with validation that
+//! names the file, the item and the field of every problem.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use crate::error::DataError;
+use crate::garment::Item;
+use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, category};
+pub use raw::{RawImage, RawItem, convert_raw, convert_raw_dir, read_raw_image};
+
+/// One image and its garments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub image_id: u64,
+    pub file_name: String,
+    pub width: u32,
+    pub height: u32,
+    pub items: Vec<Item>,
+}
+
+/// COCO-style DeepFashion2 file, as `deepfashion2_to_coco.py` writes it. Unknown keys are kept
+/// out of the typed fields and ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licenses: Option<Value>,
+    pub images: Vec<CocoImage>,
+    pub annotations: Vec<CocoAnnotation>,
+    pub categories: Vec<CocoCategory>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoImage {
+    #[serde(default)]
+    pub coco_url: String,
+    #[serde(default)]
+    pub date_captured: String,
+    pub file_name: String,
+    #[serde(default)]
+    pub flickr_url: String,
+    pub id: u64,
+    #[serde(default)]
+    pub license: i64,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoAnnotation {
+    pub area: f64,
+    pub bbox: Vec<f64>,
+    pub category_id: i64,
+    pub id: u64,
+    #[serde(default)]
+    pub pair_id: i64,
+    pub image_id: u64,
+    #[serde(default)]
+    pub iscrowd: i64,
+    #[serde(default)]
+    pub style: i64,
+    #[serde(default)]
+    pub num_keypoints: i64,
+    pub keypoints: Vec<f64>,
+    #[serde(default)]
+    pub segmentation: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CocoCategory {
+    pub id: i64,
+    pub name: String,
+    pub supercategory: String,
+    pub keypoints: Vec<String>,
+    pub skeleton: Vec<Value>,
+}
+
+/// The 13 category records of `deepfashion2_to_coco.py` (each declares all 294 keypoints).
+pub fn coco_categories() -> Vec<CocoCategory> {
+    CATEGORIES
+        .iter()
+        .map(|c| CocoCategory {
+            id: c.id as i64,
+            name: c.name.to_string(),
+            supercategory: "clothes".into(),
+            keypoints: (1..=NUM_LANDMARKS).map(|i| i.to_string()).collect(),
+            skeleton: Vec::new(),
+        })
+        .collect()
+}
+
+/// Samples skipped by `--skip-bad`, with the reason for each.
+#[derive(Debug, Default, Clone)]
+pub struct SkipReport {
+    pub skipped: Vec<DataError>,
+}
+
+impl std::fmt::Display for SkipReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {} bad annotation(s)", self.skipped.len())?;
+        for e in &self.skipped {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse a COCO-style file (syntax and types only).
+pub fn read_coco_file(path: &Path) -> Result<CocoFile, DataError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| {
+        DataError::new(
+            path,
+            "",
+            json_field(&e),
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn json_field(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "-",
+        _ => "(see message)",
+    }
+}
+
+pub(super) fn check_box(
+    file: &Path,
+    place: &str,
+    field: &str,
+    b: [f64; 4],
+    width: u32,
+    height: u32,
+) -> Result<(), DataError> {
+    let [x, y, w, h] = b;
+    if !b.iter().all(|v| v.is_finite()) || w <= 0.0 || h <= 0.0 {
+        return Err(DataError::new(
+            file,
+            place,
+            field,
+            format!("{b:?} is not a box with positive size"),
+        ));
+    }
+    // DeepFashion2 boxes use inclusive pixel coordinates; allow the one-pixel edge.
+    if x < -1.0 || y < -1.0 || x + w > width as f64 + 1.0 || y + h > height as f64 + 1.0 {
+        return Err(DataError::new(
+            file,
+            place,
+            field,
+            format!("{b:?} (x, y, w, h) lies outside the {width}×{height} image"),
+        ));
+    }
+    Ok(())
+}
+
+/// The category of a `category_id` field, or an error naming the file, the place and the field.
+pub(super) fn category_field(
+    file: &Path,
+    place: &str,
+    id: i64,
+) -> Result<&'static Category, DataError> {
+    usize::try_from(id).ok().and_then(category).ok_or_else(|| {
+        DataError::new(
+            file,
+            place,
+            "category_id",
+            format!("{id} is not a DeepFashion2 category (1..13)"),
+        )
+    })
+}
+
+/// Validate one COCO annotation against its image and turn it into an [`Item`].
+pub fn item_from_annotation(
+    file: &Path,
+    a: &CocoAnnotation,
+    img: &CocoImage,
+) -> Result<Item, DataError> {
+    let place = format!("annotation {} (image {}): ", a.id, a.image_id);
+    let cat = category_field(file, &place, a.category_id)?;
+    if a.keypoints.len() != 3 * NUM_LANDMARKS {
+        return Err(DataError::new(
+            file,
+            &place,
+            "keypoints",
+            format!(
+                "has {} values, expected {} (294 × [x, y, v])",
+                a.keypoints.len(),
+                3 * NUM_LANDMARKS
+            ),
+        ));
+    }
+    let bbox: [f64; 4] = a.bbox.clone().try_into().map_err(|_| {
+        DataError::new(
+            file,
+            &place,
+            "bbox",
+            format!("has {} values, expected 4 (x, y, w, h)", a.bbox.len()),
+        )
+    })?;
+    check_box(file, &place, "bbox", bbox, img.width, img.height)?;
+    let mut keypoints = Vec::with_capacity(NUM_LANDMARKS);
+    for (i, k) in a.keypoints.chunks_exact(3).enumerate() {
+        let (x, y, v) = (k[0], k[1], k[2]);
+        if !(x.is_finite() && y.is_finite()) || !(v == 0.0 || v == 1.0 || v == 2.0) {
+            return Err(DataError::new(
+                file,
+                &place,
+                "keypoints",
+                format!("landmark {} is [{x}, {y}, {v}]", i + 1),
+            ));
+        }
+        if v > 0.0 && !cat.range().contains(&i) {
+            return Err(DataError::new(
+                file,
+                &place,
+                "keypoints",
+                format!(
+                    "landmark {} is labelled but {} ({}) has landmarks {}..{} only",
+                    i + 1,
+                    cat.name,
+                    cat.id,
+                    cat.start + 1,
+                    cat.start + cat.num_landmarks
+                ),
+            ));
+        }
+        keypoints.push([x as f32, y as f32, v as f32]);
+    }
+    Ok(Item {
+        category_id: cat.id,
+        bbox: bbox.map(|v| v as f32),
+        keypoints,
+    })
+}
+
+/// Read and validate a COCO-style DeepFashion2 file. With `skip_bad`, invalid annotations are
+/// dropped and reported; otherwise the first one is an error. Images listed twice or
+/// annotations of unknown images are always errors.
+pub fn load_coco(path: &Path, skip_bad: bool) -> Result<(Vec<Sample>, SkipReport), DataError> {
+    let file = read_coco_file(path)?;
+    let mut samples: Vec<Sample> = Vec::with_capacity(file.images.len());
+    let mut index: BTreeMap<u64, usize> = BTreeMap::new();
+    for img in &file.images {
+        if index.insert(img.id, samples.len()).is_some() {
+            return Err(DataError::new(
+                path,
+                format!("image {}: ", img.id),
+                "id",
+                "listed twice",
+            ));
+        }
+        samples.push(Sample {
+            image_id: img.id,
+            file_name: img.file_name.clone(),
+            width: img.width,
+            height: img.height,
+            items: Vec::new(),
+        });
+    }
+    let mut report = SkipReport::default();
+    for a in &file.annotations {
+        let Some(&s) = index.get(&a.image_id) else {
+            let e = DataError::new(
+                path,
+                format!("annotation {}: ", a.id),
+                "image_id",
+                format!("no image has id {}", a.image_id),
+            );
+            if skip_bad {
+                report.skipped.push(e);
+                continue;
+            }
+            return Err(e);
+        };
+        match item_from_annotation(path, a, &file.images[s]) {
+            Ok(item) => samples[s].items.push(item),
+            Err(e) if skip_bad => report.skipped.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((samples, report))
+}

@@ -1,0 +1,314 @@
+//! The ground-truth and results files as pycocotools reads them (`loadRes` rules).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::DataError;
+use crate::garment::taxonomy;
+
+/// What is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IouType {
+    Bbox,
+    Keypoints,
+}
+
+impl IouType {
+    pub fn name(self) -> &'static str {
+        match self {
+            IouType::Bbox => "bbox",
+            IouType::Keypoints => "keypoints",
+        }
+    }
+}
+
+/// One annotation or detection, as the evaluator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ann {
+    pub id: u64,
+    pub image_id: u64,
+    pub category_id: i64,
+    /// `[x, y, w, h]`.
+    pub bbox: [f64; 4],
+    pub area: f64,
+    pub iscrowd: bool,
+    /// Flattened `x, y, v` triplets (may be empty for box-only data).
+    pub keypoints: Vec<f64>,
+    pub num_keypoints: i64,
+    /// Detections only.
+    pub score: f64,
+}
+
+/// Ground truth: image ids, category ids and annotations.
+#[derive(Debug, Clone)]
+pub struct GroundTruth {
+    /// Sorted, unique.
+    pub image_ids: Vec<u64>,
+    /// Sorted, unique.
+    pub category_ids: Vec<i64>,
+    pub anns: Vec<Ann>,
+    /// Keypoints declared per category (`categories[].keypoints`), the largest count.
+    pub declared_keypoints: usize,
+}
+
+#[derive(Deserialize)]
+struct GtFile {
+    images: Vec<GtImage>,
+    #[serde(default)]
+    annotations: Vec<GtAnn>,
+    categories: Vec<GtCategory>,
+}
+
+#[derive(Deserialize)]
+struct GtImage {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct GtCategory {
+    id: i64,
+    #[serde(default)]
+    keypoints: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GtAnn {
+    id: u64,
+    image_id: u64,
+    category_id: i64,
+    #[serde(default)]
+    bbox: Vec<f64>,
+    area: f64,
+    #[serde(default)]
+    iscrowd: i64,
+    #[serde(default)]
+    keypoints: Vec<f64>,
+    #[serde(default)]
+    num_keypoints: i64,
+}
+
+/// One entry of a results file (unknown keys are ignored, as pycocotools ignores them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResultEntry {
+    pub image_id: u64,
+    pub category_id: i64,
+    #[serde(default)]
+    pub bbox: Option<Vec<f64>>,
+    #[serde(default)]
+    pub keypoints: Option<Vec<f64>>,
+    pub score: f64,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| DataError::new(path, "", "(file)", format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| {
+        DataError::new(
+            path,
+            format!("line {} column {}: ", e.line(), e.column()),
+            "(json)",
+            e.to_string(),
+        )
+    })
+}
+
+fn bbox4(path: &Path, place: &str, bbox: &[f64]) -> Result<[f64; 4], DataError> {
+    bbox.try_into().map_err(|_| {
+        DataError::new(
+            path,
+            place,
+            "bbox",
+            format!("expected [x, y, w, h], got {} numbers", bbox.len()),
+        )
+    })
+}
+
+impl GroundTruth {
+    /// Reads a COCO-style GT file (COCO person keypoints, DeepFashion2's COCO form, …).
+    /// Keys the evaluator does not use are ignored.
+    pub fn load(path: &Path) -> Result<GroundTruth, DataError> {
+        let file: GtFile = read_json(path)?;
+        let mut image_ids: Vec<u64> = file.images.iter().map(|i| i.id).collect();
+        image_ids.sort_unstable();
+        image_ids.dedup();
+        let mut category_ids: Vec<i64> = file.categories.iter().map(|c| c.id).collect();
+        category_ids.sort_unstable();
+        category_ids.dedup();
+        let declared_keypoints = file
+            .categories
+            .iter()
+            .map(|c| c.keypoints.len())
+            .max()
+            .unwrap_or(0);
+        let mut anns = Vec::with_capacity(file.annotations.len());
+        for (i, a) in file.annotations.into_iter().enumerate() {
+            let place = format!("annotation {i} (id {}): ", a.id);
+            let bbox = if a.bbox.is_empty() {
+                [0.0; 4]
+            } else {
+                bbox4(path, &place, &a.bbox)?
+            };
+            if !a.keypoints.is_empty() && a.keypoints.len() % 3 != 0 {
+                return Err(DataError::new(
+                    path,
+                    place,
+                    "keypoints",
+                    format!("length {} is not a multiple of 3", a.keypoints.len()),
+                ));
+            }
+            anns.push(Ann {
+                id: a.id,
+                image_id: a.image_id,
+                category_id: a.category_id,
+                bbox,
+                area: a.area,
+                iscrowd: a.iscrowd != 0,
+                keypoints: a.keypoints,
+                num_keypoints: a.num_keypoints,
+                score: 0.0,
+            });
+        }
+        Ok(GroundTruth {
+            image_ids,
+            category_ids,
+            anns,
+            declared_keypoints,
+        })
+    }
+
+    /// Number of keypoints per annotation: from the categories, else from the annotations.
+    /// Keeps only the images (and their annotations) whose id satisfies `keep`.
+    pub fn retain_images(&mut self, keep: impl Fn(u64) -> bool) {
+        self.image_ids.retain(|&i| keep(i));
+        self.anns.retain(|a| keep(a.image_id));
+    }
+
+    pub fn num_keypoints(&self) -> usize {
+        if self.declared_keypoints > 0 {
+            self.declared_keypoints
+        } else {
+            self.anns
+                .iter()
+                .map(|a| a.keypoints.len() / 3)
+                .max()
+                .unwrap_or(0)
+        }
+    }
+}
+
+/// COCO's 17 person OKS sigmas (pycocotools: `np.array([...]) / 10.0`).
+pub fn coco_person_sigmas() -> Vec<f64> {
+    [
+        0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
+        0.89, 0.89,
+    ]
+    .iter()
+    .map(|s| s / 10.0)
+    .collect()
+}
+
+/// OKS sigmas for a keypoint count: COCO's 17 or DeepFashion2's 294.
+pub fn sigmas_for(num_keypoints: usize) -> Option<Vec<f64>> {
+    match num_keypoints {
+        17 => Some(coco_person_sigmas()),
+        taxonomy::NUM_LANDMARKS => Some(taxonomy::oks_sigmas()),
+        _ => None,
+    }
+}
+
+/// Results (detections) as `COCO.loadRes` makes them.
+#[derive(Debug, Clone)]
+pub struct Results {
+    /// `Keypoints` when the results carry keypoints, else `Bbox`.
+    pub kind: IouType,
+    pub anns: Vec<Ann>,
+}
+
+impl Results {
+    /// Reads a results file (a JSON list) and applies `loadRes`' rules.
+    pub fn load(path: &Path, gt: &GroundTruth) -> Result<Results, DataError> {
+        let list: Vec<ResultEntry> = read_json(path)?;
+        Self::from_entries(path, list, gt)
+    }
+
+    /// Results from entries in memory (`path` only labels errors).
+    pub fn from_entries(
+        path: &Path,
+        list: Vec<ResultEntry>,
+        gt: &GroundTruth,
+    ) -> Result<Results, DataError> {
+        let Some(first) = list.first() else {
+            return Err(DataError::new(path, "", "(list)", "no results"));
+        };
+        let box_rule = first.bbox.as_ref().is_some_and(|b| !b.is_empty());
+        let kind = if first.keypoints.is_some() {
+            IouType::Keypoints
+        } else if box_rule {
+            IouType::Bbox
+        } else {
+            return Err(DataError::new(
+                path,
+                "result 0: ",
+                "bbox",
+                "results need `bbox` or `keypoints`",
+            ));
+        };
+        let mut anns = Vec::with_capacity(list.len());
+        for (i, d) in list.into_iter().enumerate() {
+            let place = format!("result {i}: ");
+            if gt.image_ids.binary_search(&d.image_id).is_err() {
+                return Err(DataError::new(
+                    path,
+                    place,
+                    "image_id",
+                    format!("{} is not an image of the ground truth", d.image_id),
+                ));
+            }
+            if !d.score.is_finite() {
+                return Err(DataError::new(path, place, "score", "not a finite number"));
+            }
+            let keypoints = d.keypoints.unwrap_or_default();
+            let (bbox, area) = if box_rule {
+                let b = d.bbox.as_deref().ok_or_else(|| {
+                    DataError::new(path, place.clone(), "bbox", "missing (result 0 has one)")
+                })?;
+                let b = bbox4(path, &place, b)?;
+                (b, b[2] * b[3])
+            } else {
+                if keypoints.is_empty() || keypoints.len() % 3 != 0 {
+                    return Err(DataError::new(
+                        path,
+                        place,
+                        "keypoints",
+                        format!("length {} is not a positive multiple of 3", keypoints.len()),
+                    ));
+                }
+                let xs = keypoints.iter().step_by(3);
+                let ys = keypoints.iter().skip(1).step_by(3);
+                let (x0, x1) = min_max(xs);
+                let (y0, y1) = min_max(ys);
+                ([x0, y0, x1 - x0, y1 - y0], (x1 - x0) * (y1 - y0))
+            };
+            anns.push(Ann {
+                id: i as u64 + 1,
+                image_id: d.image_id,
+                category_id: d.category_id,
+                bbox,
+                area,
+                iscrowd: false,
+                keypoints,
+                num_keypoints: 0,
+                score: d.score,
+            });
+        }
+        Ok(Results { kind, anns })
+    }
+}
+
+fn min_max<'a>(it: impl Iterator<Item = &'a f64>) -> (f64, f64) {
+    it.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    })
+}

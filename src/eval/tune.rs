@@ -1,0 +1,277 @@
+//! `tune`: grid search of DeepMark++'s post-processing parameters (α, centre σ, landmark σ, γ in
+//! steps of 0.05 over [0, 1], as the paper did) on a validation subset, then the switches
+//! (technique 4, box NMS) and the AP_pt surface over (α, γ) (the paper's Figure 10). The network
+//! runs once per image; its fused heads are cached, so each setting costs only decoding and
+//! evaluation. Objective: AP_pt (the paper tuned for landmark accuracy).
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::coco::GroundTruth;
+use super::run::{DatasetResults, headline_ap};
+use crate::codec::{Nms, PostConfig};
+use crate::data::deepfashion2::Sample;
+use crate::error::{Result, invalid};
+use crate::infer::Detector;
+use crate::infer::detector::ScaleHeads;
+use crate::infer::output::results;
+use crate::io::open_rgb;
+
+/// One image's fused heads at every scale.
+pub struct CachedHeads {
+    pub image_id: u64,
+    pub heads: Vec<ScaleHeads>,
+}
+
+/// Runs the network once per sample and keeps the host heads.
+pub fn cache_heads(
+    det: &Detector,
+    samples: &[Sample],
+    images: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<CachedHeads>> {
+    let mut cache = Vec::with_capacity(samples.len());
+    for (i, s) in samples.iter().enumerate() {
+        let img = open_rgb(&images.join(&s.file_name))?;
+        let (heads, _) = det.heads(&img)?;
+        cache.push(CachedHeads {
+            image_id: s.image_id,
+            heads,
+        });
+        progress(i, samples.len());
+    }
+    Ok(cache)
+}
+
+/// `(AP_box, AP_pt)` of the cached heads decoded with `post`.
+pub fn score(
+    det: &Detector,
+    gt: &GroundTruth,
+    cache: &[CachedHeads],
+    post: &PostConfig,
+) -> Result<(f64, f64)> {
+    let mut res = DatasetResults::default();
+    for c in cache {
+        let (dets, _) = det.decode_heads(&c.heads, post);
+        let (b, k) = results(c.image_id, &dets);
+        res.bbox.extend(b);
+        res.keypoints.extend(k);
+    }
+    headline_ap(gt, &res)
+}
+
+/// `0, step, 2·step, …, 1`.
+pub fn grid(step: f32) -> Vec<f32> {
+    let n = (1.0 / step).round() as usize;
+    (0..=n).map(|i| (i as f32 * step).min(1.0)).collect()
+}
+
+/// A searched parameter: one field of [`PostConfig`] (0 switches a σ off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Alpha,
+    CenterSigma,
+    LandmarkSigma,
+    Gamma,
+}
+
+impl Param {
+    pub const ALL: [Param; 4] = [
+        Param::Alpha,
+        Param::CenterSigma,
+        Param::LandmarkSigma,
+        Param::Gamma,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Alpha => "alpha",
+            Param::CenterSigma => "center_sigma",
+            Param::LandmarkSigma => "landmark_sigma",
+            Param::Gamma => "gamma",
+        }
+    }
+
+    pub fn set(self, p: &mut PostConfig, v: f32) {
+        let opt = |v: f32| (v > 0.0).then_some(v);
+        match self {
+            Param::Alpha => p.alpha = Some(v),
+            Param::CenterSigma => p.center_sigma = opt(v),
+            Param::LandmarkSigma => p.landmark_sigma = opt(v),
+            Param::Gamma => p.gamma = Some(v),
+        }
+    }
+}
+
+/// One point of a sweep.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SweepPoint {
+    pub value: f32,
+    pub ap_box: f64,
+    pub ap_pt: f64,
+}
+
+/// A parameter's sweep (the others at the best setting so far).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub param: &'static str,
+    pub sweep: Vec<SweepPoint>,
+}
+
+/// What the search reports as it goes.
+#[derive(Debug, Clone)]
+pub enum TuneEvent {
+    /// The starting setting's and plain decoding's `(AP_box, AP_pt)`.
+    Start {
+        current: (f64, f64),
+        plain: (f64, f64),
+    },
+    /// A parameter swept; the best setting so far.
+    Swept {
+        param: Param,
+        best: PostConfig,
+        best_pt: f64,
+    },
+    /// The switches tried; the best setting so far.
+    Switches { best: PostConfig, best_pt: f64 },
+    /// Surface cells done of total.
+    Surface { done: usize, total: usize },
+}
+
+/// The search's outcome.
+#[derive(Debug, Clone)]
+pub struct TuneReport {
+    pub images: usize,
+    pub start: (f64, f64),
+    pub plain: (f64, f64),
+    pub sweeps: Vec<Sweep>,
+    /// The grid of α (columns) and γ (rows).
+    pub axis: Vec<f32>,
+    /// `surface[γ index][α index]` = AP_pt.
+    pub surface: Vec<Vec<f64>>,
+    /// `(γ index, α index)` of the surface's best cell.
+    pub best_cell: (usize, usize),
+    pub best: PostConfig,
+    pub best_pt: f64,
+}
+
+impl TuneReport {
+    /// The report as `tune.json` stores it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "images": self.images,
+            "start": {"ap_box": self.start.0, "ap_pt": self.start.1},
+            "plain": {"ap_box": self.plain.0, "ap_pt": self.plain.1},
+            "sweeps": self.sweeps,
+            "surface": {"alpha": self.axis, "gamma": self.axis, "ap_pt": self.surface},
+            "best": {"post": self.best, "ap_pt": self.best_pt},
+        })
+    }
+}
+
+/// Searches from `det.options.post`: each parameter over the grid in turn (keeping the best), the
+/// switches, then the (α, γ) surface at the best σs.
+pub fn search(
+    det: &Detector,
+    gt: &GroundTruth,
+    cache: &[CachedHeads],
+    step: f32,
+    on_event: &mut dyn FnMut(&TuneEvent),
+) -> Result<TuneReport> {
+    if !(step > 0.0 && step <= 0.5) {
+        invalid!("the grid step must be in (0, 0.5], not {step}");
+    }
+    let mut best = det.options.post;
+    let start = score(det, gt, cache, &best)?;
+    let plain = score(det, gt, cache, &PostConfig::plain())?;
+    on_event(&TuneEvent::Start {
+        current: start,
+        plain,
+    });
+    let mut best_pt = start.1;
+    let axis = grid(step);
+    let mut sweeps = Vec::new();
+    for param in Param::ALL {
+        let mut sweep = Vec::new();
+        for &value in &axis {
+            let mut cfg = best;
+            param.set(&mut cfg, value);
+            let (ap_box, ap_pt) = score(det, gt, cache, &cfg)?;
+            sweep.push(SweepPoint {
+                value,
+                ap_box,
+                ap_pt,
+            });
+            if ap_pt > best_pt {
+                best_pt = ap_pt;
+                best = cfg;
+            }
+        }
+        on_event(&TuneEvent::Swept {
+            param,
+            best,
+            best_pt,
+        });
+        sweeps.push(Sweep {
+            param: param.name(),
+            sweep,
+        });
+    }
+    // The switches: technique (4) and box NMS, on and off.
+    for landmark_mask in [true, false] {
+        for nms in [Nms::Hard { iou: 0.5 }, Nms::None] {
+            let cfg = PostConfig {
+                landmark_mask,
+                nms,
+                ..best
+            };
+            let (_, pt) = score(det, gt, cache, &cfg)?;
+            if pt > best_pt {
+                best_pt = pt;
+                best = cfg;
+            }
+        }
+    }
+    on_event(&TuneEvent::Switches { best, best_pt });
+    // AP_pt surface over (α, γ) at the best σs.
+    let total = axis.len() * axis.len();
+    let mut surface = vec![vec![0.0; axis.len()]; axis.len()];
+    let mut best_cell = (0, 0);
+    let mut best_val = f64::NEG_INFINITY;
+    for (i, &gamma) in axis.iter().enumerate() {
+        for (j, &alpha) in axis.iter().enumerate() {
+            let cfg = PostConfig {
+                alpha: Some(alpha),
+                gamma: Some(gamma),
+                ..best
+            };
+            let (_, pt) = score(det, gt, cache, &cfg)?;
+            surface[i][j] = pt;
+            if pt > best_val {
+                best_val = pt;
+                best_cell = (i, j);
+            }
+            on_event(&TuneEvent::Surface {
+                done: i * axis.len() + j + 1,
+                total,
+            });
+        }
+    }
+    if best_val > best_pt {
+        best.alpha = Some(axis[best_cell.1]);
+        best.gamma = Some(axis[best_cell.0]);
+        best_pt = best_val;
+    }
+    Ok(TuneReport {
+        images: cache.len(),
+        start,
+        plain,
+        sweeps,
+        axis,
+        surface,
+        best_cell,
+        best,
+        best_pt,
+    })
+}

@@ -1,0 +1,155 @@
+//! Files: atomic writes (temporary file in the same folder, then a rename, so a reader never sees
+//! half a file and a crash never destroys the previous version), JSON in and out, image reading
+//! and saving, and the dataset convention that images sit in `image/` beside the annotations.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// The temporary name `path` is written under before the rename.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Creates `dir` and its parents.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => create_dir_all(dir),
+        None => Ok(()),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        let _ = std::fs::remove_file(from);
+        Error::io("move a temporary file onto", to, e)
+    })
+}
+
+/// Writes `bytes` to `path` atomically; creates the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    create_parent(path)?;
+    let tmp = tmp_path(path);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("write", &tmp, e));
+    }
+    rename(&tmp, path)
+}
+
+/// Runs `write` on the temporary path, then renames it onto `path` (for writers that take a
+/// path, such as Burn's stores and image encoders).
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    create_parent(path)?;
+    let tmp = tmp_path(path);
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    rename(&tmp, path)
+}
+
+/// `value` as pretty JSON, written atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::file(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// `value` as compact JSON, written atomically (results files).
+pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| Error::file(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads a text file.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// Reads a JSON file as `T`; `what` names it in the error ("model config", "train state"…).
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a valid {what}: {e}")))
+}
+
+/// Reads an image file as RGB; the error names the file.
+pub fn open_rgb(path: &Path) -> Result<RgbImage> {
+    Ok(image::open(path)
+        .map_err(|source| Error::Image {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?
+        .to_rgb8())
+}
+
+/// Saves an image atomically (format from the extension); creates the folder.
+pub fn save_image_atomic(img: &RgbImage, path: &Path) -> Result<()> {
+    let format = image::ImageFormat::from_path(path).map_err(|source| Error::Image {
+        action: "choose a format for",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic_with(path, |tmp| {
+        img.save_with_format(tmp, format)
+            .map_err(|source| Error::Image {
+                action: "write",
+                path: tmp.to_path_buf(),
+                source,
+            })
+    })
+}
+
+/// DeepFashion2's layout: the images of `annotations.json` are in `image/` beside it.
+pub fn default_image_dir(annotations: &Path) -> PathBuf {
+    annotations.parent().unwrap_or(Path::new(".")).join("image")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("deepmark-io-{}", std::process::id()));
+        let p = dir.join("sub/a.json");
+        write_json(&p, &vec![1, 2]).unwrap();
+        write_json(&p, &vec![3]).unwrap();
+        assert_eq!(read_json::<Vec<i32>>(&p, "list").unwrap(), vec![3]);
+        let names: Vec<_> = std::fs::read_dir(dir.join("sub")).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        let err = read_json::<Vec<i32>>(&dir.join("missing.json"), "list").unwrap_err();
+        assert!(err.to_string().contains("missing.json"), "{err}");
+        std::fs::write(dir.join("bad.json"), "{").unwrap();
+        let err = read_json::<Vec<i32>>(&dir.join("bad.json"), "list").unwrap_err();
+        assert!(err.to_string().contains("not a valid list"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn images_sit_beside_the_annotations() {
+        assert_eq!(
+            default_image_dir(Path::new("data/train.json")),
+            PathBuf::from("data/image")
+        );
+        assert_eq!(
+            default_image_dir(Path::new("train.json")),
+            PathBuf::from("image")
+        );
+    }
+}

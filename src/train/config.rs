@@ -1,0 +1,423 @@
+//! What a training run is: [`TrainConfig`] (saved as `train.json` in the run directory) with its
+//! nested augmentation and optimizer settings, the two presets (the quick CPU demo on synthetic
+//! data, and CenterNet's own schedule) and [`TrainOverrides`], which turns command-line choices
+//! into a [`TrainPlan`] so that every default lives here and not in a binary.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::AdamConfig;
+use burn::optim::decay::WeightDecayConfig;
+use serde::{Deserialize, Serialize};
+
+use super::loss::LossWeights;
+use crate::codec::Scheme;
+use crate::data::augment::AugmentConfig;
+use crate::error::{Result, invalid};
+use crate::io::default_image_dir;
+use crate::model::{Arch, CenterNetConfig};
+
+/// Adam and its step learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerConfig {
+    /// Learning rate at the start (already scaled for the batch).
+    pub lr: f64,
+    /// `(epoch, multiplier)`: from that 0-based epoch on the rate is `lr · multiplier`.
+    pub lr_steps: Vec<(usize, f64)>,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    /// L2 weight decay (none in CenterNet).
+    pub weight_decay: Option<f32>,
+}
+
+impl OptimizerConfig {
+    /// Adam with Burn's defaults (β 0.9/0.999, ε 1e-5), no weight decay, no steps.
+    pub fn adam(lr: f64) -> Self {
+        OptimizerConfig {
+            lr,
+            lr_steps: Vec::new(),
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-5,
+            weight_decay: None,
+        }
+    }
+
+    /// CenterNet's schedule for `epochs` at `batch`: [`scaled_lr`], ×0.1 at 9/14 and ×0.01 at
+    /// 12/14 of the epochs (90 and 120 of 140).
+    pub fn centernet(batch: usize, epochs: usize) -> Self {
+        OptimizerConfig {
+            lr_steps: centernet_steps(epochs),
+            ..Self::adam(scaled_lr(batch))
+        }
+    }
+
+    /// Learning rate during `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let mult = self
+            .lr_steps
+            .iter()
+            .filter(|(e, _)| epoch >= *e)
+            .map(|&(_, m)| m)
+            .next_back()
+            .unwrap_or(1.0);
+        self.lr * mult
+    }
+
+    /// Burn's Adam with these settings.
+    pub fn adam_config(&self) -> AdamConfig {
+        AdamConfig::new()
+            .with_beta_1(self.beta1)
+            .with_beta_2(self.beta2)
+            .with_epsilon(self.epsilon)
+            .with_weight_decay(self.weight_decay.map(WeightDecayConfig::new))
+    }
+}
+
+/// CenterNet's base rate: 1.25e-4 for a batch of 32, scaled linearly.
+pub fn scaled_lr(batch: usize) -> f64 {
+    1.25e-4 * batch as f64 / 32.0
+}
+
+fn centernet_steps(epochs: usize) -> Vec<(usize, f64)> {
+    [(epochs * 9 / 14, 0.1), (epochs * 12 / 14, 0.01)]
+        .into_iter()
+        .filter(|&(e, _)| e > 0)
+        .collect()
+}
+
+/// Parses `65:0.4,85:0.04` (epoch:multiplier, epochs increasing).
+pub fn parse_lr_steps(s: &str) -> Result<Vec<(usize, f64)>> {
+    let mut out: Vec<(usize, f64)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((e, m)) = part.split_once(':') else {
+            invalid!("lr step `{part}` is not epoch:multiplier");
+        };
+        let Ok(e) = e.trim().parse::<usize>() else {
+            invalid!("bad epoch in lr step `{part}`");
+        };
+        let Ok(m) = m.trim().parse::<f64>() else {
+            invalid!("bad multiplier in lr step `{part}`");
+        };
+        if out.last().is_some_and(|&(p, _)| p >= e) {
+            invalid!("lr step epochs must increase: `{s}`");
+        }
+        out.push((e, m));
+    }
+    Ok(out)
+}
+
+/// Evaluate on a validation set every `every` epochs (and after the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// COCO-style DeepFashion2 JSON and its image folder.
+    pub data: PathBuf,
+    pub images: PathBuf,
+    pub every: usize,
+}
+
+/// Everything a run needs; saved as `train.json` in the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The network (its head layout fixes the landmark scheme).
+    pub model: CenterNetConfig,
+    /// COCO-style DeepFashion2 JSON and its image folder.
+    pub data: PathBuf,
+    pub images: PathBuf,
+    pub batch: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerConfig,
+    pub loss: LossWeights,
+    /// Input size and CenterNet's augmentation (random scale/shift, flip, colour).
+    pub augment: AugmentConfig,
+    pub seed: u64,
+    /// Data-loading threads.
+    pub workers: usize,
+    /// Objects per image that get targets (CenterNet: 32).
+    pub max_objs: usize,
+    /// Weights the run started from, if any.
+    pub init: Option<PathBuf>,
+    /// Validation during training (AP columns of metrics.csv).
+    #[serde(default)]
+    pub val: Option<Validation>,
+}
+
+/// The synthetic training and held-out sets of the demo: (folder, images, seed).
+pub const DEMO_SETS: [(&str, usize, u64); 2] = [
+    ("datasets/synthetic", 256, 317),
+    ("datasets/synthetic-val", 48, 9001),
+];
+
+impl TrainConfig {
+    /// CenterNet's multi-pose recipe on `data`: mDLA-34 (DeepMark++'s edge model) at 512,
+    /// batch 32, 140 epochs, [`OptimizerConfig::centernet`], augmentation on, 32 objects.
+    pub fn centernet(data: &Path, scheme: Scheme) -> Self {
+        let (batch, epochs) = (32, 140);
+        TrainConfig {
+            model: CenterNetConfig::new(Arch::Mdla34, scheme.layout()),
+            data: data.to_path_buf(),
+            images: default_image_dir(data),
+            batch,
+            epochs,
+            optimizer: OptimizerConfig::centernet(batch, epochs),
+            loss: LossWeights::centernet(),
+            augment: AugmentConfig::train(512),
+            seed: 317,
+            workers: 2,
+            max_objs: 32,
+            init: None,
+            val: Some(Validation {
+                data: data.to_path_buf(),
+                images: default_image_dir(data),
+                every: 5,
+            }),
+        }
+    }
+
+    /// The quick CPU demo (`cargo xtask train` with no arguments): res18-slim at 128, batch 8,
+    /// 50 epochs, lr 1e-3 (×0.1 from epoch 43) on the synthetic set ([`DEMO_SETS`]), validated
+    /// on the held-out synthetic set every 10 epochs.
+    pub fn demo() -> Self {
+        let train = Path::new(DEMO_SETS[0].0).join("train.json");
+        let val = Path::new(DEMO_SETS[1].0).join("train.json");
+        TrainConfig {
+            model: CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout()),
+            batch: 8,
+            epochs: 50,
+            optimizer: OptimizerConfig {
+                lr_steps: vec![(42, 0.1)],
+                ..OptimizerConfig::adam(1e-3)
+            },
+            augment: AugmentConfig::train(128),
+            val: Some(Validation {
+                images: default_image_dir(&val),
+                data: val,
+                every: 10,
+            }),
+            ..Self::centernet(&train, Scheme::Deepmark62)
+        }
+    }
+
+    /// Network input side.
+    pub fn input_size(&self) -> usize {
+        self.augment.input_size
+    }
+
+    /// The landmark scheme of the model's heads.
+    pub fn scheme(&self) -> Result<Scheme> {
+        match Scheme::from_layout(&self.model.layout) {
+            Some(s) => Ok(s),
+            None => invalid!(
+                "the model's head layout {:?} is not one of the landmark schemes",
+                self.model.layout
+            ),
+        }
+    }
+
+    /// Checks the settings that would otherwise fail in the middle of a run.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 || self.epochs == 0 {
+            invalid!("batch and epochs must be positive");
+        }
+        self.scheme()?;
+        self.model.backbone.check_input_size(self.input_size())
+    }
+}
+
+/// Command-line choices on top of a preset: `None` keeps the preset's value.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOverrides {
+    /// Training data; without it the demo preset is used.
+    pub data: Option<PathBuf>,
+    pub images: Option<PathBuf>,
+    pub arch: Option<Arch>,
+    pub scheme: Option<Scheme>,
+    pub input_size: Option<usize>,
+    pub batch: Option<usize>,
+    pub epochs: Option<usize>,
+    pub lr: Option<f64>,
+    pub lr_steps: Option<Vec<(usize, f64)>>,
+    pub loss: Option<LossWeights>,
+    pub no_augment: bool,
+    pub init: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub workers: Option<usize>,
+    /// Validation data (images in `image/` beside it).
+    pub val: Option<PathBuf>,
+    /// Validation every N epochs; 0 = never.
+    pub val_every: Option<usize>,
+    /// No validation during training and no final evaluation.
+    pub no_eval: bool,
+    pub out: Option<PathBuf>,
+}
+
+/// A resolved run: its config, run directory and final evaluation set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainPlan {
+    pub config: TrainConfig,
+    /// The architecture `config.model` was built from.
+    pub arch: Arch,
+    pub out: PathBuf,
+    /// The demo preset (synthetic data, generated on first use).
+    pub demo: bool,
+    /// Evaluate the final weights on this `(json, images)` (none with `no_eval`).
+    pub final_eval: Option<(PathBuf, PathBuf)>,
+}
+
+impl TrainOverrides {
+    /// Applies the choices to the preset they select. Rules beyond "given wins": the CenterNet
+    /// rate follows the batch, its steps follow the epochs (the demo's step only holds for its
+    /// own 50 epochs), and validation images are `image/` beside an explicit `--val`, else the
+    /// training images.
+    pub fn plan(&self) -> TrainPlan {
+        let demo = self.data.is_none();
+        let scheme = self.scheme.unwrap_or(Scheme::Deepmark62);
+        let mut c = match &self.data {
+            None => TrainConfig::demo(),
+            Some(d) => TrainConfig::centernet(d, scheme),
+        };
+        if let Some(i) = &self.images {
+            c.images = i.clone();
+            if !demo && let Some(v) = &mut c.val {
+                v.images = i.clone();
+            }
+        }
+        let arch = self
+            .arch
+            .unwrap_or(if demo { Arch::Res18Slim } else { Arch::Mdla34 });
+        c.model = CenterNetConfig::new(arch, scheme.layout());
+        if let Some(s) = self.input_size {
+            c.augment.input_size = s;
+        }
+        if let Some(b) = self.batch {
+            c.batch = b;
+            if !demo {
+                c.optimizer.lr = scaled_lr(b);
+            }
+        }
+        if let Some(e) = self.epochs {
+            c.epochs = e;
+            c.optimizer.lr_steps = centernet_steps(e);
+        }
+        if let Some(lr) = self.lr {
+            c.optimizer.lr = lr;
+        }
+        if let Some(s) = &self.lr_steps {
+            c.optimizer.lr_steps = s.clone();
+        }
+        if let Some(l) = self.loss {
+            c.loss = l;
+        }
+        if self.no_augment {
+            c.augment = AugmentConfig::plain(c.augment.input_size);
+        }
+        c.init = self.init.clone();
+        c.seed = self.seed.unwrap_or(c.seed);
+        c.workers = self.workers.unwrap_or(c.workers);
+        if let Some(v) = &self.val
+            && let Some(val) = &mut c.val
+        {
+            val.images = default_image_dir(v);
+            val.data = v.clone();
+        }
+        let final_eval = c.val.as_ref().map(|v| (v.data.clone(), v.images.clone()));
+        if let Some(every) = self.val_every
+            && let Some(v) = &mut c.val
+        {
+            v.every = every;
+        }
+        if self.no_eval || c.val.as_ref().is_some_and(|v| v.every == 0) {
+            c.val = None;
+        }
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(if demo { "runs/demo" } else { "runs/train" }));
+        TrainPlan {
+            config: c,
+            arch,
+            out,
+            demo,
+            final_eval: final_eval.filter(|_| !self.no_eval),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_schedule_steps_and_scales() {
+        let o = OptimizerConfig::centernet(16, 140);
+        assert_eq!(o.lr, 6.25e-5);
+        assert_eq!(o.lr_steps, vec![(90, 0.1), (120, 0.01)]);
+        assert_eq!(o.lr_at(89), 6.25e-5);
+        assert!((o.lr_at(90) - 6.25e-6).abs() < 1e-18);
+        assert!((o.lr_at(139) - 6.25e-7).abs() < 1e-18);
+        assert_eq!(
+            parse_lr_steps("65:0.4, 85:0.04").unwrap(),
+            vec![(65, 0.4), (85, 0.04)]
+        );
+        assert!(parse_lr_steps("85:0.4,65:0.04").is_err());
+        assert!(parse_lr_steps("x").is_err());
+    }
+
+    #[test]
+    fn the_demo_preset_is_the_documented_one() {
+        let p = TrainOverrides::default().plan();
+        assert!(p.demo);
+        let c = &p.config;
+        assert_eq!(
+            (c.input_size(), c.batch, c.epochs, c.optimizer.lr),
+            (128, 8, 50, 1e-3)
+        );
+        assert_eq!(c.optimizer.lr_steps, vec![(42, 0.1)]);
+        assert_eq!(
+            c.model,
+            CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout())
+        );
+        assert_eq!(c.val.as_ref().unwrap().every, 10);
+        assert_eq!(p.out, PathBuf::from("runs/demo"));
+        assert_eq!(
+            p.final_eval.unwrap().0,
+            PathBuf::from("datasets/synthetic-val/train.json")
+        );
+        // Changing the demo's epochs drops its fixed step for CenterNet's proportional ones.
+        let p = TrainOverrides {
+            epochs: Some(14),
+            ..Default::default()
+        }
+        .plan();
+        assert_eq!(p.config.optimizer.lr_steps, vec![(9, 0.1), (12, 0.01)]);
+    }
+
+    #[test]
+    fn centernet_preset_follows_batch_and_data() {
+        let p = TrainOverrides {
+            data: Some("d/train.json".into()),
+            batch: Some(64),
+            no_augment: true,
+            val_every: Some(0),
+            ..Default::default()
+        }
+        .plan();
+        assert!(!p.demo);
+        let c = &p.config;
+        assert_eq!(c.optimizer.lr, 2.5e-4);
+        assert_eq!(c.images, PathBuf::from("d/image"));
+        assert_eq!(c.model.backbone, Arch::Mdla34.backbone());
+        assert!(!c.augment.random_crop && c.augment.flip == 0.0 && !c.augment.color);
+        assert!(c.val.is_none());
+        // No validation during training, but the final evaluation still runs on --data.
+        assert_eq!(p.final_eval.unwrap().0, PathBuf::from("d/train.json"));
+        let p = TrainOverrides {
+            data: Some("d/train.json".into()),
+            no_eval: true,
+            ..Default::default()
+        }
+        .plan();
+        assert!(p.config.val.is_none() && p.final_eval.is_none());
+        assert!(p.config.check().is_ok());
+    }
+}

@@ -1,0 +1,302 @@
+//! The run directory: what a training run leaves on disk and how it is read back.
+//!
+//! - `train.json`: the [`TrainConfig`];
+//! - `model.bpk` + `model.json` + `model.infer.json`: the latest weights, their model config and
+//!   inference defaults (what `infer`/`eval --weights` take);
+//! - `checkpoint/epoch-NNNN.bpk` (+ `.json`) and `checkpoint/epoch-NNNN.optim.bpk`: the newest
+//!   epoch's weights and optimizer state; `checkpoint/state.json` names them and is written
+//!   last (atomically), so a run killed at any moment resumes from the last complete epoch;
+//!   older epochs are removed once the state points past them (rotation);
+//! - `metrics.csv`: one row per epoch (loss terms, learning rate, time, validation AP).
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use super::loss::LossParts;
+use crate::checkpoint;
+use crate::error::{Error, Result};
+use crate::infer::DetectorOptions;
+use crate::infer::detector::options_path;
+use crate::io::{create_dir_all, read_json, read_to_string, write_atomic, write_json};
+use crate::model::CenterNet;
+
+/// Resume point (`checkpoint/state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Optimisation steps done.
+    pub step: usize,
+    pub weights: String,
+    pub optim: String,
+}
+
+/// One metrics row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub lr: f64,
+    pub secs: f64,
+    pub loss: LossParts,
+    pub steps: usize,
+    /// Validation `(AP_box, AP_pt)` when evaluated after this epoch.
+    pub val_ap: Option<(f64, f64)>,
+}
+
+/// `epoch,step,lr,time_s,total,<heads…>,val_ap_box,val_ap_pt`.
+pub fn csv_header() -> String {
+    format!(
+        "epoch,step,lr,time_s,{},val_ap_box,val_ap_pt",
+        LossParts::NAMES.join(",")
+    )
+}
+
+const LEADING: usize = 4;
+const NUMERIC: usize = LEADING + LossParts::NAMES.len();
+
+fn csv_line(r: &EpochRow) -> String {
+    let l = r.loss.values().map(|v| format!("{v:.6}")).join(",");
+    let ap = r
+        .val_ap
+        .map_or(",".to_string(), |(b, k)| format!("{b:.6},{k:.6}"));
+    format!(
+        "{},{},{:e},{:.2},{l},{ap}",
+        r.epoch + 1,
+        r.steps,
+        r.lr,
+        r.secs
+    )
+}
+
+/// Reads `metrics.csv` rows (none when the file does not exist).
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = read_to_string(path)?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = |what: &str| Error::file(path, format!("line {}: {what}", i + 1));
+        let cols: Vec<&str> = line.split(',').collect();
+        if cols.len() < NUMERIC {
+            return Err(bad(&format!("expected at least {NUMERIC} columns")));
+        }
+        let v: Vec<f64> = cols[..NUMERIC]
+            .iter()
+            .map(|x| x.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("not numbers"))?;
+        let val_ap = match (cols.get(NUMERIC), cols.get(NUMERIC + 1)) {
+            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Some((
+                b.parse::<f64>()
+                    .map_err(|_| bad("val_ap_box is not a number"))?,
+                k.parse::<f64>()
+                    .map_err(|_| bad("val_ap_pt is not a number"))?,
+            )),
+            _ => None,
+        };
+        rows.push(EpochRow {
+            epoch: (v[0] as usize).saturating_sub(1),
+            steps: v[1] as usize,
+            lr: v[2],
+            secs: v[3],
+            loss: LossParts::from_values(std::array::from_fn(|k| v[LEADING + k] as f32)),
+            val_ap,
+        });
+    }
+    Ok(rows)
+}
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: &Path) -> Self {
+        RunDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.root.join("checkpoint")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.checkpoint_dir().join("state.json")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("train.json")
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.csv")
+    }
+
+    /// The latest weights (`model.bpk`).
+    pub fn weights_path(&self) -> PathBuf {
+        self.root.join("model.bpk")
+    }
+
+    pub fn create(&self) -> Result<()> {
+        create_dir_all(&self.checkpoint_dir())
+    }
+
+    /// The state of the last complete epoch; the error says how to start instead.
+    pub fn read_state(&self) -> Result<TrainState> {
+        let p = self.state_path();
+        if !p.is_file() {
+            return Err(Error::Training(format!(
+                "--resume: no checkpoint in {} (missing {}); start without --resume",
+                self.root.display(),
+                p.display()
+            )));
+        }
+        read_json(&p, "train state")
+    }
+
+    pub fn read_config(&self) -> Result<TrainConfig> {
+        read_json(&self.config_path(), "train config")
+    }
+
+    pub fn write_config(&self, cfg: &TrainConfig) -> Result<()> {
+        write_json(&self.config_path(), cfg)
+    }
+
+    pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
+        read_metrics(&self.metrics_path())
+    }
+
+    pub fn write_metrics(&self, rows: &[EpochRow]) -> Result<()> {
+        let mut text = csv_header();
+        text.push('\n');
+        for r in rows {
+            text.push_str(&csv_line(r));
+            text.push('\n');
+        }
+        write_atomic(&self.metrics_path(), text.as_bytes())
+    }
+
+    /// The model and optimizer of a resume point.
+    pub fn load(
+        &self,
+        state: &TrainState,
+        optim: ModuleOptimizer,
+        device: &Device,
+    ) -> Result<(CenterNet, ModuleOptimizer)> {
+        let dir = self.checkpoint_dir();
+        let (model, _) = checkpoint::load(&dir.join(&state.weights), device)?;
+        let path = dir.join(&state.optim);
+        let bytes =
+            std::fs::read(&path).map_err(|e| Error::io("read optimizer state", &path, e))?;
+        let optim = optim
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| Error::file(&path, format!("not a valid optimizer state: {e:?}")))?;
+        Ok((model, optim))
+    }
+
+    /// Writes the checkpoint of a finished epoch (weights, optimizer state) and the run's
+    /// latest weights with their inference defaults. Nothing points at them until
+    /// [`commit`](Self::commit).
+    pub fn save_epoch(
+        &self,
+        state: &TrainState,
+        model: &CenterNet,
+        optim: &ModuleOptimizer,
+        cfg: &TrainConfig,
+    ) -> Result<()> {
+        let dir = self.checkpoint_dir();
+        checkpoint::save(model, &cfg.model, &dir.join(&state.weights))?;
+        let bytes = optim
+            .into_bytes()
+            .map_err(|e| Error::Training(format!("cannot serialise the optimizer state: {e:?}")))?;
+        write_atomic(&dir.join(&state.optim), &bytes)?;
+        let weights = self.weights_path();
+        checkpoint::save(model, &cfg.model, &weights)?;
+        let opts = DetectorOptions {
+            input_size: cfg.input_size(),
+            ..Default::default()
+        };
+        write_json(&options_path(&weights), &opts)
+    }
+
+    /// Makes `state` the resume point (written last, atomically), then removes the files of
+    /// the previous one.
+    pub fn commit(&self, state: &TrainState) -> Result<()> {
+        let old = read_json::<TrainState>(&self.state_path(), "train state").ok();
+        write_json(&self.state_path(), state)?;
+        if let Some(old) = old.filter(|o| o.weights != state.weights) {
+            let dir = self.checkpoint_dir();
+            for f in [
+                old.weights.clone(),
+                old.optim,
+                checkpoint::config_path(Path::new(&old.weights))
+                    .to_string_lossy()
+                    .into_owned(),
+            ] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The file names of epoch `epoch`'s (1-based) checkpoint.
+pub fn epoch_state(epoch: usize, step: usize) -> TrainState {
+    TrainState {
+        epoch,
+        step,
+        weights: format!("epoch-{epoch:04}.bpk"),
+        optim: format!("epoch-{epoch:04}.optim.bpk"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_round_trip_through_the_csv() {
+        let dir = std::env::temp_dir().join(format!("deepmark-rundir-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let rows = vec![
+            EpochRow {
+                epoch: 0,
+                lr: 1e-3,
+                secs: 1.5,
+                loss: LossParts::from_values([7.0, 1.0, 2.0, 0.5, 0.25, 3.0, 0.125]),
+                steps: 4,
+                val_ap: None,
+            },
+            EpochRow {
+                epoch: 1,
+                lr: 1e-4,
+                secs: 2.25,
+                loss: LossParts::from_values([6.0, 1.0, 1.0, 0.5, 0.25, 3.0, 0.25]),
+                steps: 8,
+                val_ap: Some((0.5, 0.25)),
+            },
+        ];
+        run.write_metrics(&rows).unwrap();
+        let text = std::fs::read_to_string(run.metrics_path()).unwrap();
+        assert!(text.starts_with(
+            "epoch,step,lr,time_s,total,hm,wh,reg,hps,hm_hp,hp_offset,val_ap_box,val_ap_pt\n"
+        ));
+        assert_eq!(run.read_metrics().unwrap(), rows);
+        std::fs::write(run.metrics_path(), "header\n1,2,x\n").unwrap();
+        let e = run.read_metrics().unwrap_err().to_string();
+        assert!(e.contains("metrics.csv") && e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
