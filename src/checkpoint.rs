@@ -17,7 +17,7 @@ use regex::Regex;
 
 use crate::codec::HEAD_NAMES;
 use crate::error::{Error, Result};
-use crate::io::{read_json, write_atomic_with, write_json};
+use crate::io::{Checksum, read_json, write_atomic_with, write_json};
 use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
 
 /// Rules (regex, replacement) that turn a CenterNet PyTorch key into the Burn module path.
@@ -348,8 +348,29 @@ pub fn config_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
 }
 
-/// Save weights (Burnpack) and config (JSON beside them), each atomically.
+/// The checksums written beside a weights file: `model.bpk` → `model.check.json`.
+pub fn check_path(weights: &Path) -> PathBuf {
+    weights.with_extension("check.json")
+}
+
+/// What [`check_path`] holds: the weights file's and its model config's checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WeightsCheck {
+    pub weights: Checksum,
+    pub config: Checksum,
+}
+
+/// Save weights (Burnpack), config (JSON beside them) and their checksums
+/// ([`check_path`]), each atomically. The old checksums are removed first, so a crash part-way
+/// leaves weights that load unchecked rather than weights reported corrupt.
 pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<()> {
+    let check = check_path(path);
+    match std::fs::remove_file(&check) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("remove", &check, e));
+        }
+        _ => {}
+    }
     write_atomic_with(path, |tmp| {
         let mut store = BurnpackStore::from_file(tmp)
             .auto_extension(false)
@@ -358,7 +379,29 @@ pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<
             .save_into(&mut store)
             .map_err(|e| Error::file(tmp, format!("cannot write weights: {e}")))
     })?;
-    write_json(&config_path(path), config)
+    write_json(&config_path(path), config)?;
+    let sums = WeightsCheck {
+        weights: Checksum::of_file(path)?,
+        config: Checksum::of_file(&config_path(path))?,
+    };
+    write_json(&check, &sums)
+}
+
+/// Verifies weights and their config against the checksums saved with them; weights saved
+/// without checksums (older files, hand-made ones) pass unchecked.
+pub fn verify(weights: &Path) -> Result<()> {
+    let check = check_path(weights);
+    if !check.is_file() {
+        return Ok(());
+    }
+    let sums: WeightsCheck = read_json(&check, "weights checksum file")?;
+    sums.weights.verify(weights)?;
+    sums.config.verify(&config_path(weights)).map_err(|e| {
+        Error::file(
+            weights,
+            format!("its model config does not match the one saved with it: {e}"),
+        )
+    })
 }
 
 /// Read a model config JSON file.
@@ -386,6 +429,7 @@ pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConf
     if !weights.is_file() {
         return Err(Error::file(weights, "weights file does not exist"));
     }
+    verify(weights)?;
     let config = load_config(weights)?;
     let mut model = config.init(device);
     let mut store = BurnpackStore::from_file(weights)

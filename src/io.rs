@@ -115,6 +115,49 @@ pub fn save_image_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     })
 }
 
+/// Length and CRC-32 of a file's bytes, recorded when the file is written so that a later read
+/// can tell a truncated or bit-rotten file from a good one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checksum {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+impl Checksum {
+    pub fn of(bytes: &[u8]) -> Self {
+        Checksum {
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        }
+    }
+
+    /// The checksum of a file's current contents.
+    pub fn of_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        Ok(Self::of(&bytes))
+    }
+
+    /// Checks `path` against this checksum; the error says what differs.
+    pub fn verify(&self, path: &Path) -> Result<()> {
+        let found = Self::of_file(path)?;
+        if found == *self {
+            return Ok(());
+        }
+        let what = if found.bytes != self.bytes {
+            format!(
+                "{} bytes instead of the {} written (truncated or partly copied)",
+                found.bytes, self.bytes
+            )
+        } else {
+            format!(
+                "CRC-32 {:08x} instead of the {:08x} written (the bytes changed since: bit rot or an edit)",
+                found.crc32, self.crc32
+            )
+        };
+        Err(Error::file(path, format!("corrupt file: {what}")))
+    }
+}
+
 /// DeepFashion2's layout: the images of `annotations.json` are in `image/` beside it.
 pub fn default_image_dir(annotations: &Path) -> PathBuf {
     annotations.parent().unwrap_or(Path::new(".")).join("image")
@@ -138,6 +181,27 @@ mod tests {
         std::fs::write(dir.join("bad.json"), "{").unwrap();
         let err = read_json::<Vec<i32>>(&dir.join("bad.json"), "list").unwrap_err();
         assert!(err.to_string().contains("not a valid list"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn checksums_catch_truncation_and_flipped_bits() {
+        let dir = std::env::temp_dir().join(format!("deepmark-sum-{}", std::process::id()));
+        let p = dir.join("w.bin");
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        write_atomic(&p, &data).unwrap();
+        let sum = Checksum::of(&data);
+        sum.verify(&p).unwrap();
+        let mut flipped = data.clone();
+        for i in [17, 5000, 9999] {
+            flipped[i] ^= 0x10;
+        }
+        std::fs::write(&p, &flipped).unwrap();
+        let e = sum.verify(&p).unwrap_err().to_string();
+        assert!(e.contains("w.bin") && e.contains("CRC-32"), "{e}");
+        std::fs::write(&p, &data[..9000]).unwrap();
+        let e = sum.verify(&p).unwrap_err().to_string();
+        assert!(e.contains("9000 bytes instead of the 10000"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -64,12 +64,21 @@ fn import_then_save_then_load_gives_the_same_heads() {
     let a = deepmark::heads_io::heads_to_host(&model.forward(x.clone())).unwrap();
     let b = deepmark::heads_io::heads_to_host(&loaded.forward(x)).unwrap();
     assert_eq!(a, b);
-    // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(&dir)
+    // No temporary files are left behind: weights, config, checksums.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 2, "{names:?}");
+    names.sort();
+    assert_eq!(names, ["dla.bpk", "dla.check.json", "dla.json"]);
+    // A config edited after the weights were saved is a clear error at load.
+    let cfg_path = checkpoint::config_path(&out);
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, format!("{text}\n")).unwrap();
+    let e = checkpoint::load(&out, &device)
+        .expect_err("mismatch")
+        .to_string();
+    assert!(e.contains("dla.bpk") && e.contains("model config"), "{e}");
 }
 
 fn import_err(path: &std::path::Path, cfg: &CenterNetConfig) -> String {

@@ -124,14 +124,24 @@ fn resume_continues_at_the_same_epoch_and_step() {
         rows.iter().map(|r| r.steps).collect::<Vec<_>>(),
         vec![2, 4, 6]
     );
-    // Only the last checkpoint is kept.
-    let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoint"))
+    // Only the two newest epochs are kept (weights + optimizer state each).
+    let mut ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoint"))
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".bpk"))
         .collect();
-    assert_eq!(ckpts.len(), 2, "{ckpts:?}");
+    ckpts.sort();
+    assert_eq!(
+        ckpts,
+        [
+            "epoch-0002.bpk",
+            "epoch-0002.optim.bpk",
+            "epoch-0003.bpk",
+            "epoch-0003.optim.bpk"
+        ],
+        "{ckpts:?}"
+    );
 }
 
 fn state(run: &Path) -> Option<TrainState> {
@@ -237,4 +247,95 @@ fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     assert_eq!(state(&run).unwrap(), before);
     let weights = run.join("checkpoint").join(&before.weights);
     deepmark::checkpoint::load(&weights, &device).unwrap();
+}
+
+/// Flips three bytes in the middle of a file.
+fn flip_bytes(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let n = b.len();
+    for i in [n / 3, n / 2, 2 * n / 3] {
+        b[i] ^= 0x5a;
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
+    let dir = common::tempdir("train-rot");
+    let Some((json, images)) = subset(4, &dir) else {
+        return;
+    };
+    let device = common::flex();
+    let run = dir.join("run");
+    train(
+        &config(json.clone(), images.clone(), 3, 2),
+        &run,
+        &device,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let ckpt = run.join("checkpoint");
+    // Two epochs are kept, each with its checksums and state.
+    for e in [2, 3] {
+        for f in ["bpk", "json", "check.json", "optim.bpk", "state.json"] {
+            assert!(ckpt.join(format!("epoch-{e:04}.{f}")).is_file(), "{e} {f}");
+        }
+    }
+    assert!(!ckpt.join("epoch-0001.bpk").exists());
+    // Bit rot in the newest weights: detected at load, and --resume falls back to epoch 2.
+    flip_bytes(&ckpt.join("epoch-0003.bpk"));
+    let e = deepmark::checkpoint::load(&ckpt.join("epoch-0003.bpk"), &device)
+        .expect_err("corrupt weights must not load")
+        .to_string();
+    assert!(e.contains("epoch-0003.bpk") && e.contains("corrupt"), "{e}");
+    let mut notices = Vec::new();
+    let summary = train(
+        &config(json.clone(), images.clone(), 4, 2),
+        &run,
+        &device,
+        true,
+        &mut |ev| {
+            if let deepmark::train::Event::Notice(n) = ev {
+                notices.push(n.clone());
+            }
+        },
+    )
+    .unwrap();
+    let said = notices.join("\n");
+    assert!(
+        said.contains("epoch 3 is unusable") && said.contains("resuming from epoch 2"),
+        "{said}"
+    );
+    // Epochs 3 and 4 trained again from epoch 2: the step count of an uninterrupted run.
+    assert_eq!(summary.steps, 8);
+    assert_eq!(state(&run).unwrap().epoch, 4);
+    let rows = read_metrics(&run.join("metrics.csv")).unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    // A truncated optimizer file in the newest epoch: the same fallback.
+    let optim = ckpt.join("epoch-0004.optim.bpk");
+    let bytes = std::fs::read(&optim).unwrap();
+    std::fs::write(&optim, &bytes[..bytes.len() / 2]).unwrap();
+    let mut notices = Vec::new();
+    train(
+        &config(json, images, 4, 2),
+        &run,
+        &device,
+        true,
+        &mut |ev| {
+            if let deepmark::train::Event::Notice(n) = ev {
+                notices.push(n.clone());
+            }
+        },
+    )
+    .unwrap();
+    let said = notices.join("\n");
+    assert!(
+        said.contains("epoch 4 is unusable") && said.contains("truncated"),
+        "{said}"
+    );
+    assert_eq!(state(&run).unwrap().step, 8);
 }

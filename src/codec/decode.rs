@@ -423,3 +423,47 @@ pub fn suppress(mut dets: Vec<Detection>, nms: Nms) -> Vec<Detection> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detections_write_their_category_slice_of_the_294_layout() {
+        let cat = category(8).unwrap(); // trousers
+        let landmarks: Vec<[f32; 3]> = (0..cat.num_landmarks)
+            .map(|l| {
+                [
+                    l as f32,
+                    2.0 * l as f32,
+                    if l % 2 == 0 { 0.9 } else { 0.05 },
+                ]
+            })
+            .collect();
+        let d = Detection {
+            category_id: 8,
+            score: 0.8,
+            box_score: 0.7,
+            bbox: [10.0, 20.0, 50.0, 100.0],
+            landmarks,
+        };
+        let scores = d.landmarks_294(|s| s);
+        assert_eq!(scores.len(), NUM_LANDMARKS);
+        assert_eq!(scores[cat.start + 3], [3.0, 6.0, 0.05]);
+        let outside = scores
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !cat.range().contains(i));
+        assert!(outside.into_iter().all(|(_, p)| *p == [0.0; 3]));
+        let item = d.to_item(0.1);
+        assert_eq!(item.bbox, [10.0, 20.0, 40.0, 80.0]);
+        assert_eq!(item.keypoints[cat.start][2], 2.0);
+        assert_eq!(item.keypoints[cat.start + 1][2], 1.0);
+        assert_eq!(item.num_labelled(), cat.num_landmarks);
+        let ones = d.landmarks_294(|_| 1.0);
+        assert_eq!(
+            ones.iter().filter(|p| p[2] == 1.0).count(),
+            cat.num_landmarks
+        );
+    }
+}

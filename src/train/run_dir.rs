@@ -3,10 +3,12 @@
 //! - `train.json`: the [`TrainConfig`];
 //! - `model.bpk` + `model.json` + `model.infer.json`: the latest weights, their model config and
 //!   inference defaults (what `infer`/`eval --weights` take);
-//! - `checkpoint/epoch-NNNN.bpk` (+ `.json`) and `checkpoint/epoch-NNNN.optim.bpk`: the newest
-//!   epoch's weights and optimizer state; `checkpoint/state.json` names them and is written
-//!   last (atomically), so a run killed at any moment resumes from the last complete epoch;
-//!   older epochs are removed once the state points past them (rotation);
+//! - `checkpoint/epoch-NNNN.bpk` (+ `.json`, `.check.json`), `checkpoint/epoch-NNNN.optim.bpk`
+//!   and `checkpoint/epoch-NNNN.state.json`: an epoch's weights, optimizer state and resume
+//!   point, with checksums of both files. `checkpoint/state.json` names the newest and is
+//!   written last (atomically), so a run killed at any moment resumes from the last complete
+//!   epoch. The two newest epochs are kept ([`KEEP_EPOCHS`]): when the newest is truncated or
+//!   corrupt, `--resume` falls back to the one before and says so;
 //! - `metrics.csv`: one row per epoch (loss terms, learning rate, time, validation AP).
 
 use std::path::{Path, PathBuf};
@@ -21,7 +23,7 @@ use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::infer::DetectorOptions;
 use crate::infer::detector::options_path;
-use crate::io::{create_dir_all, read_json, read_to_string, write_atomic, write_json};
+use crate::io::{Checksum, create_dir_all, read_json, read_to_string, write_atomic, write_json};
 use crate::model::CenterNet;
 
 /// Resume point (`checkpoint/state.json`).
@@ -33,7 +35,13 @@ pub struct TrainState {
     pub step: usize,
     pub weights: String,
     pub optim: String,
+    /// Checksum of the optimizer file (weights carry theirs beside them).
+    #[serde(default)]
+    pub optim_check: Option<Checksum>,
 }
+
+/// Epoch checkpoints kept in `checkpoint/` (the newest and a fallback).
+pub const KEEP_EPOCHS: usize = 2;
 
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,50 +214,136 @@ impl RunDir {
         Ok((model, optim))
     }
 
-    /// Writes the checkpoint of a finished epoch (weights, optimizer state) and the run's
-    /// latest weights with their inference defaults. Nothing points at them until
-    /// [`commit`](Self::commit).
+    /// Writes the checkpoint of a finished epoch (weights, optimizer state with its checksum,
+    /// the epoch's state file) and the run's latest weights with their inference defaults.
+    /// Nothing points at them until [`commit`](Self::commit). Returns the completed state.
     pub fn save_epoch(
         &self,
         state: &TrainState,
         model: &CenterNet,
         optim: &ModuleOptimizer,
         cfg: &TrainConfig,
-    ) -> Result<()> {
+    ) -> Result<TrainState> {
         let dir = self.checkpoint_dir();
         checkpoint::save(model, &cfg.model, &dir.join(&state.weights))?;
         let bytes = optim
             .into_bytes()
             .map_err(|e| Error::Training(format!("cannot serialise the optimizer state: {e:?}")))?;
         write_atomic(&dir.join(&state.optim), &bytes)?;
+        let state = TrainState {
+            optim_check: Some(Checksum::of(&bytes)),
+            ..state.clone()
+        };
+        write_json(&dir.join(state_file(state.epoch)), &state)?;
         let weights = self.weights_path();
         checkpoint::save(model, &cfg.model, &weights)?;
         let opts = DetectorOptions {
             input_size: cfg.input_size(),
             ..Default::default()
         };
-        write_json(&options_path(&weights), &opts)
+        write_json(&options_path(&weights), &opts)?;
+        Ok(state)
     }
 
     /// Makes `state` the resume point (written last, atomically), then removes the files of
-    /// the previous one.
+    /// the epochs older than the [`KEEP_EPOCHS`] newest.
     pub fn commit(&self, state: &TrainState) -> Result<()> {
-        let old = read_json::<TrainState>(&self.state_path(), "train state").ok();
         write_json(&self.state_path(), state)?;
-        if let Some(old) = old.filter(|o| o.weights != state.weights) {
+        let epochs = self.saved_epochs();
+        if epochs.len() > KEEP_EPOCHS {
             let dir = self.checkpoint_dir();
-            for f in [
-                old.weights.clone(),
-                old.optim,
-                checkpoint::config_path(Path::new(&old.weights))
-                    .to_string_lossy()
-                    .into_owned(),
-            ] {
-                let _ = std::fs::remove_file(dir.join(f));
+            for &epoch in &epochs[..epochs.len() - KEEP_EPOCHS] {
+                let names = epoch_state(epoch, 0);
+                let weights = dir.join(&names.weights);
+                for f in [
+                    checkpoint::check_path(&weights),
+                    checkpoint::config_path(&weights),
+                    dir.join(&names.optim),
+                    weights,
+                    dir.join(state_file(epoch)),
+                ] {
+                    let _ = std::fs::remove_file(f);
+                }
             }
         }
         Ok(())
     }
+
+    /// Epochs (1-based) that have a state file in `checkpoint/`, oldest first.
+    fn saved_epochs(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = std::fs::read_dir(self.checkpoint_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("epoch-")?
+                    .strip_suffix(".state.json")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The model, optimizer and state of the newest intact committed epoch. A checkpoint
+    /// whose files are missing, truncated or corrupt is passed over for the one before; each
+    /// one passed over is described in the returned notes.
+    pub fn resume(
+        &self,
+        optim: impl Fn() -> ModuleOptimizer,
+        device: &Device,
+    ) -> Result<(CenterNet, ModuleOptimizer, TrainState, Vec<String>)> {
+        let mut notes = Vec::new();
+        // The commit point: epochs past it were written but never committed.
+        let committed = match self.read_state() {
+            Ok(s) => Some(s.epoch),
+            Err(e) if self.saved_epochs().is_empty() => return Err(e),
+            Err(e) => {
+                notes.push(format!("{e}; using the epoch state files instead"));
+                None
+            }
+        };
+        let dir = self.checkpoint_dir();
+        let candidates = self
+            .saved_epochs()
+            .into_iter()
+            .rev()
+            .filter(|&e| committed.is_none_or(|c| e <= c));
+        for epoch in candidates {
+            let attempt = read_json::<TrainState>(&dir.join(state_file(epoch)), "train state")
+                .and_then(|state| {
+                    let (model, optim) = self.load(&state, optim(), device)?;
+                    Ok((model, optim, state))
+                });
+            match attempt {
+                Ok((model, optim, state)) => {
+                    if !notes.is_empty() {
+                        notes.push(format!("resuming from epoch {epoch} instead"));
+                    }
+                    return Ok((model, optim, state, notes));
+                }
+                Err(e) => notes.push(format!("the checkpoint of epoch {epoch} is unusable: {e}")),
+            }
+        }
+        // Runs written before epoch state files existed: the state file alone.
+        if let Ok(state) = self.read_state()
+            && self.saved_epochs().is_empty()
+        {
+            let (model, optim) = self.load(&state, optim(), device)?;
+            return Ok((model, optim, state, notes));
+        }
+        Err(Error::Training(format!(
+            "--resume: no intact checkpoint in {}:\n{}",
+            self.checkpoint_dir().display(),
+            notes.join("\n")
+        )))
+    }
+}
+
+/// The state file of epoch `epoch` (1-based).
+fn state_file(epoch: usize) -> String {
+    format!("epoch-{epoch:04}.state.json")
 }
 
 /// The file names of epoch `epoch`'s (1-based) checkpoint.
@@ -259,6 +353,7 @@ pub fn epoch_state(epoch: usize, step: usize) -> TrainState {
         step,
         weights: format!("epoch-{epoch:04}.bpk"),
         optim: format!("epoch-{epoch:04}.optim.bpk"),
+        optim_check: None,
     }
 }
 

@@ -30,6 +30,8 @@ use crate::model::heads::HeadSet;
 /// What the loop reports.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// Something the user should know (re-initialised heads, a checkpoint passed over).
+    Notice(String),
     Start {
         first_epoch: usize,
         epochs: usize,
@@ -127,33 +129,34 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec
     Ok((model, notes))
 }
 
-/// A fresh run: the model (reporting re-initialised heads), a new optimizer, `train.json`.
+/// A fresh run: the model (noting re-initialised heads), a new optimizer, `train.json`.
 fn start(
     run: &RunDir,
     cfg: &TrainConfig,
     device: &Device,
-) -> Result<(CenterNet, ModuleOptimizer, TrainState)> {
+) -> Result<(CenterNet, ModuleOptimizer, TrainState, Vec<String>)> {
     let (model, notes) = build_model(cfg, device)?;
-    for n in notes {
-        println!("{n}");
-    }
     run.write_config(cfg)?;
     let state = TrainState {
         epoch: 0,
         step: 0,
         weights: String::new(),
         optim: String::new(),
+        optim_check: None,
     };
-    Ok((model, cfg.optimizer.adam_config().init(), state))
+    Ok((model, cfg.optimizer.adam_config().init(), state, notes))
 }
 
-/// The model, optimizer and position of the run's last complete epoch.
+/// The model, optimizer and position of the run's newest intact epoch.
 fn resume(
     run: &RunDir,
     cfg: &TrainConfig,
     device: &Device,
-) -> Result<(CenterNet, ModuleOptimizer, TrainState)> {
-    let state = run.read_state()?;
+) -> Result<(CenterNet, ModuleOptimizer, TrainState, Vec<String>)> {
+    if !run.state_path().is_file() {
+        // Nothing was ever committed: say so before reading anything else.
+        run.read_state()?;
+    }
     let saved = run.read_config()?;
     if saved.model != cfg.model {
         return Err(Error::Training(format!(
@@ -161,8 +164,7 @@ fn resume(
             run.root().display()
         )));
     }
-    let (model, optim) = run.load(&state, cfg.optimizer.adam_config().init(), device)?;
-    Ok((model, optim, state))
+    run.resume(|| cfg.optimizer.adam_config().init(), device)
 }
 
 /// The training set, its images' headers checked up front (bad ones skipped and reported).
@@ -266,11 +268,14 @@ pub fn train(
     let run = RunDir::new(out);
     run.create()?;
     let ad = device.clone().autodiff();
-    let (mut model, optim, state) = if resume_run {
+    let (mut model, optim, state, notes) = if resume_run {
         resume(&run, cfg, &ad)?
     } else {
         start(&run, cfg, &ad)?
     };
+    for n in notes {
+        on_event(&Event::Notice(n));
+    }
     let dataset = open_dataset(cfg)?;
     // Read (and check) the validation set before the first step, not at every evaluation.
     let validation = cfg.val.as_ref().map(ValidationData::load).transpose()?;
@@ -293,8 +298,9 @@ pub fn train(
         let t_epoch = Instant::now();
         let (trained, mean) = lp.epoch(model, epoch, &dataset, on_event)?;
         model = trained;
-        let next = epoch_state(epoch + 1, lp.step);
-        lp.run.save_epoch(&next, &model, &lp.optim, cfg)?;
+        let next = lp
+            .run
+            .save_epoch(&epoch_state(epoch + 1, lp.step), &model, &lp.optim, cfg)?;
         let secs = t_epoch.elapsed().as_secs_f64();
         let val_ap = match &validation {
             Some(v) if v.due(epoch, cfg.epochs) => Some(v.evaluate(&model, cfg, device)?),

@@ -124,6 +124,7 @@ struct Display {
 impl Display {
     fn event(&mut self, e: &Event, header: &dyn Fn(usize, usize, usize) -> String) {
         match e {
+            Event::Notice(n) => crate::ui::say(self.bar.as_ref(), n),
             Event::Start {
                 first_epoch,
                 epochs,
