@@ -3,6 +3,7 @@
 //! and saving, and the dataset convention that images sit in `image/` beside the annotations.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::RgbImage;
 use serde::Serialize;
@@ -87,15 +88,66 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a valid {what}: {e}")))
 }
 
-/// Reads an image file as RGB; the error names the file.
+/// Images larger than this many pixels are refused before decoding, unless raised with
+/// [`set_max_image_pixels`] (the CLI's `--max-image-pixels`). 100 megapixels: DeepFashion2
+/// images are under 1, phone photos 12–50.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 100_000_000;
+
+static MAX_IMAGE_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_IMAGE_PIXELS);
+
+/// Sets the pixel limit of [`open_rgb`] for this process.
+pub fn set_max_image_pixels(pixels: u64) {
+    MAX_IMAGE_PIXELS.store(pixels, Ordering::Relaxed);
+}
+
+/// The pixel limit of [`open_rgb`].
+pub fn max_image_pixels() -> u64 {
+    MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
+}
+
+/// Reads an image file as RGB; the error names the file. The header's size is checked against
+/// [`max_image_pixels`] before anything is decoded, so a file claiming 60000×60000 costs
+/// nothing and says which limit it broke and how to raise it.
 pub fn open_rgb(path: &Path) -> Result<RgbImage> {
-    Ok(image::open(path)
-        .map_err(|source| Error::Image {
-            action: "read",
-            path: path.to_path_buf(),
-            source,
-        })?
-        .to_rgb8())
+    let image_error = |action, source| Error::Image {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = || -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+        image::ImageReader::open(path)
+            .map_err(|e| Error::io("read image", path, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io("read image", path, e))
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| image_error("read", e))?;
+    let pixels = w as u64 * h as u64;
+    let limit = max_image_pixels();
+    if pixels > limit {
+        return Err(Error::file(
+            path,
+            format!(
+                "the image header claims {w}×{h} pixels ({:.1} megapixels), over the limit of {:.1} \
+                 megapixels; raise it with --max-image-pixels {pixels} (library: \
+                 deepmark::io::set_max_image_pixels) if the image is genuine",
+                pixels as f64 / 1e6,
+                limit as f64 / 1e6
+            ),
+        ));
+    }
+    let mut r = reader()?;
+    // Room for the decoded image at up to 16 bits × 4 channels, plus the decoder's own buffers.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(
+        pixels
+            .saturating_mul(8)
+            .saturating_add(64 << 20)
+            .max(512 << 20),
+    );
+    r.limits(limits);
+    Ok(r.decode().map_err(|e| image_error("read", e))?.to_rgb8())
 }
 
 /// Saves an image atomically (format from the extension); creates the folder.
@@ -202,6 +254,53 @@ mod tests {
         std::fs::write(&p, &data[..9000]).unwrap();
         let e = sum.verify(&p).unwrap_err().to_string();
         assert!(e.contains("9000 bytes instead of the 10000"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A PNG of the signature, an IHDR chunk claiming `w × h`, an empty IDAT and IEND: a valid
+    /// header with no pixel data.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+        for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", vec![]), (b"IEND", vec![])] {
+            let mut chunk = kind.to_vec();
+            chunk.extend(&data);
+            png.extend((data.len() as u32).to_be_bytes());
+            png.extend(&chunk);
+            png.extend(crc32fast::hash(&chunk).to_be_bytes());
+        }
+        png
+    }
+
+    #[test]
+    fn huge_image_headers_are_refused_before_decoding_with_the_limit_named() {
+        let dir = std::env::temp_dir().join(format!("deepmark-huge-{}", std::process::id()));
+        let p = dir.join("huge.png");
+        write_atomic(&p, &png_header(60_000, 60_000)).unwrap();
+        let e = open_rgb(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("huge.png")
+                && e.contains("60000×60000")
+                && e.contains("100.0 megapixels")
+                && e.contains("--max-image-pixels 3600000000"),
+            "{e}"
+        );
+        // A lower limit refuses a small header too; raised above it, the header passes and the
+        // file fails as the truncated PNG it is (the limit is per process: restore it).
+        let small = dir.join("small.png");
+        write_atomic(&small, &png_header(200, 100)).unwrap();
+        set_max_image_pixels(10_000);
+        let refused = open_rgb(&small).unwrap_err().to_string();
+        set_max_image_pixels(20_000);
+        let truncated = open_rgb(&small).unwrap_err().to_string();
+        set_max_image_pixels(DEFAULT_MAX_IMAGE_PIXELS);
+        assert!(refused.contains("--max-image-pixels 20000"), "{refused}");
+        assert!(
+            truncated.contains("small.png") && !truncated.contains("megapixels"),
+            "{truncated}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -205,4 +205,48 @@ fn infer_errors_are_clear() {
     let o = deepmark(&["infer", "--weights", &weights, "--input-size", "100"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("multiple of 32"), "{}", stderr(&o));
+    // A folder with a good photo, a zero-byte file and a PNG whose header claims 60000×60000:
+    // the good one is finished, the bad ones are listed with the limit named, exit code 1.
+    let folder = dir.join("mixed");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(
+        "datasets/samples/matplotlib_grace_hopper.jpg",
+        folder.join("a_good.jpg"),
+    )
+    .unwrap();
+    std::fs::write(folder.join("b_empty.jpg"), b"").unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = 60_000u32.to_be_bytes().to_vec();
+    ihdr.extend(60_000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", vec![]), (b"IEND", vec![])] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(&data);
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(&chunk);
+        png.extend(crc32fast::hash(&chunk).to_be_bytes());
+    }
+    std::fs::write(folder.join("c_huge.png"), png).unwrap();
+    let out = dir.join("mixed-out");
+    let o = deepmark(&[
+        "infer",
+        folder.to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--input-size",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("2 of 3 images could not be read")
+            && e.contains("b_empty.jpg")
+            && e.contains("c_huge.png")
+            && e.contains("--max-image-pixels"),
+        "{e}"
+    );
+    assert!(out.join("a_good.pred.jpg").is_file());
+    assert!(out.join("results_bbox.json").is_file());
 }

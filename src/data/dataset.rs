@@ -60,14 +60,22 @@ impl Df2Dataset {
         let mut kept = Vec::with_capacity(samples.len());
         for s in samples {
             let path = image_dir.join(&s.file_name);
-            match image::image_dimensions(&path) {
-                Ok(_) => kept.push(s),
-                Err(e) => {
+            let limit = crate::io::max_image_pixels();
+            let problem = match image::image_dimensions(&path) {
+                Ok((w, h)) if w as u64 * h as u64 > limit => Some(format!(
+                    "{w}×{h} pixels, over the limit of {limit} (--max-image-pixels)"
+                )),
+                Ok(_) => None,
+                Err(e) => Some(format!("missing or unreadable image: {e}")),
+            };
+            match problem {
+                None => kept.push(s),
+                Some(message) => {
                     let err = DataError {
                         file: path,
                         place: format!("image {}: ", s.image_id),
                         field: "file_name".into(),
-                        message: format!("missing or unreadable image: {e}"),
+                        message,
                     };
                     if skip_bad {
                         report.skipped.push(err);
@@ -101,14 +109,12 @@ impl Df2Dataset {
     pub fn prepare(&self, index: usize) -> Result<TrainItem, DataError> {
         let s = &self.samples[index];
         let path = self.image_dir.join(&s.file_name);
-        let img = image::open(&path)
-            .map_err(|e| DataError {
-                file: path.clone(),
-                place: format!("image {}: ", s.image_id),
-                field: "file_name".into(),
-                message: format!("cannot decode: {e}"),
-            })?
-            .to_rgb8();
+        let img = crate::io::open_rgb(&path).map_err(|e| DataError {
+            file: path.clone(),
+            place: format!("image {}: ", s.image_id),
+            field: "file_name".into(),
+            message: format!("cannot decode: {e}"),
+        })?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let seed =
             mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);

@@ -19,6 +19,10 @@ use cmd::{data, eval, infer, model, plot, train, tune};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Refuse images whose header claims more pixels than this, before decoding them (a
+    /// guard against hostile or broken files).
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_IMAGE_PIXELS)]
+    max_image_pixels: u64,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +67,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    deepmark::io::set_max_image_pixels(cli.max_image_pixels);
     match cli.command {
         Command::Convert(a) => model::convert(a),
         Command::Init(a) => model::init(a),
