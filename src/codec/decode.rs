@@ -17,12 +17,14 @@
 //!    which is the masked heatmap's maximum wherever the mask is flat on the peak's scale.
 //!
 //! A landmark's score is its accepted peak's (rescored) score, else the heatmap value at the
-//! coarse point.
+//! coarse point. Technique (5), symmetric-axis refinement (New-key-detection), is in
+//! [`super::symmetry`] and runs per detection when `PostConfig::symmetry` is set.
 
 use serde::{Deserialize, Serialize};
 
 use super::grouping::Grouping;
 use super::heads::{HeadLayout, Heads};
+use super::symmetry::{SymmetryConfig, refine_symmetric};
 use crate::garment::{Item, NUM_LANDMARKS, category};
 
 /// The heads of one image on the host, `hm` and `hm_hp` already through a sigmoid. Each map is
@@ -68,6 +70,9 @@ pub struct PostConfig {
     pub landmark_mask: bool,
     /// Box NMS per category.
     pub nms: Nms,
+    /// (5) symmetric-axis refinement of the landmarks (New-key-detection); off by default.
+    #[serde(default)]
+    pub symmetry: Option<SymmetryConfig>,
 }
 
 /// Box suppression after decoding.
@@ -97,6 +102,7 @@ impl Default for PostConfig {
             gamma: Some(0.75),
             landmark_mask: true,
             nms: Nms::Hard { iou: 0.5 },
+            symmetry: None,
         }
     }
 }
@@ -112,6 +118,7 @@ impl PostConfig {
             gamma: None,
             landmark_mask: false,
             nms: Nms::None,
+            symmetry: None,
         }
     }
 }
@@ -308,6 +315,9 @@ pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<De
                 bbox,
                 cfg,
             ));
+        }
+        if let Some(sym) = &cfg.symmetry {
+            refine_symmetric(&mut landmarks, cat, bbox, sym);
         }
         let box_score = score;
         let score = match cfg.alpha {

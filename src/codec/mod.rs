@@ -10,12 +10,14 @@ pub mod fuse;
 pub mod grouping;
 pub mod heads;
 pub mod scheme;
+pub mod symmetry;
 pub mod targets;
 
 pub use decode::{Detection, HeadMaps, Nms, PostConfig};
 pub use grouping::Grouping;
 pub use heads::{HEAD_NAMES, HeadLayout, Heads};
 pub use scheme::Scheme;
+pub use symmetry::SymmetryConfig;
 
 /// Output stride of every CenterNet backbone here: head maps are `input / STRIDE` on a side, and
 /// map coordinates times `STRIDE` are network-input pixels.

@@ -1,6 +1,6 @@
 //! `tune`: grid search of DeepMark++'s post-processing parameters (α, centre σ, landmark σ, γ in
 //! steps of 0.05 over [0, 1], as the paper did) on a validation subset, then the switches
-//! (technique 4, box NMS) and the AP_pt surface over (α, γ) (the paper's Figure 10). The network
+//! (technique 4, box NMS, technique 5 with its α and inlier distance) and the AP_pt surface over (α, γ) (the paper's Figure 10). The network
 //! runs once per image; its fused heads are cached, so each setting costs only decoding and
 //! evaluation. Objective: AP_pt (the paper tuned for landmark accuracy).
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::coco::GroundTruth;
 use super::run::{DatasetResults, headline_ap};
-use crate::codec::{Nms, PostConfig};
+use crate::codec::{Nms, PostConfig, SymmetryConfig};
 use crate::data::deepfashion2::Sample;
 use crate::error::{Result, invalid};
 use crate::infer::Detector;
@@ -218,18 +218,41 @@ pub fn search(
             sweep,
         });
     }
-    // The switches: technique (4) and box NMS, on and off.
+    // The switches: technique (4), box NMS and technique (5), on and off.
     for landmark_mask in [true, false] {
         for nms in [Nms::Hard { iou: 0.5 }, Nms::None] {
-            let cfg = PostConfig {
-                landmark_mask,
-                nms,
-                ..best
-            };
-            let (_, pt) = score(det, gt, cache, &cfg)?;
-            if pt > best_pt {
-                best_pt = pt;
-                best = cfg;
+            for symmetry in [None, Some(SymmetryConfig::default())] {
+                let cfg = PostConfig {
+                    landmark_mask,
+                    nms,
+                    symmetry,
+                    ..best
+                };
+                let (_, pt) = score(det, gt, cache, &cfg)?;
+                if pt > best_pt {
+                    best_pt = pt;
+                    best = cfg;
+                }
+            }
+        }
+    }
+    // Technique (5)'s EMA weight and inlier distance, when it is on.
+    if let Some(sym) = best.symmetry {
+        for &alpha in &axis {
+            for d in [0.02, 0.05, 0.1] {
+                let cfg = PostConfig {
+                    symmetry: Some(SymmetryConfig {
+                        alpha,
+                        inlier_distance: d,
+                        ..sym
+                    }),
+                    ..best
+                };
+                let (_, pt) = score(det, gt, cache, &cfg)?;
+                if pt > best_pt {
+                    best_pt = pt;
+                    best = cfg;
+                }
             }
         }
     }

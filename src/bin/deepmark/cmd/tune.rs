@@ -164,8 +164,8 @@ pub fn run(a: TuneArgs) -> Result<()> {
             best.gamma
         ),
         TuneEvent::Switches { best, best_pt } => println!(
-            "switches       best so far: AP_pt {best_pt:.4} with landmark mask {}, NMS {:?}",
-            best.landmark_mask, best.nms
+            "switches       best so far: AP_pt {best_pt:.4} with landmark mask {}, NMS {:?}, symmetry {:?}",
+            best.landmark_mask, best.nms, best.symmetry
         ),
         TuneEvent::Surface { done, total } => {
             surface_bar.set_length(*total as u64);
