@@ -93,7 +93,7 @@ pub fn run(a: InferArgs) -> Result<()> {
         if demo_weights {
             bail!(
                 "the bundled demo weights {} are missing; train them with `cargo xtask train` and copy \
-                 runs/demo/model.bpk, model.json and model.infer.json there, or pass --weights",
+                 runs/demo/model.bpk, model.json, model.check.json and model.infer.json there (as demo.*), or pass --weights",
                 weights.display()
             );
         }
