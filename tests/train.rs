@@ -289,20 +289,24 @@ fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
         .expect_err("corrupt weights must not load")
         .to_string();
     assert!(e.contains("epoch-0003.bpk") && e.contains("corrupt"), "{e}");
-    let mut notices = Vec::new();
-    let summary = train(
-        &config(json.clone(), images.clone(), 4, 2),
-        &run,
-        &device,
-        true,
-        &mut |ev| {
-            if let deepmark::train::Event::Notice(n) = ev {
-                notices.push(n.clone());
-            }
-        },
-    )
-    .unwrap();
-    let said = notices.join("\n");
+    // Resumes to 4 epochs; returns the summary and the notices, one per line.
+    let resume = || {
+        let mut notices = Vec::new();
+        let summary = train(
+            &config(json.clone(), images.clone(), 4, 2),
+            &run,
+            &device,
+            true,
+            &mut |ev| {
+                if let deepmark::train::Event::Notice(n) = ev {
+                    notices.push(n.clone());
+                }
+            },
+        )
+        .unwrap();
+        (summary, notices.join("\n"))
+    };
+    let (summary, said) = resume();
     assert!(
         said.contains("epoch 3 is unusable") && said.contains("resuming from epoch 2"),
         "{said}"
@@ -319,20 +323,7 @@ fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
     let optim = ckpt.join("epoch-0004.optim.bpk");
     let bytes = std::fs::read(&optim).unwrap();
     std::fs::write(&optim, &bytes[..bytes.len() / 2]).unwrap();
-    let mut notices = Vec::new();
-    train(
-        &config(json, images, 4, 2),
-        &run,
-        &device,
-        true,
-        &mut |ev| {
-            if let deepmark::train::Event::Notice(n) = ev {
-                notices.push(n.clone());
-            }
-        },
-    )
-    .unwrap();
-    let said = notices.join("\n");
+    let (_, said) = resume();
     assert!(
         said.contains("epoch 4 is unusable") && said.contains("truncated"),
         "{said}"
