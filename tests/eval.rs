@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use deepmark::eval::coco::{GroundTruth, IouType, Params, Results, evaluate, sigmas_for};
+use deepmark::eval::coco::{
+    GroundTruth, IouType, Params, ResultEntry, Results, evaluate, sigmas_for,
+};
 use serde_json::{Value, json};
 
 mod common;
@@ -244,6 +246,10 @@ fn bad_results_name_the_file_and_field() {
             "image_id",
         ),
         (
+            "[{\"image_id\": 785, \"category_id\": 1, \"bbox\": [1, 2, -3, 4], \"score\": 0.5}]",
+            "bbox",
+        ),
+        (
             "[{\"image_id\": 785, \"category_id\": 1, \"keypoints\": [1, 2], \"score\": 0.5}]",
             "keypoints",
         ),
@@ -260,6 +266,17 @@ fn bad_results_name_the_file_and_field() {
         assert_eq!(err.field, field, "{text}: {err}");
         assert!(err.to_string().contains("r.json"), "{err}");
     }
+    // Results made in memory (a model's NaN output) are checked the same way.
+    let nan = ResultEntry {
+        image_id: 785,
+        category_id: 1,
+        bbox: None,
+        keypoints: Some(vec![1.0, f64::NAN, 2.0]),
+        score: 0.9,
+    };
+    let err = Results::from_entries(Path::new("(in memory)"), vec![nan], &gt).unwrap_err();
+    assert_eq!(err.field, "keypoints", "{err}");
+    assert!(err.to_string().contains("NaN"), "{err}");
     // 17-keypoint GT against 294-keypoint results: a clear error, not a panic.
     let p = tmp.join("r.json");
     let kp = vec![1.0; 294 * 3];

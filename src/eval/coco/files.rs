@@ -115,14 +115,23 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError
 }
 
 fn bbox4(path: &Path, place: &str, bbox: &[f64]) -> Result<[f64; 4], DataError> {
-    bbox.try_into().map_err(|_| {
+    let b: [f64; 4] = bbox.try_into().map_err(|_| {
         DataError::new(
             path,
             place,
             "bbox",
             format!("expected [x, y, w, h], got {} numbers", bbox.len()),
         )
-    })
+    })?;
+    if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+        return Err(DataError::new(
+            path,
+            place,
+            "bbox",
+            format!("{b:?} needs finite numbers and a width and height ≥ 0"),
+        ));
+    }
+    Ok(b)
 }
 
 impl GroundTruth {
@@ -283,6 +292,14 @@ impl Results {
                         place,
                         "keypoints",
                         format!("length {} is not a positive multiple of 3", keypoints.len()),
+                    ));
+                }
+                if let Some(k) = keypoints.iter().position(|v| !v.is_finite()) {
+                    return Err(DataError::new(
+                        path,
+                        place,
+                        "keypoints",
+                        format!("value {k} is {}, not a finite number", keypoints[k]),
                     ));
                 }
                 let xs = keypoints.iter().step_by(3);
