@@ -105,24 +105,23 @@ pub fn max_image_pixels() -> u64 {
     MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
 }
 
-/// Reads an image file as RGB; the error names the file. The header's size is checked against
-/// [`max_image_pixels`] before anything is decoded, so a file claiming 60000×60000 costs
-/// nothing and says which limit it broke and how to raise it.
-pub fn open_rgb(path: &Path) -> Result<RgbImage> {
-    let image_error = |action, source| Error::Image {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let reader = || -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
-        image::ImageReader::open(path)
-            .map_err(|e| Error::io("read image", path, e))?
-            .with_guessed_format()
-            .map_err(|e| Error::io("read image", path, e))
-    };
-    let (w, h) = reader()?
+fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    image::ImageReader::open(path)
+        .map_err(|e| Error::io("read image", path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io("read image", path, e))
+}
+
+/// An image file's `(width, height)` from its header alone, refused when it has more pixels than
+/// [`max_image_pixels`] (the error names the file, its size, the limit and how to raise it).
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    let (w, h) = image_reader(path)?
         .into_dimensions()
-        .map_err(|e| image_error("read", e))?;
+        .map_err(|source| Error::Image {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
     let pixels = w as u64 * h as u64;
     let limit = max_image_pixels();
     if pixels > limit {
@@ -137,17 +136,31 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage> {
             ),
         ));
     }
-    let mut r = reader()?;
+    Ok((w, h))
+}
+
+/// Reads an image file as RGB; the error names the file. The header's size is checked by
+/// [`image_size`] before anything is decoded, so a file claiming 60000×60000 costs nothing and
+/// says which limit it broke and how to raise it.
+pub fn open_rgb(path: &Path) -> Result<RgbImage> {
+    let (w, h) = image_size(path)?;
+    let mut r = image_reader(path)?;
     // Room for the decoded image at up to 16 bits × 4 channels, plus the decoder's own buffers.
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(
-        pixels
+        (w as u64 * h as u64)
             .saturating_mul(8)
             .saturating_add(64 << 20)
             .max(512 << 20),
     );
     r.limits(limits);
-    Ok(r.decode().map_err(|e| image_error("read", e))?.to_rgb8())
+    Ok(r.decode()
+        .map_err(|source| Error::Image {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?
+        .to_rgb8())
 }
 
 /// Saves an image atomically (format from the extension); creates the folder.
@@ -191,7 +204,14 @@ impl Checksum {
 
     /// Checks `path` against this checksum; the error says what differs.
     pub fn verify(&self, path: &Path) -> Result<()> {
-        let found = Self::of_file(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        self.verify_bytes(path, &bytes)
+    }
+
+    /// Checks bytes already read from `path` against this checksum (one read for callers that
+    /// also parse them).
+    pub fn verify_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let found = Self::of(bytes);
         if found == *self {
             return Ok(());
         }

@@ -328,5 +328,14 @@ fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
         said.contains("epoch 4 is unusable") && said.contains("truncated"),
         "{said}"
     );
+    // Flipped bytes in the newest optimizer file: caught by its checksum, the same fallback.
+    flip_bytes(&ckpt.join("epoch-0004.optim.bpk"));
+    let (_, said) = resume();
+    assert!(
+        said.contains("epoch 4 is unusable")
+            && said.contains("epoch-0004.optim.bpk")
+            && said.contains("CRC-32"),
+        "{said}"
+    );
     assert_eq!(state(&run).unwrap().step, 8);
 }

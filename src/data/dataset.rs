@@ -60,14 +60,10 @@ impl Df2Dataset {
         let mut kept = Vec::with_capacity(samples.len());
         for s in samples {
             let path = image_dir.join(&s.file_name);
-            let limit = crate::io::max_image_pixels();
-            let problem = match image::image_dimensions(&path) {
-                Ok((w, h)) if w as u64 * h as u64 > limit => Some(format!(
-                    "{w}×{h} pixels, over the limit of {limit} (--max-image-pixels)"
-                )),
-                Ok(_) => None,
-                Err(e) => Some(format!("missing or unreadable image: {e}")),
-            };
+            // The header only (bad and oversized images are reported now, not mid-training).
+            let problem = crate::io::image_size(&path)
+                .err()
+                .map(|e| format!("missing, unreadable or too large image: {e}"));
             match problem {
                 None => kept.push(s),
                 Some(message) => {

@@ -208,6 +208,9 @@ impl RunDir {
         let path = dir.join(&state.optim);
         let bytes =
             std::fs::read(&path).map_err(|e| Error::io("read optimizer state", &path, e))?;
+        if let Some(sum) = &state.optim_check {
+            sum.verify_bytes(&path, &bytes)?;
+        }
         let optim = optim
             .from_bytes(Bytes::from_bytes_vec(bytes))
             .map_err(|e| Error::file(&path, format!("not a valid optimizer state: {e:?}")))?;
@@ -295,18 +298,18 @@ impl RunDir {
         device: &Device,
     ) -> Result<(CenterNet, ModuleOptimizer, TrainState, Vec<String>)> {
         let mut notes = Vec::new();
+        let saved = self.saved_epochs();
         // The commit point: epochs past it were written but never committed.
         let committed = match self.read_state() {
             Ok(s) => Some(s.epoch),
-            Err(e) if self.saved_epochs().is_empty() => return Err(e),
+            Err(e) if saved.is_empty() => return Err(e),
             Err(e) => {
                 notes.push(format!("{e}; using the epoch state files instead"));
                 None
             }
         };
         let dir = self.checkpoint_dir();
-        let candidates = self
-            .saved_epochs()
+        let candidates = saved
             .into_iter()
             .rev()
             .filter(|&e| committed.is_none_or(|c| e <= c));
@@ -325,13 +328,6 @@ impl RunDir {
                 }
                 Err(e) => notes.push(format!("the checkpoint of epoch {epoch} is unusable: {e}")),
             }
-        }
-        // Runs written before epoch state files existed: the state file alone.
-        if let Ok(state) = self.read_state()
-            && self.saved_epochs().is_empty()
-        {
-            let (model, optim) = self.load(&state, optim(), device)?;
-            return Ok((model, optim, state, notes));
         }
         Err(Error::Training(format!(
             "--resume: no intact checkpoint in {}:\n{}",

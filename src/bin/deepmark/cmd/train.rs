@@ -262,8 +262,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let Some((val, val_images)) = &plan.final_eval else {
         return Ok(());
     };
+    // Its inference defaults (`model.infer.json`) carry the training input size.
     let mut det = Detector::from_weights(&summary.weights, &device)?;
-    det.options.input_size = cfg.input_size();
     let eval_dir = plan.out.join("eval");
     let (report, samples) = evaluate_weights(&mut det, val, val_images, &eval_dir)?;
     println!("{report}");
