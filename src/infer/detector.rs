@@ -27,6 +27,7 @@ use crate::codec::fuse::fuse_flip;
 use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE, Scheme};
 use crate::error::{Error, Result, invalid};
 use crate::io::read_json;
+use crate::model::fast::{FastCenterNet, is_host_cpu};
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
 use crate::preprocess::{Affine, Prepared, prepare};
 
@@ -83,8 +84,14 @@ pub struct ScaleHeads {
 }
 
 /// A loaded model plus everything decoding needs.
+///
+/// On a CPU device (flex, ndarray) the model is also compiled into its fast inference form
+/// ([`FastCenterNet`]: folded BatchNorm, fused epilogues, own GEMM kernels), which every forward
+/// pass then uses; [`Detector::set_fast`] switches back to Burn's generic operations. After
+/// changing `model`'s weights, call `set_fast(true)` again to recompile.
 pub struct Detector {
     pub model: CenterNet,
+    fast: Option<FastCenterNet>,
     pub config: CenterNetConfig,
     pub grouping: Grouping,
     flip_groups: Vec<usize>,
@@ -110,7 +117,12 @@ impl Detector {
         };
         let grouping = Grouping::of_scheme(scheme)?;
         let flip_groups = grouping.flip_groups()?;
+        // A layer the fast form does not support keeps the generic path (never an error).
+        let fast = is_host_cpu(&device)
+            .then(|| FastCenterNet::compile(&model).ok())
+            .flatten();
         Ok(Detector {
+            fast,
             model,
             config,
             grouping,
@@ -130,6 +142,33 @@ impl Detector {
             d.options = read_json(&opts, "inference options file")?;
         }
         Ok(d)
+    }
+
+    /// Uses the fast CPU inference form (`true`, the default on flex/ndarray; compiles it from
+    /// the current weights) or Burn's generic operations (`false`, the reference). Errors when
+    /// the device is not a CPU backend or a layer is not supported by the fast form.
+    pub fn set_fast(&mut self, on: bool) -> Result<()> {
+        self.fast = None;
+        if on {
+            if !is_host_cpu(&self.device) {
+                invalid!("the fast inference path runs on the CPU backends (flex, ndarray) only");
+            }
+            self.fast = Some(FastCenterNet::compile(&self.model)?);
+        }
+        Ok(())
+    }
+
+    /// Whether forward passes use the fast CPU form.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Raw heads of a batch through the fast form when present, else the generic model.
+    fn forward_raw(&self, x: Tensor<4>) -> Result<HeadOutputs> {
+        match &self.fast {
+            Some(f) => f.forward(x),
+            None => Ok(self.model.forward(x)),
+        }
     }
 
     /// Checks the input size against the backbone.
@@ -167,7 +206,7 @@ impl Detector {
     pub fn raw_heads(&self, image: &RgbImage) -> Result<HeadOutputs> {
         self.check_input_size()?;
         let p = self.prepare(image, 1.0)?;
-        Ok(self.model.forward(self.batch(vec![p.input])))
+        self.forward_raw(self.batch(vec![p.input]))
     }
 
     /// Stacks CHW inputs of the options' input size into one batch tensor.
@@ -210,8 +249,18 @@ impl Detector {
         Ok((out, times))
     }
 
-    /// Forward pass (last stack), sigmoid on the device, then one transfer per head.
+    /// Forward pass (last stack), sigmoid on the device, then one transfer per head (the fast
+    /// CPU form computes on the host and hands its maps over without a copy).
     pub fn forward_host(&self, x: Tensor<4>) -> Result<Vec<HeadMaps>> {
+        if let Some(f) = &self.fast {
+            let dims = x.dims();
+            let data = crate::model::fast::layers::host(x)?;
+            return Ok(f
+                .forward_host(&data, dims)
+                .into_iter()
+                .map(crate::model::fast::head_maps)
+                .collect());
+        }
         let o = self.model.forward(x);
         heads_to_maps(HeadOutputs {
             hm: sigmoid(o.hm),

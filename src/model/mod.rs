@@ -4,6 +4,7 @@ pub mod centernet;
 pub mod dcn;
 pub mod dla;
 pub mod dla_up;
+pub mod fast;
 pub mod heads;
 pub mod hourglass;
 pub mod layers;

@@ -65,6 +65,10 @@ pub struct DetectorFlags {
     /// Plain CenterNet decoding: none of the four DeepMark++ techniques, no NMS.
     #[arg(long)]
     pub no_post: bool,
+    /// On the CPU, run Burn's generic operations instead of the fast inference form (folded
+    /// BatchNorm, fused GEMM kernels); for comparisons and debugging.
+    #[arg(long)]
+    pub generic: bool,
 }
 
 impl DetectorFlags {
@@ -81,6 +85,9 @@ impl DetectorFlags {
         }
         if self.no_post {
             det.options.post = PostConfig::plain();
+        }
+        if self.generic {
+            det.set_fast(false)?;
         }
         det.check_input_size()?;
         Ok(det)

@@ -1,0 +1,377 @@
+//! Convolution as column-tile im2col + GEMM (the `gemm` crate), channels-first so that the GEMM
+//! result *is* the output map: `out[o, n] = Σ_k W[o, k] · col[k, n]` over output pixels `n`.
+//!
+//! - BatchNorm is folded into the weights and bias when the network is compiled.
+//! - The epilogue is fused: each output tile is pre-filled with the bias (plus the residual
+//!   when the block has one) and the GEMM accumulates onto it; ReLU runs on the tile while it
+//!   is still in cache.
+//! - A 1×1, stride-1 convolution reads the input directly (no column buffer).
+//! - Tiles run in parallel on rayon's pool (one column buffer per task); a map too small to
+//!   split lets the GEMM itself use the threads.
+
+use rayon::prelude::*;
+
+use super::map::{Map, View, relu_in_place};
+
+/// Column offsets of one convolution: input row of output row `oy` and tap `t` is
+/// `oy * stride + ys[t]` (columns likewise). An ordinary convolution has
+/// `ys[t] = t * dilation - padding`; the phases of a transposed convolution use other offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taps {
+    pub ys: Vec<isize>,
+    pub xs: Vec<isize>,
+    pub stride: usize,
+}
+
+impl Taps {
+    pub fn conv(k: [usize; 2], stride: usize, pad: usize, dilation: usize) -> Self {
+        let offs = |k: usize| {
+            (0..k)
+                .map(|t| (t * dilation) as isize - pad as isize)
+                .collect()
+        };
+        Taps {
+            ys: offs(k[0]),
+            xs: offs(k[1]),
+            stride,
+        }
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.ys == [0] && self.xs == [0] && self.stride == 1
+    }
+
+    fn len(&self) -> usize {
+        self.ys.len() * self.xs.len()
+    }
+}
+
+/// What is added before the GEMM result: the bias (per output channel) and optionally a
+/// residual map of the output's shape.
+pub struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub residual: Option<&'a Map>,
+    pub relu: bool,
+}
+
+/// Raw pointer that rayon tasks writing disjoint column ranges may share.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Output pixels per tile: the column buffer (`K × tile` floats) stays around 1 MiB.
+fn tile_width(k: usize, n: usize) -> usize {
+    ((1usize << 18) / k.max(1)).clamp(64, 4096).min(n)
+}
+
+/// Where a tile's columns come from.
+pub trait Columns: Sync {
+    /// Rows of the column matrix (the GEMM's inner dimension).
+    fn rows(&self) -> usize;
+    /// The input itself when it already is the column matrix (1×1, stride 1): pointer to
+    /// column `n0` and the row stride.
+    fn direct(&self, _n0: usize) -> Option<(*const f32, usize)> {
+        None
+    }
+    /// Fills `col` (`rows × len`, row-major) for output pixels `n0..n0+len`.
+    fn fill(&self, n0: usize, len: usize, col: &mut [f32]);
+}
+
+/// im2col columns of an ordinary (or phase) convolution.
+pub struct Im2col<'a> {
+    pub x: View<'a>,
+    pub taps: &'a Taps,
+    pub ow: usize,
+}
+
+impl Columns for Im2col<'_> {
+    fn rows(&self) -> usize {
+        self.x.c * self.taps.len()
+    }
+
+    fn direct(&self, n0: usize) -> Option<(*const f32, usize)> {
+        self.taps
+            .is_pointwise()
+            .then(|| (self.x.data[n0..].as_ptr(), self.x.hw()))
+    }
+
+    fn fill(&self, n0: usize, len: usize, col: &mut [f32]) {
+        im2col(self.x, self.taps, self.ow, n0, len, col)
+    }
+}
+
+/// `out[o, :] = epilogue + W · im2col(x)`: `w` is `[o, x.c · taps]` row-major, the output is
+/// `o × oh × ow`.
+pub fn conv_gemm(
+    x: View<'_>,
+    taps: &Taps,
+    [oh, ow]: [usize; 2],
+    w: &[f32],
+    o: usize,
+    ep: &Epilogue<'_>,
+) -> Map {
+    gemm_tiles(&Im2col { x, taps, ow }, [oh, ow], w, o, ep)
+}
+
+/// `out[o, :] = epilogue + W · cols`, tile by tile.
+pub fn gemm_tiles(
+    cols: &impl Columns,
+    [oh, ow]: [usize; 2],
+    w: &[f32],
+    o: usize,
+    ep: &Epilogue<'_>,
+) -> Map {
+    let k = cols.rows();
+    debug_assert_eq!(w.len(), o * k);
+    let n = oh * ow;
+    let mut out = Map::zeros(o, oh, ow);
+    if n == 0 || o == 0 {
+        return out;
+    }
+    let tile = tile_width(k, n);
+    let tiles = n.div_ceil(tile);
+    let threads = rayon::current_num_threads();
+    let ptr = OutPtr(out.data.as_mut_ptr());
+    let run = |t: usize, col: &mut Vec<f32>, par: gemm::Parallelism| {
+        let n0 = t * tile;
+        let len = tile.min(n - n0);
+        let p = ptr;
+        // Safety: each tile writes only columns n0..n0+len of every output row.
+        unsafe { prefill(p.0, n, n0, len, o, ep) };
+        let (rhs, rhs_rs) = match cols.direct(n0) {
+            Some((ptr, rs)) => (ptr, rs as isize),
+            None => {
+                col.resize(k * len, 0.0);
+                cols.fill(n0, len, col);
+                (col.as_ptr(), len as isize)
+            }
+        };
+        unsafe {
+            gemm::gemm(
+                o,
+                len,
+                k,
+                p.0.add(n0),
+                1,
+                n as isize,
+                true,
+                w.as_ptr(),
+                1,
+                k as isize,
+                rhs,
+                1,
+                rhs_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        if ep.relu {
+            for r in 0..o {
+                // Safety: as above, this tile's columns only.
+                let row = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * n + n0), len) };
+                relu_in_place(row);
+            }
+        }
+    };
+    if tiles >= 2 * threads {
+        (0..tiles)
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, t| run(t, col, gemm::Parallelism::None));
+    } else {
+        let mut col = Vec::new();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        for t in 0..tiles {
+            run(t, &mut col, par);
+        }
+    }
+    out
+}
+
+/// Writes bias (+ residual) into columns `n0..n0+len` of every output row.
+unsafe fn prefill(out: *mut f32, n: usize, n0: usize, len: usize, o: usize, ep: &Epilogue<'_>) {
+    for r in 0..o {
+        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
+        let b = ep.bias.get(r).copied().unwrap_or(0.0);
+        match ep.residual {
+            Some(res) => {
+                for (d, s) in row.iter_mut().zip(&res.data[r * n + n0..r * n + n0 + len]) {
+                    *d = b + s;
+                }
+            }
+            None => row.fill(b),
+        }
+    }
+}
+
+/// Column buffer `[x.c · taps, len]` for output pixels `n0..n0+len` (zero outside the input).
+fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+    let (h, w) = (x.h as isize, x.w as isize);
+    let s = taps.stride as isize;
+    let mut row = 0;
+    for c in 0..x.c {
+        let plane = x.plane(c);
+        for &dy in &taps.ys {
+            for &dx in &taps.xs {
+                let dst = &mut col[row * len..(row + 1) * len];
+                row += 1;
+                let mut i = 0;
+                while i < len {
+                    let n = n0 + i;
+                    let (oy, ox0) = (n / ow, n % ow);
+                    let run = (ow - ox0).min(len - i);
+                    let seg = &mut dst[i..i + run];
+                    i += run;
+                    let iy = oy as isize * s + dy;
+                    if iy < 0 || iy >= h {
+                        seg.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * x.w..(iy as usize + 1) * x.w];
+                    // Valid ox: 0 <= ox * s + dx < w.
+                    let lo = if dx < 0 { (-dx + s - 1) / s } else { 0 };
+                    let hi = if w - dx <= 0 { 0 } else { (w - dx + s - 1) / s };
+                    for (j, d) in seg.iter_mut().enumerate() {
+                        let ox = (ox0 + j) as isize;
+                        *d = if ox >= lo && ox < hi {
+                            src[(ox * s + dx) as usize]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output side of a convolution.
+pub fn out_size(input: usize, k: usize, stride: usize, pad: usize, dilation: usize) -> usize {
+    (input + 2 * pad - dilation * (k - 1) - 1) / stride + 1
+}
+
+/// Folds `y = γ (x - μ) / sqrt(σ² + ε) + β` into the preceding linear map with `o` output rows:
+/// scales each row of `w` and returns the new bias.
+pub fn fold_bn(w: &mut [f32], bias: Option<&[f32]>, bn: &BnStats) -> Vec<f32> {
+    let o = bn.gamma.len();
+    let per = w.len() / o;
+    (0..o)
+        .map(|r| {
+            let scale = bn.gamma[r] / (bn.var[r] + bn.eps).sqrt();
+            for v in &mut w[r * per..(r + 1) * per] {
+                *v *= scale;
+            }
+            let b = bias.map_or(0.0, |b| b[r]);
+            (b - bn.mean[r]) * scale + bn.beta[r]
+        })
+        .collect()
+}
+
+/// Inference statistics of one BatchNorm.
+#[derive(Debug, Clone)]
+pub struct BnStats {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub eps: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct convolution, the definition.
+    fn naive(x: &Map, w: &[f32], o: usize, k: usize, s: usize, p: usize) -> Map {
+        let oh = out_size(x.h, k, s, p, 1);
+        let ow = out_size(x.w, k, s, p, 1);
+        let mut out = Map::zeros(o, oh, ow);
+        for r in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0.0;
+                    for c in 0..x.c {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky) as isize - p as isize;
+                                let ix = (ox * s + kx) as isize - p as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < x.h && (ix as usize) < x.w
+                                {
+                                    acc += w[((r * x.c + c) * k + ky) * k + kx]
+                                        * x.data[(c * x.h + iy as usize) * x.w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    out.data[(r * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+        out
+    }
+
+    fn ramp(n: usize, seed: f32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 * 0.37 + seed).sin() * 1.3).fract())
+            .collect()
+    }
+
+    #[test]
+    fn gemm_convolution_equals_the_definition() {
+        for (c, h, w, o, k, s, p) in [
+            (3, 9, 7, 5, 3, 1, 1),
+            (4, 10, 10, 6, 3, 2, 1),
+            (2, 11, 13, 3, 7, 2, 3),
+            (5, 8, 8, 4, 1, 1, 0),
+            (5, 8, 9, 4, 1, 2, 0),
+            (3, 70, 90, 8, 3, 1, 1), // several tiles
+        ] {
+            let x = Map {
+                c,
+                h,
+                w,
+                data: ramp(c * h * w, 0.1),
+            };
+            let wt = ramp(o * c * k * k, 0.7);
+            let bias = ramp(o, 0.3);
+            let oh = out_size(h, k, s, p, 1);
+            let ow = out_size(w, k, s, p, 1);
+            let mut want = naive(&x, &wt, o, k, s, p);
+            let res = Map {
+                c: o,
+                h: oh,
+                w: ow,
+                data: ramp(o * oh * ow, 0.9),
+            };
+            for (i, v) in want.data.iter_mut().enumerate() {
+                *v = (*v + bias[i / (oh * ow)] + res.data[i]).max(0.0);
+            }
+            let got = conv_gemm(
+                x.view(),
+                &Taps::conv([k, k], s, p, 1),
+                [oh, ow],
+                &wt,
+                o,
+                &Epilogue {
+                    bias: &bias,
+                    residual: Some(&res),
+                    relu: true,
+                },
+            );
+            for (a, b) in got.data.iter().zip(&want.data) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{c} {h} {w} {o} {k} {s} {p}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}

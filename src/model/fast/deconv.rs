@@ -1,0 +1,261 @@
+//! Transposed convolutions.
+//!
+//! - A full transposed convolution (`msra_resnet`'s `ConvTranspose(k4, s2, p1)`) is split into
+//!   its `s × s` output phases: output pixels `(s·y + a, s·x + b)` only see the taps with
+//!   `ky ≡ a + p (mod s)`, at input row `y + (a + p - ky) / s`, so each phase is an ordinary
+//!   stride-1 convolution with a `(k/s) × (k/s)` kernel — one GEMM, no zero-stuffing, no
+//!   scatter of partial products.
+//! - A depthwise transposed convolution (DLA's bilinear `up` layers) is gathered directly: every
+//!   output pixel reads at most `⌈k/s⌉²` inputs of its own channel.
+
+use super::conv::{Epilogue, Taps, conv_gemm};
+use super::map::{Map, View};
+
+/// For output phase `a`: the `(kernel tap, input offset)` pairs of a transposed convolution.
+fn phase_taps(a: usize, k: usize, s: usize, p: usize) -> Vec<(usize, isize)> {
+    (0..k)
+        .filter_map(|t| {
+            let d = a as isize + p as isize - t as isize;
+            (d.rem_euclid(s as isize) == 0).then_some((t, d.div_euclid(s as isize)))
+        })
+        .collect()
+}
+
+/// Output side of a transposed convolution (no output padding, dilation 1).
+pub fn out_size(input: usize, k: usize, s: usize, p: usize) -> usize {
+    (input - 1) * s + k - 2 * p
+}
+
+/// A full (groups = 1) transposed convolution with folded BatchNorm and optional ReLU.
+#[derive(Debug, Clone)]
+pub struct FDeconv {
+    o: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    /// Per phase `(a, b)` (row-major over `s × s`): its taps and its `[o, c · taps]` weights.
+    phases: Vec<(Taps, Vec<f32>)>,
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl FDeconv {
+    /// `w` is PyTorch's/Burn's transposed-convolution layout `[c, o, k, k]`, already scaled by
+    /// any folded BatchNorm (per output channel); `bias` per output channel.
+    pub fn new(
+        w: &[f32],
+        [c, o]: [usize; 2],
+        k: usize,
+        s: usize,
+        p: usize,
+        bias: Vec<f32>,
+        relu: bool,
+    ) -> Self {
+        let mut phases = Vec::with_capacity(s * s);
+        for a in 0..s {
+            let ty = phase_taps(a, k, s, p);
+            for b in 0..s {
+                let tx = phase_taps(b, k, s, p);
+                let mut wp = Vec::with_capacity(o * c * ty.len() * tx.len());
+                for r in 0..o {
+                    for ci in 0..c {
+                        for &(ky, _) in &ty {
+                            for &(kx, _) in &tx {
+                                wp.push(w[((ci * o + r) * k + ky) * k + kx]);
+                            }
+                        }
+                    }
+                }
+                let taps = Taps {
+                    ys: ty.iter().map(|t| t.1).collect(),
+                    xs: tx.iter().map(|t| t.1).collect(),
+                    stride: 1,
+                };
+                phases.push((taps, wp));
+            }
+        }
+        FDeconv {
+            o,
+            k,
+            s,
+            p,
+            phases,
+            bias,
+            relu,
+        }
+    }
+
+    pub fn forward(&self, x: &Map) -> Map {
+        let (s, o) = (self.s, self.o);
+        let oh = out_size(x.h, self.k, s, self.p);
+        let ow = out_size(x.w, self.k, s, self.p);
+        let mut out = Map::zeros(o, oh, ow);
+        for a in 0..s.min(oh) {
+            for b in 0..s.min(ow) {
+                let (taps, wp) = &self.phases[a * s + b];
+                let (ph, pw) = ((oh - a).div_ceil(s), (ow - b).div_ceil(s));
+                let part = conv_gemm(
+                    x.view(),
+                    taps,
+                    [ph, pw],
+                    wp,
+                    o,
+                    &Epilogue {
+                        bias: &self.bias,
+                        residual: None,
+                        relu: self.relu,
+                    },
+                );
+                for r in 0..o {
+                    let src = &part.data[r * ph * pw..(r + 1) * ph * pw];
+                    let dst = &mut out.data[r * oh * ow..(r + 1) * oh * ow];
+                    for y in 0..ph {
+                        let row = &mut dst[(s * y + a) * ow..];
+                        for (x, v) in src[y * pw..(y + 1) * pw].iter().enumerate() {
+                            row[s * x + b] = *v;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A depthwise (groups = channels) transposed convolution without bias: weights `[c, 1, k, k]`.
+#[derive(Debug, Clone)]
+pub struct FDepthwiseDeconv {
+    k: usize,
+    s: usize,
+    p: usize,
+    w: Vec<f32>,
+}
+
+impl FDepthwiseDeconv {
+    pub fn new(w: Vec<f32>, k: usize, s: usize, p: usize) -> Self {
+        FDepthwiseDeconv { k, s, p, w }
+    }
+
+    pub fn forward(&self, x: View<'_>) -> Map {
+        use rayon::prelude::*;
+        let (k, s) = (self.k, self.s);
+        let oh = out_size(x.h, k, s, self.p);
+        let ow = out_size(x.w, k, s, self.p);
+        // Per output row/column: the (tap, input index) pairs inside the input.
+        let pairs = |o: usize, len: usize| -> Vec<Vec<(usize, usize)>> {
+            (0..o)
+                .map(|oy| {
+                    (0..k)
+                        .filter_map(|t| {
+                            let d = oy as isize + self.p as isize - t as isize;
+                            let i = d.div_euclid(s as isize);
+                            (d.rem_euclid(s as isize) == 0 && i >= 0 && (i as usize) < len)
+                                .then_some((t, i as usize))
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (ry, rx) = (pairs(oh, x.h), pairs(ow, x.w));
+        let mut out = Map::zeros(x.c, oh, ow);
+        out.data
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(c, dst)| {
+                let src = x.plane(c);
+                let wc = &self.w[c * k * k..(c + 1) * k * k];
+                for (oy, ty) in ry.iter().enumerate() {
+                    for (ox, tx) in rx.iter().enumerate() {
+                        let mut acc = 0.0;
+                        for &(ky, iy) in ty {
+                            for &(kx, ix) in tx {
+                                acc += wc[ky * k + kx] * src[iy * x.w + ix];
+                            }
+                        }
+                        dst[oy * ow + ox] = acc;
+                    }
+                }
+            });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scatter definition of a transposed convolution, weights `[c, o/groups, k, k]`.
+    fn naive(x: &Map, w: &[f32], o: usize, k: usize, s: usize, p: usize, groups: usize) -> Map {
+        let oh = out_size(x.h, k, s, p);
+        let ow = out_size(x.w, k, s, p);
+        let mut out = Map::zeros(o, oh, ow);
+        let (cg, og) = (x.c / groups, o / groups);
+        for c in 0..x.c {
+            let g = c / cg;
+            for ro in 0..og {
+                let r = g * og + ro;
+                for iy in 0..x.h {
+                    for ix in 0..x.w {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let oy = (iy * s + ky) as isize - p as isize;
+                                let ox = (ix * s + kx) as isize - p as isize;
+                                if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
+                                    out.data[(r * oh + oy as usize) * ow + ox as usize] += w
+                                        [((c * og + ro) * k + ky) * k + kx]
+                                        * x.data[(c * x.h + iy) * x.w + ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn ramp(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.61 + seed).sin()).collect()
+    }
+
+    #[test]
+    fn phase_split_equals_the_scatter_definition() {
+        for (c, o, h, w, k, s, p) in [
+            (3, 4, 5, 6, 4, 2, 1),
+            (2, 3, 4, 4, 3, 2, 1),
+            (2, 2, 3, 5, 8, 4, 2),
+        ] {
+            let x = Map {
+                c,
+                h,
+                w,
+                data: ramp(c * h * w, 0.2),
+            };
+            let wt = ramp(c * o * k * k, 1.1);
+            let want = naive(&x, &wt, o, k, s, p, 1);
+            let got = FDeconv::new(&wt, [c, o], k, s, p, vec![0.0; o], false).forward(&x);
+            assert_eq!((got.h, got.w), (want.h, want.w));
+            for (a, b) in got.data.iter().zip(&want.data) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_gather_equals_the_scatter_definition() {
+        for (c, h, w, k, s, p) in [(3, 5, 6, 4, 2, 1), (2, 4, 3, 8, 4, 2), (2, 3, 3, 16, 8, 4)] {
+            let x = Map {
+                c,
+                h,
+                w,
+                data: ramp(c * h * w, 0.4),
+            };
+            let wt = ramp(c * k * k, 2.0);
+            let want = naive(&x, &wt, c, k, s, p, c);
+            let got = FDepthwiseDeconv::new(wt, k, s, p).forward(x.view());
+            for (a, b) in got.data.iter().zip(&want.data) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Compiled layers: a Burn convolution (+ BatchNorm) read once into host memory, BatchNorm folded
+//! into the weights and bias, ReLU fused.
+
+use burn::nn::BatchNorm;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::tensor::Tensor;
+
+use super::conv::{BnStats, Epilogue, Taps, conv_gemm, fold_bn, out_size};
+use super::deconv::{FDeconv, FDepthwiseDeconv};
+use super::map::{Map, View};
+use crate::error::{Error, Result};
+
+/// A tensor's values on the host.
+pub fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("cannot read weights back to the host: {e:?}")))
+}
+
+pub fn bn_stats(bn: &BatchNorm) -> Result<BnStats> {
+    Ok(BnStats {
+        gamma: host(bn.gamma.val())?,
+        beta: host(bn.beta.val())?,
+        mean: host(bn.running_mean.value())?,
+        var: host(bn.running_var.value())?,
+        eps: bn.epsilon as f32,
+    })
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Backend(format!(
+        "the fast CPU path does not support {what}; use the generic path"
+    ))
+}
+
+/// A convolution with folded BatchNorm, bias and optional ReLU.
+#[derive(Debug, Clone)]
+pub struct FConv {
+    o: usize,
+    c: usize,
+    k: [usize; 2],
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    relu: bool,
+}
+
+impl FConv {
+    /// `conv → [bn] → [relu]`.
+    pub fn new(conv: &Conv2d, bn: Option<&BatchNorm>, relu: bool) -> Result<Self> {
+        let pad = match conv.padding {
+            PaddingConfig2d::Valid => 0,
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => t,
+            _ => return Err(unsupported("asymmetric or 'same' padding")),
+        };
+        if conv.groups != 1
+            || conv.stride[0] != conv.stride[1]
+            || conv.dilation[0] != conv.dilation[1]
+        {
+            return Err(unsupported("grouped or anisotropic convolutions"));
+        }
+        let [o, c, kh, kw] = conv.weight.val().dims();
+        let w = host(conv.weight.val())?;
+        let bias = conv.bias.as_ref().map(|b| host(b.val())).transpose()?;
+        Self::from_parts(
+            w,
+            bias,
+            bn,
+            [o, c],
+            [kh, kw],
+            [conv.stride[0], pad, conv.dilation[0]],
+            relu,
+        )
+    }
+
+    /// From raw `[o, c, kh, kw]` weights; `geometry` is `[stride, padding, dilation]`.
+    pub fn from_parts(
+        mut w: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        bn: Option<&BatchNorm>,
+        [o, c]: [usize; 2],
+        k: [usize; 2],
+        [stride, pad, dilation]: [usize; 3],
+        relu: bool,
+    ) -> Result<Self> {
+        let bias = match bn {
+            Some(bn) => fold_bn(&mut w, bias.as_deref(), &bn_stats(bn)?),
+            None => bias.unwrap_or_else(|| vec![0.0; o]),
+        };
+        Ok(FConv {
+            o,
+            c,
+            k,
+            stride,
+            pad,
+            dilation,
+            w,
+            bias,
+            relu,
+        })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.o
+    }
+
+    /// Stacks convolutions that read the same input with the same geometry into one (their
+    /// outputs concatenated along channels): one column buffer for all of them.
+    pub fn stack(convs: &[FConv]) -> FConv {
+        let first = &convs[0];
+        let mut out = FConv {
+            o: 0,
+            w: Vec::new(),
+            bias: Vec::new(),
+            ..first.clone()
+        };
+        for c in convs {
+            debug_assert_eq!(
+                (c.c, c.k, c.stride, c.pad, c.dilation, c.relu),
+                (
+                    first.c,
+                    first.k,
+                    first.stride,
+                    first.pad,
+                    first.dilation,
+                    first.relu
+                )
+            );
+            out.o += c.o;
+            out.w.extend_from_slice(&c.w);
+            out.bias.extend_from_slice(&c.bias);
+        }
+        out
+    }
+
+    fn geometry(&self, x: View<'_>) -> (Taps, [usize; 2]) {
+        let oh = out_size(x.h, self.k[0], self.stride, self.pad, self.dilation);
+        let ow = out_size(x.w, self.k[1], self.stride, self.pad, self.dilation);
+        (
+            Taps::conv(self.k, self.stride, self.pad, self.dilation),
+            [oh, ow],
+        )
+    }
+
+    pub fn forward_view(&self, x: View<'_>, residual: Option<&Map>) -> Map {
+        debug_assert_eq!(x.c, self.c);
+        let (taps, size) = self.geometry(x);
+        conv_gemm(
+            x,
+            &taps,
+            size,
+            &self.w,
+            self.o,
+            &Epilogue {
+                bias: &self.bias,
+                residual,
+                relu: self.relu,
+            },
+        )
+    }
+
+    pub fn forward(&self, x: &Map) -> Map {
+        self.forward_view(x.view(), None)
+    }
+
+    /// `act(conv(x) + residual)`.
+    pub fn forward_res(&self, x: &Map, residual: &Map) -> Map {
+        self.forward_view(x.view(), Some(residual))
+    }
+}
+
+/// `ConvTranspose → [bn] → [relu]` (groups 1).
+pub fn deconv(up: &ConvTranspose2d, bn: Option<&BatchNorm>, relu: bool) -> Result<FDeconv> {
+    let (k, s, p) = square(up)?;
+    if up.groups != 1 {
+        return Err(unsupported(
+            "grouped transposed convolutions other than depthwise",
+        ));
+    }
+    let [c, o, _, _] = up.weight.val().dims();
+    // Burn/PyTorch layout [c, o, k, k]: BatchNorm scales the `o` axis, so fold on [o, c, k, k].
+    let w = host(up.weight.val().swap_dims(0, 1))?;
+    let bias = up.bias.as_ref().map(|b| host(b.val())).transpose()?;
+    let mut w_ock = w;
+    let bias = match bn {
+        Some(bn) => fold_bn(&mut w_ock, bias.as_deref(), &bn_stats(bn)?),
+        None => bias.unwrap_or_else(|| vec![0.0; o]),
+    };
+    // Back to [c, o, k, k] for the phase split.
+    let kk = k * k;
+    let mut w = vec![0.0; w_ock.len()];
+    for r in 0..o {
+        for ci in 0..c {
+            w[(ci * o + r) * kk..(ci * o + r + 1) * kk]
+                .copy_from_slice(&w_ock[(r * c + ci) * kk..(r * c + ci + 1) * kk]);
+        }
+    }
+    Ok(FDeconv::new(&w, [c, o], k, s, p, bias, relu))
+}
+
+/// A depthwise, bias-free transposed convolution (DLA's `up` layers).
+pub fn depthwise_deconv(up: &ConvTranspose2d) -> Result<FDepthwiseDeconv> {
+    let (k, s, p) = square(up)?;
+    let [c, og, _, _] = up.weight.val().dims();
+    if up.groups != c || og != 1 || up.bias.is_some() {
+        return Err(unsupported("this transposed convolution"));
+    }
+    Ok(FDepthwiseDeconv::new(host(up.weight.val())?, k, s, p))
+}
+
+fn square(up: &ConvTranspose2d) -> Result<(usize, usize, usize)> {
+    let [kh, kw] = up.kernel_size;
+    if kh != kw
+        || up.stride[0] != up.stride[1]
+        || up.padding[0] != up.padding[1]
+        || up.dilation != [1, 1]
+        || up.padding_out != [0, 0]
+    {
+        return Err(unsupported(
+            "anisotropic, dilated or output-padded transposed convolutions",
+        ));
+    }
+    Ok((kh, up.stride[0], up.padding[0]))
+}

@@ -1,0 +1,157 @@
+//! The fast CPU inference form of a [`CenterNet`]: the network compiled once into host memory
+//! and run by its own kernels instead of Burn's generic operations.
+//!
+//! What compiling does (the Burn module stays the reference, the training form and the GPU path):
+//! - every BatchNorm is folded into the convolution before it (weights and bias);
+//! - bias, the residual add of a block and ReLU are fused into the convolution's GEMM epilogue;
+//! - convolutions are column-tile im2col + GEMM (`gemm` crate), 1×1 convolutions plain GEMM;
+//!   the six heads' first 3×3 convolutions share one column buffer;
+//! - transposed convolutions are split into stride-1 phase convolutions (full) or gathered
+//!   directly (depthwise, DLA's bilinear up-sampling);
+//! - DCNv2 samples bilinearly into the column buffer, then one GEMM;
+//! - what inference never reads is dropped: every Hourglass stack's heads but the last, and the
+//!   dead `project` of DLA's depth-2 trees.
+//!
+//! Activations stay on the host between layers, channels first; only the network input and the
+//! head outputs cross the Burn boundary (`into_data`/`from_data`, zero-copy on flex). The same
+//! code serves flex and ndarray. [`FastCenterNet::compile`] errors on a layer shape it does not
+//! support; callers then keep the generic path.
+
+pub mod conv;
+mod dcn;
+pub mod deconv;
+pub mod layers;
+pub mod map;
+mod nets;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+pub use map::Map;
+use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
+
+use super::centernet::{Backbone, CenterNet};
+use super::heads::HeadOutputs;
+use crate::codec::heads::Heads;
+use crate::error::{Error, Result};
+
+enum FBackbone {
+    Resnet(FResNet),
+    Dla(FDlaSeg),
+    Hourglass(FHourglass),
+}
+
+/// A [`CenterNet`] compiled for inference on the CPU (last stack only).
+pub struct FastCenterNet {
+    backbone: FBackbone,
+    heads: FHeads,
+}
+
+impl std::fmt::Debug for FastCenterNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FastCenterNet")
+    }
+}
+
+impl FastCenterNet {
+    /// Reads the model's weights once and folds/fuses them (see the module docs).
+    pub fn compile(model: &CenterNet) -> Result<Self> {
+        let backbone = match &model.backbone {
+            Backbone::Resnet(m) => FBackbone::Resnet(FResNet::new(m)?),
+            Backbone::Dla(m) => FBackbone::Dla(FDlaSeg::new(m)?),
+            Backbone::Hourglass(m) => FBackbone::Hourglass(FHourglass::new(m)?),
+        };
+        let last = model
+            .heads
+            .last()
+            .ok_or_else(|| Error::Backend("the model has no heads".into()))?;
+        Ok(FastCenterNet {
+            backbone,
+            heads: FHeads::new(last)?,
+        })
+    }
+
+    /// Raw heads (before any sigmoid) of one `3 × H × W` image.
+    pub fn forward_image(&self, x: &Map) -> Heads<Map> {
+        let feat = match &self.backbone {
+            FBackbone::Resnet(m) => m.forward(x),
+            FBackbone::Dla(m) => m.forward(x),
+            FBackbone::Hourglass(m) => m.forward(x),
+        };
+        self.heads.forward(&feat)
+    }
+
+    /// Raw heads of a batch `(B, 3, H, W)` given as host values.
+    pub fn forward_host(&self, data: &[f32], [b, c, h, w]: [usize; 4]) -> Vec<Heads<Map>> {
+        let per = c * h * w;
+        (0..b)
+            .map(|i| {
+                self.forward_image(&Map {
+                    c,
+                    h,
+                    w,
+                    data: data[i * per..(i + 1) * per].to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The same contract as [`CenterNet::forward`]: raw heads of the batch, as tensors on the
+    /// input's device.
+    pub fn forward(&self, x: Tensor<4>) -> Result<HeadOutputs> {
+        let dims = x.dims();
+        let device = x.device();
+        let data = layers::host(x)?;
+        let outs = self.forward_host(&data, dims);
+        Ok(stack_heads(outs, &device))
+    }
+}
+
+/// One image's raw host heads → decoder input (sigmoid on the two heatmaps, in place).
+pub fn head_maps(heads: Heads<Map>) -> crate::codec::HeadMaps {
+    let size = [heads.hm.h, heads.hm.w];
+    let (num_classes, num_groups) = (heads.hm.c, heads.hm_hp.c);
+    let mut maps = heads.map(|m| m.data);
+    for v in maps.hm.iter_mut().chain(maps.hm_hp.iter_mut()) {
+        *v = map::sigmoid(*v);
+    }
+    crate::codec::HeadMaps {
+        size,
+        num_classes,
+        num_groups,
+        maps,
+    }
+}
+
+/// Per-image host heads → batched tensors.
+fn stack_heads(outs: Vec<Heads<Map>>, device: &Device) -> HeadOutputs {
+    let b = outs.len();
+    let mut cat: Heads<Vec<f32>> = Heads::default();
+    let mut shape: Heads<[usize; 4]> = Heads::default();
+    for o in outs {
+        let s = o.as_ref().map(|m| [b, m.c, m.h, m.w]);
+        shape = s;
+        cat = cat.zip(o).map(|(mut v, m)| {
+            v.extend_from_slice(&m.data);
+            v
+        });
+    }
+    cat.zip(shape)
+        .map(|(v, s)| Tensor::<4>::from_data(TensorData::new(v, s), device))
+}
+
+/// Whether `device` is one of the CPU backends the fast path serves (flex, ndarray).
+pub fn is_host_cpu(device: &Device) -> bool {
+    #[allow(unused_mut)]
+    let mut cpu = false;
+    #[cfg(feature = "flex")]
+    {
+        cpu |= *device == Device::flex();
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    {
+        cpu |= *device == Device::ndarray();
+    }
+    let _ = device;
+    cpu
+}

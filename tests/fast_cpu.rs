@@ -1,0 +1,55 @@
+//! The fast CPU inference form (`model::fast`: folded BatchNorm, fused epilogues, own GEMM
+//! kernels) against the generic Burn path and against PyTorch, on the parity fixtures of all five
+//! architectures (random weights, random BatchNorm statistics, non-zero DCN offsets and masks).
+#![cfg(all(feature = "pytorch", feature = "flex", feature = "ndarray"))]
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::*;
+use deepmark::checkpoint::import_pytorch;
+use deepmark::codec::HEAD_NAMES;
+use deepmark::heads_io::{heads_to_host, read_safetensors};
+use deepmark::model::fast::{FastCenterNet, is_host_cpu};
+
+const ARCHS: [&str; 5] = ["res18", "res50", "dla34", "mdla34", "hourglass104"];
+
+fn check(arch: &str, device: &Device) {
+    let cfg = fixture_config(arch);
+    let (model, _) =
+        import_pytorch(&fixtures().join(format!("parity/{arch}.pth")), &cfg, device).unwrap();
+    let fast = FastCenterNet::compile(&model).unwrap();
+    let io = read_safetensors(&fixtures().join(format!("parity/{arch}.io.safetensors"))).unwrap();
+    let input = to_tensor(&io["input"], device);
+    // A batch of two different images: the input and its mirror image.
+    let batch = Tensor::cat(vec![input.clone(), input.flip([3])], 0);
+    let generic = heads_to_host(&model.forward(batch.clone())).unwrap();
+    let ours = heads_to_host(&fast.forward(batch).unwrap()).unwrap();
+    let last = cfg.backbone.num_stacks() - 1;
+    for name in HEAD_NAMES {
+        let (g, f) = (&generic[name], &ours[name]);
+        assert_eq!(f.shape, g.shape, "{arch} {name}");
+        let e = rel_err(&f.data, &g.data);
+        assert!(e <= 1e-4, "{arch} {name}: fast vs generic {e:.3e} > 1e-4");
+        // The first image against PyTorch's own output.
+        let theirs = &io[&format!("stack{last}.{name}")];
+        let e = rel_err(&f.data[..theirs.data.len()], &theirs.data);
+        assert!(e <= 1e-4, "{arch} {name}: fast vs PyTorch {e:.3e} > 1e-4");
+    }
+}
+
+#[test]
+fn fast_equals_generic_and_pytorch_on_flex() {
+    assert!(is_host_cpu(&flex()));
+    for arch in ARCHS {
+        check(arch, &flex());
+    }
+}
+
+#[test]
+fn fast_equals_generic_on_ndarray() {
+    assert!(is_host_cpu(&ndarray()));
+    for arch in ["res18", "dla34"] {
+        check(arch, &ndarray());
+    }
+}
