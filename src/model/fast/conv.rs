@@ -236,16 +236,24 @@ fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut 
                         continue;
                     }
                     let src = &plane[iy as usize * x.w..(iy as usize + 1) * x.w];
-                    // Valid ox: 0 <= ox * s + dx < w.
+                    // Valid ox: 0 <= ox * s + dx < w, clipped to this segment.
                     let lo = if dx < 0 { (-dx + s - 1) / s } else { 0 };
                     let hi = if w - dx <= 0 { 0 } else { (w - dx + s - 1) / s };
-                    for (j, d) in seg.iter_mut().enumerate() {
-                        let ox = (ox0 + j) as isize;
-                        *d = if ox >= lo && ox < hi {
-                            src[(ox * s + dx) as usize]
-                        } else {
-                            0.0
-                        };
+                    let a = (lo - ox0 as isize).clamp(0, run as isize) as usize;
+                    let b = (hi - ox0 as isize).clamp(a as isize, run as isize) as usize;
+                    seg[..a].fill(0.0);
+                    seg[b..].fill(0.0);
+                    if a == b {
+                        continue;
+                    }
+                    let first = ((ox0 + a) as isize * s + dx) as usize;
+                    if s == 1 {
+                        seg[a..b].copy_from_slice(&src[first..first + (b - a)]);
+                    } else {
+                        let step = s as usize;
+                        for (j, d) in seg[a..b].iter_mut().enumerate() {
+                            *d = src[first + j * step];
+                        }
                     }
                 }
             }
@@ -333,6 +341,8 @@ mod tests {
             (5, 8, 8, 4, 1, 1, 0),
             (5, 8, 9, 4, 1, 2, 0),
             (3, 70, 90, 8, 3, 1, 1), // several tiles
+            (2, 5, 2, 3, 7, 1, 3),   // taps that miss a narrow map entirely
+            (2, 6, 3, 3, 7, 2, 3),
         ] {
             let x = Map {
                 c,
