@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 
 enum FBackbone {
     Resnet(FResNet),
-    Dla(FDlaSeg),
-    Hourglass(FHourglass),
+    Dla(Box<FDlaSeg>),
+    Hourglass(Box<FHourglass>),
 }
 
 /// A [`CenterNet`] compiled for inference on the CPU (last stack only).
@@ -57,8 +57,8 @@ impl FastCenterNet {
     pub fn compile(model: &CenterNet) -> Result<Self> {
         let backbone = match &model.backbone {
             Backbone::Resnet(m) => FBackbone::Resnet(FResNet::new(m)?),
-            Backbone::Dla(m) => FBackbone::Dla(FDlaSeg::new(m)?),
-            Backbone::Hourglass(m) => FBackbone::Hourglass(FHourglass::new(m)?),
+            Backbone::Dla(m) => FBackbone::Dla(Box::new(FDlaSeg::new(m)?)),
+            Backbone::Hourglass(m) => FBackbone::Hourglass(Box::new(FHourglass::new(m)?)),
         };
         let last = model
             .heads

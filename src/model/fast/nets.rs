@@ -419,7 +419,7 @@ pub struct FHeads {
 impl FHeads {
     pub fn new(h: &HeadSet) -> Result<Self> {
         let heads = h.as_heads();
-        let first = heads.clone().try_map(|h| FConv::new(&h.conv, None, true))?;
+        let first = heads.try_map(|h| FConv::new(&h.conv, None, true))?;
         let width = first.as_ref().map(|c| c.out_channels());
         let outs = heads.try_map(|h| FConv::new(&h.out, None, false))?;
         let first = FConv::stack(&first.into_array());
