@@ -27,7 +27,7 @@ use crate::codec::fuse::fuse_flip;
 use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE, Scheme};
 use crate::error::{Error, Result, invalid};
 use crate::io::read_json;
-use crate::model::fast::{FastCenterNet, is_host_cpu};
+use crate::model::fast::{FastCenterNet, View, head_maps, is_host_cpu};
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
 use crate::preprocess::{Affine, Prepared, prepare};
 
@@ -228,10 +228,10 @@ impl Detector {
             let prep = self.prepare(image, scale)?;
             // One batch: the image, then its mirror image when flipping.
             let mirrored = self.options.flip.then(|| prep.mirrored_input());
-            let x = self.batch(std::iter::once(prep.input).chain(mirrored).collect());
+            let inputs = std::iter::once(prep.input).chain(mirrored).collect();
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let maps = self.forward_host(x)?;
+            let maps = self.forward_inputs(inputs)?;
             times.forward += t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
             let mut maps = maps.into_iter();
@@ -249,6 +249,27 @@ impl Detector {
         Ok((out, times))
     }
 
+    /// Host heads of CHW inputs of the options' input size: the fast CPU form reads them where
+    /// they are; the generic path uploads them as one batch.
+    fn forward_inputs(&self, inputs: Vec<Vec<f32>>) -> Result<Vec<HeadMaps>> {
+        let Some(f) = &self.fast else {
+            return self.forward_host(self.batch(inputs));
+        };
+        let s = self.options.input_size;
+        Ok(inputs
+            .iter()
+            .map(|x| {
+                let x = View {
+                    c: 3,
+                    h: s,
+                    w: s,
+                    data: x,
+                };
+                head_maps(f.forward_image(x))
+            })
+            .collect())
+    }
+
     /// Forward pass (last stack), sigmoid on the device, then one transfer per head (the fast
     /// CPU form computes on the host and hands its maps over without a copy).
     pub fn forward_host(&self, x: Tensor<4>) -> Result<Vec<HeadMaps>> {
@@ -258,7 +279,7 @@ impl Detector {
             return Ok(f
                 .forward_host(&data, dims)
                 .into_iter()
-                .map(crate::model::fast::head_maps)
+                .map(head_maps)
                 .collect());
         }
         let o = self.model.forward(x);

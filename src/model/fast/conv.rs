@@ -296,6 +296,7 @@ pub struct BnStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fast::map::ramp;
 
     /// Direct convolution, the definition.
     fn naive(x: &Map, w: &[f32], o: usize, k: usize, s: usize, p: usize) -> Map {
@@ -324,12 +325,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn ramp(n: usize, seed: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i as f32 * 0.37 + seed).sin() * 1.3).fract())
-            .collect()
     }
 
     #[test]

@@ -6,24 +6,20 @@
 //! outside the map read 0; the sample is multiplied by the tap's mask (sigmoid of channel
 //! `18 + t` of `conv_offset_mask`).
 
-use super::conv::{Columns, Epilogue, gemm_tiles};
-use super::layers::{FConv, bn_stats, host};
+use super::conv::Columns;
+use super::layers::{FConv, host};
 use super::map::{Map, View, sigmoid};
 use crate::error::Result;
 use crate::model::dcn::{Dcn, DeformConvBlock};
 
 const TAPS: usize = 9;
 
-/// `DeformConvBlock`: DCN (or a plain 3×3 conv for mDLA-34) → folded BN → ReLU.
+/// `DeformConvBlock`: DCN (or a plain 3×3 conv for mDLA-34) → folded BN → ReLU. The deformable
+/// form applies the same folded convolution to sampled columns instead of im2col ones.
 #[derive(Debug, Clone)]
 pub enum FDcnBlock {
     Plain(FConv),
-    Deform {
-        offset: FConv,
-        o: usize,
-        w: Vec<f32>,
-        bias: Vec<f32>,
-    },
+    Deform { offset: FConv, main: FConv },
 }
 
 impl FDcnBlock {
@@ -36,48 +32,34 @@ impl FDcnBlock {
         let [o, c, _, _] = weight.val().dims();
         let w = host(weight.val())?;
         let bias = host(bias.val())?;
+        let main = FConv::from_parts(
+            w,
+            Some(bias),
+            Some(&b.actf),
+            [o, c],
+            [3, 3],
+            [1, 1, 1],
+            true,
+        )?;
         Ok(match conv_offset_mask {
-            None => FDcnBlock::Plain(FConv::from_parts(
-                w,
-                Some(bias),
-                Some(&b.actf),
-                [o, c],
-                [3, 3],
-                [1, 1, 1],
-                true,
-            )?),
-            Some(om) => {
-                let mut w = w;
-                let bias = super::conv::fold_bn(&mut w, Some(&bias), &bn_stats(&b.actf)?);
-                FDcnBlock::Deform {
-                    offset: FConv::new(om, None, false)?,
-                    o,
-                    w,
-                    bias,
-                }
-            }
+            None => FDcnBlock::Plain(main),
+            Some(om) => FDcnBlock::Deform {
+                offset: FConv::new(om, None, false)?,
+                main,
+            },
         })
     }
 
     pub fn forward(&self, x: &Map) -> Map {
         match self {
             FDcnBlock::Plain(conv) => conv.forward(x),
-            FDcnBlock::Deform { offset, o, w, bias } => {
+            FDcnBlock::Deform { offset, main } => {
                 let om = offset.forward(x);
-                gemm_tiles(
-                    &Deform {
-                        x: x.view(),
-                        om: &om,
-                    },
-                    [x.h, x.w],
-                    w,
-                    *o,
-                    &Epilogue {
-                        bias,
-                        residual: None,
-                        relu: true,
-                    },
-                )
+                let cols = Deform {
+                    x: x.view(),
+                    om: &om,
+                };
+                main.apply(&cols, [x.h, x.w], None)
             }
         }
     }

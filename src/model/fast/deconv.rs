@@ -40,8 +40,9 @@ pub struct FDeconv {
 }
 
 impl FDeconv {
-    /// `w` is PyTorch's/Burn's transposed-convolution layout `[c, o, k, k]`, already scaled by
-    /// any folded BatchNorm (per output channel); `bias` per output channel.
+    /// `w` is `[o, c, k, k]` (PyTorch's/Burn's transposed-convolution layout `[c, o, k, k]` with
+    /// the first two axes swapped), already scaled by any folded BatchNorm; `bias` per output
+    /// channel.
     pub fn new(
         w: &[f32],
         [c, o]: [usize; 2],
@@ -61,7 +62,7 @@ impl FDeconv {
                     for ci in 0..c {
                         for &(ky, _) in &ty {
                             for &(kx, _) in &tx {
-                                wp.push(w[((ci * o + r) * k + ky) * k + kx]);
+                                wp.push(w[((r * c + ci) * k + ky) * k + kx]);
                             }
                         }
                     }
@@ -183,6 +184,7 @@ impl FDepthwiseDeconv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fast::map::ramp;
 
     /// Scatter definition of a transposed convolution, weights `[c, o/groups, k, k]`.
     fn naive(x: &Map, w: &[f32], o: usize, k: usize, s: usize, p: usize, groups: usize) -> Map {
@@ -214,10 +216,6 @@ mod tests {
         out
     }
 
-    fn ramp(n: usize, seed: f32) -> Vec<f32> {
-        (0..n).map(|i| (i as f32 * 0.61 + seed).sin()).collect()
-    }
-
     #[test]
     fn phase_split_equals_the_scatter_definition() {
         for (c, o, h, w, k, s, p) in [
@@ -233,7 +231,16 @@ mod tests {
             };
             let wt = ramp(c * o * k * k, 1.1);
             let want = naive(&x, &wt, o, k, s, p, 1);
-            let got = FDeconv::new(&wt, [c, o], k, s, p, vec![0.0; o], false).forward(&x);
+            // The same weights as [o, c, k, k].
+            let kk = k * k;
+            let mut w_oc = vec![0.0; wt.len()];
+            for r in 0..o {
+                for ci in 0..c {
+                    w_oc[(r * c + ci) * kk..(r * c + ci + 1) * kk]
+                        .copy_from_slice(&wt[(ci * o + r) * kk..(ci * o + r + 1) * kk]);
+                }
+            }
+            let got = FDeconv::new(&w_oc, [c, o], k, s, p, vec![0.0; o], false).forward(&x);
             assert_eq!((got.h, got.w), (want.h, want.w));
             for (a, b) in got.data.iter().zip(&want.data) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");

@@ -6,7 +6,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::Tensor;
 
-use super::conv::{BnStats, Epilogue, Taps, conv_gemm, fold_bn, out_size};
+use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles, out_size};
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::map::{Map, View};
 use crate::error::{Error, Result};
@@ -104,8 +104,8 @@ impl FConv {
         })
     }
 
-    pub fn out_channels(&self) -> usize {
-        self.o
+    pub fn in_channels(&self) -> usize {
+        self.c
     }
 
     /// Stacks convolutions that read the same input with the same geometry into one (their
@@ -149,18 +149,18 @@ impl FConv {
     pub fn forward_view(&self, x: View<'_>, residual: Option<&Map>) -> Map {
         debug_assert_eq!(x.c, self.c);
         let (taps, size) = self.geometry(x);
-        conv_gemm(
-            x,
-            &taps,
-            size,
-            &self.w,
-            self.o,
-            &Epilogue {
-                bias: &self.bias,
-                residual,
-                relu: self.relu,
-            },
-        )
+        let ow = size[1];
+        self.apply(&Im2col { x, taps: &taps, ow }, size, residual)
+    }
+
+    /// This convolution's weights and epilogue over other columns (DCN's sampled ones).
+    pub fn apply(&self, cols: &impl Columns, size: [usize; 2], residual: Option<&Map>) -> Map {
+        let ep = Epilogue {
+            bias: &self.bias,
+            residual,
+            relu: self.relu,
+        };
+        gemm_tiles(cols, size, &self.w, self.o, &ep)
     }
 
     pub fn forward(&self, x: &Map) -> Map {
@@ -182,23 +182,13 @@ pub fn deconv(up: &ConvTranspose2d, bn: Option<&BatchNorm>, relu: bool) -> Resul
         ));
     }
     let [c, o, _, _] = up.weight.val().dims();
-    // Burn/PyTorch layout [c, o, k, k]: BatchNorm scales the `o` axis, so fold on [o, c, k, k].
-    let w = host(up.weight.val().swap_dims(0, 1))?;
+    // Burn/PyTorch store [c, o, k, k]; BatchNorm scales the `o` axis, so read it as [o, c, k, k].
+    let mut w = host(up.weight.val().swap_dims(0, 1))?;
     let bias = up.bias.as_ref().map(|b| host(b.val())).transpose()?;
-    let mut w_ock = w;
     let bias = match bn {
-        Some(bn) => fold_bn(&mut w_ock, bias.as_deref(), &bn_stats(bn)?),
+        Some(bn) => fold_bn(&mut w, bias.as_deref(), &bn_stats(bn)?),
         None => bias.unwrap_or_else(|| vec![0.0; o]),
     };
-    // Back to [c, o, k, k] for the phase split.
-    let kk = k * k;
-    let mut w = vec![0.0; w_ock.len()];
-    for r in 0..o {
-        for ci in 0..c {
-            w[(ci * o + r) * kk..(ci * o + r + 1) * kk]
-                .copy_from_slice(&w_ock[(r * c + ci) * kk..(r * c + ci + 1) * kk]);
-        }
-    }
     Ok(FDeconv::new(&w, [c, o], k, s, p, bias, relu))
 }
 

@@ -136,3 +136,9 @@ pub(crate) fn relu_in_place(v: &mut [f32]) {
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
+
+/// Deterministic, sign-varying test values for the kernels' unit tests.
+#[cfg(test)]
+pub(crate) fn ramp(n: usize, seed: f32) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * 0.61 + seed).sin()).collect()
+}

@@ -26,7 +26,7 @@ mod nets;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use map::Map;
+pub use map::{Map, View};
 use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
 
 use super::centernet::{Backbone, CenterNet};
@@ -71,7 +71,7 @@ impl FastCenterNet {
     }
 
     /// Raw heads (before any sigmoid) of one `3 × H × W` image.
-    pub fn forward_image(&self, x: &Map) -> Heads<Map> {
+    pub fn forward_image(&self, x: View<'_>) -> Heads<Map> {
         let feat = match &self.backbone {
             FBackbone::Resnet(m) => m.forward(x),
             FBackbone::Dla(m) => m.forward(x),
@@ -85,11 +85,11 @@ impl FastCenterNet {
         let per = c * h * w;
         (0..b)
             .map(|i| {
-                self.forward_image(&Map {
+                self.forward_image(View {
                     c,
                     h,
                     w,
-                    data: data[i * per..(i + 1) * per].to_vec(),
+                    data: &data[i * per..(i + 1) * per],
                 })
             })
             .collect()
@@ -125,11 +125,11 @@ pub fn head_maps(heads: Heads<Map>) -> crate::codec::HeadMaps {
 /// Per-image host heads → batched tensors.
 fn stack_heads(outs: Vec<Heads<Map>>, device: &Device) -> HeadOutputs {
     let b = outs.len();
+    let shape = outs
+        .first()
+        .map_or_else(Heads::default, |o| o.as_ref().map(|m| [b, m.c, m.h, m.w]));
     let mut cat: Heads<Vec<f32>> = Heads::default();
-    let mut shape: Heads<[usize; 4]> = Heads::default();
     for o in outs {
-        let s = o.as_ref().map(|m| [b, m.c, m.h, m.w]);
-        shape = s;
         cat = cat.zip(o).map(|(mut v, m)| {
             v.extend_from_slice(&m.data);
             v

@@ -5,7 +5,7 @@
 use super::dcn::FDcnBlock;
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::layers::{FConv, deconv, depthwise_deconv};
-use super::map::Map;
+use super::map::{Map, View};
 use crate::codec::heads::Heads;
 use crate::error::Result;
 use crate::model::dla::{BasicBlock, Dla, Tree1, Tree2};
@@ -86,8 +86,8 @@ impl FResNet {
         })
     }
 
-    pub fn forward(&self, x: &Map) -> Map {
-        let mut x = self.stem.forward(x).max_pool(3, 2, 1);
+    pub fn forward(&self, x: View<'_>) -> Map {
+        let mut x = self.stem.forward_view(x, None).max_pool(3, 2, 1);
         for b in &self.blocks {
             x = b.forward(x);
         }
@@ -212,10 +212,10 @@ impl FDla {
     }
 
     /// Levels 2..=5 (the ones DLASeg reads, `startp = 2`).
-    fn forward(&self, x: &Map) -> Vec<Map> {
+    fn forward(&self, x: View<'_>) -> Vec<Map> {
         let l1 = self
             .level1
-            .forward(&self.level0.forward(&self.base.forward(x)));
+            .forward(&self.level0.forward(&self.base.forward_view(x, None)));
         let l2 = self.level2.forward(&l1, Vec::new());
         let l3 = self.level3.forward(&l2);
         let l4 = self.level4.forward(&l3);
@@ -269,7 +269,7 @@ impl FDlaSeg {
         })
     }
 
-    pub fn forward(&self, x: &Map) -> Map {
+    pub fn forward(&self, x: View<'_>) -> Map {
         // DLAUp over levels 2..=5: after stage i, layers[len-1] is the next output (stride 4
         // is the last one written).
         let mut layers = self.base.forward(x);
@@ -391,8 +391,8 @@ impl FHourglass {
     }
 
     /// The last stack's feature map (inference reads only that one).
-    pub fn forward(&self, x: &Map) -> Map {
-        let mut inter = self.pre_res.forward(&self.pre_conv.forward(x));
+    pub fn forward(&self, x: View<'_>) -> Map {
+        let mut inter = self.pre_res.forward(&self.pre_conv.forward_view(x, None));
         let n = self.kps.len();
         for i in 0..n {
             let cnv = self.cnvs[i].forward(&self.kps[i].forward_from(0, &inter));
@@ -413,23 +413,23 @@ impl FHourglass {
 pub struct FHeads {
     first: FConv,
     outs: Heads<FConv>,
-    width: Heads<usize>,
 }
 
 impl FHeads {
     pub fn new(h: &HeadSet) -> Result<Self> {
         let heads = h.as_heads();
         let first = heads.try_map(|h| FConv::new(&h.conv, None, true))?;
-        let width = first.as_ref().map(|c| c.out_channels());
         let outs = heads.try_map(|h| FConv::new(&h.out, None, false))?;
         let first = FConv::stack(&first.into_array());
-        Ok(FHeads { first, outs, width })
+        Ok(FHeads { first, outs })
     }
 
     pub fn forward(&self, x: &Map) -> Heads<Map> {
         let hidden = self.first.forward(x);
         let mut start = 0;
-        self.outs.as_ref().zip(self.width).map(|(conv, w)| {
+        // Each output convolution reads its own head's slice of the stacked hidden channels.
+        self.outs.as_ref().map(|conv| {
+            let w = conv.in_channels();
             let y = conv.forward_view(hidden.channels(start, w), None);
             start += w;
             y
