@@ -153,15 +153,38 @@ fn infer_writes_drawings_and_challenge_json_that_evaluates() {
         let img = image::open(&p).unwrap();
         assert!(img.width() > 0);
     }
-    let kps: Vec<KeypointResult> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results_keypoints.json")).unwrap())
-            .unwrap();
+    let kps_text = std::fs::read_to_string(out.join("results_keypoints.json")).unwrap();
+    let kps: Vec<KeypointResult> = serde_json::from_str(&kps_text).unwrap();
     assert!(!kps.is_empty());
     for k in &kps {
         assert_eq!(k.keypoints.len(), 294 * 3);
         assert!([2092u64, 18074].contains(&k.image_id));
         assert!((1..=13).contains(&k.category_id));
     }
+    // Both images in one forward batch (per scale, with their mirror images): the same results.
+    let batched = dir.join("out-batched");
+    let o = deepmark(&[
+        "infer",
+        images.join("002092.jpg").to_str().unwrap(),
+        images.join("018074.jpg").to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--input-size",
+        "128",
+        "--threshold",
+        "0",
+        "--flip",
+        "--scales",
+        "0.9,1.1",
+        "--batch",
+        "2",
+        "--out",
+        batched.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("images/s (batch 2"), "{}", stdout(&o));
+    let again = std::fs::read_to_string(batched.join("results_keypoints.json")).unwrap();
+    assert_eq!(again, kps_text, "--batch 2 changed the results");
     // Both files load as results against the real GT and evaluate.
     let gt_data = GroundTruth::load(&gt).unwrap();
     for (file, kind) in [
@@ -227,26 +250,31 @@ fn infer_errors_are_clear() {
         png.extend(crc32fast::hash(&chunk).to_be_bytes());
     }
     std::fs::write(folder.join("c_huge.png"), png).unwrap();
-    let out = dir.join("mixed-out");
-    let o = deepmark(&[
-        "infer",
-        folder.to_str().unwrap(),
-        "--weights",
-        &weights,
-        "--input-size",
-        "64",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
-    assert!(
-        e.contains("2 of 3 images could not be read")
-            && e.contains("b_empty.jpg")
-            && e.contains("c_huge.png")
-            && e.contains("--max-image-pixels"),
-        "{e}"
-    );
-    assert!(out.join("a_good.pred.jpg").is_file());
-    assert!(out.join("results_bbox.json").is_file());
+    // The same with the bad files inside one batch of the batched pipeline.
+    for batch in ["1", "3"] {
+        let out = dir.join(format!("mixed-out-{batch}"));
+        let o = deepmark(&[
+            "infer",
+            folder.to_str().unwrap(),
+            "--weights",
+            &weights,
+            "--input-size",
+            "64",
+            "--batch",
+            batch,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(
+            e.contains("2 of 3 images could not be read")
+                && e.contains("b_empty.jpg")
+                && e.contains("c_huge.png")
+                && e.contains("--max-image-pixels"),
+            "{e}"
+        );
+        assert!(out.join("a_good.pred.jpg").is_file());
+        assert!(out.join("results_bbox.json").is_file());
+    }
 }

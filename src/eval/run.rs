@@ -12,7 +12,7 @@ use crate::data::deepfashion2::Sample;
 use crate::error::Result;
 use crate::garment::{CATEGORIES, NUM_CATEGORIES};
 use crate::infer::output::{BboxResult, KeypointResult, results};
-use crate::infer::{Detector, StageTimes};
+use crate::infer::{Detector, StageTimes, detect_all};
 use crate::io::{create_dir_all, open_rgb, write_json_compact};
 
 /// Detections scoring below this are not kept when a model is evaluated (`eval --weights`,
@@ -28,7 +28,9 @@ pub struct DatasetResults {
     pub images: usize,
 }
 
-/// Runs the detector on every sample (as read by `load_coco`; images in `images`).
+/// Runs the detector on every sample (as read by `load_coco`; images in `images`), batching
+/// `det.options.batch` images per forward pass ([`detect_all`]). An unreadable image stops the
+/// run with its error.
 pub fn predict_dataset(
     det: &Detector,
     samples: &[Sample],
@@ -36,16 +38,18 @@ pub fn predict_dataset(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<DatasetResults> {
     let mut out = DatasetResults::default();
-    for (i, s) in samples.iter().enumerate() {
-        let img = open_rgb(&images.join(&s.file_name))?;
-        let (dets, t) = det.detect_timed(&img)?;
-        out.times += t;
+    let jobs: Vec<&Sample> = samples.iter().collect();
+    let load = |s: &&Sample| open_rgb(&images.join(&s.file_name));
+    let stats = detect_all(det, jobs, load, |s, item| {
+        let (_, dets) = item?;
         let (b, k) = results(s.image_id, &dets);
         out.bbox.extend(b);
         out.keypoints.extend(k);
+        progress(out.images, samples.len());
         out.images += 1;
-        progress(i, samples.len());
-    }
+        Ok(())
+    })?;
+    out.times = stats.times;
     Ok(out)
 }
 

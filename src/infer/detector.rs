@@ -44,6 +44,14 @@ pub struct DetectorOptions {
     pub post: PostConfig,
     /// Detections scoring below are dropped.
     pub threshold: f32,
+    /// Images per forward pass when many are detected ([`super::batch::detect_all`]: `infer`
+    /// and `eval` on folders). A run setting, not saved with the weights' defaults.
+    #[serde(skip, default = "one")]
+    pub batch: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for DetectorOptions {
@@ -54,6 +62,7 @@ impl Default for DetectorOptions {
             scales: vec![1.0],
             post: PostConfig::default(),
             threshold: 0.0,
+            batch: 1,
         }
     }
 }
@@ -206,14 +215,14 @@ impl Detector {
     pub fn raw_heads(&self, image: &RgbImage) -> Result<HeadOutputs> {
         self.check_input_size()?;
         let p = self.prepare(image, 1.0)?;
-        self.forward_raw(self.batch(vec![p.input]))
+        self.forward_raw(self.batch(&[&p.input]))
     }
 
     /// Stacks CHW inputs of the options' input size into one batch tensor.
-    fn batch(&self, inputs: Vec<Vec<f32>>) -> Tensor<4> {
+    fn batch(&self, inputs: &[&[f32]]) -> Tensor<4> {
         let size = self.options.input_size;
         let n = inputs.len();
-        let data: Vec<f32> = inputs.into_iter().flatten().collect();
+        let data: Vec<f32> = inputs.concat();
         Tensor::<4>::from_data(TensorData::new(data, [n, 3, size, size]), &self.device)
     }
 
@@ -221,37 +230,87 @@ impl Detector {
     /// Decoding them with different settings costs no further forward pass (`tune`).
     pub fn heads(&self, image: &RgbImage) -> Result<(Vec<ScaleHeads>, StageTimes)> {
         self.check_input_size()?;
+        let t0 = Instant::now();
+        let prepared = self.prepare_scales(image)?;
+        let preprocess = t0.elapsed().as_secs_f64();
+        let (mut heads, mut times) = self.heads_of_prepared(&[&prepared])?;
+        times.preprocess += preprocess;
+        Ok((heads.remove(0), times))
+    }
+
+    /// The network inputs of `image` at every scale of the options.
+    pub fn prepare_scales(&self, image: &RgbImage) -> Result<Vec<Prepared>> {
+        self.options
+            .scales
+            .iter()
+            .map(|&s| self.prepare(image, s))
+            .collect()
+    }
+
+    /// Fused host heads of several images, each prepared by [`Detector::prepare_scales`]: one
+    /// forward pass per scale for the whole batch (with the mirrored inputs when flipping).
+    /// `times.forward` is the network, `times.decode` the flip fusion.
+    pub fn heads_of_prepared(
+        &self,
+        images: &[&[Prepared]],
+    ) -> Result<(Vec<Vec<ScaleHeads>>, StageTimes)> {
+        self.check_input_size()?;
         let mut times = StageTimes::default();
-        let mut out = Vec::with_capacity(self.options.scales.len());
-        for &scale in &self.options.scales {
+        let scales = self.options.scales.len();
+        let mut out: Vec<Vec<ScaleHeads>> =
+            images.iter().map(|_| Vec::with_capacity(scales)).collect();
+        for si in 0..scales {
             let t0 = Instant::now();
-            let prep = self.prepare(image, scale)?;
-            // One batch: the image, then its mirror image when flipping.
-            let mirrored = self.options.flip.then(|| prep.mirrored_input());
-            let inputs = std::iter::once(prep.input).chain(mirrored).collect();
+            let mirrored: Vec<Vec<f32>> = if self.options.flip {
+                images.iter().map(|p| p[si].mirrored_input()).collect()
+            } else {
+                Vec::new()
+            };
+            // The batch: every image, then (when flipping) every mirror image.
+            let mut inputs: Vec<&[f32]> = Vec::with_capacity(images.len() * 2);
+            for p in images {
+                let p = p.get(si).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "an image was prepared at {} scales, the options have {scales}",
+                        p.len()
+                    ))
+                })?;
+                if p.size != self.options.input_size {
+                    invalid!(
+                        "an image was prepared at {}×{0}, the options' input size is {}",
+                        p.size,
+                        self.options.input_size
+                    );
+                }
+                inputs.push(&p.input);
+            }
+            inputs.extend(mirrored.iter().map(Vec::as_slice));
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let maps = self.forward_inputs(inputs)?;
+            let maps = self.forward_inputs(&inputs)?;
             times.forward += t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
             let mut maps = maps.into_iter();
-            let plain = maps.next().expect("one image");
-            let heads = match maps.next() {
-                Some(flipped) => fuse_flip(&plain, &flipped, &self.flip_groups),
-                None => plain,
-            };
+            let plain: Vec<HeadMaps> = maps.by_ref().take(images.len()).collect();
+            let flipped: Vec<HeadMaps> = maps.collect();
+            for (i, (o, plain)) in out.iter_mut().zip(plain).enumerate() {
+                let heads = match flipped.get(i) {
+                    Some(f) => fuse_flip(&plain, f, &self.flip_groups),
+                    None => plain,
+                };
+                o.push(ScaleHeads {
+                    heads,
+                    transform: images[i][si].transform,
+                });
+            }
             times.decode += t2.elapsed().as_secs_f64();
-            out.push(ScaleHeads {
-                heads,
-                transform: prep.transform,
-            });
         }
         Ok((out, times))
     }
 
     /// Host heads of CHW inputs of the options' input size: the fast CPU form reads them where
     /// they are; the generic path uploads them as one batch.
-    fn forward_inputs(&self, inputs: Vec<Vec<f32>>) -> Result<Vec<HeadMaps>> {
+    fn forward_inputs(&self, inputs: &[&[f32]]) -> Result<Vec<HeadMaps>> {
         let Some(f) = &self.fast else {
             return self.forward_host(self.batch(inputs));
         };

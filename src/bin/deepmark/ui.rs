@@ -69,6 +69,10 @@ pub struct DetectorFlags {
     /// BatchNorm, fused GEMM kernels); for comparisons and debugging.
     #[arg(long)]
     pub generic: bool,
+    /// Images per forward pass on folders and datasets; loading, decoding, drawing and JSON
+    /// run on other threads meanwhile.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub batch: u32,
 }
 
 impl DetectorFlags {
@@ -89,6 +93,7 @@ impl DetectorFlags {
         if self.generic {
             det.set_fast(false)?;
         }
+        det.options.batch = self.batch as usize;
         det.check_input_size()?;
         Ok(det)
     }

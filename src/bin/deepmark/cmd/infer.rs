@@ -1,13 +1,12 @@
 //! `deepmark infer`: detections drawn on images, challenge-format JSON and per-stage timings.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepmark::heads_io::{heads_to_host, write_safetensors};
 use deepmark::infer::output::{draw_detections, results};
-use deepmark::infer::{Detector, StageTimes};
+use deepmark::infer::{Detector, detect_all};
 use deepmark::io::{open_rgb, save_image_atomic, write_json_compact};
 
 use crate::ui::{DetectorFlags, progress_bar, say};
@@ -110,56 +109,57 @@ pub fn run(a: InferArgs) -> Result<()> {
     }
     det.options.threshold = a.threshold;
     deepmark::io::create_dir_all(&a.out)?;
+    if let Some(dump) = &a.dump_heads {
+        dump_heads(&det, &open_rgb(&images[0])?, dump)?;
+    }
     let bar = (images.len() > 1).then(|| progress_bar("detecting"));
-    let mut times = StageTimes::default();
-    let mut load = 0.0;
     let (mut all_boxes, mut all_kps) = (Vec::new(), Vec::new());
     let mut failed = Vec::new();
-    for (i, path) in images.iter().enumerate() {
-        let t0 = Instant::now();
-        let img = match open_rgb(path) {
-            Ok(i) => i,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                say(bar.as_ref(), &format!("skipping: {msg}"));
-                failed.push(msg);
-                continue;
+    let total = images.len();
+    let mut seen = 0;
+    let jobs: Vec<(usize, &PathBuf)> = images.iter().enumerate().collect();
+    let stats = detect_all(
+        &det,
+        jobs,
+        |(_, path)| open_rgb(path),
+        |(i, path), item| {
+            seen += 1;
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(seen as u64);
             }
-        };
-        load += t0.elapsed().as_secs_f64();
-        if i == 0
-            && let Some(dump) = &a.dump_heads
-        {
-            dump_heads(&det, &img, dump)?;
-        }
-        let (dets, t) = det.detect_timed(&img)?;
-        times += t;
-        let (b, k) = results(image_id(path, i), &dets);
-        all_boxes.extend(b);
-        all_kps.extend(k);
-        let mut canvas = img;
-        draw_detections(&mut canvas, &dets);
-        let stem = path
-            .file_stem()
-            .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-        let out = a.out.join(format!("{stem}.pred.jpg"));
-        save_image_atomic(&canvas, &out)?;
-        let line = format!(
-            "{}: {} detections → {}",
-            path.display(),
-            dets.len(),
-            out.display()
-        );
-        if let Some(b) = &bar {
-            b.set_length(images.len() as u64);
-            b.set_position(i as u64 + 1);
-        }
-        say(bar.as_ref(), &line);
-    }
+            let (mut canvas, dets) = match item {
+                Ok(x) => x,
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    say(bar.as_ref(), &format!("skipping: {msg}"));
+                    failed.push(msg);
+                    return Ok(());
+                }
+            };
+            let (b, k) = results(image_id(path, i), &dets);
+            all_boxes.extend(b);
+            all_kps.extend(k);
+            draw_detections(&mut canvas, &dets);
+            let stem = path
+                .file_stem()
+                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
+            let out = a.out.join(format!("{stem}.pred.jpg"));
+            save_image_atomic(&canvas, &out)?;
+            let line = format!(
+                "{}: {} detections → {}",
+                path.display(),
+                dets.len(),
+                out.display()
+            );
+            say(bar.as_ref(), &line);
+            Ok(())
+        },
+    )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let done = images.len() - failed.len();
+    let done = stats.images;
     if done == 0 {
         bail!("no image could be read:\n{}", failed.join("\n"));
     }
@@ -174,14 +174,21 @@ pub fn run(a: InferArgs) -> Result<()> {
     );
     let n = done as f64;
     let s = det.options.input_size;
+    let times = stats.times;
     println!(
         "Speed: {:.1} ms load, {:.1} ms preprocess, {:.1} ms forward, {:.1} ms decode, {:.1} ms post per image at {s}×{s} ({})",
-        1e3 * load / n,
+        1e3 * stats.load / n,
         1e3 * times.preprocess / n,
         1e3 * times.forward / n,
         1e3 * times.decode / n,
         1e3 * times.post / n,
         a.detector.backend
+    );
+    println!(
+        "Throughput: {done} images in {:.2} s = {:.2} images/s (batch {}; loading, decoding and drawing overlap the network)",
+        stats.wall,
+        stats.images_per_second(),
+        det.options.batch
     );
     if !failed.is_empty() {
         bail!(
