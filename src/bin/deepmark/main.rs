@@ -8,7 +8,7 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, infer, model, plot, train, tune};
+use cmd::{data, eval, infer, model, plot, profile, train, tune};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Detect clothing: drawings, challenge-format JSON and per-stage timings.
     Infer(infer::InferArgs),
+    /// Where one image's time goes: per stage, and per network module and operation kind on
+    /// the fast CPU form.
+    Profile(profile::ProfileArgs),
     /// Grid-search DeepMark++'s post-processing parameters on a validation subset.
     Tune(tune::TuneArgs),
     /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Train(a) => train::run(a),
         Command::Infer(a) => infer::run(a),
+        Command::Profile(a) => profile::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Plot { run } => plot::run(&run),
     }

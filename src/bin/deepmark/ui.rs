@@ -79,7 +79,11 @@ impl DetectorFlags {
     /// Loads `weights` on the chosen backend and applies the flags (checking the input size).
     pub fn load(&self, weights: &Path) -> Result<Detector> {
         let device = self.backend.device()?;
-        let mut det = Detector::from_weights(weights, &device)?;
+        self.apply(Detector::from_weights(weights, &device)?)
+    }
+
+    /// Applies the flags to a detector (checking the input size).
+    pub fn apply(&self, mut det: Detector) -> Result<Detector> {
         if let Some(s) = self.input_size {
             det.options.input_size = s;
         }

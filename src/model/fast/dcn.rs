@@ -9,6 +9,7 @@
 use super::conv::Columns;
 use super::layers::{FConv, host};
 use super::map::{Map, View, sigmoid};
+use super::profile;
 use crate::error::Result;
 use crate::model::dcn::{Dcn, DeformConvBlock};
 
@@ -59,7 +60,11 @@ impl FDcnBlock {
                     x: x.view(),
                     om: &om,
                 };
-                main.apply(&cols, [x.h, x.w], None)
+                let size = [x.h, x.w];
+                profile::op(
+                    || ("dcn3x3 (sample+gemm)".into(), main.flops(size)),
+                    || main.apply(&cols, size, None),
+                )
             }
         }
     }

@@ -10,6 +10,7 @@
 
 use super::conv::{Epilogue, Taps, conv_gemm};
 use super::map::{Map, View};
+use super::profile;
 
 /// For output phase `a`: the `(kernel tap, input offset)` pairs of a transposed convolution.
 fn phase_taps(a: usize, k: usize, s: usize, p: usize) -> Vec<(usize, isize)> {
@@ -87,6 +88,19 @@ impl FDeconv {
     }
 
     pub fn forward(&self, x: &Map) -> Map {
+        let what = || {
+            let (oh, ow) = (
+                out_size(x.h, self.k, self.s, self.p),
+                out_size(x.w, self.k, self.s, self.p),
+            );
+            let flops =
+                2.0 * (self.o * x.c * self.k * self.k * oh * ow) as f64 / (self.s * self.s) as f64;
+            (format!("deconv{}x{0}/s{}", self.k, self.s), flops)
+        };
+        profile::op(what, || self.run(x))
+    }
+
+    fn run(&self, x: &Map) -> Map {
         let (s, o) = (self.s, self.o);
         let oh = out_size(x.h, self.k, s, self.p);
         let ow = out_size(x.w, self.k, s, self.p);
@@ -138,6 +152,11 @@ impl FDepthwiseDeconv {
     }
 
     pub fn forward(&self, x: View<'_>) -> Map {
+        let what = || (format!("upsample-dw{}/s{}", self.k, self.s), 0.0);
+        profile::op(what, || self.run(x))
+    }
+
+    fn run(&self, x: View<'_>) -> Map {
         use rayon::prelude::*;
         let (k, s) = (self.k, self.s);
         let oh = out_size(x.h, k, s, self.p);

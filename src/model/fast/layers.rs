@@ -9,6 +9,8 @@ use burn::tensor::Tensor;
 use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles, out_size};
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::map::{Map, View};
+use super::profile;
+use super::winograd::Winograd;
 use crate::error::{Error, Result};
 
 /// A tensor's values on the host.
@@ -47,7 +49,13 @@ pub struct FConv {
     w: Vec<f32>,
     bias: Vec<f32>,
     relu: bool,
+    /// The weights in the Winograd domain, for 3×3 stride-1 convolutions.
+    wino: Option<Winograd>,
 }
+
+/// Below this many output pixels a 3×3 convolution stays im2col + GEMM: Winograd's blocks
+/// would be too narrow to pay for the transforms.
+const WINOGRAD_MIN_PIXELS: usize = 64;
 
 impl FConv {
     /// `conv → [bn] → [relu]`.
@@ -101,11 +109,25 @@ impl FConv {
             w,
             bias,
             relu,
-        })
+            wino: None,
+        }
+        .with_winograd(true))
+    }
+
+    /// Adds (`on`) or drops the Winograd form of a 3×3 stride-1 convolution (others: no-op).
+    pub fn with_winograd(mut self, on: bool) -> Self {
+        let eligible = self.k == [3, 3] && self.stride == 1 && self.dilation == 1;
+        self.wino = (on && eligible).then(|| Winograd::new(&self.w, self.o, self.c));
+        self
     }
 
     pub fn in_channels(&self) -> usize {
         self.c
+    }
+
+    /// 2 × multiply-adds for an output of `size`.
+    pub fn flops(&self, [oh, ow]: [usize; 2]) -> f64 {
+        2.0 * (self.o * self.c * self.k[0] * self.k[1] * oh * ow) as f64
     }
 
     /// Stacks convolutions that read the same input with the same geometry into one (their
@@ -116,6 +138,7 @@ impl FConv {
             o: 0,
             w: Vec::new(),
             bias: Vec::new(),
+            wino: None,
             ..first.clone()
         };
         for c in convs {
@@ -134,7 +157,8 @@ impl FConv {
             out.w.extend_from_slice(&c.w);
             out.bias.extend_from_slice(&c.bias);
         }
-        out
+        let wino = first.wino.is_some();
+        out.with_winograd(wino)
     }
 
     fn geometry(&self, x: View<'_>) -> (Taps, [usize; 2]) {
@@ -150,7 +174,26 @@ impl FConv {
         debug_assert_eq!(x.c, self.c);
         let (taps, size) = self.geometry(x);
         let ow = size[1];
-        self.apply(&Im2col { x, taps: &taps, ow }, size, residual)
+        if let Some(wg) = self
+            .wino
+            .as_ref()
+            .filter(|_| size[0] * size[1] >= WINOGRAD_MIN_PIXELS)
+        {
+            let ep = Epilogue {
+                bias: &self.bias,
+                residual,
+                relu: self.relu,
+            };
+            let what = || ("conv3x3/s1 winograd".into(), self.flops(size));
+            return profile::op(what, || wg.forward(x, self.pad, size, &ep));
+        }
+        let what = || {
+            let name = format!("conv{}x{}/s{}", self.k[0], self.k[1], self.stride);
+            (name, self.flops(size))
+        };
+        profile::op(what, || {
+            self.apply(&Im2col { x, taps: &taps, ow }, size, residual)
+        })
     }
 
     /// This convolution's weights and epilogue over other columns (DCN's sampled ones).

@@ -1,6 +1,8 @@
 //! Host feature maps (one image, `C × H × W`, row-major) and the cheap element-wise and
 //! resampling operations the networks need between convolutions.
 
+use super::profile;
+
 /// One image's feature map, channels first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Map {
@@ -47,9 +49,14 @@ impl Map {
     /// `self += other` (same shape).
     pub fn add_assign(&mut self, other: &Map) {
         debug_assert_eq!((self.c, self.h, self.w), (other.c, other.h, other.w));
-        for (a, b) in self.data.iter_mut().zip(&other.data) {
-            *a += b;
-        }
+        profile::op(
+            || ("add".into(), 0.0),
+            || {
+                for (a, b) in self.data.iter_mut().zip(&other.data) {
+                    *a += b;
+                }
+            },
+        )
     }
 
     /// Channel-wise concatenation.
@@ -71,6 +78,10 @@ impl Map {
     /// Max pooling with a `k×k` window, stride `s` and padding `p` (padding never wins:
     /// PyTorch's `-inf` padding).
     pub fn max_pool(&self, k: usize, s: usize, p: usize) -> Map {
+        profile::op(|| ("maxpool".into(), 0.0), || self.max_pool_run(k, s, p))
+    }
+
+    fn max_pool_run(&self, k: usize, s: usize, p: usize) -> Map {
         let oh = (self.h + 2 * p - k) / s + 1;
         let ow = (self.w + 2 * p - k) / s + 1;
         let mut out = Map::zeros(self.c, oh, ow);
@@ -99,7 +110,14 @@ impl Map {
     }
 
     /// `self + nearest_upsample_x2(low)` (Hourglass's `up1 + up2`).
-    pub fn add_upsampled2(mut self, low: &Map) -> Map {
+    pub fn add_upsampled2(self, low: &Map) -> Map {
+        profile::op(
+            || ("add-upsample2".into(), 0.0),
+            || self.add_upsampled2_run(low),
+        )
+    }
+
+    fn add_upsampled2_run(mut self, low: &Map) -> Map {
         debug_assert_eq!((self.c, self.h, self.w), (low.c, 2 * low.h, 2 * low.w));
         let (h, w) = (self.h, self.w);
         for c in 0..self.c {

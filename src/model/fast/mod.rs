@@ -23,6 +23,8 @@ pub mod deconv;
 pub mod layers;
 pub mod map;
 mod nets;
+pub mod profile;
+mod winograd;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -111,9 +113,16 @@ pub fn head_maps(heads: Heads<Map>) -> crate::codec::HeadMaps {
     let size = [heads.hm.h, heads.hm.w];
     let (num_classes, num_groups) = (heads.hm.c, heads.hm_hp.c);
     let mut maps = heads.map(|m| m.data);
-    for v in maps.hm.iter_mut().chain(maps.hm_hp.iter_mut()) {
-        *v = map::sigmoid(*v);
-    }
+    profile::module("heads", || {
+        profile::op(
+            || ("sigmoid".into(), 0.0),
+            || {
+                for v in maps.hm.iter_mut().chain(maps.hm_hp.iter_mut()) {
+                    *v = map::sigmoid(*v);
+                }
+            },
+        )
+    });
     crate::codec::HeadMaps {
         size,
         num_classes,

@@ -6,6 +6,7 @@ use super::dcn::FDcnBlock;
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::layers::{FConv, deconv, depthwise_deconv};
 use super::map::{Map, View};
+use super::profile::module;
 use crate::codec::heads::Heads;
 use crate::error::Result;
 use crate::model::dla::{BasicBlock, Dla, Tree1, Tree2};
@@ -62,22 +63,24 @@ impl FResBlock {
 
 pub struct FResNet {
     stem: FConv,
-    blocks: Vec<FResBlock>,
+    /// layer1..layer4, each a list of blocks.
+    layers: [Vec<FResBlock>; 4],
     deconvs: Vec<FDeconv>,
 }
 
+const RESNET_LAYERS: [&str; 4] = ["layer1", "layer2", "layer3", "layer4"];
+
 impl FResNet {
     pub fn new(m: &ResNet) -> Result<Self> {
+        let layer = |l: &[ResBlock]| l.iter().map(FResBlock::new).collect::<Result<Vec<_>>>();
         Ok(FResNet {
             stem: FConv::new(&m.conv1, Some(&m.bn1), true)?,
-            blocks: m
-                .layer1
-                .iter()
-                .chain(&m.layer2)
-                .chain(&m.layer3)
-                .chain(&m.layer4)
-                .map(FResBlock::new)
-                .collect::<Result<_>>()?,
+            layers: [
+                layer(&m.layer1)?,
+                layer(&m.layer2)?,
+                layer(&m.layer3)?,
+                layer(&m.layer4)?,
+            ],
             deconvs: m
                 .deconv_layers
                 .iter()
@@ -87,14 +90,13 @@ impl FResNet {
     }
 
     pub fn forward(&self, x: View<'_>) -> Map {
-        let mut x = self.stem.forward_view(x, None).max_pool(3, 2, 1);
-        for b in &self.blocks {
-            x = b.forward(x);
+        let mut x = module("stem", || self.stem.forward_view(x, None).max_pool(3, 2, 1));
+        for (name, blocks) in RESNET_LAYERS.iter().zip(&self.layers) {
+            x = module(name, || blocks.iter().fold(x, |x, b| b.forward(x)));
         }
-        for d in &self.deconvs {
-            x = d.forward(&x);
-        }
-        x
+        module("deconv", || {
+            self.deconvs.iter().fold(x, |x, d| d.forward(&x))
+        })
     }
 }
 
@@ -272,16 +274,18 @@ impl FDlaSeg {
     pub fn forward(&self, x: View<'_>) -> Map {
         // DLAUp over levels 2..=5: after stage i, layers[len-1] is the next output (stride 4
         // is the last one written).
-        let mut layers = self.base.forward(x);
+        let mut layers = module("base", || self.base.forward(x));
         let len = layers.len();
         let mut out = vec![layers[len - 1].clone()];
-        for (i, ida) in self.dla_up.iter().enumerate() {
-            ida.forward(&mut layers, len - i - 2, len);
-            out.insert(0, layers[len - 1].clone());
-        }
+        module("dla_up", || {
+            for (i, ida) in self.dla_up.iter().enumerate() {
+                ida.forward(&mut layers, len - i - 2, len);
+                out.insert(0, layers[len - 1].clone());
+            }
+        });
         out.truncate(3);
         let n = out.len();
-        self.ida_up.forward(&mut out, 0, n);
+        module("ida_up", || self.ida_up.forward(&mut out, 0, n));
         out.pop().expect("three fused maps")
     }
 }
@@ -392,15 +396,20 @@ impl FHourglass {
 
     /// The last stack's feature map (inference reads only that one).
     pub fn forward(&self, x: View<'_>) -> Map {
-        let mut inter = self.pre_res.forward(&self.pre_conv.forward_view(x, None));
+        let mut inter = module("pre", || {
+            self.pre_res.forward(&self.pre_conv.forward_view(x, None))
+        });
         let n = self.kps.len();
         for i in 0..n {
-            let cnv = self.cnvs[i].forward(&self.kps[i].forward_from(0, &inter));
+            let kp = module("hourglass", || self.kps[i].forward_from(0, &inter));
+            let cnv = module("merge", || self.cnvs[i].forward(&kp));
             if i + 1 == n {
                 return cnv;
             }
-            let merged = self.cnvs_[i].forward_res(&cnv, &self.inters_[i].forward(&inter));
-            inter = self.inters[i].forward(&merged);
+            inter = module("merge", || {
+                let merged = self.cnvs_[i].forward_res(&cnv, &self.inters_[i].forward(&inter));
+                self.inters[i].forward(&merged)
+            });
         }
         unreachable!("at least one stack")
     }
@@ -425,6 +434,10 @@ impl FHeads {
     }
 
     pub fn forward(&self, x: &Map) -> Heads<Map> {
+        module("heads", || self.run(x))
+    }
+
+    fn run(&self, x: &Map) -> Heads<Map> {
         let hidden = self.first.forward(x);
         let mut start = 0;
         // Each output convolution reads its own head's slice of the stacked hidden channels.

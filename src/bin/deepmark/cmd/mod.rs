@@ -5,5 +5,6 @@ pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod plot;
+pub mod profile;
 pub mod train;
 pub mod tune;

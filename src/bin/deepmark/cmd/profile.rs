@@ -1,0 +1,192 @@
+//! `deepmark profile`: where one image's time goes — per pipeline stage, and on the fast CPU
+//! form per network module and operation kind (calls, ms, share, GFLOP/s), like PyTorch's
+//! profiler tables. Random weights of `--arch` unless `--weights` is given (time does not
+//! depend on the weights' values).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use deepmark::codec::Scheme;
+use deepmark::infer::{Detector, StageTimes};
+use deepmark::io::open_rgb;
+use deepmark::model::fast::profile::{self, OpStat};
+use deepmark::model::{Arch, CenterNetConfig};
+
+use crate::ui::DetectorFlags;
+
+const SAMPLE: &str = "datasets/samples/matplotlib_grace_hopper.jpg";
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// Backbone with random weights: res18, res50, dla34, mdla34, hourglass104, res18-slim.
+    #[arg(long, default_value = "mdla34", conflicts_with = "weights")]
+    pub arch: Arch,
+    /// Profile these weights instead of a random --arch.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub detector: DetectorFlags,
+    /// The image run through the pipeline.
+    #[arg(long, default_value = SAMPLE)]
+    pub image: PathBuf,
+    /// Timed runs (after one untimed warm-up run).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+}
+
+pub fn run(a: ProfileArgs) -> Result<()> {
+    let det = match &a.weights {
+        Some(w) => a.detector.load(w)?,
+        None => {
+            let device = a.detector.backend.device()?;
+            let config = CenterNetConfig::new(a.arch, Scheme::Deepmark62.layout());
+            let mut det = Detector::new(config.init(&device), config, device)?;
+            det.options.input_size = 512;
+            a.detector.apply(det)?
+        }
+    };
+    let t0 = Instant::now();
+    let img = open_rgb(&a.image)?;
+    let load = t0.elapsed().as_secs_f64();
+    det.detect(&img)?; // warm-up: allocations, thread pools, autotuning
+    let runs = a.runs as usize;
+    let mut times = StageTimes::default();
+    let mut rows: Vec<OpStat> = Vec::new();
+    for _ in 0..runs {
+        profile::start();
+        let (_, t) = det.detect_timed(&img)?;
+        times += t;
+        merge(&mut rows, profile::finish());
+    }
+    let n = runs as f64;
+    let s = det.options.input_size;
+    let name = match &a.weights {
+        Some(w) => w.display().to_string(),
+        None => format!("{} (random weights)", a.arch),
+    };
+    let form = if det.is_fast() {
+        "fast CPU form"
+    } else {
+        "Burn generic operations"
+    };
+    println!(
+        "profile: {name} at {s}×{s}, {} ({form}), {} scale(s){}, {runs} runs after 1 warm-up; image {} ({}×{})",
+        a.detector.backend,
+        det.options.scales.len(),
+        if det.options.flip { " + flip" } else { "" },
+        a.image.display(),
+        img.width(),
+        img.height()
+    );
+    let total = load + (times.preprocess + times.forward + times.decode + times.post) / n;
+    println!("\n{:<28} {:>10} {:>7}", "stage", "ms/image", "%");
+    for (stage, secs) in [
+        ("load (read + decode file)", load),
+        ("preprocess", times.preprocess / n),
+        ("forward", times.forward / n),
+        ("decode (+ flip fusion)", times.decode / n),
+        ("post (NMS, threshold)", times.post / n),
+        ("total", total),
+    ] {
+        println!(
+            "{stage:<28} {:>10.2} {:>6.1}%",
+            1e3 * secs,
+            100.0 * secs / total
+        );
+    }
+    if rows.is_empty() {
+        if det.is_fast() {
+            bail!("the fast form recorded no operations");
+        }
+        println!(
+            "\nper-module rows need the fast CPU form (--backend flex or ndarray, without --generic): \
+             Burn's generic operations run asynchronously and are timed as one forward"
+        );
+        return Ok(());
+    }
+    let forward: f64 = times.forward / n;
+    let timed: f64 = rows.iter().map(|r| r.seconds).sum::<f64>() / n;
+    // Per module, in network order.
+    let mut modules: Vec<(&str, f64, f64)> = Vec::new();
+    for r in &rows {
+        match modules.iter_mut().find(|m| m.0 == r.module) {
+            Some(m) => {
+                m.1 += r.seconds;
+                m.2 += r.flops;
+            }
+            None => modules.push((r.module, r.seconds, r.flops)),
+        }
+    }
+    println!(
+        "\n{:<12} {:>10} {:>9} {:>9}",
+        "module", "ms/image", "% fwd", "GFLOP/s"
+    );
+    for (m, secs, flops) in &modules {
+        println!(
+            "{m:<12} {:>10.2} {:>8.1}% {:>9}",
+            1e3 * secs / n,
+            100.0 * secs / n / forward,
+            gflops(*flops, *secs)
+        );
+    }
+    println!(
+        "{:<12} {:>10.2} {:>8.1}%  (forward time outside the timed operations: {:.2} ms)",
+        "all ops",
+        1e3 * timed,
+        100.0 * timed / forward,
+        1e3 * (forward - timed)
+    );
+    // Per operation kind, most expensive first.
+    let mut kinds: Vec<(String, usize, f64, f64)> = Vec::new();
+    for r in &rows {
+        match kinds.iter_mut().find(|k| k.0 == r.op) {
+            Some(k) => {
+                k.1 += r.calls;
+                k.2 += r.seconds;
+                k.3 += r.flops;
+            }
+            None => kinds.push((r.op.clone(), r.calls, r.seconds, r.flops)),
+        }
+    }
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!(
+        "\n{:<24} {:>9} {:>10} {:>9} {:>9}",
+        "operation", "calls/img", "ms/image", "% fwd", "GFLOP/s"
+    );
+    for (op, calls, secs, flops) in &kinds {
+        println!(
+            "{op:<24} {:>9} {:>10.2} {:>8.1}% {:>9}",
+            calls / runs,
+            1e3 * secs / n,
+            100.0 * secs / n / forward,
+            gflops(*flops, *secs)
+        );
+    }
+    Ok(())
+}
+
+fn gflops(flops: f64, secs: f64) -> String {
+    if flops > 0.0 && secs > 0.0 {
+        format!("{:.1}", flops / secs / 1e9)
+    } else {
+        "-".into()
+    }
+}
+
+fn merge(into: &mut Vec<OpStat>, rows: Vec<OpStat>) {
+    for r in rows {
+        match into
+            .iter_mut()
+            .find(|x| x.module == r.module && x.op == r.op)
+        {
+            Some(x) => {
+                x.calls += r.calls;
+                x.seconds += r.seconds;
+                x.flops += r.flops;
+            }
+            None => into.push(r),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Opt-in timing of the fast form, per module and operation, on the calling thread: what
+//! `deepmark profile` prints. Off (one thread-local check per operation) unless [`start`] was
+//! called on this thread. Operations nest: only the outermost one is timed, so a DCN's offset
+//! convolution and its sampling + GEMM are two rows, never counted twice.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// Time spent in one operation kind inside one module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpStat {
+    /// The network part (`base`, `dla_up`, `layer3`, `heads`, …).
+    pub module: &'static str,
+    /// The operation kind (`conv3x3/s1`, `dcn3x3`, `upsample-dw4/s2`, `maxpool`, …).
+    pub op: String,
+    pub calls: usize,
+    pub seconds: f64,
+    /// Multiply-adds × 2 of the calls (0 where not counted).
+    pub flops: f64,
+}
+
+struct State {
+    module: &'static str,
+    depth: usize,
+    rows: Vec<OpStat>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// Starts recording on this thread (clearing what was recorded).
+pub fn start() {
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(State {
+            module: "other",
+            depth: 0,
+            rows: Vec::new(),
+        })
+    });
+}
+
+/// Stops recording and returns the rows, in first-seen order.
+pub fn finish() -> Vec<OpStat> {
+    STATE.with(|s| s.borrow_mut().take().map(|st| st.rows).unwrap_or_default())
+}
+
+fn enabled() -> bool {
+    STATE.with(|s| s.borrow().is_some())
+}
+
+/// Runs `f` as part of network module `name` (operations inside are filed under it).
+pub(crate) fn module<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    if !enabled() {
+        return f();
+    }
+    let prev = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let st = s.as_mut().expect("enabled");
+        std::mem::replace(&mut st.module, name)
+    });
+    let out = f();
+    STATE.with(|s| {
+        if let Some(st) = s.borrow_mut().as_mut() {
+            st.module = prev;
+        }
+    });
+    out
+}
+
+/// Runs `f`, timed as operation `what().0` with `what().1` FLOPs when recording.
+pub(crate) fn op<T>(what: impl FnOnce() -> (String, f64), f: impl FnOnce() -> T) -> T {
+    let outer = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.as_mut().map(|st| {
+            st.depth += 1;
+            st.depth == 1
+        })
+    });
+    match outer {
+        None => f(),
+        Some(timed) => {
+            let t0 = Instant::now();
+            let out = f();
+            let dt = t0.elapsed().as_secs_f64();
+            let label = timed.then(what);
+            STATE.with(|s| {
+                if let Some(st) = s.borrow_mut().as_mut() {
+                    st.depth -= 1;
+                    if let Some((name, flops)) = label {
+                        let module = st.module;
+                        match st
+                            .rows
+                            .iter_mut()
+                            .find(|r| r.module == module && r.op == name)
+                        {
+                            Some(r) => {
+                                r.calls += 1;
+                                r.seconds += dt;
+                                r.flops += flops;
+                            }
+                            None => st.rows.push(OpStat {
+                                module,
+                                op: name,
+                                calls: 1,
+                                seconds: dt,
+                                flops,
+                            }),
+                        }
+                    }
+                }
+            });
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_outermost_operations_per_module_only_while_started() {
+        op(|| ("ignored".into(), 1.0), || ());
+        start();
+        module("a", || {
+            op(
+                || ("conv".into(), 10.0),
+                || op(|| ("inner".into(), 5.0), || ()),
+            );
+            op(|| ("conv".into(), 10.0), || ());
+            module("b", || op(|| ("conv".into(), 3.0), || ()));
+            op(|| ("pool".into(), 0.0), || ());
+        });
+        let rows = finish();
+        let got: Vec<(&str, &str, usize, f64)> = rows
+            .iter()
+            .map(|r| (r.module, r.op.as_str(), r.calls, r.flops))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "conv", 2, 20.0),
+                ("b", "conv", 1, 3.0),
+                ("a", "pool", 1, 0.0)
+            ]
+        );
+        assert!(rows.iter().all(|r| r.seconds >= 0.0));
+        op(|| ("after".into(), 1.0), || ());
+        assert!(finish().is_empty());
+    }
+}
