@@ -86,23 +86,25 @@ impl Map {
         let ow = (self.w + 2 * p - k) / s + 1;
         let mut out = Map::zeros(self.c, oh, ow);
         let (h, w) = (self.h as isize, self.w as isize);
+        let mut col = vec![f32::NEG_INFINITY; self.w];
         for c in 0..self.c {
             let src = &self.data[c * self.h * self.w..(c + 1) * self.h * self.w];
             let dst = &mut out.data[c * oh * ow..(c + 1) * oh * ow];
             for oy in 0..oh {
+                // Vertical max over the window's rows (contiguous, vectorised), then the
+                // horizontal windows on that one row.
                 let y0 = (oy * s) as isize - p as isize;
-                let ys = y0.max(0)..(y0 + k as isize).min(h);
-                for ox in 0..ow {
-                    let x0 = (ox * s) as isize - p as isize;
-                    let xs = x0.max(0)..(x0 + k as isize).min(w);
-                    let mut m = f32::NEG_INFINITY;
-                    for y in ys.clone() {
-                        let row = &src[y as usize * self.w..];
-                        for x in xs.clone() {
-                            m = m.max(row[x as usize]);
-                        }
+                col.fill(f32::NEG_INFINITY);
+                for y in y0.max(0)..(y0 + k as isize).min(h) {
+                    let row = &src[y as usize * self.w..(y as usize + 1) * self.w];
+                    for (m, &v) in col.iter_mut().zip(row) {
+                        *m = m.max(v);
                     }
-                    dst[oy * ow + ox] = m;
+                }
+                for (ox, d) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+                    let x0 = (ox * s) as isize - p as isize;
+                    let xs = x0.max(0) as usize..(x0 + k as isize).min(w) as usize;
+                    *d = col[xs].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 }
             }
         }
@@ -159,4 +161,52 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 #[cfg(test)]
 pub(crate) fn ramp(n: usize, seed: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.61 + seed).sin()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_pool_equals_the_definition() {
+        for (h, w, k, s, p) in [
+            (7, 9, 3, 2, 1),
+            (8, 8, 2, 2, 0),
+            (5, 4, 3, 1, 1),
+            (1, 1, 3, 2, 1),
+        ] {
+            let x = Map {
+                c: 2,
+                h,
+                w,
+                data: ramp(2 * h * w, 0.4),
+            };
+            let got = x.max_pool(k, s, p);
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            assert_eq!((got.c, got.h, got.w), (2, oh, ow));
+            for c in 0..2 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut m = f32::NEG_INFINITY;
+                        for dy in 0..k {
+                            for dx in 0..k {
+                                let (y, xx) = (
+                                    (oy * s + dy) as isize - p as isize,
+                                    (ox * s + dx) as isize - p as isize,
+                                );
+                                if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
+                                    m = m.max(x.data[(c * h + y as usize) * w + xx as usize]);
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            got.data[(c * oh + oy) * ow + ox],
+                            m,
+                            "{h}×{w} k{k} s{s} p{p}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ use crate::codec::heads::Heads;
 use crate::error::{Error, Result};
 
 enum FBackbone {
-    Resnet(FResNet),
+    Resnet(Box<FResNet>),
     Dla(Box<FDlaSeg>),
     Hourglass(Box<FHourglass>),
 }
@@ -58,7 +58,7 @@ impl FastCenterNet {
     /// Reads the model's weights once and folds/fuses them (see the module docs).
     pub fn compile(model: &CenterNet) -> Result<Self> {
         let backbone = match &model.backbone {
-            Backbone::Resnet(m) => FBackbone::Resnet(FResNet::new(m)?),
+            Backbone::Resnet(m) => FBackbone::Resnet(Box::new(FResNet::new(m)?)),
             Backbone::Dla(m) => FBackbone::Dla(Box::new(FDlaSeg::new(m)?)),
             Backbone::Hourglass(m) => FBackbone::Hourglass(Box::new(FHourglass::new(m)?)),
         };
