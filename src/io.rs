@@ -77,6 +77,73 @@ pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// A JSON array written element by element into a temporary file beside `path` and renamed
+/// onto it by [`JsonArrayWriter::finish`]: results of any length in constant memory, the same
+/// bytes as [`write_json_compact`] of the whole list, and no reader ever sees a half-written
+/// file. Dropped unfinished (an error on the way), the temporary file is removed.
+pub struct JsonArrayWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    count: usize,
+}
+
+impl JsonArrayWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        create_parent(path)?;
+        let tmp = tmp_path(path);
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut w = JsonArrayWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(std::io::BufWriter::new(file)),
+            count: 0,
+        };
+        w.write(b"[")?;
+        Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let out = self.out.as_mut().expect("open until finished");
+        out.write_all(bytes)
+            .map_err(|e| Error::io("write", &self.tmp, e))
+    }
+
+    /// Appends one element.
+    pub fn push(&mut self, value: &impl Serialize) -> Result<()> {
+        let text = serde_json::to_vec(value)
+            .map_err(|e| Error::file(&self.path, format!("cannot serialise: {e}")))?;
+        if self.count > 0 {
+            self.write(b",")?;
+        }
+        self.write(&text)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Closes the array and moves the file into place; returns the number of elements.
+    pub fn finish(mut self) -> Result<usize> {
+        self.write(b"]")?;
+        let out = self.out.take().expect("open until finished");
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io("write", &self.tmp, e))?;
+        rename(&self.tmp, &self.path)?;
+        Ok(self.count)
+    }
+}
+
+impl Drop for JsonArrayWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Reads a text file.
 pub fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
@@ -253,6 +320,32 @@ mod tests {
         std::fs::write(dir.join("bad.json"), "{").unwrap();
         let err = read_json::<Vec<i32>>(&dir.join("bad.json"), "list").unwrap_err();
         assert!(err.to_string().contains("not a valid list"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn streamed_json_arrays_equal_the_whole_list_and_appear_only_when_finished() {
+        let dir = std::env::temp_dir().join(format!("deepmark-stream-{}", std::process::id()));
+        let items: Vec<serde_json::Value> = (0..5)
+            .map(|i| serde_json::json!({"id": i, "v": [i as f32 * 0.5, -1.25]}))
+            .collect();
+        for n in [0, 1, 5] {
+            let (p, q) = (dir.join(format!("s{n}.json")), dir.join(format!("w{n}.json")));
+            let mut w = JsonArrayWriter::create(&p).unwrap();
+            for it in &items[..n] {
+                w.push(it).unwrap();
+            }
+            assert!(!p.exists(), "visible before finish");
+            assert_eq!(w.finish().unwrap(), n);
+            write_json_compact(&q, &items[..n].to_vec()).unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
+        }
+        // Dropped unfinished: neither the file nor its temporary remains.
+        let p = dir.join("dropped.json");
+        let mut w = JsonArrayWriter::create(&p).unwrap();
+        w.push(&items[0]).unwrap();
+        drop(w);
+        assert!(!p.exists() && !tmp_path(&p).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

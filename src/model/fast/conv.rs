@@ -54,9 +54,9 @@ pub struct Epilogue<'a> {
     pub relu: bool,
 }
 
-/// Raw pointer that rayon tasks writing disjoint column ranges may share.
+/// Raw output pointer that rayon tasks writing disjoint parts of one map may share.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 

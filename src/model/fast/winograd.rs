@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::Epilogue;
+use super::conv::{Epilogue, OutPtr};
 use super::map::{Map, View};
 
 /// A 3×3 stride-1 convolution's weights in the Winograd domain: `u[e][o][c]`, `e = 4i + j`.
@@ -22,12 +22,6 @@ pub struct Winograd {
     c: usize,
     u: Vec<f32>,
 }
-
-/// Raw output pointer shared by blocks writing disjoint output tiles.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 impl Winograd {
     /// From `[o, c, 3, 3]` weights: `U = G g Gᵀ` per channel pair.

@@ -7,7 +7,7 @@ use clap::Args;
 use deepmark::heads_io::{heads_to_host, write_safetensors};
 use deepmark::infer::output::{draw_detections, results};
 use deepmark::infer::{Detector, detect_all};
-use deepmark::io::{open_rgb, save_image_atomic, write_json_compact};
+use deepmark::io::{JsonArrayWriter, open_rgb, save_image_atomic};
 
 use crate::ui::{DetectorFlags, progress_bar, say};
 
@@ -113,7 +113,12 @@ pub fn run(a: InferArgs) -> Result<()> {
         dump_heads(&det, &open_rgb(&images[0])?, dump)?;
     }
     let bar = (images.len() > 1).then(|| progress_bar("detecting"));
-    let (mut all_boxes, mut all_kps) = (Vec::new(), Vec::new());
+    // Results stream to disk as they come (constant memory on any folder size); the files
+    // appear, complete, when the run ends.
+    let bbox_path = a.out.join("results_bbox.json");
+    let kp_path = a.out.join("results_keypoints.json");
+    let mut bbox_out = JsonArrayWriter::create(&bbox_path)?;
+    let mut kp_out = JsonArrayWriter::create(&kp_path)?;
     let mut failed = Vec::new();
     let total = images.len();
     let mut seen = 0;
@@ -138,8 +143,12 @@ pub fn run(a: InferArgs) -> Result<()> {
                 }
             };
             let (b, k) = results(image_id(path, i), &dets);
-            all_boxes.extend(b);
-            all_kps.extend(k);
+            for r in &b {
+                bbox_out.push(r)?;
+            }
+            for r in &k {
+                kp_out.push(r)?;
+            }
             draw_detections(&mut canvas, &dets);
             let stem = path
                 .file_stem()
@@ -163,10 +172,8 @@ pub fn run(a: InferArgs) -> Result<()> {
     if done == 0 {
         bail!("no image could be read:\n{}", failed.join("\n"));
     }
-    let bbox_path = a.out.join("results_bbox.json");
-    let kp_path = a.out.join("results_keypoints.json");
-    write_json_compact(&bbox_path, &all_boxes)?;
-    write_json_compact(&kp_path, &all_kps)?;
+    bbox_out.finish()?;
+    kp_out.finish()?;
     println!(
         "wrote {} and {} (DeepFashion2 challenge format)",
         bbox_path.display(),
