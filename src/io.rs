@@ -330,7 +330,10 @@ mod tests {
             .map(|i| serde_json::json!({"id": i, "v": [i as f32 * 0.5, -1.25]}))
             .collect();
         for n in [0, 1, 5] {
-            let (p, q) = (dir.join(format!("s{n}.json")), dir.join(format!("w{n}.json")));
+            let (p, q) = (
+                dir.join(format!("s{n}.json")),
+                dir.join(format!("w{n}.json")),
+            );
             let mut w = JsonArrayWriter::create(&p).unwrap();
             for it in &items[..n] {
                 w.push(it).unwrap();
