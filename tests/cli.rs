@@ -116,23 +116,30 @@ fn infer_writes_drawings_and_challenge_json_that_evaluates() {
     let dir = common::tempdir("cli-infer");
     let weights = random_weights(&dir);
     let images = gt.parent().unwrap().join("image");
+    let (a, b) = (images.join("002092.jpg"), images.join("018074.jpg"));
+    // Both images with flip and two scales, `batch` images per forward pass.
+    let infer = |out: &Path, batch: &str| {
+        deepmark(&[
+            "infer",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--weights",
+            &weights,
+            "--input-size",
+            "128",
+            "--threshold",
+            "0",
+            "--flip",
+            "--scales",
+            "0.9,1.1",
+            "--batch",
+            batch,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
     let out = dir.join("out");
-    let o = deepmark(&[
-        "infer",
-        images.join("002092.jpg").to_str().unwrap(),
-        images.join("018074.jpg").to_str().unwrap(),
-        "--weights",
-        &weights,
-        "--input-size",
-        "128",
-        "--threshold",
-        "0",
-        "--flip",
-        "--scales",
-        "0.9,1.1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = infer(&out, "1");
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let speed = text
@@ -163,24 +170,7 @@ fn infer_writes_drawings_and_challenge_json_that_evaluates() {
     }
     // Both images in one forward batch (per scale, with their mirror images): the same results.
     let batched = dir.join("out-batched");
-    let o = deepmark(&[
-        "infer",
-        images.join("002092.jpg").to_str().unwrap(),
-        images.join("018074.jpg").to_str().unwrap(),
-        "--weights",
-        &weights,
-        "--input-size",
-        "128",
-        "--threshold",
-        "0",
-        "--flip",
-        "--scales",
-        "0.9,1.1",
-        "--batch",
-        "2",
-        "--out",
-        batched.to_str().unwrap(),
-    ]);
+    let o = infer(&batched, "2");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("images/s (batch 2"), "{}", stdout(&o));
     let again = std::fs::read_to_string(batched.join("results_keypoints.json")).unwrap();

@@ -34,17 +34,16 @@ impl RunStats {
     }
 }
 
-/// One image leaving the loader: its tag, and the image with its inputs (or why it failed).
-struct Loaded<T> {
+/// One job between two stages: its tag, and what the stage made of it (or why it failed).
+struct Tagged<T, X> {
     tag: T,
-    item: Result<(RgbImage, Vec<Prepared>)>,
+    item: Result<X>,
 }
 
-/// One image leaving the forward stage.
-struct Forwarded<T> {
-    tag: T,
-    item: Result<(RgbImage, Vec<ScaleHeads>)>,
-}
+/// Leaving the loader: the image and its network inputs.
+type Loaded<T> = Tagged<T, (RgbImage, Vec<Prepared>)>;
+/// Leaving the forward stage: the image and its fused heads.
+type Forwarded<T> = Tagged<T, (RgbImage, Vec<ScaleHeads>)>;
 
 /// Runs `det` over `jobs`: `load` turns a job into an image (on the loader thread), and `sink`
 /// receives each job with its image and detections (above `options.threshold`, in image pixels)
@@ -113,7 +112,7 @@ where
             pre += t1.elapsed().as_secs_f64();
             Ok((img, p?))
         });
-        if out.send(Loaded { tag, item }).is_err() {
+        if out.send(Tagged { tag, item }).is_err() {
             break; // a later stage stopped
         }
     }
@@ -149,7 +148,7 @@ fn forward_stage<T>(
                 Ok((img, _)) => Ok((img, heads.pop().expect("one result per image"))),
                 Err(e) => Err(e),
             };
-            if out.send(Forwarded { tag: l.tag, item }).is_err() {
+            if out.send(Tagged { tag: l.tag, item }).is_err() {
                 return Ok(times); // the decode stage stopped; its error is reported
             }
         }

@@ -131,7 +131,6 @@ pub fn gemm_tiles(
     }
     let tile = tile_width(k, n);
     let tiles = n.div_ceil(tile);
-    let threads = rayon::current_num_threads();
     let ptr = OutPtr(out.data.as_mut_ptr());
     let run = |t: usize, col: &mut Vec<f32>, par: gemm::Parallelism| {
         let n0 = t * tile;
@@ -178,22 +177,34 @@ pub fn gemm_tiles(
             }
         }
     };
-    if tiles >= 2 * threads {
-        (0..tiles)
+    run_blocks(tiles, run);
+    out
+}
+
+/// Runs `run(block, scratch, parallelism)` for blocks `0..blocks` of one output map: in
+/// parallel on rayon's pool with one scratch per task and single-threaded GEMMs when there are
+/// enough blocks to keep every thread busy (two per thread), else one after the other with the
+/// GEMMs themselves using the threads.
+pub(crate) fn run_blocks<S: Default>(
+    blocks: usize,
+    run: impl Fn(usize, &mut S, gemm::Parallelism) + Sync,
+) {
+    let threads = rayon::current_num_threads();
+    if blocks >= 2 * threads {
+        (0..blocks)
             .into_par_iter()
-            .for_each_init(Vec::new, |col, t| run(t, col, gemm::Parallelism::None));
+            .for_each_init(S::default, |s, b| run(b, s, gemm::Parallelism::None));
     } else {
-        let mut col = Vec::new();
         let par = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
         } else {
             gemm::Parallelism::None
         };
-        for t in 0..tiles {
-            run(t, &mut col, par);
+        let mut s = S::default();
+        for b in 0..blocks {
+            run(b, &mut s, par);
         }
     }
-    out
 }
 
 /// Writes bias (+ residual) into columns `n0..n0+len` of every output row.

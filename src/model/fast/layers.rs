@@ -161,29 +161,23 @@ impl FConv {
         out.with_winograd(wino)
     }
 
-    fn geometry(&self, x: View<'_>) -> (Taps, [usize; 2]) {
-        let oh = out_size(x.h, self.k[0], self.stride, self.pad, self.dilation);
-        let ow = out_size(x.w, self.k[1], self.stride, self.pad, self.dilation);
-        (
-            Taps::conv(self.k, self.stride, self.pad, self.dilation),
-            [oh, ow],
-        )
+    /// Output size on input `x`.
+    fn out_dims(&self, x: View<'_>) -> [usize; 2] {
+        [
+            out_size(x.h, self.k[0], self.stride, self.pad, self.dilation),
+            out_size(x.w, self.k[1], self.stride, self.pad, self.dilation),
+        ]
     }
 
     pub fn forward_view(&self, x: View<'_>, residual: Option<&Map>) -> Map {
         debug_assert_eq!(x.c, self.c);
-        let (taps, size) = self.geometry(x);
-        let ow = size[1];
+        let size = self.out_dims(x);
+        let ep = self.epilogue(residual);
         if let Some(wg) = self
             .wino
             .as_ref()
             .filter(|_| size[0] * size[1] >= WINOGRAD_MIN_PIXELS)
         {
-            let ep = Epilogue {
-                bias: &self.bias,
-                residual,
-                relu: self.relu,
-            };
             let what = || ("conv3x3/s1 winograd".into(), self.flops(size));
             return profile::op(what, || wg.forward(x, self.pad, size, &ep));
         }
@@ -191,19 +185,27 @@ impl FConv {
             let name = format!("conv{}x{}/s{}", self.k[0], self.k[1], self.stride);
             (name, self.flops(size))
         };
-        profile::op(what, || {
-            self.apply(&Im2col { x, taps: &taps, ow }, size, residual)
-        })
+        let taps = Taps::conv(self.k, self.stride, self.pad, self.dilation);
+        let cols = Im2col {
+            x,
+            taps: &taps,
+            ow: size[1],
+        };
+        profile::op(what, || gemm_tiles(&cols, size, &self.w, self.o, &ep))
     }
 
     /// This convolution's weights and epilogue over other columns (DCN's sampled ones).
     pub fn apply(&self, cols: &impl Columns, size: [usize; 2], residual: Option<&Map>) -> Map {
-        let ep = Epilogue {
+        gemm_tiles(cols, size, &self.w, self.o, &self.epilogue(residual))
+    }
+
+    /// This convolution's bias and ReLU, with `residual` added before the ReLU.
+    fn epilogue<'a>(&'a self, residual: Option<&'a Map>) -> Epilogue<'a> {
+        Epilogue {
             bias: &self.bias,
             residual,
             relu: self.relu,
-        };
-        gemm_tiles(cols, size, &self.w, self.o, &ep)
+        }
     }
 
     pub fn forward(&self, x: &Map) -> Map {

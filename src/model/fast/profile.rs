@@ -45,6 +45,24 @@ pub fn finish() -> Vec<OpStat> {
     STATE.with(|s| s.borrow_mut().take().map(|st| st.rows).unwrap_or_default())
 }
 
+/// Adds `rows` into `into`: a row of the same module and operation gains the calls, seconds
+/// and FLOPs; a new one is appended (first-seen order is kept).
+pub fn merge(into: &mut Vec<OpStat>, rows: impl IntoIterator<Item = OpStat>) {
+    for r in rows {
+        match into
+            .iter_mut()
+            .find(|x| x.module == r.module && x.op == r.op)
+        {
+            Some(x) => {
+                x.calls += r.calls;
+                x.seconds += r.seconds;
+                x.flops += r.flops;
+            }
+            None => into.push(r),
+        }
+    }
+}
+
 fn enabled() -> bool {
     STATE.with(|s| s.borrow().is_some())
 }
@@ -87,26 +105,15 @@ pub(crate) fn op<T>(what: impl FnOnce() -> (String, f64), f: impl FnOnce() -> T)
             STATE.with(|s| {
                 if let Some(st) = s.borrow_mut().as_mut() {
                     st.depth -= 1;
-                    if let Some((name, flops)) = label {
-                        let module = st.module;
-                        match st
-                            .rows
-                            .iter_mut()
-                            .find(|r| r.module == module && r.op == name)
-                        {
-                            Some(r) => {
-                                r.calls += 1;
-                                r.seconds += dt;
-                                r.flops += flops;
-                            }
-                            None => st.rows.push(OpStat {
-                                module,
-                                op: name,
-                                calls: 1,
-                                seconds: dt,
-                                flops,
-                            }),
-                        }
+                    if let Some((op, flops)) = label {
+                        let row = OpStat {
+                            module: st.module,
+                            op,
+                            calls: 1,
+                            seconds: dt,
+                            flops,
+                        };
+                        merge(&mut st.rows, [row]);
                     }
                 }
             });

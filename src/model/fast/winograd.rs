@@ -10,9 +10,7 @@
 //! Tiles run in blocks in parallel; each block's 16 GEMMs, then the output transform with the
 //! fused epilogue (bias, residual, ReLU), stay in cache.
 
-use rayon::prelude::*;
-
-use super::conv::{Epilogue, OutPtr};
+use super::conv::{Epilogue, OutPtr, run_blocks};
 use super::map::{Map, View};
 
 /// A 3×3 stride-1 convolution's weights in the Winograd domain: `u[e][o][c]`, `e = 4i + j`.
@@ -118,23 +116,7 @@ impl Winograd {
             // Safety: this block writes only the output pixels of its own tiles.
             unsafe { output_transform(m, o, &geo, t0, len, ep, p.0, scratch) };
         };
-        if blocks >= 2 * threads {
-            (0..blocks)
-                .into_par_iter()
-                .for_each_init(Buffers::default, |buf, b| {
-                    run(b, buf, gemm::Parallelism::None)
-                });
-        } else {
-            let par = if threads > 1 {
-                gemm::Parallelism::Rayon(threads)
-            } else {
-                gemm::Parallelism::None
-            };
-            let mut buf = Buffers::default();
-            for b in 0..blocks {
-                run(b, &mut buf, par);
-            }
-        }
+        run_blocks(blocks, run);
         out
     }
 }

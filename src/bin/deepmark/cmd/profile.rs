@@ -58,7 +58,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         profile::start();
         let (_, t) = det.detect_timed(&img)?;
         times += t;
-        merge(&mut rows, profile::finish());
+        profile::merge(&mut rows, profile::finish());
     }
     let n = runs as f64;
     let s = det.options.input_size;
@@ -109,21 +109,12 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     let forward: f64 = times.forward / n;
     let timed: f64 = rows.iter().map(|r| r.seconds).sum::<f64>() / n;
     // Per module, in network order.
-    let mut modules: Vec<(&str, f64, f64)> = Vec::new();
-    for r in &rows {
-        match modules.iter_mut().find(|m| m.0 == r.module) {
-            Some(m) => {
-                m.1 += r.seconds;
-                m.2 += r.flops;
-            }
-            None => modules.push((r.module, r.seconds, r.flops)),
-        }
-    }
+    let modules = totals(&rows, |r| r.module);
     println!(
         "\n{:<12} {:>10} {:>9} {:>9}",
         "module", "ms/image", "% fwd", "GFLOP/s"
     );
-    for (m, secs, flops) in &modules {
+    for (m, _, secs, flops) in &modules {
         println!(
             "{m:<12} {:>10.2} {:>8.1}% {:>9}",
             1e3 * secs / n,
@@ -139,17 +130,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         1e3 * (forward - timed)
     );
     // Per operation kind, most expensive first.
-    let mut kinds: Vec<(String, usize, f64, f64)> = Vec::new();
-    for r in &rows {
-        match kinds.iter_mut().find(|k| k.0 == r.op) {
-            Some(k) => {
-                k.1 += r.calls;
-                k.2 += r.seconds;
-                k.3 += r.flops;
-            }
-            None => kinds.push((r.op.clone(), r.calls, r.seconds, r.flops)),
-        }
-    }
+    let mut kinds = totals(&rows, |r| r.op.as_str());
     kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
     println!(
         "\n{:<24} {:>9} {:>10} {:>9} {:>9}",
@@ -175,18 +156,22 @@ fn gflops(flops: f64, secs: f64) -> String {
     }
 }
 
-fn merge(into: &mut Vec<OpStat>, rows: Vec<OpStat>) {
+/// Calls, seconds and FLOPs of `rows` summed per `key`, in first-seen order.
+fn totals<'a, K: PartialEq>(
+    rows: &'a [OpStat],
+    key: impl Fn(&'a OpStat) -> K,
+) -> Vec<(K, usize, f64, f64)> {
+    let mut out: Vec<(K, usize, f64, f64)> = Vec::new();
     for r in rows {
-        match into
-            .iter_mut()
-            .find(|x| x.module == r.module && x.op == r.op)
-        {
-            Some(x) => {
-                x.calls += r.calls;
-                x.seconds += r.seconds;
-                x.flops += r.flops;
+        let k = key(r);
+        match out.iter_mut().find(|t| t.0 == k) {
+            Some(t) => {
+                t.1 += r.calls;
+                t.2 += r.seconds;
+                t.3 += r.flops;
             }
-            None => into.push(r),
+            None => out.push((k, r.calls, r.seconds, r.flops)),
         }
     }
+    out
 }
