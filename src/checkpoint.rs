@@ -364,6 +364,15 @@ pub struct WeightsCheck {
 /// ([`check_path`]), each atomically. The old checksums are removed first, so a crash part-way
 /// leaves weights that load unchecked rather than weights reported corrupt.
 pub fn save(model: &CenterNet, config: &CenterNetConfig, path: &Path) -> Result<()> {
+    save_module(model, config, path)
+}
+
+/// [`save`] for any module and its config (the PoseFix refiners use it too).
+pub fn save_module<M, C>(model: &M, config: &C, path: &Path) -> Result<()>
+where
+    M: ModuleSnapshot,
+    C: serde::Serialize,
+{
     let check = check_path(path);
     match std::fs::remove_file(&check) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -426,12 +435,36 @@ pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
 
 /// Load weights saved by [`save`] (config from the JSON beside them).
 pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
+    load_module(weights, "model config", |c: &CenterNetConfig| Ok(c.init(device)))
+}
+
+/// [`load`] for any module: `init` builds the module of a config (`what` names the config in
+/// errors), whose tensors must all be in the file with the same shapes.
+pub fn load_module<M, C>(
+    weights: &Path,
+    what: &str,
+    init: impl FnOnce(&C) -> Result<M>,
+) -> Result<(M, C)>
+where
+    M: ModuleSnapshot,
+    C: serde::de::DeserializeOwned,
+{
     if !weights.is_file() {
         return Err(Error::file(weights, "weights file does not exist"));
     }
     verify(weights)?;
-    let config = load_config(weights)?;
-    let mut model = config.init(device);
+    let path = config_path(weights);
+    if !path.is_file() {
+        return Err(Error::file(
+            weights,
+            format!(
+                "its {what} {} is missing (weights are saved with their config beside them)",
+                path.display()
+            ),
+        ));
+    }
+    let config: C = read_json(&path, what)?;
+    let mut model = init(&config).map_err(|e| Error::file(&path, e.to_string()))?;
     let mut store = BurnpackStore::from_file(weights)
         .auto_extension(false)
         .allow_partial(true)
@@ -444,7 +477,7 @@ pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConf
             weights,
             format!(
                 "weights do not match their config {}:\n{result}",
-                config_path(weights).display()
+                path.display()
             ),
         ));
     }

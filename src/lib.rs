@@ -19,6 +19,7 @@ pub mod io;
 pub mod model;
 mod named;
 pub mod preprocess;
+pub mod refine;
 #[cfg(feature = "train")]
 pub mod train;
 

@@ -11,7 +11,7 @@ use super::landmarks::{LandmarkStats, landmark_errors};
 use crate::data::deepfashion2::Sample;
 use crate::error::Result;
 use crate::garment::{CATEGORIES, NUM_CATEGORIES};
-use crate::infer::output::{BboxResult, KeypointResult, results};
+use crate::infer::output::{BboxResult, DetectionRecord, KeypointResult, results};
 use crate::infer::{Detector, StageTimes, detect_all};
 use crate::io::{create_dir_all, open_rgb, write_json_compact};
 
@@ -51,6 +51,39 @@ pub fn predict_dataset(
     })?;
     out.times = stats.times;
     Ok(out)
+}
+
+/// `(AP_pt, NE/PCK over all categories)` of detection records against the ground truth (the
+/// before/after numbers of `refine`).
+pub fn landmark_quality(
+    gt: &GroundTruth,
+    samples: &[Sample],
+    records: &[DetectionRecord],
+) -> Result<(f64, LandmarkStats)> {
+    let res = DatasetResults {
+        bbox: records
+            .iter()
+            .map(|r| BboxResult {
+                image_id: r.image_id,
+                category_id: r.category_id,
+                bbox: r.bbox,
+                score: r.score,
+            })
+            .collect(),
+        keypoints: records
+            .iter()
+            .map(|r| KeypointResult {
+                image_id: r.image_id,
+                category_id: r.category_id,
+                keypoints: r.keypoints.clone(),
+                score: r.score,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let (_, ap_pt) = headline_ap(gt, &res)?;
+    let (_, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    Ok((ap_pt, overall))
 }
 
 /// Box and landmark evaluations of results held in memory (`None` where there are none).

@@ -169,7 +169,8 @@ where
     for f in input {
         let item = match f.item {
             Ok((img, heads)) => {
-                let (dets, t) = det.decode_heads(&heads, &det.options.post);
+                let (mut dets, mut t) = det.decode_heads(&heads, &det.options.post);
+                det.refine(&img, &mut dets, &mut t)?;
                 stats.times += t;
                 stats.images += 1;
                 Ok((img, dets))

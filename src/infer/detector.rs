@@ -15,6 +15,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData, activation::sigmoid};
@@ -30,6 +31,7 @@ use crate::io::read_json;
 use crate::model::fast::{FastCenterNet, View, head_maps, is_host_cpu};
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
 use crate::preprocess::{Affine, Prepared, prepare};
+use crate::refine::RefinerSet;
 
 /// Inference options (the CLI's flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +69,7 @@ impl Default for DetectorOptions {
     }
 }
 
-/// Time spent per stage, in seconds.
+/// Time spent per stage, in seconds (`post`: NMS, the threshold and PoseFix refinement).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
     pub preprocess: f64,
@@ -106,6 +108,8 @@ pub struct Detector {
     flip_groups: Vec<usize>,
     pub device: Device,
     pub options: DetectorOptions,
+    /// PoseFix refiners applied to the final detections ([`crate::refine`]; `--refine`).
+    pub refiner: Option<Arc<RefinerSet>>,
 }
 
 /// Inference defaults saved beside weights (`<weights>.infer.json`): `train` records the input
@@ -138,6 +142,7 @@ impl Detector {
             flip_groups,
             device,
             options: DetectorOptions::default(),
+            refiner: None,
         })
     }
 
@@ -195,10 +200,21 @@ impl Detector {
     /// [`Detector::detect`] plus per-stage times.
     pub fn detect_timed(&self, image: &RgbImage) -> Result<(Vec<Detection>, StageTimes)> {
         let (heads, mut times) = self.heads(image)?;
-        let (dets, t) = self.decode_heads(&heads, &self.options.post);
+        let (mut dets, t) = self.decode_heads(&heads, &self.options.post);
         times.decode += t.decode;
         times.post += t.post;
+        self.refine(image, &mut dets, &mut times)?;
         Ok((dets, times))
+    }
+
+    /// Applies the refiners, if any, to final detections of `image` (time counted as `post`).
+    pub fn refine(&self, image: &RgbImage, dets: &mut [Detection], times: &mut StageTimes) -> Result<()> {
+        if let Some(r) = &self.refiner {
+            let t = Instant::now();
+            r.refine(image, dets)?;
+            times.post += t.elapsed().as_secs_f64();
+        }
+        Ok(())
     }
 
     /// The network input of `image` at `scale` (CenterNet's test pre-processing at the

@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::Path;
+
 use crate::codec::Detection;
+use crate::error::{Error, Result};
+use crate::garment::{NUM_LANDMARKS, category};
 
 /// A bbox result (`evaluation.md`: `{image_id, category_id, bbox: [x, y, w, h], score}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,83 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
         })
         .collect();
     (boxes, kps)
+}
+
+/// One detection with everything a later stage needs (`predict`'s output, the PoseFix
+/// refiners' input): `bbox` `[x, y, w, h]`, and the 294 `x, y, score` triplets with the
+/// category's slice filled. A list of them is also a valid keypoints results file for `eval`
+/// (the third values are not used by OKS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionRecord {
+    pub image_id: u64,
+    pub category_id: usize,
+    pub bbox: [f32; 4],
+    pub keypoints: Vec<f32>,
+    pub score: f32,
+}
+
+impl DetectionRecord {
+    pub fn new(image_id: u64, d: &Detection) -> Self {
+        DetectionRecord {
+            image_id,
+            category_id: d.category_id,
+            bbox: d.bbox_xywh(),
+            keypoints: d.landmarks_294(|s| s).into_iter().flatten().collect(),
+            score: d.score,
+        }
+    }
+
+    /// The category's landmarks in local order (`None` for an unknown category or a short
+    /// keypoint list; [`read_detections`] refuses those).
+    pub fn local_landmarks(&self) -> Option<Vec<[f32; 3]>> {
+        let cat = category(self.category_id)?;
+        let k = self.keypoints.get(cat.start * 3..(cat.start + cat.num_landmarks) * 3)?;
+        Some(k.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
+    }
+
+    /// Back to a [`Detection`] in image pixels.
+    pub fn detection(&self) -> Option<Detection> {
+        let [x, y, w, h] = self.bbox;
+        Some(Detection {
+            category_id: self.category_id,
+            score: self.score,
+            box_score: self.score,
+            bbox: [x, y, x + w, y + h],
+            landmarks: self.local_landmarks()?,
+        })
+    }
+
+    /// Refuses what no later stage could use, naming the entry and the field.
+    fn check(&self, path: &Path, index: usize) -> Result<()> {
+        let bad = |field: &str, why: String| {
+            Err(Error::file(path, format!("detection {index} (image {}): {field}: {why}", self.image_id)))
+        };
+        if category(self.category_id).is_none() {
+            return bad("category_id", format!("unknown category {} (expected 1..=13)", self.category_id));
+        }
+        if self.keypoints.len() != NUM_LANDMARKS * 3 {
+            return bad("keypoints", format!("{} values; expected {}", self.keypoints.len(), NUM_LANDMARKS * 3));
+        }
+        if !self.score.is_finite() {
+            return bad("score", format!("{} is not a finite number", self.score));
+        }
+        if self.bbox.iter().any(|v| !v.is_finite()) || self.bbox[2] < 0.0 || self.bbox[3] < 0.0 {
+            return bad("bbox", format!("{:?}: needs finite x, y and non-negative w, h", self.bbox));
+        }
+        if self.keypoints.iter().any(|v| !v.is_finite()) {
+            return bad("keypoints", "holds a non-finite number".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads a list of [`DetectionRecord`]s (`predict`'s output), checking every entry.
+pub fn read_detections(path: &Path) -> Result<Vec<DetectionRecord>> {
+    let list: Vec<DetectionRecord> = crate::io::read_json(path, "detections file (predict's output)")?;
+    for (i, d) in list.iter().enumerate() {
+        d.check(path, i)?;
+    }
+    Ok(list)
 }
 
 #[cfg(feature = "draw")]

@@ -59,6 +59,12 @@ impl ResNetConfig {
     }
 
     pub fn init(&self, device: &Device) -> ResNet {
+        self.init_with_input(3, device)
+    }
+
+    /// The same network reading `in_channels` input channels (PoseFix's refiner reads the image
+    /// and one heatmap per landmark).
+    pub fn init_with_input(&self, in_channels: usize, device: &Device) -> ResNet {
         let mut inplanes = self.stem;
         let mut stages: Vec<Vec<ResBlock>> = Vec::new();
         for (i, (&n, &planes)) in self.layers.iter().zip(&self.planes).enumerate() {
@@ -87,7 +93,7 @@ impl ResNetConfig {
             inplanes = out;
         }
         ResNet {
-            conv1: conv([3, self.stem], 7, 2, false, device),
+            conv1: conv([in_channels, self.stem], 7, 2, false, device),
             bn1: bn(self.stem, device),
             layer1,
             layer2,

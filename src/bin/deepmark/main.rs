@@ -8,7 +8,7 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, infer, model, plot, profile, train, tune};
+use cmd::{data, eval, infer, model, plot, profile, refine, train, tune};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,13 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Grid-search DeepMark++'s post-processing parameters on a validation subset.
     Tune(tune::TuneArgs),
+    /// A detector's detections of a dataset (or the ground truth with synthesized errors), as
+    /// input for `train-refiner --inputs` and `refine`.
+    Predict(refine::PredictArgs),
+    /// Train PoseFix landmark refiners, one per category, into one folder.
+    TrainRefiner(refine::TrainRefinerArgs),
+    /// Apply PoseFix refiners to a detections file; prints AP_pt and NE before and after.
+    Refine(refine::RefineArgs),
     /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
     Plot {
         /// Run directory (with metrics.csv).
@@ -84,6 +91,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Infer(a) => infer::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Predict(a) => refine::predict(a),
+        Command::TrainRefiner(a) => refine::train_refiner(a),
+        Command::Refine(a) => refine::refine(a),
         Command::Plot { run } => plot::run(&run),
     }
 }

@@ -73,6 +73,10 @@ pub struct DetectorFlags {
     /// run on other threads meanwhile.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
+    /// PoseFix refiners (a `train-refiner` folder) applied to every detection of a category
+    /// they cover (flip-tested); the refined landmarks go into the results and drawings.
+    #[arg(long)]
+    pub refine: Option<PathBuf>,
 }
 
 impl DetectorFlags {
@@ -98,6 +102,10 @@ impl DetectorFlags {
             det.set_fast(false)?;
         }
         det.options.batch = self.batch as usize;
+        if let Some(dir) = &self.refine {
+            let set = deepmark::refine::RefinerSet::load(dir, &det.device)?;
+            det.refiner = Some(std::sync::Arc::new(set));
+        }
         det.check_input_size()?;
         Ok(det)
     }

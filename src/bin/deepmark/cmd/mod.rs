@@ -6,5 +6,6 @@ pub mod infer;
 pub mod model;
 pub mod plot;
 pub mod profile;
+pub mod refine;
 pub mod train;
 pub mod tune;

@@ -1,0 +1,224 @@
+//! A folder of per-category refiners ([`RefinerSet`]) applied to detections: each detection
+//! whose category has a refiner is cropped from its box, its landmarks rendered as the input
+//! pose, and the refiner's integral coordinates replace its landmark positions (averaged with
+//! the mirrored crop's, PoseFix's flip test). Scores are kept (PoseFix: output score = input
+//! score).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{CropJitter, decode_integral, make_input, to_image};
+use super::config::RefinerConfig;
+use super::net::Refiner;
+use crate::checkpoint::load_module;
+use crate::codec::Detection;
+use crate::error::{Error, Result};
+use crate::garment::{NUM_CATEGORIES, category};
+use crate::infer::output::DetectionRecord;
+use crate::io::read_json;
+
+/// The index of a refiner folder (`refiners.json`): what was trained, on what, with which
+/// settings (kept as JSON so that a folder explains itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefinerIndex {
+    pub refiners: Vec<RefinerEntry>,
+    /// The training settings (`RefinerTrainConfig` as JSON; informational).
+    #[serde(default)]
+    pub train: serde_json::Value,
+}
+
+/// One trained refiner in a folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefinerEntry {
+    pub category_id: usize,
+    /// Weights file name inside the folder (config and checksums beside it).
+    pub weights: String,
+    /// Garments it was trained on, and how many had a matched detector prediction.
+    pub garments: usize,
+    pub with_predictions: usize,
+    /// Mean loss (cross-entropy + L1) of the last epoch.
+    pub final_loss: f32,
+}
+
+/// The index file of a refiner folder.
+pub fn index_path(dir: &Path) -> PathBuf {
+    dir.join("refiners.json")
+}
+
+/// Refiners per category, ready to refine detections.
+pub struct RefinerSet {
+    refiners: Vec<Option<(Refiner, RefinerConfig)>>,
+    device: Device,
+    /// Average with the mirrored crop (PoseFix's flip test).
+    pub flip: bool,
+    /// Detections scoring below are left as they are (their landmarks barely move AP and each
+    /// costs a forward pass).
+    pub min_score: f32,
+    /// Crops per forward pass.
+    pub batch: usize,
+}
+
+impl RefinerSet {
+    /// Loads every refiner listed in `dir/refiners.json` (weights verified against their
+    /// checksums).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let index: RefinerIndex = read_json(&index_path(dir), "refiner index")?;
+        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> = (0..NUM_CATEGORIES).map(|_| None).collect();
+        for e in &index.refiners {
+            let weights = dir.join(&e.weights);
+            let (model, cfg) = load_module(&weights, "refiner config", |c: &RefinerConfig| {
+                c.check()?;
+                Ok(c.init(device))
+            })?;
+            if cfg.category_id != e.category_id {
+                return Err(Error::file(
+                    &weights,
+                    format!(
+                        "refines category {}, but {} lists it for category {}",
+                        cfg.category_id,
+                        index_path(dir).display(),
+                        e.category_id
+                    ),
+                ));
+            }
+            let i = cfg.category_id - 1;
+            refiners[i] = Some((model, cfg));
+        }
+        if refiners.iter().all(Option::is_none) {
+            return Err(Error::file(&index_path(dir), "lists no refiners"));
+        }
+        Ok(RefinerSet {
+            refiners,
+            device: device.clone(),
+            flip: true,
+            min_score: 0.05,
+            batch: 16,
+        })
+    }
+
+    /// Wraps refiners built in memory (one per category at most).
+    pub fn from_refiners(list: Vec<(Refiner, RefinerConfig)>, device: &Device) -> Result<Self> {
+        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> = (0..NUM_CATEGORIES).map(|_| None).collect();
+        for (m, c) in list {
+            c.check()?;
+            let i = c.category_id - 1;
+            refiners[i] = Some((m, c));
+        }
+        Ok(RefinerSet {
+            refiners,
+            device: device.clone(),
+            flip: true,
+            min_score: 0.0,
+            batch: 16,
+        })
+    }
+
+    /// Category ids with a refiner.
+    pub fn categories(&self) -> Vec<usize> {
+        (1..=NUM_CATEGORIES)
+            .filter(|&c| self.refiners[c - 1].is_some())
+            .collect()
+    }
+
+    /// Refines the landmarks of `dets` (image pixels) found in `image`.
+    pub fn refine(&self, image: &RgbImage, dets: &mut [Detection]) -> Result<()> {
+        for cat_id in self.categories() {
+            let (model, cfg) = self.refiners[cat_id - 1].as_ref().expect("listed");
+            let cat = category(cat_id).expect("checked at load");
+            let chosen: Vec<usize> = (0..dets.len())
+                .filter(|&i| {
+                    let d = &dets[i];
+                    d.category_id == cat_id && d.score >= self.min_score && d.landmarks.len() == cat.num_landmarks
+                })
+                .collect();
+            let flips: &[bool] = if self.flip { &[false, true] } else { &[false] };
+            for chunk in chosen.chunks(self.batch.max(1)) {
+                let mut input = Vec::new();
+                let mut crops = Vec::new();
+                for &i in chunk {
+                    let d = &dets[i];
+                    for &flip in flips {
+                        let jitter = CropJitter { flip, ..CropJitter::NONE };
+                        let (x, m) = make_input(image, d.bbox_xywh(), &d.landmarks, cat, cfg, jitter);
+                        input.extend(x);
+                        crops.push((i, m, flip));
+                    }
+                }
+                let [h, w] = cfg.input;
+                let j = cfg.num_landmarks;
+                let x = Tensor::<4>::from_data(TensorData::new(input, [crops.len(), 3 + j, h, w]), &self.device);
+                let logits = model
+                    .forward(x)
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| Error::Backend(format!("reading the refiner's heatmaps: {e:?}")))?;
+                let per = j * cfg.output()[0] * cfg.output()[1];
+                let mut sums = vec![vec![[0.0f32; 2]; j]; chunk.len()];
+                for (k, (_, m, flip)) in crops.iter().enumerate() {
+                    let pts = decode_integral(&logits[k * per..(k + 1) * per], cfg.output());
+                    for (s, p) in sums[k / flips.len()].iter_mut().zip(to_image(&pts, cat, m, *flip)) {
+                        s[0] += p[0] / flips.len() as f32;
+                        s[1] += p[1] / flips.len() as f32;
+                    }
+                }
+                for (&i, s) in chunk.iter().zip(sums) {
+                    for (l, p) in dets[i].landmarks.iter_mut().zip(s) {
+                        if p[0].is_finite() && p[1].is_finite() {
+                            l[0] = p[0];
+                            l[1] = p[1];
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refines a list of detections (any method's, e.g. `predict`'s output) of the images of
+/// `samples` (files in `images`): records of images not in `samples` are refused. Returns the
+/// records in their order with refined landmarks.
+pub fn refine_records(
+    set: &RefinerSet,
+    samples: &[crate::data::deepfashion2::Sample],
+    images: &Path,
+    records: &[DetectionRecord],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<DetectionRecord>> {
+    let files: HashMap<u64, &str> = samples.iter().map(|s| (s.image_id, s.file_name.as_str())).collect();
+    let mut by_image: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_image.entry(r.image_id).or_default().push(i);
+    }
+    let mut out = records.to_vec();
+    let total = by_image.len();
+    for (n, (id, idx)) in by_image.into_iter().enumerate() {
+        let Some(file) = files.get(&id) else {
+            return Err(Error::Invalid(format!(
+                "detection {} is of image {id}, which the dataset does not list",
+                idx[0]
+            )));
+        };
+        let image = crate::io::open_rgb(&images.join(file))?;
+        let mut dets: Vec<Detection> = idx
+            .iter()
+            .map(|&i| records[i].detection().expect("records are checked when read"))
+            .collect();
+        set.refine(&image, &mut dets)?;
+        for (&i, d) in idx.iter().zip(&dets) {
+            out[i] = DetectionRecord::new(id, d);
+            // The third values stay as they were (landmark scores).
+            for (k, (a, b)) in out[i].keypoints.iter_mut().zip(&records[i].keypoints).enumerate() {
+                if k % 3 == 2 {
+                    *a = *b;
+                }
+            }
+        }
+        progress(n, total);
+    }
+    Ok(out)
+}

@@ -1,0 +1,229 @@
+//! Training the refiners: one per category, each from a fresh ResNet (no ImageNet weights
+//! exist here), with Adam and a step schedule, into one folder: `<category>.bpk` (+ config and
+//! checksums) per refiner and `refiners.json` listing them, rewritten atomically after each
+//! category — a run stopped part-way keeps the finished refiners, and `resume` skips them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::apply::{RefinerEntry, RefinerIndex, index_path};
+use super::config::{RefinerArch, RefinerConfig};
+use super::data::{RefineAugment, RefineBatcher, RefineDataset};
+use super::errors::ErrorRates;
+use super::net::{RefinerLoss, refiner_loss};
+use crate::checkpoint::{save_module, verify};
+use crate::data::deepfashion2::Sample;
+use crate::error::{Error, Result};
+use crate::garment::category;
+use crate::infer::output::DetectionRecord;
+use crate::io::{create_dir_all, read_json, write_json};
+use crate::train::OptimizerConfig;
+
+/// How the refiners are trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefinerTrainConfig {
+    pub arch: RefinerArch,
+    /// `[height, width]`.
+    pub input: [usize; 2],
+    pub batch: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerConfig,
+    pub augment: RefineAugment,
+    pub errors: ErrorRates,
+    pub seed: u64,
+    pub workers: usize,
+}
+
+impl RefinerTrainConfig {
+    /// PoseFix's recipe scaled to `epochs`: Adam 5e-4, ×0.1 at 9/14 and 12/14 of the epochs
+    /// (90 and 120 of 140), batch 16.
+    pub fn posefix(arch: RefinerArch, input: [usize; 2], epochs: usize) -> Self {
+        RefinerTrainConfig {
+            arch,
+            input,
+            batch: 16,
+            epochs,
+            optimizer: OptimizerConfig {
+                lr_steps: vec![(epochs * 9 / 14, 0.1), (epochs * 12 / 14, 0.01)],
+                ..OptimizerConfig::adam(5e-4)
+            },
+            augment: RefineAugment::default(),
+            errors: ErrorRates::default(),
+            seed: 1,
+            workers: 2,
+        }
+    }
+}
+
+/// What training reports.
+#[derive(Debug, Clone)]
+pub enum RefineEvent {
+    /// A category starts: its garments, and how many have a matched prediction.
+    Start {
+        category_id: usize,
+        garments: usize,
+        with_predictions: usize,
+        steps_per_epoch: usize,
+    },
+    Epoch {
+        category_id: usize,
+        epoch: usize,
+        epochs: usize,
+        loss: RefinerLoss,
+        secs: f64,
+    },
+    /// A category was not trained (no garments, or done before a resume).
+    Skipped { category_id: usize, why: String },
+    Saved { category_id: usize, path: std::path::PathBuf },
+}
+
+/// Trains the refiners of `categories` on `samples` (images in `images`), with the detector's
+/// `predictions` as input poses where they match, into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_refiners(
+    cfg: &RefinerTrainConfig,
+    categories: &[usize],
+    samples: &[Sample],
+    images: &Path,
+    predictions: &[DetectionRecord],
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    on_event: &mut dyn FnMut(&RefineEvent),
+) -> Result<RefinerIndex> {
+    if cfg.batch == 0 || cfg.epochs == 0 {
+        return Err(Error::Invalid("batch and epochs must be positive".into()));
+    }
+    create_dir_all(out)?;
+    let mut index = if resume && index_path(out).is_file() {
+        read_json(&index_path(out), "refiner index")?
+    } else {
+        RefinerIndex {
+            refiners: Vec::new(),
+            train: serde_json::Value::Null,
+        }
+    };
+    index.train = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
+    for &id in categories {
+        let Some(cat) = category(id) else {
+            return Err(Error::Invalid(format!("unknown category {id} (expected 1..=13)")));
+        };
+        if let Some(done) = index.refiners.iter().find(|e| e.category_id == id) {
+            if verify(&out.join(&done.weights)).is_ok() && out.join(&done.weights).is_file() {
+                on_event(&RefineEvent::Skipped {
+                    category_id: id,
+                    why: "trained before (--resume)".into(),
+                });
+                continue;
+            }
+        }
+        let rcfg = RefinerConfig::new(cfg.arch, id, cfg.input)?;
+        let dataset = Arc::new(RefineDataset::new(
+            samples.to_vec(),
+            images,
+            predictions,
+            rcfg.clone(),
+            cfg.augment,
+            cfg.errors,
+            cfg.seed ^ id as u64,
+        )?);
+        if dataset.garments() == 0 {
+            on_event(&RefineEvent::Skipped {
+                category_id: id,
+                why: "no labelled garments of this category".into(),
+            });
+            continue;
+        }
+        let (model, last) = train_one(cfg, &rcfg, &dataset, device, on_event)?;
+        let name = format!("{}.bpk", cat.name);
+        let path = out.join(&name);
+        save_module(&model.valid(), &rcfg, &path)?;
+        index.refiners.retain(|e| e.category_id != id);
+        index.refiners.push(RefinerEntry {
+            category_id: id,
+            weights: name,
+            garments: dataset.garments(),
+            with_predictions: dataset.with_predictions(),
+            final_loss: last.total(),
+        });
+        index.refiners.sort_by_key(|e| e.category_id);
+        write_json(&index_path(out), &index)?;
+        on_event(&RefineEvent::Saved { category_id: id, path });
+    }
+    if index.refiners.is_empty() {
+        return Err(Error::Training(
+            "no refiner was trained: the data has no labelled garments of the chosen categories".into(),
+        ));
+    }
+    write_json(&index_path(out), &index)?;
+    Ok(index)
+}
+
+/// One category's training; returns the model (autodiff) and the last epoch's mean loss.
+fn train_one(
+    cfg: &RefinerTrainConfig,
+    rcfg: &RefinerConfig,
+    dataset: &Arc<RefineDataset>,
+    device: &Device,
+    on_event: &mut dyn FnMut(&RefineEvent),
+) -> Result<(super::net::Refiner, RefinerLoss)> {
+    let ad = device.clone().autodiff();
+    let mut model = rcfg.init(&ad);
+    let mut optim = cfg.optimizer.adam_config().init();
+    let id = rcfg.category_id;
+    let steps_per_epoch = dataset.garments().div_ceil(cfg.batch);
+    on_event(&RefineEvent::Start {
+        category_id: id,
+        garments: dataset.garments(),
+        with_predictions: dataset.with_predictions(),
+        steps_per_epoch,
+    });
+    let mut last = RefinerLoss::default();
+    for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        dataset.set_epoch(epoch as u64);
+        let loader = DataLoaderBuilder::new(RefineBatcher { cfg: rcfg.clone() })
+            .batch_size(cfg.batch)
+            .shuffle(cfg.seed.wrapping_add(epoch as u64))
+            .num_workers(cfg.workers.max(1))
+            .set_device(ad.clone())
+            .build(dataset.clone());
+        let lr = cfg.optimizer.lr_at(epoch);
+        let (mut sum, mut n) = (RefinerLoss::default(), 0usize);
+        for batch in loader.iter() {
+            let batch = batch.map_err(|e| Error::Training(format!("loading a refiner batch: {e}")))?;
+            let logits = model.forward(batch.input);
+            let (loss, parts) = refiner_loss(logits, batch.target, batch.xy, batch.valid);
+            if !parts.total().is_finite() {
+                return Err(Error::Training(format!(
+                    "non-finite refiner loss for category {id} at epoch {} ({parts:?}); lower the learning rate",
+                    epoch + 1
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            sum.ce += parts.ce;
+            sum.l1 += parts.l1;
+            n += 1;
+        }
+        last = RefinerLoss {
+            ce: sum.ce / n.max(1) as f32,
+            l1: sum.l1 / n.max(1) as f32,
+        };
+        on_event(&RefineEvent::Epoch {
+            category_id: id,
+            epoch,
+            epochs: cfg.epochs,
+            loss: last,
+            secs: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok((model, last))
+}
