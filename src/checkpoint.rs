@@ -435,7 +435,9 @@ pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
 
 /// Load weights saved by [`save`] (config from the JSON beside them).
 pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
-    load_module(weights, "model config", |c: &CenterNetConfig| Ok(c.init(device)))
+    load_module(weights, "model config", |c: &CenterNetConfig| {
+        Ok(c.init(device))
+    })
 }
 
 /// [`load`] for any module: `init` builds the module of a config (`what` names the config in

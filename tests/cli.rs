@@ -268,3 +268,133 @@ fn infer_errors_are_clear() {
         assert!(out.join("results_bbox.json").is_file());
     }
 }
+
+#[test]
+fn refiner_commands_predict_train_refine_and_plug_into_infer_and_eval() {
+    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+        return;
+    };
+    let dir = common::tempdir("cli-refine");
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let gt_s = gt.to_str().unwrap();
+    let o = deepmark(&[
+        "predict",
+        "--synthesize-errors",
+        "--data",
+        gt_s,
+        "--out",
+        &p("noisy.json"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("55 ground-truth garments"),
+        "{}",
+        stdout(&o)
+    );
+    // A detector's predictions (random weights) as training inputs, one epoch, shirts only.
+    let weights = random_weights(&dir);
+    let o = deepmark(&[
+        "predict",
+        "--weights",
+        &weights,
+        "--data",
+        gt_s,
+        "--input-size",
+        "128",
+        "--out",
+        &p("preds.json"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = deepmark(&[
+        "train-refiner",
+        "--data",
+        gt_s,
+        "--inputs",
+        &p("preds.json"),
+        "--category",
+        "1",
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "64x64",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--out",
+        &p("ref"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 refiners in"), "{}", stdout(&o));
+    let o = deepmark(&[
+        "refine",
+        "--refiners",
+        &p("ref"),
+        "--inputs",
+        &p("noisy.json"),
+        "--data",
+        gt_s,
+        "--out",
+        &p("refined.json"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("short_sleeved_shirt") && out.contains("AP_pt"),
+        "{out}"
+    );
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["detections"], 55);
+    assert!(v["before"]["ap_pt"].as_f64().unwrap() > 0.0);
+    // The refined file is a keypoints results file for `eval`.
+    let o = deepmark(&["eval", "--gt", gt_s, "--dt", &p("refined.json"), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // infer and eval with --refine.
+    let image = gt.parent().unwrap().join("image/002092.jpg");
+    let o = deepmark(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--input-size",
+        "128",
+        "--threshold",
+        "0",
+        "--refine",
+        &p("ref"),
+        "--out",
+        &p("infer"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = deepmark(&[
+        "eval",
+        "--weights",
+        &weights,
+        "--data",
+        gt_s,
+        "--input-size",
+        "128",
+        "--refine",
+        &p("ref"),
+        "--out",
+        &p("eval"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A missing folder is a clear error.
+    let o = deepmark(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        &weights,
+        "--refine",
+        &p("nope"),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("refiners.json"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

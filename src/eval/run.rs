@@ -53,13 +53,13 @@ pub fn predict_dataset(
     Ok(out)
 }
 
-/// `(AP_pt, NE/PCK over all categories)` of detection records against the ground truth (the
-/// before/after numbers of `refine`).
+/// `(AP_pt, NE/PCK per category, NE/PCK over all)` of detection records against the ground
+/// truth (the before/after numbers of `refine`).
 pub fn landmark_quality(
     gt: &GroundTruth,
     samples: &[Sample],
     records: &[DetectionRecord],
-) -> Result<(f64, LandmarkStats)> {
+) -> Result<(f64, [LandmarkStats; NUM_CATEGORIES], LandmarkStats)> {
     let res = DatasetResults {
         bbox: records
             .iter()
@@ -82,8 +82,8 @@ pub fn landmark_quality(
         ..Default::default()
     };
     let (_, ap_pt) = headline_ap(gt, &res)?;
-    let (_, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
-    Ok((ap_pt, overall))
+    let (per, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    Ok((ap_pt, per, overall))
 }
 
 /// Box and landmark evaluations of results held in memory (`None` where there are none).

@@ -208,7 +208,12 @@ impl Detector {
     }
 
     /// Applies the refiners, if any, to final detections of `image` (time counted as `post`).
-    pub fn refine(&self, image: &RgbImage, dets: &mut [Detection], times: &mut StageTimes) -> Result<()> {
+    pub fn refine(
+        &self,
+        image: &RgbImage,
+        dets: &mut [Detection],
+        times: &mut StageTimes,
+    ) -> Result<()> {
         if let Some(r) = &self.refiner {
             let t = Instant::now();
             r.refine(image, dets)?;

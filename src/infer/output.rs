@@ -78,7 +78,9 @@ impl DetectionRecord {
     /// keypoint list; [`read_detections`] refuses those).
     pub fn local_landmarks(&self) -> Option<Vec<[f32; 3]>> {
         let cat = category(self.category_id)?;
-        let k = self.keypoints.get(cat.start * 3..(cat.start + cat.num_landmarks) * 3)?;
+        let k = self
+            .keypoints
+            .get(cat.start * 3..(cat.start + cat.num_landmarks) * 3)?;
         Some(k.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
     }
 
@@ -97,19 +99,38 @@ impl DetectionRecord {
     /// Refuses what no later stage could use, naming the entry and the field.
     fn check(&self, path: &Path, index: usize) -> Result<()> {
         let bad = |field: &str, why: String| {
-            Err(Error::file(path, format!("detection {index} (image {}): {field}: {why}", self.image_id)))
+            Err(Error::file(
+                path,
+                format!(
+                    "detection {index} (image {}): {field}: {why}",
+                    self.image_id
+                ),
+            ))
         };
         if category(self.category_id).is_none() {
-            return bad("category_id", format!("unknown category {} (expected 1..=13)", self.category_id));
+            return bad(
+                "category_id",
+                format!("unknown category {} (expected 1..=13)", self.category_id),
+            );
         }
         if self.keypoints.len() != NUM_LANDMARKS * 3 {
-            return bad("keypoints", format!("{} values; expected {}", self.keypoints.len(), NUM_LANDMARKS * 3));
+            return bad(
+                "keypoints",
+                format!(
+                    "{} values; expected {}",
+                    self.keypoints.len(),
+                    NUM_LANDMARKS * 3
+                ),
+            );
         }
         if !self.score.is_finite() {
             return bad("score", format!("{} is not a finite number", self.score));
         }
         if self.bbox.iter().any(|v| !v.is_finite()) || self.bbox[2] < 0.0 || self.bbox[3] < 0.0 {
-            return bad("bbox", format!("{:?}: needs finite x, y and non-negative w, h", self.bbox));
+            return bad(
+                "bbox",
+                format!("{:?}: needs finite x, y and non-negative w, h", self.bbox),
+            );
         }
         if self.keypoints.iter().any(|v| !v.is_finite()) {
             return bad("keypoints", "holds a non-finite number".into());
@@ -120,7 +141,8 @@ impl DetectionRecord {
 
 /// Reads a list of [`DetectionRecord`]s (`predict`'s output), checking every entry.
 pub fn read_detections(path: &Path) -> Result<Vec<DetectionRecord>> {
-    let list: Vec<DetectionRecord> = crate::io::read_json(path, "detections file (predict's output)")?;
+    let list: Vec<DetectionRecord> =
+        crate::io::read_json(path, "detections file (predict's output)")?;
     for (i, d) in list.iter().enumerate() {
         d.check(path, i)?;
     }

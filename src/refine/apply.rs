@@ -67,7 +67,8 @@ impl RefinerSet {
     /// checksums).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index: RefinerIndex = read_json(&index_path(dir), "refiner index")?;
-        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> = (0..NUM_CATEGORIES).map(|_| None).collect();
+        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> =
+            (0..NUM_CATEGORIES).map(|_| None).collect();
         for e in &index.refiners {
             let weights = dir.join(&e.weights);
             let (model, cfg) = load_module(&weights, "refiner config", |c: &RefinerConfig| {
@@ -102,7 +103,8 @@ impl RefinerSet {
 
     /// Wraps refiners built in memory (one per category at most).
     pub fn from_refiners(list: Vec<(Refiner, RefinerConfig)>, device: &Device) -> Result<Self> {
-        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> = (0..NUM_CATEGORIES).map(|_| None).collect();
+        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> =
+            (0..NUM_CATEGORIES).map(|_| None).collect();
         for (m, c) in list {
             c.check()?;
             let i = c.category_id - 1;
@@ -132,7 +134,9 @@ impl RefinerSet {
             let chosen: Vec<usize> = (0..dets.len())
                 .filter(|&i| {
                     let d = &dets[i];
-                    d.category_id == cat_id && d.score >= self.min_score && d.landmarks.len() == cat.num_landmarks
+                    d.category_id == cat_id
+                        && d.score >= self.min_score
+                        && d.landmarks.len() == cat.num_landmarks
                 })
                 .collect();
             let flips: &[bool] = if self.flip { &[false, true] } else { &[false] };
@@ -142,25 +146,37 @@ impl RefinerSet {
                 for &i in chunk {
                     let d = &dets[i];
                     for &flip in flips {
-                        let jitter = CropJitter { flip, ..CropJitter::NONE };
-                        let (x, m) = make_input(image, d.bbox_xywh(), &d.landmarks, cat, cfg, jitter);
+                        let jitter = CropJitter {
+                            flip,
+                            ..CropJitter::NONE
+                        };
+                        let (x, m) =
+                            make_input(image, d.bbox_xywh(), &d.landmarks, cat, cfg, jitter);
                         input.extend(x);
                         crops.push((i, m, flip));
                     }
                 }
                 let [h, w] = cfg.input;
                 let j = cfg.num_landmarks;
-                let x = Tensor::<4>::from_data(TensorData::new(input, [crops.len(), 3 + j, h, w]), &self.device);
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(input, [crops.len(), 3 + j, h, w]),
+                    &self.device,
+                );
                 let logits = model
                     .forward(x)
                     .into_data()
                     .try_into_vec::<f32>()
-                    .map_err(|e| Error::Backend(format!("reading the refiner's heatmaps: {e:?}")))?;
+                    .map_err(|e| {
+                        Error::Backend(format!("reading the refiner's heatmaps: {e:?}"))
+                    })?;
                 let per = j * cfg.output()[0] * cfg.output()[1];
                 let mut sums = vec![vec![[0.0f32; 2]; j]; chunk.len()];
                 for (k, (_, m, flip)) in crops.iter().enumerate() {
                     let pts = decode_integral(&logits[k * per..(k + 1) * per], cfg.output());
-                    for (s, p) in sums[k / flips.len()].iter_mut().zip(to_image(&pts, cat, m, *flip)) {
+                    for (s, p) in sums[k / flips.len()]
+                        .iter_mut()
+                        .zip(to_image(&pts, cat, m, *flip))
+                    {
                         s[0] += p[0] / flips.len() as f32;
                         s[1] += p[1] / flips.len() as f32;
                     }
@@ -189,7 +205,10 @@ pub fn refine_records(
     records: &[DetectionRecord],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<DetectionRecord>> {
-    let files: HashMap<u64, &str> = samples.iter().map(|s| (s.image_id, s.file_name.as_str())).collect();
+    let files: HashMap<u64, &str> = samples
+        .iter()
+        .map(|s| (s.image_id, s.file_name.as_str()))
+        .collect();
     let mut by_image: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         by_image.entry(r.image_id).or_default().push(i);
@@ -206,13 +225,22 @@ pub fn refine_records(
         let image = crate::io::open_rgb(&images.join(file))?;
         let mut dets: Vec<Detection> = idx
             .iter()
-            .map(|&i| records[i].detection().expect("records are checked when read"))
+            .map(|&i| {
+                records[i]
+                    .detection()
+                    .expect("records are checked when read")
+            })
             .collect();
         set.refine(&image, &mut dets)?;
         for (&i, d) in idx.iter().zip(&dets) {
             out[i] = DetectionRecord::new(id, d);
             // The third values stay as they were (landmark scores).
-            for (k, (a, b)) in out[i].keypoints.iter_mut().zip(&records[i].keypoints).enumerate() {
+            for (k, (a, b)) in out[i]
+                .keypoints
+                .iter_mut()
+                .zip(&records[i].keypoints)
+                .enumerate()
+            {
                 if k % 3 == 2 {
                     *a = *b;
                 }

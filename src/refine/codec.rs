@@ -38,7 +38,12 @@ impl CropJitter {
 /// The image → crop transform for a garment box `[x, y, w, h]`: the box's centre at the
 /// crop's centre; the box grown to the input's aspect ratio (`input = [h, w]`), then by
 /// `box_scale` (PoseFix 1.25), fills the crop.
-pub fn crop_transform(bbox: [f32; 4], input: [usize; 2], box_scale: f32, jitter: CropJitter) -> Affine {
+pub fn crop_transform(
+    bbox: [f32; 4],
+    input: [usize; 2],
+    box_scale: f32,
+    jitter: CropJitter,
+) -> Affine {
     let [x, y, w, h] = bbox.map(f64::from);
     let (w, h) = (w.max(1.0), h.max(1.0));
     let center = [
@@ -49,11 +54,7 @@ pub fn crop_transform(bbox: [f32; 4], input: [usize; 2], box_scale: f32, jitter:
     let width = if w > aspect * h { w } else { h * aspect };
     let side = width * box_scale as f64 * jitter.scale;
     let m = get_affine_transform(center, side, jitter.rotation, [input[1], input[0]], false);
-    if jitter.flip {
-        mirror(&m, input[1])
-    } else {
-        m
-    }
+    if jitter.flip { mirror(&m, input[1]) } else { m }
 }
 
 /// `m` followed by the left–right mirror of a `width`-pixel-wide crop (`x → width − 1 − x`).
@@ -219,14 +220,23 @@ mod tests {
     #[test]
     fn target_round_trips_through_the_integral() {
         let size = [16, 12];
-        let points = [[13.0, 22.5, 2.0], [0.0, 0.0, 1.0], [40.0, 5.0, 2.0], [7.3, 61.9, 1.0], [5.0, 5.0, 0.0]];
+        let points = [
+            [13.0, 22.5, 2.0],
+            [0.0, 0.0, 1.0],
+            [40.0, 5.0, 2.0],
+            [7.3, 61.9, 1.0],
+            [5.0, 5.0, 0.0],
+        ];
         let t = encode_target(&points, size);
         assert_eq!(t.valid, vec![1.0, 1.0, 1.0, 1.0, 0.0]);
         // Logits whose softmax is the target distribution decode to the encoded point.
         let logits: Vec<f32> = t.dist.iter().map(|&d| d.max(1e-30).ln()).collect();
         let back = decode_integral(&logits, size);
         for (p, q) in points.iter().zip(&back).take(4) {
-            assert!((p[0] - q[0]).abs() < 1e-3 && (p[1] - q[1]).abs() < 1e-3, "{p:?} → {q:?}");
+            assert!(
+                (p[0] - q[0]).abs() < 1e-3 && (p[1] - q[1]).abs() < 1e-3,
+                "{p:?} → {q:?}"
+            );
         }
         for k in 0..4 {
             let mass: f32 = t.dist[k * 192..(k + 1) * 192].iter().sum();
@@ -239,7 +249,11 @@ mod tests {
     #[test]
     fn gaussians_peak_at_the_landmark_and_absent_ones_stay_zero() {
         let size = [32, 24];
-        let maps = render_pose(&[[10.0, 20.0, 1.0], [3.0, 3.0, 0.0], [-50.0, 5.0, 1.0]], size, 2.0);
+        let maps = render_pose(
+            &[[10.0, 20.0, 1.0], [3.0, 3.0, 0.0], [-50.0, 5.0, 1.0]],
+            size,
+            2.0,
+        );
         let (h, w) = (32, 24);
         let m0 = &maps[..h * w];
         let argmax = (0..h * w).max_by(|&a, &b| m0[a].total_cmp(&m0[b])).unwrap();
@@ -255,7 +269,10 @@ mod tests {
         let input = [64, 48];
         let m = crop_transform([100.0, 50.0, 40.0, 80.0], input, 1.25, CropJitter::NONE);
         let c = m.apply([120.0, 90.0]);
-        assert!((c[0] - 24.0).abs() < 1e-9 && (c[1] - 32.0).abs() < 1e-9, "{c:?}");
+        assert!(
+            (c[0] - 24.0).abs() < 1e-9 && (c[1] - 32.0).abs() < 1e-9,
+            "{c:?}"
+        );
         // Height 80 fills 64 / 1.25 rows (the box is taller than the input's aspect).
         let top = m.apply([120.0, 50.0]);
         assert!((top[1] - (32.0 - 32.0 / 1.25)).abs() < 1e-9, "{top:?}");
@@ -263,7 +280,10 @@ mod tests {
             [100.0, 50.0, 40.0, 80.0],
             input,
             1.25,
-            CropJitter { flip: true, ..CropJitter::NONE },
+            CropJitter {
+                flip: true,
+                ..CropJitter::NONE
+            },
         );
         let (a, b) = (m.apply([105.0, 60.0]), f.apply([105.0, 60.0]));
         assert!((a[0] + b[0] - 47.0).abs() < 1e-9 && (a[1] - b[1]).abs() < 1e-9);

@@ -21,7 +21,11 @@ pub enum RefinerArch {
 }
 
 impl RefinerArch {
-    pub const ALL: [RefinerArch; 3] = [RefinerArch::Res18, RefinerArch::Res50, RefinerArch::Res18Slim];
+    pub const ALL: [RefinerArch; 3] = [
+        RefinerArch::Res18,
+        RefinerArch::Res50,
+        RefinerArch::Res18Slim,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -123,10 +127,20 @@ impl RefinerConfig {
         }
         let [h, w] = self.input;
         if h == 0 || w == 0 || h % 32 != 0 || w % 32 != 0 || h > 2048 || w > 2048 {
-            invalid!("refiner input {h}x{w}: both sides must be positive multiples of 32 (at most 2048)");
+            invalid!(
+                "refiner input {h}x{w}: both sides must be positive multiples of 32 (at most 2048)"
+            );
         }
-        if !(self.sigma > 0.0 && self.sigma.is_finite() && self.box_scale > 0.0 && self.box_scale.is_finite()) {
-            invalid!("refiner sigma {} and box scale {} must be positive", self.sigma, self.box_scale);
+        if !(self.sigma > 0.0
+            && self.sigma.is_finite()
+            && self.box_scale > 0.0
+            && self.box_scale.is_finite())
+        {
+            invalid!(
+                "refiner sigma {} and box scale {} must be positive",
+                self.sigma,
+                self.box_scale
+            );
         }
         Ok(())
     }

@@ -172,7 +172,10 @@ impl RefineDataset {
 
     /// Of those, with a matched detector prediction.
     pub fn with_predictions(&self) -> usize {
-        self.entries.iter().filter(|e| e.prediction.is_some()).count()
+        self.entries
+            .iter()
+            .filter(|e| e.prediction.is_some())
+            .count()
     }
 
     pub fn set_epoch(&self, epoch: u64) {
@@ -193,10 +196,18 @@ impl RefineDataset {
         })?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut rng = StdRng::seed_from_u64(
-            self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            self.seed
+                ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         );
         let a = &self.augment;
-        let mut u = |r: f64| if r > 0.0 { rng.random_range(-r..r) } else { 0.0 };
+        let mut u = |r: f64| {
+            if r > 0.0 {
+                rng.random_range(-r..r)
+            } else {
+                0.0
+            }
+        };
         let jitter = CropJitter {
             scale: 1.0 + u(a.scale),
             rotation: u(a.rotation),
@@ -204,12 +215,18 @@ impl RefineDataset {
             shift: [u(a.shift), u(a.shift)],
         };
         let jitter = CropJitter {
-            rotation: if rng.random::<f64>() < a.rotation_prob { jitter.rotation } else { 0.0 },
+            rotation: if rng.random::<f64>() < a.rotation_prob {
+                jitter.rotation
+            } else {
+                0.0
+            },
             flip: rng.random::<f64>() < a.flip,
             ..jitter
         };
         let pose: Vec<[f32; 3]> = match &e.prediction {
-            Some(p) if rng.random::<f64>() < a.prediction => p.iter().map(|q| [q[0], q[1], 1.0]).collect(),
+            Some(p) if rng.random::<f64>() < a.prediction => {
+                p.iter().map(|q| [q[0], q[1], 1.0]).collect()
+            }
             _ => {
                 let others: Vec<&Item> = s
                     .items
@@ -269,8 +286,14 @@ impl Batcher<RefineItem, RefineBatch> for RefineBatcher {
             items.iter().flat_map(|i| f(i).iter().copied()).collect()
         };
         RefineBatch {
-            input: Tensor::from_data(TensorData::new(cat(&|i| &i.input), [b, 3 + j, h, w]), device),
-            target: Tensor::from_data(TensorData::new(cat(&|i| &i.target.dist), [b, j, oh * ow]), device),
+            input: Tensor::from_data(
+                TensorData::new(cat(&|i| &i.input), [b, 3 + j, h, w]),
+                device,
+            ),
+            target: Tensor::from_data(
+                TensorData::new(cat(&|i| &i.target.dist), [b, j, oh * ow]),
+                device,
+            ),
             xy: Tensor::from_data(TensorData::new(cat(&|i| &i.target.xy), [b, j, 2]), device),
             valid: Tensor::from_data(TensorData::new(cat(&|i| &i.target.valid), [b, j]), device),
         }

@@ -16,8 +16,8 @@
 //! from the synthesized input. PoseFix's rule that a miss must also be far from other
 //! candidates is not applied.
 
-use rand::rngs::StdRng;
 use rand::RngExt;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::garment::{Category, Item};
@@ -72,9 +72,17 @@ fn area(item: &Item) -> f64 {
 
 /// A point at a uniformly drawn distance in `[r0, r1]` and a uniform direction from `c`.
 fn around(rng: &mut StdRng, c: [f32; 3], r0: f64, r1: f64) -> [f32; 3] {
-    let r = if r1 > r0 { rng.random_range(r0..r1) } else { r0 };
+    let r = if r1 > r0 {
+        rng.random_range(r0..r1)
+    } else {
+        r0
+    };
     let a = rng.random_range(0.0..std::f64::consts::TAU);
-    [c[0] + (r * a.cos()) as f32, c[1] + (r * a.sin()) as f32, 1.0]
+    [
+        c[0] + (r * a.cos()) as f32,
+        c[1] + (r * a.sin()) as f32,
+        1.0,
+    ]
 }
 
 /// Synthesizes the input pose of `item` (a ground-truth garment of category `cat`; `others` are
@@ -109,8 +117,14 @@ pub fn synthesize(
             let mut p = [
                 (ErrorKind::Jitter, rates.jitter),
                 (ErrorKind::Miss, rates.miss),
-                (ErrorKind::Inversion, if inv.is_some() { rates.inversion } else { 0.0 }),
-                (ErrorKind::Swap, if swaps.is_empty() { 0.0 } else { rates.swap }),
+                (
+                    ErrorKind::Inversion,
+                    if inv.is_some() { rates.inversion } else { 0.0 },
+                ),
+                (
+                    ErrorKind::Swap,
+                    if swaps.is_empty() { 0.0 } else { rates.swap },
+                ),
             ];
             let errors: f64 = p.iter().map(|x| x.1).sum();
             if errors > 1.0 {
@@ -152,7 +166,11 @@ mod tests {
         let cat = category(1).unwrap();
         let mut keypoints = vec![[0.0; 3]; 294];
         for l in 0..cat.num_landmarks {
-            keypoints[cat.start + l] = [x0 + 10.0 + (l % 5) as f32 * 30.0, 20.0 + (l / 5) as f32 * 30.0, 2.0];
+            keypoints[cat.start + l] = [
+                x0 + 10.0 + (l % 5) as f32 * 30.0,
+                20.0 + (l / 5) as f32 * 30.0,
+                2.0,
+            ];
         }
         Item {
             category_id: 1,
@@ -168,9 +186,17 @@ mod tests {
         let area = 160.0 * 170.0;
         let mut seen = std::collections::HashSet::new();
         let mut rng = StdRng::seed_from_u64(7);
-        let rates = ErrorRates { jitter: 0.2, miss: 0.2, inversion: 0.2, swap: 0.2 };
+        let rates = ErrorRates {
+            jitter: 0.2,
+            miss: 0.2,
+            inversion: 0.2,
+            swap: 0.2,
+        };
         for _ in 0..200 {
-            for (l, (p, kind)) in synthesize(&a, &[&b], cat, &rates, &mut rng).into_iter().enumerate() {
+            for (l, (p, kind)) in synthesize(&a, &[&b], cat, &rates, &mut rng)
+                .into_iter()
+                .enumerate()
+            {
                 let kind = kind.unwrap();
                 seen.insert(format!("{kind:?}"));
                 let s = cat.sigmas[l];
@@ -202,7 +228,12 @@ mod tests {
         let mut a = shirt(0.0);
         a.keypoints[cat.start + 3][2] = 0.0;
         let mut rng = StdRng::seed_from_u64(1);
-        let rates = ErrorRates { jitter: 0.0, miss: 0.0, inversion: 0.5, swap: 0.5 };
+        let rates = ErrorRates {
+            jitter: 0.0,
+            miss: 0.0,
+            inversion: 0.5,
+            swap: 0.5,
+        };
         for _ in 0..50 {
             let out = synthesize(&a, &[], cat, &rates, &mut rng);
             assert_eq!(out[3], ([0.0; 3], None));

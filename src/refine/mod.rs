@@ -6,7 +6,7 @@
 //! - [`net`]: the network (ResNet + deconvolutions + 1×1 head), integral regression and loss;
 //! - [`codec`]: crops, input-pose heatmaps, targets and decoding (no network);
 //! - [`errors`]: PoseFix's error synthesis with OKS-defined radii;
-//! - [`data`]: training samples on Burn's data API;
+//! - [`data`]: training samples on Burn's data API (feature `train`);
 //! - [`train`]: one refiner per category into one folder (feature `train`);
 //! - [`apply`]: a folder of refiners applied to detections ([`RefinerSet`]).
 //!
@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "train")]
 pub mod data;
 pub mod errors;
 pub mod net;

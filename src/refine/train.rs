@@ -81,7 +81,10 @@ pub enum RefineEvent {
     },
     /// A category was not trained (no garments, or done before a resume).
     Skipped { category_id: usize, why: String },
-    Saved { category_id: usize, path: std::path::PathBuf },
+    Saved {
+        category_id: usize,
+        path: std::path::PathBuf,
+    },
 }
 
 /// Trains the refiners of `categories` on `samples` (images in `images`), with the detector's
@@ -113,16 +116,20 @@ pub fn train_refiners(
     index.train = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
     for &id in categories {
         let Some(cat) = category(id) else {
-            return Err(Error::Invalid(format!("unknown category {id} (expected 1..=13)")));
+            return Err(Error::Invalid(format!(
+                "unknown category {id} (expected 1..=13)"
+            )));
         };
-        if let Some(done) = index.refiners.iter().find(|e| e.category_id == id) {
-            if verify(&out.join(&done.weights)).is_ok() && out.join(&done.weights).is_file() {
-                on_event(&RefineEvent::Skipped {
-                    category_id: id,
-                    why: "trained before (--resume)".into(),
-                });
-                continue;
-            }
+        let done = index.refiners.iter().find(|e| e.category_id == id);
+        if done.is_some_and(|d| {
+            let w = out.join(&d.weights);
+            w.is_file() && verify(&w).is_ok()
+        }) {
+            on_event(&RefineEvent::Skipped {
+                category_id: id,
+                why: "trained before (--resume)".into(),
+            });
+            continue;
         }
         let rcfg = RefinerConfig::new(cfg.arch, id, cfg.input)?;
         let dataset = Arc::new(RefineDataset::new(
@@ -155,11 +162,15 @@ pub fn train_refiners(
         });
         index.refiners.sort_by_key(|e| e.category_id);
         write_json(&index_path(out), &index)?;
-        on_event(&RefineEvent::Saved { category_id: id, path });
+        on_event(&RefineEvent::Saved {
+            category_id: id,
+            path,
+        });
     }
     if index.refiners.is_empty() {
         return Err(Error::Training(
-            "no refiner was trained: the data has no labelled garments of the chosen categories".into(),
+            "no refiner was trained: the data has no labelled garments of the chosen categories"
+                .into(),
         ));
     }
     write_json(&index_path(out), &index)?;
@@ -198,7 +209,8 @@ fn train_one(
         let lr = cfg.optimizer.lr_at(epoch);
         let (mut sum, mut n) = (RefinerLoss::default(), 0usize);
         for batch in loader.iter() {
-            let batch = batch.map_err(|e| Error::Training(format!("loading a refiner batch: {e}")))?;
+            let batch =
+                batch.map_err(|e| Error::Training(format!("loading a refiner batch: {e}")))?;
             let logits = model.forward(batch.input);
             let (loss, parts) = refiner_loss(logits, batch.target, batch.xy, batch.valid);
             if !parts.total().is_finite() {

@@ -61,13 +61,28 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         let rates = ErrorRates::default();
         for s in &samples {
             for (i, it) in s.items.iter().enumerate() {
-                let Some(cat) = category(it.category_id) else { continue };
-                let others: Vec<&Item> = s.items.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, o)| o).collect();
+                let Some(cat) = category(it.category_id) else {
+                    continue;
+                };
+                let others: Vec<&Item> = s
+                    .items
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != i)
+                    .map(|(_, o)| o)
+                    .collect();
                 let [x, y, w, h] = it.bbox;
                 let mut keypoints = vec![0.0f32; 294 * 3];
-                for (l, (p, kind)) in synthesize(it, &others, cat, &rates, &mut rng).into_iter().enumerate() {
+                for (l, (p, kind)) in synthesize(it, &others, cat, &rates, &mut rng)
+                    .into_iter()
+                    .enumerate()
+                {
                     // Unlabelled landmarks (not scored by OKS) sit at the box centre, score 0.
-                    let p = if kind.is_some() { [p[0], p[1], 1.0] } else { [x + w / 2.0, y + h / 2.0, 0.0] };
+                    let p = if kind.is_some() {
+                        [p[0], p[1], 1.0]
+                    } else {
+                        [x + w / 2.0, y + h / 2.0, 0.0]
+                    };
                     keypoints[3 * (cat.start + l)..3 * (cat.start + l) + 3].copy_from_slice(&p);
                 }
                 out.push(&DetectionRecord {
@@ -80,7 +95,10 @@ pub fn predict(a: PredictArgs) -> Result<()> {
             }
         }
         let n = out.finish()?;
-        println!("wrote {n} ground-truth garments with synthesized errors to {}", a.out.display());
+        println!(
+            "wrote {n} ground-truth garments with synthesized errors to {}",
+            a.out.display()
+        );
         return Ok(());
     }
     let weights = a.weights.as_ref().expect("clap requires --weights");
@@ -205,7 +223,12 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
         &device,
         a.resume,
         &mut |e| match e {
-            RefineEvent::Start { category_id, garments, with_predictions, steps_per_epoch } => {
+            RefineEvent::Start {
+                category_id,
+                garments,
+                with_predictions,
+                steps_per_epoch,
+            } => {
                 bar.set_length((a.epochs) as u64);
                 bar.set_position(0);
                 let name = category(*category_id).map_or("?", |c| c.name);
@@ -216,7 +239,13 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
                     ),
                 );
             }
-            RefineEvent::Epoch { category_id, epoch, epochs, loss, secs } => {
+            RefineEvent::Epoch {
+                category_id,
+                epoch,
+                epochs,
+                loss,
+                secs,
+            } => {
                 bar.set_position(*epoch as u64 + 1);
                 if (epoch + 1) % 10 == 0 || epoch + 1 == *epochs || *epoch == 0 {
                     crate::ui::say(
@@ -232,10 +261,16 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
                 }
             }
             RefineEvent::Skipped { category_id, why } => {
-                crate::ui::say(Some(&bar), &format!("category {category_id}: skipped ({why})"));
+                crate::ui::say(
+                    Some(&bar),
+                    &format!("category {category_id}: skipped ({why})"),
+                );
             }
             RefineEvent::Saved { category_id, path } => {
-                crate::ui::say(Some(&bar), &format!("category {category_id}: saved {}", path.display()));
+                crate::ui::say(
+                    Some(&bar),
+                    &format!("category {category_id}: saved {}", path.display()),
+                );
             }
         },
     )?;
@@ -296,12 +331,42 @@ pub fn refine(a: RefineArgs) -> Result<()> {
         out.push(r)?;
     }
     out.finish()?;
-    let (ap0, ne0) = landmark_quality(&gt, &samples, &records)?;
-    let (ap1, ne1) = landmark_quality(&gt, &samples, &refined)?;
-    println!("wrote {} refined detections to {}", refined.len(), a.out.display());
-    println!("            AP_pt     NE      PCK@0.2");
-    println!("before      {ap0:.4}    {:.4}  {:.4}", ne0.ne(), ne0.pck02());
-    println!("after       {ap1:.4}    {:.4}  {:.4}", ne1.ne(), ne1.pck02());
+    let (ap0, per0, ne0) = landmark_quality(&gt, &samples, &records)?;
+    let (ap1, per1, ne1) = landmark_quality(&gt, &samples, &refined)?;
+    println!(
+        "wrote {} refined detections to {}",
+        refined.len(),
+        a.out.display()
+    );
+    println!("NE and PCK@0.2 over matched ground-truth garments (box IoU ≥ 0.5); AP_pt over all:");
+    println!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "", "NE", "→ NE", "PCK", "→ PCK", "landmarks"
+    );
+    for c in set.categories() {
+        let (b, r) = (&per0[c - 1], &per1[c - 1]);
+        if b.landmarks > 0 {
+            let name = category(c).map_or("?", |c| c.name);
+            println!(
+                "{name:<24} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9}",
+                b.ne(),
+                r.ne(),
+                b.pck02(),
+                r.pck02(),
+                b.landmarks
+            );
+        }
+    }
+    println!(
+        "{:<24} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9}",
+        "all",
+        ne0.ne(),
+        ne1.ne(),
+        ne0.pck02(),
+        ne1.pck02(),
+        ne0.landmarks
+    );
+    println!("AP_pt {ap0:.4} → {ap1:.4}");
     if a.json {
         let v = serde_json::json!({
             "before": {"ap_pt": ap0, "ne": ne0.ne(), "pck02": ne0.pck02()},
