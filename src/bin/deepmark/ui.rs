@@ -73,6 +73,10 @@ pub struct DetectorFlags {
     /// run on other threads meanwhile.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch: u32,
+    /// Technique (5), symmetric-axis refinement (RANSAC symmetry axis over flip-pair
+    /// mid-points), with its default parameters; `tune --save` can also switch it on.
+    #[arg(long, conflicts_with = "no_post")]
+    pub symmetry: bool,
     /// PoseFix refiners (a `train-refiner` folder) applied to every detection of a category
     /// they cover (flip-tested); the refined landmarks go into the results and drawings.
     #[arg(long)]
@@ -97,6 +101,9 @@ impl DetectorFlags {
         }
         if self.no_post {
             det.options.post = PostConfig::plain();
+        }
+        if self.symmetry {
+            det.options.post.symmetry = Some(deepmark::codec::symmetry::SymmetryConfig::default());
         }
         if self.generic {
             det.set_fast(false)?;
