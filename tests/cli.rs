@@ -375,6 +375,7 @@ fn refiner_commands_predict_train_refine_and_plug_into_infer_and_eval() {
         gt_s,
         "--input-size",
         "128",
+        "--symmetry",
         "--refine",
         &p("ref"),
         "--out",
