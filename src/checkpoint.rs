@@ -420,17 +420,22 @@ pub fn read_config(path: &Path) -> Result<CenterNetConfig> {
 
 /// Read the config saved beside `weights`.
 pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
+    read_config_beside(weights, "model config")
+}
+
+/// The config JSON beside `weights` (`what` names it in errors).
+fn read_config_beside<C: serde::de::DeserializeOwned>(weights: &Path, what: &str) -> Result<C> {
     let path = config_path(weights);
     if !path.is_file() {
         return Err(Error::file(
             weights,
             format!(
-                "its model config {} is missing (weights are saved with their config beside them)",
+                "its {what} {} is missing (weights are saved with their config beside them)",
                 path.display()
             ),
         ));
     }
-    read_config(&path)
+    read_json(&path, what)
 }
 
 /// Load weights saved by [`save`] (config from the JSON beside them).
@@ -456,16 +461,7 @@ where
     }
     verify(weights)?;
     let path = config_path(weights);
-    if !path.is_file() {
-        return Err(Error::file(
-            weights,
-            format!(
-                "its {what} {} is missing (weights are saved with their config beside them)",
-                path.display()
-            ),
-        ));
-    }
-    let config: C = read_json(&path, what)?;
+    let config: C = read_config_beside(weights, what)?;
     let mut model = init(&config).map_err(|e| Error::file(&path, e.to_string()))?;
     let mut store = BurnpackStore::from_file(weights)
         .auto_extension(false)
