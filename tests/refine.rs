@@ -175,8 +175,9 @@ fn a_refiner_learns_on_the_real_fixtures_and_refines_detections() {
     let img = deepmark::io::open_rgb(&images.join(&s.file_name)).unwrap();
     let cat = category(1).unwrap();
     let mut rng = StdRng::seed_from_u64(5);
-    let item = s.items.iter().find(|i| i.category_id == 1).unwrap();
-    let pose = synthesize(item, &[], cat, &ErrorRates::default(), &mut rng);
+    let index = s.items.iter().position(|i| i.category_id == 1).unwrap();
+    let item = &s.items[index];
+    let pose = synthesize(&s.items, index, cat, &ErrorRates::default(), &mut rng);
     let [x, y, w, h] = item.bbox;
     let det = |cat_id, score| Detection {
         category_id: cat_id,

@@ -104,13 +104,7 @@ impl Df2Dataset {
     /// Prepare sample `index` (decode, augment, normalise, encode targets).
     pub fn prepare(&self, index: usize) -> Result<TrainItem, DataError> {
         let s = &self.samples[index];
-        let path = self.image_dir.join(&s.file_name);
-        let img = crate::io::open_rgb(&path).map_err(|e| DataError {
-            file: path.clone(),
-            place: format!("image {}: ", s.image_id),
-            field: "file_name".into(),
-            message: format!("cannot decode: {e}"),
-        })?;
+        let img = s.open_image(&self.image_dir)?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let seed =
             mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);

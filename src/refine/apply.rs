@@ -67,8 +67,7 @@ impl RefinerSet {
     /// checksums).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index: RefinerIndex = read_json(&index_path(dir), "refiner index")?;
-        let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> =
-            (0..NUM_CATEGORIES).map(|_| None).collect();
+        let mut list = Vec::with_capacity(index.refiners.len());
         for e in &index.refiners {
             let weights = dir.join(&e.weights);
             let (model, cfg) = load_module(&weights, "refiner config", |c: &RefinerConfig| {
@@ -86,22 +85,16 @@ impl RefinerSet {
                     ),
                 ));
             }
-            let i = cfg.category_id - 1;
-            refiners[i] = Some((model, cfg));
+            list.push((model, cfg));
         }
-        if refiners.iter().all(Option::is_none) {
+        if list.is_empty() {
             return Err(Error::file(&index_path(dir), "lists no refiners"));
         }
-        Ok(RefinerSet {
-            refiners,
-            device: device.clone(),
-            flip: true,
-            min_score: 0.05,
-            batch: 16,
-        })
+        Self::from_refiners(list, device)
     }
 
-    /// Wraps refiners built in memory (one per category at most).
+    /// Wraps refiners built in memory (the last one wins where two refine one category), with
+    /// the defaults: flip test on, detections from score 0.05, 16 crops per pass.
     pub fn from_refiners(list: Vec<(Refiner, RefinerConfig)>, device: &Device) -> Result<Self> {
         let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> =
             (0..NUM_CATEGORIES).map(|_| None).collect();
@@ -114,7 +107,7 @@ impl RefinerSet {
             refiners,
             device: device.clone(),
             flip: true,
-            min_score: 0.0,
+            min_score: 0.05,
             batch: 16,
         })
     }
@@ -232,18 +225,15 @@ pub fn refine_records(
             })
             .collect();
         set.refine(&image, &mut dets)?;
+        // Only the category's positions change: box, score and third values stay as they were.
         for (&i, d) in idx.iter().zip(&dets) {
-            out[i] = DetectionRecord::new(id, d);
-            // The third values stay as they were (landmark scores).
-            for (k, (a, b)) in out[i]
-                .keypoints
-                .iter_mut()
-                .zip(&records[i].keypoints)
-                .enumerate()
+            let start = category(d.category_id).expect("checked when read").start;
+            for (slot, p) in out[i].keypoints[3 * start..]
+                .chunks_exact_mut(3)
+                .zip(&d.landmarks)
             {
-                if k % 3 == 2 {
-                    *a = *b;
-                }
+                slot[0] = p[0];
+                slot[1] = p[1];
             }
         }
         progress(n, total);

@@ -21,7 +21,7 @@ use super::errors::{ErrorRates, synthesize};
 use crate::codec::decode::iou;
 use crate::data::deepfashion2::Sample;
 use crate::error::{DataError, Result};
-use crate::garment::{Category, Item};
+use crate::garment::Category;
 use crate::infer::output::DetectionRecord;
 
 /// PoseFix's training augmentation and the share of detector predictions among input poses.
@@ -187,13 +187,7 @@ impl RefineDataset {
         let e = &self.entries[index];
         let s = &self.samples[e.sample];
         let item = &s.items[e.item];
-        let path = self.image_dir.join(&s.file_name);
-        let image = crate::io::open_rgb(&path).map_err(|err| DataError {
-            file: path.clone(),
-            place: format!("image {}: ", s.image_id),
-            field: "file_name".into(),
-            message: format!("cannot decode: {err}"),
-        })?;
+        let image = s.open_image(&self.image_dir)?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut rng = StdRng::seed_from_u64(
             self.seed
@@ -227,19 +221,10 @@ impl RefineDataset {
             Some(p) if rng.random::<f64>() < a.prediction => {
                 p.iter().map(|q| [q[0], q[1], 1.0]).collect()
             }
-            _ => {
-                let others: Vec<&Item> = s
-                    .items
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| *k != e.item)
-                    .map(|(_, o)| o)
-                    .collect();
-                synthesize(item, &others, self.cat, &self.rates, &mut rng)
-                    .into_iter()
-                    .map(|(p, _)| p)
-                    .collect()
-            }
+            _ => synthesize(&s.items, e.item, self.cat, &self.rates, &mut rng)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
         };
         let (input, m) = make_input(&image, item.bbox, &pose, self.cat, &self.cfg, jitter);
         let gt = &item.keypoints[self.cat.range()];

@@ -85,17 +85,19 @@ fn around(rng: &mut StdRng, c: [f32; 3], r0: f64, r1: f64) -> [f32; 3] {
     ]
 }
 
-/// Synthesizes the input pose of `item` (a ground-truth garment of category `cat`; `others` are
-/// the other garments of the image): the category's landmarks in local order as `[x, y, 1]`,
-/// or zeros where the ground truth has none, with the kind drawn for each.
+/// Synthesizes the input pose of `items[index]` (a ground-truth garment of category `cat`;
+/// `items` are all the garments of its image, the others being swap candidates): the category's
+/// landmarks in local order as `[x, y, 1]`, or zeros where the ground truth has none, with the
+/// kind drawn for each.
 pub fn synthesize(
-    item: &Item,
-    others: &[&Item],
+    items: &[Item],
+    index: usize,
     cat: &Category,
     rates: &ErrorRates,
     rng: &mut StdRng,
 ) -> Vec<([f32; 3], Option<ErrorKind>)> {
     let local = |it: &Item, l: usize| it.keypoints.get(cat.start + l).copied().unwrap_or([0.0; 3]);
+    let item = &items[index];
     let a = area(item);
     (0..cat.num_landmarks)
         .map(|l| {
@@ -108,10 +110,11 @@ pub fn synthesize(
             let inv = (partner != l)
                 .then(|| local(item, partner))
                 .filter(|p| p[2] > 0.0);
-            let swaps: Vec<(&Item, [f32; 3])> = others
+            let swaps: Vec<(&Item, [f32; 3])> = items
                 .iter()
-                .filter(|o| o.category_id == cat.id)
-                .map(|o| (*o, local(o, l)))
+                .enumerate()
+                .filter(|(k, o)| *k != index && o.category_id == cat.id)
+                .map(|(_, o)| (o, local(o, l)))
                 .filter(|(_, p)| p[2] > 0.0)
                 .collect();
             let mut p = [
@@ -182,7 +185,8 @@ mod tests {
     #[test]
     fn each_error_kind_lands_in_its_oks_band() {
         let cat = category(1).unwrap();
-        let (a, b) = (shirt(0.0), shirt(400.0));
+        let items = [shirt(0.0), shirt(400.0)];
+        let (a, b) = (&items[0], &items[1]);
         let area = 160.0 * 170.0;
         let mut seen = std::collections::HashSet::new();
         let mut rng = StdRng::seed_from_u64(7);
@@ -193,7 +197,7 @@ mod tests {
             swap: 0.2,
         };
         for _ in 0..200 {
-            for (l, (p, kind)) in synthesize(&a, &[&b], cat, &rates, &mut rng)
+            for (l, (p, kind)) in synthesize(&items, 0, cat, &rates, &mut rng)
                 .into_iter()
                 .enumerate()
             {
@@ -235,7 +239,7 @@ mod tests {
             swap: 0.5,
         };
         for _ in 0..50 {
-            let out = synthesize(&a, &[], cat, &rates, &mut rng);
+            let out = synthesize(std::slice::from_ref(&a), 0, cat, &rates, &mut rng);
             assert_eq!(out[3], ([0.0; 3], None));
             for (l, (_, k)) in out.iter().enumerate() {
                 assert_ne!(*k, Some(ErrorKind::Swap));

@@ -27,6 +27,20 @@ pub struct Sample {
     pub items: Vec<Item>,
 }
 
+impl Sample {
+    /// Decodes this sample's image from `image_dir`; a failure names the file and the sample
+    /// (what training reports when an image that passed the header check does not decode).
+    pub fn open_image(&self, image_dir: &Path) -> Result<image::RgbImage, DataError> {
+        let path = image_dir.join(&self.file_name);
+        crate::io::open_rgb(&path).map_err(|e| DataError {
+            file: path.clone(),
+            place: format!("image {}: ", self.image_id),
+            field: "file_name".into(),
+            message: format!("cannot decode: {e}"),
+        })
+    }
+}
+
 /// COCO-style DeepFashion2 file, as `deepfashion2_to_coco.py` writes it. Unknown keys are kept
 /// out of the typed fields and ignored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -11,7 +11,7 @@ use deepmark::backend::BackendKind;
 use deepmark::data::deepfashion2::load_coco;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::landmark_quality;
-use deepmark::garment::{Item, category};
+use deepmark::garment::{NUM_LANDMARKS, category};
 use deepmark::infer::detect_all;
 use deepmark::infer::output::{DetectionRecord, read_detections};
 use deepmark::io::{JsonArrayWriter, open_rgb};
@@ -64,16 +64,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
                 let Some(cat) = category(it.category_id) else {
                     continue;
                 };
-                let others: Vec<&Item> = s
-                    .items
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| *k != i)
-                    .map(|(_, o)| o)
-                    .collect();
                 let [x, y, w, h] = it.bbox;
-                let mut keypoints = vec![0.0f32; 294 * 3];
-                for (l, (p, kind)) in synthesize(it, &others, cat, &rates, &mut rng)
+                let mut keypoints = vec![0.0f32; NUM_LANDMARKS * 3];
+                for (l, (p, kind)) in synthesize(&s.items, i, cat, &rates, &mut rng)
                     .into_iter()
                     .enumerate()
                 {
