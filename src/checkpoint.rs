@@ -216,17 +216,16 @@ fn checkpoint_keys(path: &Path, top_level: Option<&str>) -> Result<Vec<String>, 
     store.keys().map_err(|e| e.to_string())
 }
 
-/// Import a CenterNet PyTorch checkpoint into a freshly initialised model of `config`.
-///
-/// Tensors whose shape differs (typically heads trained for another class count) keep their
-/// fresh initialisation and are reported; so are missing and unused keys. A checkpoint that
-/// matches too little of the backbone is rejected as the wrong architecture.
+/// Import a PyTorch checkpoint into any module, renaming keys with `rules` (regex,
+/// replacement; see [`torch_key_rules`]). Shapes are compared from the checkpoint's header
+/// before any tensor is read: a tensor of another shape (even an absurd one) is never loaded,
+/// it is reported in [`ImportReport::reinitialised`] and the module keeps its initialisation.
 #[cfg(feature = "pytorch")]
-pub fn import_pytorch(
+pub fn import_pytorch_module<M: ModuleSnapshot>(
     path: &Path,
-    config: &CenterNetConfig,
-    device: &Device,
-) -> Result<(CenterNet, ImportReport)> {
+    model: &mut M,
+    rules: Vec<(String, String)>,
+) -> Result<ImportReport> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io("read checkpoint", path, e))?;
     if !meta.is_file() {
         return Err(Error::file(path, "the checkpoint is not a file"));
@@ -249,12 +248,17 @@ pub fn import_pytorch(
         ));
     }
 
-    let rules = torch_key_rules(&config.backbone);
     let compiled = compile(&rules);
     let burn_to_torch: BTreeMap<String, String> = keys
         .iter()
         .map(|k| (torch_to_burn_key(&compiled, k), k.clone()))
         .collect();
+    let torch_name = |burn: &str| {
+        burn_to_torch
+            .get(burn)
+            .cloned()
+            .unwrap_or_else(|| burn.to_string())
+    };
 
     let mut store = PytorchStore::from_file(path)
         .map_indices_contiguous(false)
@@ -264,21 +268,53 @@ pub fn import_pytorch(
     if let Some(key) = top_level {
         store = store.with_top_level_key(key);
     }
-    let mut model = config.init(device);
+
+    // Module paths by the name the checkpoint would use: PyTorch calls BatchNorm's
+    // gamma/beta weight/bias (PytorchStore's adapter renames them when loading).
+    let expected = expected_shapes(model);
+    let mut by_torch_name: BTreeMap<String, (String, Vec<usize>)> = BTreeMap::new();
+    for (p, shape) in &expected {
+        let alias = p
+            .strip_suffix(".gamma")
+            .map(|b| format!("{b}.weight"))
+            .or_else(|| p.strip_suffix(".beta").map(|b| format!("{b}.bias")));
+        if let Some(a) = alias {
+            by_torch_name.insert(a, (p.clone(), shape.clone()));
+        }
+        by_torch_name.insert(p.clone(), (p.clone(), shape.clone()));
+    }
+    let found: Vec<(String, Vec<usize>)> = store
+        .get_all_tensors()
+        .map_err(|e| Error::file(path, format!("cannot import: {e}")))?
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .collect();
+    let mut report = ImportReport::default();
+    let mut refused: BTreeMap<String, ()> = BTreeMap::new();
+    for (k, shape) in &found {
+        let Some((module_path, want)) = by_torch_name.get(k) else {
+            continue;
+        };
+        // Linear weights are stored transposed ([out, in]); the adapter turns them.
+        let transposed =
+            shape.len() == 2 && want.len() == 2 && shape[0] == want[1] && shape[1] == want[0];
+        if shape != want && !transposed {
+            report
+                .reinitialised
+                .push((torch_name(k), shape.clone(), want.clone()));
+            refused.insert(module_path.clone(), ());
+        }
+    }
+    let keep = expected
+        .keys()
+        .filter(|p| !refused.contains_key(*p))
+        .cloned();
+    let mut store = store.filter(burn::store::PathFilter::new().with_full_paths(keep));
     let result = model
         .load_from(&mut store)
         .map_err(|e| Error::file(path, format!("cannot import: {e}")))?;
 
-    let torch_name = |burn: &str| {
-        burn_to_torch
-            .get(burn)
-            .cloned()
-            .unwrap_or_else(|| burn.to_string())
-    };
-    let mut report = ImportReport {
-        loaded: result.applied.len(),
-        ..Default::default()
-    };
+    report.loaded = result.applied.len();
     for err in &result.errors {
         match err {
             burn::store::ApplyError::ShapeMismatch {
@@ -291,7 +327,12 @@ pub fn import_pytorch(
             other => return Err(Error::file(path, format!("cannot import: {other}"))),
         }
     }
-    report.missing = result.missing.iter().map(|(p, _)| p.clone()).collect();
+    report.missing = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.clone())
+        .filter(|p| !refused.contains_key(p))
+        .collect();
     for k in &result.unused {
         let name = torch_name(k);
         if is_known_unused(&name) {
@@ -302,6 +343,23 @@ pub fn import_pytorch(
     }
     report.reinitialised.sort();
     report.unused.sort();
+    Ok(report)
+}
+
+/// Import a CenterNet PyTorch checkpoint into a freshly initialised model of `config`.
+///
+/// Tensors whose shape differs (typically heads trained for another class count) keep their
+/// fresh initialisation and are reported; so are missing and unused keys. A checkpoint that
+/// matches too little of the backbone is rejected as the wrong architecture.
+#[cfg(feature = "pytorch")]
+pub fn import_pytorch(
+    path: &Path,
+    config: &CenterNetConfig,
+    device: &Device,
+) -> Result<(CenterNet, ImportReport)> {
+    config.check()?;
+    let mut model = config.init(device);
+    let report = import_pytorch_module(path, &mut model, torch_key_rules(&config.backbone))?;
 
     // The wrong architecture shows as backbone tensors that are missing or mis-shaped.
     let backbone_total = model.backbone.collect(None, None, false).len();
@@ -334,6 +392,15 @@ pub fn import_pytorch(
         ));
     }
     Ok((model, report))
+}
+
+/// Every tensor of `model` by its path, with its shape (no data is read).
+fn expected_shapes<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<usize>> {
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| (t.name, t.shape.to_vec()))
+        .collect()
 }
 
 fn is_head_key(torch_key: &str) -> bool {
@@ -413,14 +480,26 @@ pub fn verify(weights: &Path) -> Result<()> {
     })
 }
 
-/// Read a model config JSON file.
+/// Read a model config JSON file, refusing configs no network could have
+/// ([`CenterNetConfig::check`]) before anything is built from them.
 pub fn read_config(path: &Path) -> Result<CenterNetConfig> {
-    read_json(path, "model config")
+    let config: CenterNetConfig = read_json(path, "model config")?;
+    config
+        .check()
+        .map_err(|e| Error::file(path, format!("not a usable model config: {e}")))?;
+    Ok(config)
 }
 
 /// Read the config saved beside `weights`.
 pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
-    read_config_beside(weights, "model config")
+    let config: CenterNetConfig = read_config_beside(weights, "model config")?;
+    config.check().map_err(|e| {
+        Error::file(
+            &config_path(weights),
+            format!("not a usable model config: {e}"),
+        )
+    })?;
+    Ok(config)
 }
 
 /// The config JSON beside `weights` (`what` names it in errors).
@@ -441,6 +520,7 @@ fn read_config_beside<C: serde::de::DeserializeOwned>(weights: &Path, what: &str
 /// Load weights saved by [`save`] (config from the JSON beside them).
 pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
     load_module(weights, "model config", |c: &CenterNetConfig| {
+        c.check()?;
         Ok(c.init(device))
     })
 }
@@ -467,6 +547,33 @@ where
         .auto_extension(false)
         .allow_partial(true)
         .validate(false);
+    // Shapes are compared from the file's header before any tensor is read: a file claiming an
+    // absurd shape is refused without allocating for it.
+    let found: Vec<(String, Vec<usize>)> = store
+        .get_all_tensors()
+        .map_err(|e| Error::file(weights, format!("cannot read weights: {e}")))?
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .collect();
+    let expected = expected_shapes(&model);
+    let wrong: Vec<String> = found
+        .iter()
+        .filter_map(|(k, shape)| {
+            let want = expected.get(k)?;
+            (want != shape).then(|| format!("  {k}: file {shape:?}, config {want:?}"))
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(Error::file(
+            weights,
+            format!(
+                "weights do not match their config {} ({} tensors of another shape):\n{}",
+                path.display(),
+                wrong.len(),
+                wrong.join("\n")
+            ),
+        ));
+    }
     let result = model
         .load_from(&mut store)
         .map_err(|e| Error::file(weights, format!("cannot read weights: {e}")))?;

@@ -149,9 +149,86 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
+/// JSON files larger than this are refused before they are read, unless raised with
+/// [`set_json_limits`] (the CLI's `--max-json-bytes`). 4 GiB: DeepFashion2's training
+/// annotations in COCO form are about 1 GiB.
+pub const DEFAULT_MAX_JSON_BYTES: u64 = 4 << 30;
+
+/// JSON files with more objects (`{…}`, at any depth) than this are refused before they are
+/// parsed, unless raised with [`set_json_limits`] (`--max-json-items`): a results file of 20
+/// million detections, or a hostile `[{},{},…]` that would cost ~100 bytes of memory per 3 bytes
+/// of file. DeepFashion2's training set has about 0.5 million (images and annotations); its
+/// validation results at 100 detections per image about 5 million.
+pub const DEFAULT_MAX_JSON_ITEMS: u64 = 20_000_000;
+
+static MAX_JSON_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_JSON_BYTES);
+static MAX_JSON_ITEMS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_JSON_ITEMS);
+
+/// Sets the limits of every JSON reader for this process: file size in bytes, and objects.
+/// (Nesting is limited by serde_json to 128 levels; deeper files are refused as malformed.)
+pub fn set_json_limits(max_bytes: u64, max_items: u64) {
+    MAX_JSON_BYTES.store(max_bytes, Ordering::Relaxed);
+    MAX_JSON_ITEMS.store(max_items, Ordering::Relaxed);
+}
+
+/// The current `(bytes, objects)` limits of the JSON readers.
+pub fn json_limits() -> (u64, u64) {
+    (
+        MAX_JSON_BYTES.load(Ordering::Relaxed),
+        MAX_JSON_ITEMS.load(Ordering::Relaxed),
+    )
+}
+
+/// Objects (`{`) outside strings: one linear pass, no allocation.
+fn count_objects(text: &[u8]) -> u64 {
+    let (mut n, mut in_str, mut escaped) = (0u64, false, false);
+    for &b in text {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if b == b'{' {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The text of a JSON file, refused (before reading, for the size; before parsing, for the
+/// object count) when over the limits of [`set_json_limits`]. The error message does not
+/// repeat the path: callers put it in their own error type.
+pub fn json_text(path: &Path) -> std::result::Result<String, String> {
+    let (max_bytes, max_items) = json_limits();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if len > max_bytes {
+        return Err(format!(
+            "the file has {len} bytes, over the JSON size limit of {max_bytes}; raise it with \
+             --max-json-bytes (library: deepmark::io::set_json_limits) if the file is genuine"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let items = count_objects(text.as_bytes());
+    if items > max_items {
+        return Err(format!(
+            "the file holds {items} JSON objects, over the limit of {max_items}; raise it with \
+             --max-json-items (library: deepmark::io::set_json_limits) if the file is genuine"
+        ));
+    }
+    Ok(text)
+}
+
 /// Reads a JSON file as `T`; `what` names it in the error ("model config", "train state"…).
+/// The limits of [`set_json_limits`] apply.
 pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = read_to_string(path)?;
+    let text = json_text(path).map_err(|m| Error::file(path, m))?;
     serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a valid {what}: {e}")))
 }
 

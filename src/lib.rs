@@ -12,6 +12,8 @@ pub mod data;
 pub mod draw;
 pub mod error;
 pub mod eval;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod garment;
 pub mod heads_io;
 pub mod infer;

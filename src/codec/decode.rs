@@ -108,6 +108,65 @@ impl Default for PostConfig {
 }
 
 impl PostConfig {
+    /// Refuses settings that are not numbers decoding can use (a hostile or hand-edited
+    /// options file): the error names the setting.
+    pub fn check(&self) -> crate::error::Result<()> {
+        use crate::error::invalid;
+        if self.top_k == 0 || self.top_k > 10_000 {
+            invalid!("post.top_k is {}; it must be in 1..=10000", self.top_k);
+        }
+        let unit = |name: &str, v: Option<f32>| -> crate::error::Result<()> {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                invalid!("post.{name} is {v}; it must be in 0..=1");
+            }
+            Ok(())
+        };
+        unit("alpha", self.alpha)?;
+        unit("gamma", self.gamma)?;
+        for (name, v) in [
+            ("center_sigma", self.center_sigma),
+            ("landmark_sigma", self.landmark_sigma),
+        ] {
+            if let Some(v) = v
+                && !(v > 0.0 && v <= 100.0)
+            {
+                invalid!("post.{name} is {v}; it must be in (0, 100]");
+            }
+        }
+        match self.nms {
+            Nms::None => {}
+            Nms::Hard { iou } => {
+                if !(0.0..=1.0).contains(&iou) {
+                    invalid!("post.nms.iou is {iou}; it must be in 0..=1");
+                }
+            }
+            Nms::Soft { sigma, threshold } => {
+                if !(sigma > 0.0 && sigma.is_finite() && (0.0..=1.0).contains(&threshold)) {
+                    invalid!(
+                        "post.nms: sigma {sigma} must be positive and threshold {threshold} in 0..=1"
+                    );
+                }
+            }
+        }
+        if let Some(s) = &self.symmetry {
+            let fractions = [s.inlier_distance, s.min_inliers, s.alpha, s.min_score_gap];
+            if s.iterations > 100_000
+                || s.sample < 2
+                || s.sample > 1000
+                || !fractions
+                    .iter()
+                    .all(|v| v.is_finite() && *v >= 0.0 && *v <= 1.0)
+            {
+                invalid!(
+                    "post.symmetry {s:?}: iterations ≤ 100000, sample in 2..=1000 and fractions in 0..=1"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Plain CenterNet decoding: no DeepMark++ technique, no NMS.
     pub fn plain() -> Self {
         PostConfig {

@@ -69,6 +69,42 @@ impl Default for DetectorOptions {
     }
 }
 
+impl DetectorOptions {
+    /// Refuses options no run could use; the error names the setting. (The input size's
+    /// multiple depends on the backbone: [`Detector::check_input_size`].)
+    pub fn check(&self) -> Result<()> {
+        if self.input_size == 0 || self.input_size > 4096 {
+            invalid!("input_size is {}; it must be in 1..=4096", self.input_size);
+        }
+        if self.scales.is_empty()
+            || self.scales.len() > 16
+            || !self.scales.iter().all(|s| *s > 0.0 && *s <= 16.0)
+        {
+            invalid!(
+                "scales {:?}: 1 to 16 multipliers, each in (0, 16]",
+                self.scales
+            );
+        }
+        if !self.threshold.is_finite() {
+            invalid!("threshold {} is not a number", self.threshold);
+        }
+        if self.batch == 0 || self.batch > 1024 {
+            invalid!("batch is {}; it must be in 1..=1024", self.batch);
+        }
+        self.post.check()
+    }
+}
+
+/// Reads inference options (`<weights>.infer.json`, see [`options_path`]) and checks them;
+/// errors name the file.
+pub fn read_options(path: &Path) -> Result<DetectorOptions> {
+    let options: DetectorOptions = read_json(path, "inference options file")?;
+    options
+        .check()
+        .map_err(|e| Error::file(path, format!("not usable inference options: {e}")))?;
+    Ok(options)
+}
+
 /// Time spent per stage, in seconds (`post`: NMS, the threshold and PoseFix refinement).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
@@ -153,7 +189,7 @@ impl Detector {
         let mut d = Detector::new(model, config, device.clone())?;
         let opts = options_path(weights);
         if opts.is_file() {
-            d.options = read_json(&opts, "inference options file")?;
+            d.options = read_options(&opts)?;
         }
         Ok(d)
     }

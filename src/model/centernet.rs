@@ -143,6 +143,92 @@ pub struct CenterNetConfig {
     pub head_conv: usize,
 }
 
+/// Configs declaring more parameters than this are refused before anything is allocated
+/// (Hourglass-104, the largest published CenterNet, has about 0.19 G).
+pub const MAX_PARAMS: f64 = 2e9;
+
+/// Widths, depths and counts beyond these are refused by [`CenterNetConfig::check`]: none of
+/// the published architectures comes near, and a hostile config could otherwise ask for
+/// terabytes or overflow a size computation.
+pub const MAX_WIDTH: usize = 16_384;
+
+/// A config value outside `1..=max` (`0..=max` when `zero_ok`).
+fn check_dim(what: &str, v: usize, max: usize, zero_ok: bool) -> Result<()> {
+    if (v == 0 && !zero_ok) || v > max {
+        invalid!(
+            "{what} is {v}; it must be in {}..={max}",
+            if zero_ok { 0 } else { 1 }
+        );
+    }
+    Ok(())
+}
+
+impl ResNetConfig {
+    /// Refuses widths and depths no network could have, and returns an estimate of the
+    /// parameter count (an upper bound within a small factor).
+    pub fn check(&self) -> Result<f64> {
+        check_dim("resnet stem", self.stem, MAX_WIDTH, false)?;
+        for i in 0..4 {
+            check_dim("resnet planes", self.planes[i], MAX_WIDTH, false)?;
+            check_dim("resnet blocks per stage", self.layers[i], 1000, false)?;
+        }
+        for &d in &self.deconv {
+            check_dim("resnet deconvolution width", d, MAX_WIDTH, false)?;
+        }
+        let e = if self.bottleneck { 4.0 } else { 1.0 };
+        let mut inp = self.stem as f64;
+        let mut params = 49.0 * 3.0 * inp;
+        for i in 0..4 {
+            let p = self.planes[i] as f64;
+            let w = inp.max(e * p);
+            params += self.layers[i] as f64 * 20.0 * w * w;
+            inp = e * p;
+        }
+        for &d in &self.deconv {
+            params += 16.0 * inp * d as f64;
+            inp = d as f64;
+        }
+        Ok(params)
+    }
+}
+
+impl BackboneConfig {
+    /// [`ResNetConfig::check`] for every backbone.
+    pub fn check(&self) -> Result<f64> {
+        match self {
+            BackboneConfig::Resnet(c) => c.check(),
+            BackboneConfig::Dla { channels, .. } => {
+                for &c in channels {
+                    check_dim("dla channels", c, MAX_WIDTH, false)?;
+                }
+                Ok(60.0 * channels.iter().map(|&c| (c * c) as f64).sum::<f64>())
+            }
+            BackboneConfig::Hourglass(c) => {
+                if c.dims.len() < 2 || c.dims.len() != c.modules.len() {
+                    invalid!(
+                        "hourglass dims ({}) and modules ({}) must have the same length, at least 2",
+                        c.dims.len(),
+                        c.modules.len()
+                    );
+                }
+                check_dim("hourglass depth", c.dims.len() - 1, 10, false)?;
+                check_dim("hourglass stacks", c.num_stacks, 16, false)?;
+                check_dim("hourglass pre_dim", c.pre_dim, MAX_WIDTH, false)?;
+                check_dim("hourglass cnv_dim", c.cnv_dim, MAX_WIDTH, false)?;
+                let mut per_stack = 0.0;
+                for (&d, &m) in c.dims.iter().zip(&c.modules) {
+                    check_dim("hourglass width", d, MAX_WIDTH, false)?;
+                    check_dim("hourglass modules", m, 1000, false)?;
+                    per_stack += m as f64 * 60.0 * (d * d) as f64;
+                }
+                let cnv = c.cnv_dim as f64;
+                Ok(c.num_stacks as f64 * (per_stack + 9.0 * cnv * cnv * 2.0)
+                    + 49.0 * 3.0 * c.pre_dim as f64)
+            }
+        }
+    }
+}
+
 impl CenterNetConfig {
     /// A full-size named architecture with the given head layout.
     pub fn new(arch: Arch, layout: HeadLayout) -> Self {
@@ -151,6 +237,34 @@ impl CenterNetConfig {
             layout,
             head_conv: arch.head_conv(),
         }
+    }
+
+    /// Refuses configs that no network could have (zero or absurd widths, inconsistent
+    /// Hourglass lists, more than [`MAX_PARAMS`] parameters) before anything is allocated.
+    pub fn check(&self) -> Result<()> {
+        let backbone = self.backbone.check()?;
+        check_dim("num_classes", self.layout.num_classes, 10_000, false)?;
+        check_dim("num_landmarks", self.layout.num_landmarks, 10_000, true)?;
+        check_dim("head_conv", self.head_conv, MAX_WIDTH, true)?;
+        let in_ch = self.backbone.out_channels() as f64;
+        let hc = self.head_conv.max(1) as f64;
+        let out: f64 = self
+            .layout
+            .channels()
+            .into_array()
+            .iter()
+            .map(|&c| c as f64)
+            .sum();
+        let heads = self.backbone.num_stacks() as f64 * (6.0 * 9.0 * in_ch * hc + hc * out);
+        let params = backbone + heads;
+        if params > MAX_PARAMS {
+            invalid!(
+                "the config declares about {:.2} G parameters, over the limit of {:.1} G",
+                params / 1e9,
+                MAX_PARAMS / 1e9
+            );
+        }
+        Ok(())
     }
 
     pub fn init(&self, device: &Device) -> CenterNet {

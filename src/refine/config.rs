@@ -125,6 +125,7 @@ impl RefinerConfig {
                 cat.num_landmarks
             );
         }
+        self.backbone.check()?;
         let [h, w] = self.input;
         if h == 0 || w == 0 || h % 32 != 0 || w % 32 != 0 || h > 2048 || w > 2048 {
             invalid!(
@@ -148,4 +149,14 @@ impl RefinerConfig {
     pub fn init(&self, device: &Device) -> Refiner {
         Refiner::new(self, device)
     }
+}
+
+/// Reads a refiner config JSON file (as saved beside each refiner's weights), refusing
+/// settings the network cannot run; errors name the file.
+pub fn read_refiner_config(path: &std::path::Path) -> Result<RefinerConfig> {
+    let config: RefinerConfig = crate::io::read_json(path, "refiner config")?;
+    config
+        .check()
+        .map_err(|e| crate::Error::file(path, format!("not a usable refiner config: {e}")))?;
+    Ok(config)
 }

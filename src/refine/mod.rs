@@ -23,4 +23,4 @@ pub mod net;
 pub mod train;
 
 pub use apply::{RefinerIndex, RefinerSet};
-pub use config::{RefinerArch, RefinerConfig};
+pub use config::{RefinerArch, RefinerConfig, read_refiner_config};

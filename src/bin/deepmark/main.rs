@@ -8,7 +8,7 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, infer, model, plot, profile, refine, train, tune};
+use cmd::{data, eval, fuzz, infer, model, plot, profile, refine, train, tune};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,12 @@ struct Cli {
     /// guard against hostile or broken files).
     #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_IMAGE_PIXELS)]
     max_image_pixels: u64,
+    /// Refuse JSON files larger than this many bytes, before reading them.
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_JSON_BYTES)]
+    max_json_bytes: u64,
+    /// Refuse JSON files holding more objects (`{…}`) than this, before parsing them.
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_JSON_ITEMS)]
+    max_json_items: u64,
 }
 
 #[derive(Subcommand)]
@@ -62,6 +68,9 @@ enum Command {
     TrainRefiner(refine::TrainRefinerArgs),
     /// Apply PoseFix refiners to a detections file; prints AP_pt and NE before and after.
     Refine(refine::RefineArgs),
+    /// Fuzz the parsers a user feeds (annotation, results and config JSON, images, .pth and
+    /// .bpk weights) with mutated inputs; findings are saved with their messages.
+    Fuzz(fuzz::FuzzArgs),
     /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
     Plot {
         /// Run directory (with metrics.csv).
@@ -78,6 +87,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     deepmark::io::set_max_image_pixels(cli.max_image_pixels);
+    deepmark::io::set_json_limits(cli.max_json_bytes, cli.max_json_items);
     match cli.command {
         Command::Convert(a) => model::convert(a),
         Command::Init(a) => model::init(a),
@@ -94,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => refine::predict(a),
         Command::TrainRefiner(a) => refine::train_refiner(a),
         Command::Refine(a) => refine::refine(a),
+        Command::Fuzz(a) => fuzz::run(a),
         Command::Plot { run } => plot::run(&run),
     }
 }

@@ -131,8 +131,7 @@ impl std::fmt::Display for SkipReport {
 
 /// Parse a COCO-style file (syntax and types only).
 pub fn read_coco_file(path: &Path) -> Result<CocoFile, DataError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "-", m))?;
     serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,

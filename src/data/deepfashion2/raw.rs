@@ -46,8 +46,7 @@ pub struct RawImage {
 
 /// Parse a raw per-image JSON, checking every item's fields.
 pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DataError::new(path, "", "-", format!("cannot read: {e}")))?;
+    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "-", m))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,

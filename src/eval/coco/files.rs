@@ -102,8 +102,7 @@ pub struct ResultEntry {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DataError::new(path, "", "(file)", format!("cannot read: {e}")))?;
+    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "(file)", m))?;
     serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,
@@ -308,6 +307,19 @@ impl Results {
                 let (y0, y1) = min_max(ys);
                 ([x0, y0, x1 - x0, y1 - y0], (x1 - x0) * (y1 - y0))
             };
+            let k = gt.num_keypoints();
+            if kind == IouType::Keypoints && k > 0 && keypoints.len() != 3 * k {
+                return Err(DataError::new(
+                    path,
+                    place,
+                    "keypoints",
+                    format!(
+                        "has {} values; the ground truth has {k} keypoints ({} values)",
+                        keypoints.len(),
+                        3 * k
+                    ),
+                ));
+            }
             anns.push(Ann {
                 id: i as u64 + 1,
                 image_id: d.image_id,
