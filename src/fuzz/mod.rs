@@ -16,7 +16,7 @@
 //! * an execution slower than the timeout (the input is saved and the process exits: a hang
 //!   cannot be interrupted in-process);
 //! * an abort or a kill (stack overflow, out of memory): each worker's current input stays in
-//!   `<out>/<target>/.work-<n>/`, and the next run reports it.
+//!   `<work>/<target>/.work-<n>/` (a RAM disk by default), and the next run reports it.
 
 mod mutate;
 mod targets;
@@ -209,9 +209,11 @@ pub struct FuzzOptions {
     pub seed: u64,
     /// Seed files or folders (the committed corpus, regressions, the user's own).
     pub seeds: Vec<PathBuf>,
-    /// Findings go to `<out>/<target>/`, and each worker's current input to
-    /// `<out>/<target>/.work-<n>/`.
+    /// Findings go to `<out>/<target>/`.
     pub out: PathBuf,
+    /// Each worker's current input is written to `<work>/<target>/.work-<n>/` (a RAM disk
+    /// makes executions several times faster: [`default_work_dir`]).
+    pub work: PathBuf,
     /// Mutants are cut to this many bytes.
     pub max_len: usize,
     /// An execution slower than this is reported as a hang and ends the process.
@@ -227,10 +229,24 @@ impl FuzzOptions {
             seed: 0,
             seeds: Vec::new(),
             out: out.to_path_buf(),
+            work: default_work_dir(),
             max_len: 1 << 20,
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// `/dev/shm/deepmark-fuzz` where `/dev/shm` exists (a RAM disk: writing each input there
+/// rather than to a disk-backed folder made executions 1.5–6× faster here), else the system's
+/// temporary folder.
+pub fn default_work_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join("deepmark-fuzz")
 }
 
 /// A finding, saved as `<out>/<target>/<kind>-<hash>.<ext>` with the message beside it
@@ -341,9 +357,9 @@ fn record(
 
 /// Inputs left in workers' folders by a run that died (abort, kill, hang): reported as findings
 /// (`aborted-*`) so that nothing that once killed the fuzzer is forgotten.
-fn collect_leftovers(dir: &Path, target: &Target) -> Result<Vec<Finding>> {
+fn collect_leftovers(work: &Path, dir: &Path, target: &Target) -> Result<Vec<Finding>> {
     let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let Ok(rd) = std::fs::read_dir(work) else {
         return Ok(found);
     };
     for entry in rd.flatten() {
@@ -379,7 +395,9 @@ pub fn run(
 ) -> Result<FuzzReport> {
     let dir = opts.out.join(target.name);
     crate::io::create_dir_all(&dir)?;
-    let leftovers = collect_leftovers(&dir, target)?;
+    let work = opts.work.join(target.name);
+    crate::io::create_dir_all(&work)?;
+    let leftovers = collect_leftovers(&work, &dir, target)?;
 
     let files = seed_files(&opts.seeds)?;
     let mut corpus = Vec::new();
@@ -407,11 +425,11 @@ pub fn run(
     // Per worker: when its current execution began (ms since start + 1; 0 when idle).
     let busy: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
     for w in 0..threads {
-        crate::io::create_dir_all(&work_dir(&dir, w))?;
+        crate::io::create_dir_all(&work_dir(&work, w))?;
     }
 
     let exec_one = |worker: usize, input: &[u8], grow: bool| -> Result<()> {
-        let file = work_dir(&dir, worker).join(target.file_name);
+        let file = work_dir(&work, worker).join(target.file_name);
         busy[worker].store(start.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         let outcome = execute(target, input, &file)?;
         busy[worker].store(0, Ordering::Relaxed);
@@ -460,7 +478,7 @@ pub fn run(
                 for (w, b) in busy.iter().enumerate() {
                     let began = b.load(Ordering::Relaxed);
                     if began != 0 && now.saturating_sub(began) > opts.timeout.as_millis() as u64 {
-                        let file = work_dir(&dir, w).join(target.file_name);
+                        let file = work_dir(&work, w).join(target.file_name);
                         let saved = dir.join(format!("timeout-{now}.{}", target.ext));
                         let _ = std::fs::copy(&file, &saved);
                         eprintln!(
@@ -522,7 +540,7 @@ pub fn run(
     });
     result?;
     for w in 0..threads {
-        let d = work_dir(&dir, w);
+        let d = work_dir(&work, w);
         std::fs::remove_dir_all(&d).map_err(|e| Error::io("remove", &d, e))?;
     }
     let corpus_len = shared.corpus.lock().map(|c| c.len()).unwrap_or(0);

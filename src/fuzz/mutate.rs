@@ -367,8 +367,9 @@ fn mutate_node(node: &mut Value, donor: Option<Value>, rng: &mut Rng) {
         }
         8 => {
             // A long array of the node (many items), bounded to keep executions fast.
-            let n = [100usize, 1000, 5000][rng.below(3)];
-            *node = Value::Array(vec![node.clone(); n]);
+            // (At most ~50,000 nodes, so that one mutant stays cheap to write and parse.)
+            let n = [100usize, 1000, 5000][rng.below(3)].min(50_000 / count_nodes(node));
+            *node = Value::Array(vec![node.clone(); n.max(2)]);
         }
         _ => {
             if let Value::Array(a) = node {

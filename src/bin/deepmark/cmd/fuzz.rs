@@ -101,7 +101,7 @@ pub fn run(a: FuzzArgs) -> Result<()> {
         seeds.extend(a.seeds.iter().cloned());
         if a.replay {
             let files = fuzz::seed_files(&seeds)?;
-            let work = out.join(t.name).join(".replay");
+            let work = fuzz::default_work_dir().join(t.name).join(".replay");
             let results = fuzz::replay(t, &files, &work)?;
             let _ = std::fs::remove_dir_all(&work);
             println!(
@@ -130,6 +130,7 @@ pub fn run(a: FuzzArgs) -> Result<()> {
             seed: a.seed,
             seeds,
             out: out.clone(),
+            work: fuzz::default_work_dir(),
             max_len: 1 << 20,
             timeout: Duration::from_secs(a.timeout.max(1)),
         };
