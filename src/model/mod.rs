@@ -9,6 +9,7 @@ pub mod heads;
 pub mod hourglass;
 pub mod layers;
 pub mod resnet;
+pub mod sync;
 
 pub use centernet::{Arch, Backbone, BackboneConfig, CenterNet, CenterNetConfig};
 pub use heads::HeadOutputs;

@@ -151,6 +151,7 @@ pub fn train_refiners(
         let (model, last) = train_one(cfg, &rcfg, &dataset, device, on_event)?;
         let name = format!("{}.bpk", cat.name);
         let path = out.join(&name);
+        crate::model::sync::SyncRunningStats::sync_running_stats(&model.backbone);
         save_module(&model.valid(), &rcfg, &path)?;
         index.refiners.retain(|e| e.category_id != id);
         index.refiners.push(RefinerEntry {

@@ -227,6 +227,9 @@ impl RunDir {
         optim: &ModuleOptimizer,
         cfg: &TrainConfig,
     ) -> Result<TrainState> {
+        // BatchNorm's last update is still pending: fold it in, or the checkpoint would lag
+        // training by one step (and a resumed run would drift from an uninterrupted one).
+        crate::model::sync::SyncRunningStats::sync_running_stats(model);
         let dir = self.checkpoint_dir();
         checkpoint::save(model, &cfg.model, &dir.join(&state.weights))?;
         let bytes = optim
@@ -272,6 +275,37 @@ impl RunDir {
         Ok(())
     }
 
+    /// Removes the temporary files of atomic writes that a killed run left in the run and
+    /// checkpoint folders (`<name>.tmp<pid>`, and Burnpack's `<name>.<pid>-<n>.tmp`); they were
+    /// never renamed into place, so nothing refers to them. Returns how many were removed.
+    pub fn remove_stale_temporaries(&self) -> usize {
+        fn is_temporary(name: &str) -> bool {
+            let ours = name
+                .rsplit_once(".tmp")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            let burnpack = name.strip_suffix(".tmp").is_some_and(|rest| {
+                rest.rsplit_once('.').is_some_and(|(_, ids)| {
+                    ids.split_once('-').is_some_and(|(a, b)| {
+                        [a, b]
+                            .iter()
+                            .all(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+                    })
+                })
+            });
+            ours || burnpack
+        }
+        let mut removed = 0;
+        for dir in [self.root.clone(), self.checkpoint_dir()] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_temporary(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Epochs (1-based) that have a state file in `checkpoint/`, oldest first.
     fn saved_epochs(&self) -> Vec<usize> {
         let mut v: Vec<usize> = std::fs::read_dir(self.checkpoint_dir())
@@ -298,6 +332,12 @@ impl RunDir {
         device: &Device,
     ) -> Result<(CenterNet, ModuleOptimizer, TrainState, Vec<String>)> {
         let mut notes = Vec::new();
+        let removed = self.remove_stale_temporaries();
+        if removed > 0 {
+            notes.push(format!(
+                "removed {removed} unfinished temporary file(s) of an interrupted write"
+            ));
+        }
         let saved = self.saved_epochs();
         // The commit point: epochs past it were written but never committed.
         let committed = match self.read_state() {

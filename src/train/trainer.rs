@@ -102,6 +102,9 @@ impl<'a> ValidationData<'a> {
 /// Builds the model: random init, or from `init` weights (heads re-initialised and reported
 /// when their layout differs).
 pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec<String>)> {
+    // The initialisation follows the run's seed: two runs of one config start from the same
+    // weights (and a killed-and-resumed run ends where an uninterrupted one does).
+    device.seed(cfg.seed);
     let Some(init) = &cfg.init else {
         return Ok((cfg.model.init(device), Vec::new()));
     };
