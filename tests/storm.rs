@@ -39,7 +39,15 @@ const EPOCHS: usize = 60;
 fn train_cmd(json: &Path, images: &Path, run: &Path, resume: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
     c.args(["train", "--arch", "res18-slim", "--input-size", "64"])
-        .args(["--batch", "1", "--lr", "1e-3", "--no-eval", "--workers", "1"])
+        .args([
+            "--batch",
+            "1",
+            "--lr",
+            "1e-3",
+            "--no-eval",
+            "--workers",
+            "1",
+        ])
         .args(["--epochs", &EPOCHS.to_string()])
         .arg("--data")
         .arg(json)
@@ -107,7 +115,9 @@ fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
         return;
     };
     let reference = dir.join("uninterrupted");
-    let out = train_cmd(&json, &images, &reference, false).output().unwrap();
+    let out = train_cmd(&json, &images, &reference, false)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -161,7 +171,10 @@ fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
         kills += 1;
         during_writes += hit_write as usize;
     }
-    assert!(kills >= 15, "only {kills} kills landed before the run finished");
+    assert!(
+        kills >= 15,
+        "only {kills} kills landed before the run finished"
+    );
     assert!(
         during_writes >= 5,
         "only {during_writes} kills landed during a checkpoint write"
@@ -191,3 +204,165 @@ fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
     eprintln!("{kills} kills ({during_writes} during checkpoint writes), {launches} launches");
 }
 
+/// `cmd` run by `sh` with writes limited to `kib` KiB per file (`ulimit -f`) and SIGXFSZ ignored:
+/// a write past the limit fails with EFBIG ("File too large"), as on a full disk.
+fn with_file_limit(cmd: &Command, kib: u64) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(
+            "ulimit -f {}; trap '' XFSZ; exec \"$0\" \"$@\"",
+            kib * 2
+        ))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    sh
+}
+
+/// Trains until epoch `epoch` is committed, then kills the run.
+fn train_until(json: &Path, images: &Path, run: &Path, epoch: usize) {
+    let mut child = train_cmd(json, images, run, false).spawn().unwrap();
+    let start = Instant::now();
+    while !state(run).is_some_and(|s| s.epoch >= epoch) {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+fn checkpoint_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_full_disk_during_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoint() {
+    let dir = common::tempdir("storm-full");
+    let Some((json, images)) = subset(2, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    train_until(&json, &images, &run, 2);
+    let committed = state(&run).unwrap();
+    let before = checkpoint_files(&run);
+    // 1 MiB per file: the weights (4 MiB) and the optimizer state (8 MiB) cannot be written.
+    let out = with_file_limit(&train_cmd(&json, &images, &run, true), 1024)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail: {err}");
+    assert!(
+        err.contains("File too large") && err.contains(&*run.to_string_lossy()),
+        "the error names the file and the cause: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // The committed state may only move forward to an epoch whose files are complete; here no
+    // epoch could be written, so nothing changed: same state, same bytes, no temporaries.
+    let after_state = state(&run).unwrap();
+    assert_eq!(after_state.epoch, committed.epoch);
+    let after = checkpoint_files(&run);
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    for (name, bytes) in &before {
+        if name.starts_with(&format!("epoch-{:04}", committed.epoch)) || name == "state.json" {
+            let now = after.iter().find(|(n, _)| n == name);
+            assert_eq!(
+                now.map(|(_, b)| b),
+                Some(bytes),
+                "{name} changed; now {:?}",
+                names(&after)
+            );
+        }
+    }
+    // And a later run with room resumes from it and finishes.
+    let out = train_cmd(&json, &images, &run, true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state(&run).unwrap().epoch, EPOCHS);
+}
+
+#[test]
+fn a_full_disk_or_read_only_folder_while_writing_results_keeps_the_previous_results() {
+    let dir = common::tempdir("storm-results");
+    let Some((json, images)) = subset(2, &dir) else {
+        return;
+    };
+    let _ = json;
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for e in std::fs::read_dir(&images).unwrap().flatten().take(3) {
+        std::fs::copy(e.path(), photos.join(e.file_name())).unwrap();
+    }
+    let out_dir = dir.join("out");
+    let infer = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
+        c.args(["infer", "--threshold", "0"])
+            .arg(&photos)
+            .arg("--out")
+            .arg(&out_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    let out = infer().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = out_dir.join("results_keypoints.json");
+    let previous = std::fs::read(&results).unwrap();
+    assert!(
+        previous.len() > 64 << 10,
+        "results larger than the limit below"
+    );
+
+    // Full disk: 64 KiB per file.
+    let out = with_file_limit(&infer(), 64).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("File too large") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&results).unwrap(),
+        previous,
+        "previous results intact"
+    );
+
+    // A read-only folder (where permissions bind: root bypasses them, as on many CI machines).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let probe = out_dir.join("probe");
+    if std::fs::write(&probe, b"x").is_ok() {
+        let _ = std::fs::remove_file(&probe);
+        eprintln!("read-only folder not checked: this user writes through permissions (root)");
+    } else {
+        let out = infer().output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("ermission denied") && !err.contains("panicked"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&results).unwrap(),
+            previous,
+            "previous results intact"
+        );
+    }
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -140,6 +140,8 @@ impl Drop for QuietPanics {
 
 /// Writes `bytes` to `file` and runs `target` on it.
 pub fn execute(target: &Target, bytes: &[u8], file: &Path) -> Result<Outcome> {
+    // Cheap inside `run`/`replay`, which hold the hook already.
+    let _quiet = QuietPanics::install();
     std::fs::write(file, bytes).map_err(|e| Error::io("write", file, e))?;
     Ok(execute_file(target, file))
 }
