@@ -224,7 +224,7 @@ fn with_file_limit(cmd: &Command, kib: u64) -> Command {
 fn train_until(json: &Path, images: &Path, run: &Path, epoch: usize) {
     let mut child = train_cmd(json, images, run, false).spawn().unwrap();
     let start = Instant::now();
-    while !state(run).is_some_and(|s| s.epoch >= epoch) {
+    while state(run).is_none_or(|s| s.epoch < epoch) {
         assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
         std::thread::sleep(Duration::from_millis(2));
     }

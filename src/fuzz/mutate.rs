@@ -443,14 +443,15 @@ pub fn fix_zip_crcs(b: &mut [u8]) {
         ) else {
             return;
         };
-        if method == 0 && b.get(local..local + 4) == Some(&[b'P', b'K', 3, 4]) {
-            if let (Some(ln), Some(lm)) = (u16_at(b, local + 26), u16_at(b, local + 28)) {
-                let start = local + 30 + ln + lm;
-                if let Some(data) = b.get(start..start.saturating_add(size)) {
-                    let crc = crc32fast::hash(data).to_le_bytes();
-                    b[local + 14..local + 18].copy_from_slice(&crc);
-                    b[at + 16..at + 20].copy_from_slice(&crc);
-                }
+        if method == 0
+            && b.get(local..local + 4) == Some(&[b'P', b'K', 3, 4])
+            && let (Some(ln), Some(lm)) = (u16_at(b, local + 26), u16_at(b, local + 28))
+        {
+            let start = local + 30 + ln + lm;
+            if let Some(data) = b.get(start..start.saturating_add(size)) {
+                let crc = crc32fast::hash(data).to_le_bytes();
+                b[local + 14..local + 18].copy_from_slice(&crc);
+                b[at + 16..at + 20].copy_from_slice(&crc);
             }
         }
         at += 46 + n + m + k;
