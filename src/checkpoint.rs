@@ -217,9 +217,9 @@ fn checkpoint_keys(path: &Path, top_level: Option<&str>) -> Result<Vec<String>, 
 }
 
 /// Import a PyTorch checkpoint into any module, renaming keys with `rules` (regex,
-/// replacement; see [`torch_key_rules`]). Shapes are compared from the checkpoint's header
-/// before any tensor is read: a tensor of another shape (even an absurd one) is never loaded,
-/// it is reported in [`ImportReport::reinitialised`] and the module keeps its initialisation.
+/// replacement; see [`torch_key_rules`]). A tensor of another shape keeps the module's
+/// initialisation and is reported in [`ImportReport::reinitialised`]; one whose header claims
+/// more than 64× the model tensor's elements (and over a million) is refused before it is read.
 #[cfg(feature = "pytorch")]
 pub fn import_pytorch_module<M: ModuleSnapshot>(
     path: &Path,
@@ -289,27 +289,26 @@ pub fn import_pytorch_module<M: ModuleSnapshot>(
         .iter()
         .map(|(k, t)| (k.clone(), t.shape.to_vec()))
         .collect();
-    let mut report = ImportReport::default();
-    let mut refused: BTreeMap<String, ()> = BTreeMap::new();
+    // A tensor of another shape is normal (heads for another class count: loaded, refused by
+    // the shape check, re-initialised and reported), but one claiming far more data than the
+    // model's tensor would have it read into memory first: refused from the header.
     for (k, shape) in &found {
-        let Some((module_path, want)) = by_torch_name.get(k) else {
+        let Some((_, want)) = by_torch_name.get(k) else {
             continue;
         };
-        // Linear weights are stored transposed ([out, in]); the adapter turns them.
-        let transposed =
-            shape.len() == 2 && want.len() == 2 && shape[0] == want[1] && shape[1] == want[0];
-        if shape != want && !transposed {
-            report
-                .reinitialised
-                .push((torch_name(k), shape.clone(), want.clone()));
-            refused.insert(module_path.clone(), ());
+        let claimed = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let expected_numel: usize = want.iter().product();
+        if claimed.is_none_or(|n| n > expected_numel.saturating_mul(64).max(1 << 20)) {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor {} claims shape {shape:?}, far larger than the model's {want:?}; not read",
+                    torch_name(k)
+                ),
+            ));
         }
     }
-    let keep = expected
-        .keys()
-        .filter(|p| !refused.contains_key(*p))
-        .cloned();
-    let mut store = store.filter(burn::store::PathFilter::new().with_full_paths(keep));
+    let mut report = ImportReport::default();
     let result = model
         .load_from(&mut store)
         .map_err(|e| Error::file(path, format!("cannot import: {e}")))?;
@@ -327,12 +326,7 @@ pub fn import_pytorch_module<M: ModuleSnapshot>(
             other => return Err(Error::file(path, format!("cannot import: {other}"))),
         }
     }
-    report.missing = result
-        .missing
-        .iter()
-        .map(|(p, _)| p.clone())
-        .filter(|p| !refused.contains_key(p))
-        .collect();
+    report.missing = result.missing.iter().map(|(p, _)| p.clone()).collect();
     for k in &result.unused {
         let name = torch_name(k);
         if is_known_unused(&name) {
