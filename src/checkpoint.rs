@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::{BurnpackStore, ModuleSnapshot, ModuleStore};
 #[cfg(feature = "pytorch")]
-use burn::store::{KeyRemapper, ModuleStore, PytorchStore};
+use burn::store::{KeyRemapper, PytorchStore};
 use burn::tensor::Device;
 use regex::Regex;
 
@@ -271,29 +271,23 @@ pub fn import_pytorch_module<M: ModuleSnapshot>(
 
     // Module paths by the name the checkpoint would use: PyTorch calls BatchNorm's
     // gamma/beta weight/bias (PytorchStore's adapter renames them when loading).
-    let expected = expected_shapes(model);
-    let mut by_torch_name: BTreeMap<String, (String, Vec<usize>)> = BTreeMap::new();
-    for (p, shape) in &expected {
-        let alias = p
-            .strip_suffix(".gamma")
-            .map(|b| format!("{b}.weight"))
-            .or_else(|| p.strip_suffix(".beta").map(|b| format!("{b}.bias")));
-        if let Some(a) = alias {
-            by_torch_name.insert(a, (p.clone(), shape.clone()));
-        }
-        by_torch_name.insert(p.clone(), (p.clone(), shape.clone()));
-    }
-    let found: Vec<(String, Vec<usize>)> = store
-        .get_all_tensors()
-        .map_err(|e| Error::file(path, format!("cannot import: {e}")))?
+    let mut by_torch_name = expected_shapes(model);
+    let aliases: Vec<(String, Vec<usize>)> = by_torch_name
         .iter()
-        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .filter_map(|(p, shape)| {
+            let alias = p
+                .strip_suffix(".gamma")
+                .map(|b| format!("{b}.weight"))
+                .or_else(|| p.strip_suffix(".beta").map(|b| format!("{b}.bias")))?;
+            Some((alias, shape.clone()))
+        })
         .collect();
+    by_torch_name.extend(aliases);
     // A tensor of another shape is normal (heads for another class count: loaded, refused by
     // the shape check, re-initialised and reported), but one claiming far more data than the
     // model's tensor would have it read into memory first: refused from the header.
-    for (k, shape) in &found {
-        let Some((_, want)) = by_torch_name.get(k) else {
+    for (k, shape) in stored_shapes(&mut store, path, "cannot import")? {
+        let Some(want) = by_torch_name.get(&k) else {
             continue;
         };
         let claimed = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
@@ -303,7 +297,7 @@ pub fn import_pytorch_module<M: ModuleSnapshot>(
                 path,
                 format!(
                     "tensor {} claims shape {shape:?}, far larger than the model's {want:?}; not read",
-                    torch_name(k)
+                    torch_name(&k)
                 ),
             ));
         }
@@ -386,6 +380,21 @@ pub fn import_pytorch(
         ));
     }
     Ok((model, report))
+}
+
+/// Every tensor a store holds, with the shape its header gives (no data is read); errors name
+/// `path` after `action`.
+fn stored_shapes<S: ModuleStore>(
+    store: &mut S,
+    path: &Path,
+    action: &str,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    Ok(store
+        .get_all_tensors()
+        .map_err(|e| Error::file(path, format!("{action}: {e}")))?
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
+        .collect())
 }
 
 /// Every tensor of `model` by its path, with its shape (no data is read).
@@ -477,22 +486,22 @@ pub fn verify(weights: &Path) -> Result<()> {
 /// Read a model config JSON file, refusing configs no network could have
 /// ([`CenterNetConfig::check`]) before anything is built from them.
 pub fn read_config(path: &Path) -> Result<CenterNetConfig> {
-    let config: CenterNetConfig = read_json(path, "model config")?;
-    config
-        .check()
-        .map_err(|e| Error::file(path, format!("not a usable model config: {e}")))?;
-    Ok(config)
+    checked_config(read_json(path, "model config")?, path)
 }
 
 /// Read the config saved beside `weights`.
 pub fn load_config(weights: &Path) -> Result<CenterNetConfig> {
-    let config: CenterNetConfig = read_config_beside(weights, "model config")?;
-    config.check().map_err(|e| {
-        Error::file(
-            &config_path(weights),
-            format!("not a usable model config: {e}"),
-        )
-    })?;
+    checked_config(
+        read_config_beside(weights, "model config")?,
+        &config_path(weights),
+    )
+}
+
+/// `config` if [`CenterNetConfig::check`] accepts it; the error names the file it came from.
+fn checked_config(config: CenterNetConfig, path: &Path) -> Result<CenterNetConfig> {
+    config
+        .check()
+        .map_err(|e| Error::file(path, format!("not a usable model config: {e}")))?;
     Ok(config)
 }
 
@@ -543,18 +552,12 @@ where
         .validate(false);
     // Shapes are compared from the file's header before any tensor is read: a file claiming an
     // absurd shape is refused without allocating for it.
-    let found: Vec<(String, Vec<usize>)> = store
-        .get_all_tensors()
-        .map_err(|e| Error::file(weights, format!("cannot read weights: {e}")))?
-        .iter()
-        .map(|(k, t)| (k.clone(), t.shape.to_vec()))
-        .collect();
     let expected = expected_shapes(&model);
-    let wrong: Vec<String> = found
-        .iter()
+    let wrong: Vec<String> = stored_shapes(&mut store, weights, "cannot read weights")?
+        .into_iter()
         .filter_map(|(k, shape)| {
-            let want = expected.get(k)?;
-            (want != shape).then(|| format!("  {k}: file {shape:?}, config {want:?}"))
+            let want = expected.get(&k)?;
+            (*want != shape).then(|| format!("  {k}: file {shape:?}, config {want:?}"))
         })
         .collect();
     if !wrong.is_empty() {

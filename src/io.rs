@@ -21,6 +21,20 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Whether `name` is the temporary of an atomic write: ours (`<name>.tmp<pid>`, see
+/// [`tmp_path`]) or Burnpack's own (`<name>.<pid>-<n>.tmp`). A process killed mid-write leaves
+/// one behind; it was never renamed into place, so nothing refers to it.
+pub fn is_temporary_name(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ours = name.rsplit_once(".tmp").is_some_and(|(_, pid)| digits(pid));
+    let burnpack = name
+        .strip_suffix(".tmp")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .and_then(|(_, ids)| ids.split_once('-'))
+        .is_some_and(|(pid, n)| digits(pid) && digits(n));
+    ours || burnpack
+}
+
 /// Creates `dir` and its parents.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))
@@ -381,6 +395,24 @@ pub fn default_image_dir(annotations: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn temporaries_of_atomic_writes_are_recognised() {
+        let tmp = tmp_path(Path::new("/x/epoch-0003.bpk"));
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        assert!(is_temporary_name(name), "{name}");
+        assert!(is_temporary_name("epoch-0003.bpk.tmp41.1234-0.tmp"));
+        for kept in [
+            "epoch-0003.bpk",
+            "state.json",
+            "a.tmp",
+            "a.tmpx1",
+            "a.1-.tmp",
+            "x.tmp.json",
+        ] {
+            assert!(!is_temporary_name(kept), "{kept}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -3,36 +3,15 @@
 //! uninterrupted run; a full disk and a read-only folder during checkpointing and result writing
 //! give a clear error and leave the previous checkpoint and results intact.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::store::ModuleSnapshot;
 use deepmark::checkpoint;
 use deepmark::train::TrainState;
-use serde_json::Value;
 
 mod common;
-
-/// The first `n` images of the real fixture as a COCO file in `dir`, and the image folder.
-fn subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let gt = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&gt).unwrap()).unwrap();
-    let images: Vec<Value> = v["images"].as_array().unwrap()[..n].to_vec();
-    let ids: Vec<u64> = images.iter().map(|i| i["id"].as_u64().unwrap()).collect();
-    let anns: Vec<Value> = v["annotations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| ids.contains(&a["image_id"].as_u64().unwrap()))
-        .cloned()
-        .collect();
-    v["images"] = Value::Array(images);
-    v["annotations"] = Value::Array(anns);
-    let json = dir.join("subset.json");
-    std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
-    Some((json, gt.parent().unwrap().join("image")))
-}
 
 const EPOCHS: usize = 60;
 
@@ -75,7 +54,7 @@ fn temporaries(run: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp"))
+        .filter(|n| deepmark::io::is_temporary_name(n))
         .collect()
 }
 
@@ -111,7 +90,7 @@ fn next(s: &mut u64) -> u64 {
 #[test]
 fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
     let dir = common::tempdir("storm-kill");
-    let Some((json, images)) = subset(2, &dir) else {
+    let Some((json, images)) = common::fixture_subset(2, &dir) else {
         return;
     };
     let reference = dir.join("uninterrupted");
@@ -248,7 +227,7 @@ fn checkpoint_files(run: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn a_full_disk_during_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoint() {
     let dir = common::tempdir("storm-full");
-    let Some((json, images)) = subset(2, &dir) else {
+    let Some((json, images)) = common::fixture_subset(2, &dir) else {
         return;
     };
     let run = dir.join("run");
@@ -296,7 +275,7 @@ fn a_full_disk_during_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoi
 #[test]
 fn a_full_disk_or_read_only_folder_while_writing_results_keeps_the_previous_results() {
     let dir = common::tempdir("storm-results");
-    let Some((json, images)) = subset(2, &dir) else {
+    let Some((json, images)) = common::fixture_subset(2, &dir) else {
         return;
     };
     let _ = json;

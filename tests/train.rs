@@ -10,29 +10,8 @@ use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
 use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::train::{LossWeights, OptimizerConfig, TrainConfig, TrainState, read_metrics, train};
-use serde_json::Value;
 
 mod common;
-
-/// The first `n` images of the real fixture (and their annotations) as a COCO file in `dir`.
-fn subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let gt = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&gt).unwrap()).unwrap();
-    let images: Vec<Value> = v["images"].as_array().unwrap()[..n].to_vec();
-    let ids: Vec<u64> = images.iter().map(|i| i["id"].as_u64().unwrap()).collect();
-    let anns: Vec<Value> = v["annotations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| ids.contains(&a["image_id"].as_u64().unwrap()))
-        .cloned()
-        .collect();
-    v["images"] = Value::Array(images);
-    v["annotations"] = Value::Array(anns);
-    let json = dir.join("subset.json");
-    std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
-    Some((json, gt.parent().unwrap().join("image")))
-}
 
 fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainConfig {
     TrainConfig {
@@ -55,7 +34,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
 #[test]
 fn loss_falls_by_half_on_four_real_images() {
     let dir = common::tempdir("train-fall");
-    let Some((json, images)) = subset(4, &dir) else {
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
     };
     let mut cfg = config(json.clone(), images.clone(), 30, 4);
@@ -105,7 +84,7 @@ fn loss_falls_by_half_on_four_real_images() {
 #[test]
 fn resume_continues_at_the_same_epoch_and_step() {
     let dir = common::tempdir("train-resume");
-    let Some((json, images)) = subset(4, &dir) else {
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
     };
     let device = common::flex();
@@ -152,7 +131,7 @@ fn state(run: &Path) -> Option<TrainState> {
 #[test]
 fn sigkill_then_resume_ends_with_the_uninterrupted_step_count() {
     let dir = common::tempdir("train-kill");
-    let Some((json, images)) = subset(4, &dir) else {
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
     };
     let run = dir.join("run");
@@ -224,7 +203,7 @@ fn sigkill_then_resume_ends_with_the_uninterrupted_step_count() {
 #[test]
 fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     let dir = common::tempdir("train-nan");
-    let Some((json, images)) = subset(2, &dir) else {
+    let Some((json, images)) = common::fixture_subset(2, &dir) else {
         return;
     };
     let device = common::flex();
@@ -262,7 +241,7 @@ fn flip_bytes(path: &Path) {
 #[test]
 fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
     let dir = common::tempdir("train-rot");
-    let Some((json, images)) = subset(4, &dir) else {
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
     };
     let device = common::flex();

@@ -330,16 +330,15 @@ fn work_dir(out: &Path, worker: usize) -> PathBuf {
     out.join(format!(".work-{worker}"))
 }
 
-/// Saves a finding once per signature.
+/// Saves a finding once per signature (of [`signature`]).
 fn record(
     shared: &Shared,
     dir: &Path,
     target: &Target,
     outcome: &Outcome,
     input: &[u8],
-    file: &Path,
+    sig: u64,
 ) -> Result<()> {
-    let sig = signature(outcome, file);
     let mut f = shared.findings.lock().unwrap_or_else(|e| e.into_inner());
     if !f.0.insert(sig) {
         return Ok(());
@@ -439,14 +438,15 @@ pub fn run(
         if outcome == Outcome::Ok {
             shared.accepted.fetch_add(1, Ordering::Relaxed);
         }
+        let sig = signature(&outcome, &file);
         if outcome.is_finding() {
-            record(&shared, &dir, target, &outcome, input, &file)?;
+            record(&shared, &dir, target, &outcome, input, sig)?;
         }
         let new = shared
             .outcomes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(signature(&outcome, &file));
+            .insert(sig);
         if new || grow {
             let mut c = shared.corpus.lock().unwrap_or_else(|e| e.into_inner());
             if c.len() < MAX_CORPUS {

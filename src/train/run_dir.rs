@@ -276,29 +276,14 @@ impl RunDir {
     }
 
     /// Removes the temporary files of atomic writes that a killed run left in the run and
-    /// checkpoint folders (`<name>.tmp<pid>`, and Burnpack's `<name>.<pid>-<n>.tmp`); they were
-    /// never renamed into place, so nothing refers to them. Returns how many were removed.
+    /// checkpoint folders ([`crate::io::is_temporary_name`]). Returns how many were removed.
     pub fn remove_stale_temporaries(&self) -> usize {
-        fn is_temporary(name: &str) -> bool {
-            let ours = name
-                .rsplit_once(".tmp")
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-            let burnpack = name.strip_suffix(".tmp").is_some_and(|rest| {
-                rest.rsplit_once('.').is_some_and(|(_, ids)| {
-                    ids.split_once('-').is_some_and(|(a, b)| {
-                        [a, b]
-                            .iter()
-                            .all(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-                    })
-                })
-            });
-            ours || burnpack
-        }
         let mut removed = 0;
         for dir in [self.root.clone(), self.checkpoint_dir()] {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if is_temporary(&name) && std::fs::remove_file(entry.path()).is_ok() {
+                if crate::io::is_temporary_name(&name) && std::fs::remove_file(entry.path()).is_ok()
+                {
                     removed += 1;
                 }
             }

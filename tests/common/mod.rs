@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use deepmark::heads_io::HostTensor;
+use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -73,4 +74,24 @@ pub fn shared_data(rel: &str) -> Option<PathBuf> {
          that need them.",
         p.display()
     )
+}
+
+/// The first `n` images of the real fixture (and their annotations) as a COCO file in `dir`.
+pub fn fixture_subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let gt = shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&gt).unwrap()).unwrap();
+    let images: Vec<Value> = v["images"].as_array().unwrap()[..n].to_vec();
+    let ids: Vec<u64> = images.iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let anns: Vec<Value> = v["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| ids.contains(&a["image_id"].as_u64().unwrap()))
+        .cloned()
+        .collect();
+    v["images"] = Value::Array(images);
+    v["annotations"] = Value::Array(anns);
+    let json = dir.join("subset.json");
+    std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
+    Some((json, gt.parent().unwrap().join("image")))
 }
