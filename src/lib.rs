@@ -22,6 +22,7 @@ pub mod model;
 mod named;
 pub mod preprocess;
 pub mod refine;
+pub mod topdown;
 #[cfg(feature = "train")]
 pub mod train;
 

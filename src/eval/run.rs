@@ -60,6 +60,28 @@ pub fn landmark_quality(
     samples: &[Sample],
     records: &[DetectionRecord],
 ) -> Result<(f64, [LandmarkStats; NUM_CATEGORIES], LandmarkStats)> {
+    let r = landmark_report(gt, samples, records)?;
+    Ok((r.ap_pt, r.per_category, r.overall))
+}
+
+/// Landmark quality of detection records, overall and per category.
+#[derive(Debug, Clone)]
+pub struct LandmarkReport {
+    /// AP at OKS .50:.95 (0 without detections).
+    pub ap_pt: f64,
+    /// AP_pt per category (index = id − 1; −1 where the ground truth has none).
+    pub per_category_ap: [f64; NUM_CATEGORIES],
+    /// NE/PCK per category (index = id − 1) and overall.
+    pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    pub overall: LandmarkStats,
+}
+
+/// [`LandmarkReport`] of detection records against the ground truth.
+pub fn landmark_report(
+    gt: &GroundTruth,
+    samples: &[Sample],
+    records: &[DetectionRecord],
+) -> Result<LandmarkReport> {
     let res = DatasetResults {
         bbox: records
             .iter()
@@ -81,9 +103,22 @@ pub fn landmark_quality(
             .collect(),
         ..Default::default()
     };
-    let (_, ap_pt) = headline_ap(gt, &res)?;
-    let (per, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
-    Ok((ap_pt, per, overall))
+    let (_, kps) = evaluate_in_memory(gt, &res)?;
+    let mut per_category_ap = [-1.0; NUM_CATEGORIES];
+    if let Some(e) = &kps {
+        for (c, ap) in e.per_category_ap() {
+            if (1..=NUM_CATEGORIES as i64).contains(&c) {
+                per_category_ap[c as usize - 1] = ap;
+            }
+        }
+    }
+    let (per_category, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    Ok(LandmarkReport {
+        ap_pt: kps.map_or(0.0, |e| e.stats[0].max(0.0)),
+        per_category_ap,
+        per_category,
+        overall,
+    })
 }
 
 /// Box and landmark evaluations of results held in memory (`None` where there are none).

@@ -32,6 +32,7 @@ use crate::model::fast::{FastCenterNet, View, head_maps, is_host_cpu};
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
 use crate::preprocess::{Affine, Prepared, prepare};
 use crate::refine::RefinerSet;
+use crate::topdown::TopDownSet;
 
 /// Inference options (the CLI's flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +106,8 @@ pub fn read_options(path: &Path) -> Result<DetectorOptions> {
     Ok(options)
 }
 
-/// Time spent per stage, in seconds (`post`: NMS, the threshold and PoseFix refinement).
+/// Time spent per stage, in seconds (`post`: NMS, the threshold, top-down landmarks and PoseFix
+/// refinement).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
     pub preprocess: f64,
@@ -144,6 +146,9 @@ pub struct Detector {
     flip_groups: Vec<usize>,
     pub device: Device,
     pub options: DetectorOptions,
+    /// Top-down landmark models applied to the final detections, before the refiners
+    /// ([`crate::topdown`]; `--landmarks topdown:<dir>`).
+    pub landmarker: Option<Arc<TopDownSet>>,
     /// PoseFix refiners applied to the final detections ([`crate::refine`]; `--refine`).
     pub refiner: Option<Arc<RefinerSet>>,
 }
@@ -178,6 +183,7 @@ impl Detector {
             flip_groups,
             device,
             options: DetectorOptions::default(),
+            landmarker: None,
             refiner: None,
         })
     }
@@ -243,13 +249,19 @@ impl Detector {
         Ok((dets, times))
     }
 
-    /// Applies the refiners, if any, to final detections of `image` (time counted as `post`).
+    /// Applies the top-down landmark models, then the refiners, if any, to final detections
+    /// of `image` (time counted as `post`).
     pub fn refine(
         &self,
         image: &RgbImage,
         dets: &mut [Detection],
         times: &mut StageTimes,
     ) -> Result<()> {
+        if let Some(l) = &self.landmarker {
+            let t = Instant::now();
+            l.apply(image, dets)?;
+            times.post += t.elapsed().as_secs_f64();
+        }
         if let Some(r) = &self.refiner {
             let t = Instant::now();
             r.refine(image, dets)?;

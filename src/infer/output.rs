@@ -174,3 +174,59 @@ pub fn draw_detections(img: &mut image::RgbImage, dets: &[Detection]) {
         );
     }
 }
+
+/// Runs a landmark stage (`apply`: PoseFix refiners, top-down models) over a list of
+/// detections of the images of `samples` (files in `images`), one image at a time; records of
+/// images not in `samples` are refused. Returns the records in their order with the new
+/// landmark positions: box, score and the landmarks' third values stay as they were.
+pub fn update_landmarks(
+    samples: &[crate::data::deepfashion2::Sample],
+    images: &Path,
+    records: &[DetectionRecord],
+    progress: &mut dyn FnMut(usize, usize),
+    apply: &mut dyn FnMut(&image::RgbImage, &mut [Detection]) -> Result<()>,
+) -> Result<Vec<DetectionRecord>> {
+    let files: std::collections::HashMap<u64, &str> = samples
+        .iter()
+        .map(|s| (s.image_id, s.file_name.as_str()))
+        .collect();
+    let mut by_image: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        by_image.entry(r.image_id).or_default().push(i);
+    }
+    let mut out = records.to_vec();
+    let total = by_image.len();
+    for (n, (id, idx)) in by_image.into_iter().enumerate() {
+        let Some(file) = files.get(&id) else {
+            return Err(Error::Invalid(format!(
+                "detection {} is of image {id}, which the dataset does not list",
+                idx[0]
+            )));
+        };
+        let image = crate::io::open_rgb(&images.join(file))?;
+        let mut dets: Vec<Detection> = idx
+            .iter()
+            .map(|&i| {
+                records[i].detection().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "detection {i}: unknown category {} or too few keypoints",
+                        records[i].category_id
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        apply(&image, &mut dets)?;
+        for (&i, d) in idx.iter().zip(&dets) {
+            let start = category(d.category_id).map_or(0, |c| c.start);
+            for (slot, p) in out[i].keypoints[3 * start..]
+                .chunks_exact_mut(3)
+                .zip(&d.landmarks)
+            {
+                slot[0] = p[0];
+                slot[1] = p[1];
+            }
+        }
+        progress(n, total);
+    }
+    Ok(out)
+}

@@ -62,6 +62,19 @@ impl ResNetConfig {
         self.init_with_input(3, device)
     }
 
+    /// Channels of the four stages' outputs C2..C5 (256, 512, 1024, 2048 for ResNet-50).
+    pub fn stage_channels(&self) -> [usize; 4] {
+        self.planes.map(|p| p * self.expansion())
+    }
+
+    /// The ResNet alone, without the deconvolutions (CPN reads C2..C5 through
+    /// [`ResNet::stages`]).
+    pub fn init_trunk(&self, device: &Device) -> ResNet {
+        let mut net = self.init_with_input(3, device);
+        net.deconv_layers.clear();
+        net
+    }
+
     /// The same network reading `in_channels` input channels (PoseFix's refiner reads the image
     /// and one heatmap per landmark).
     pub fn init_with_input(&self, in_channels: usize, device: &Device) -> ResNet {
@@ -188,25 +201,28 @@ pub struct ResNet {
 impl ResNet {
     /// Image `(B, 3, H, W)` → features `(B, deconv[2], H/4, W/4)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [.., c5] = self.stages(x);
+        let mut x = c5;
+        for d in &self.deconv_layers {
+            x = relu(d.bn.forward(d.up.forward(x)));
+        }
+        x
+    }
+
+    /// Image `(B, 3, H, W)` → the outputs of the four stages, C2..C5 (strides 4, 8, 16, 32).
+    pub fn stages(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
         let x = relu(self.bn1.forward(self.conv1.forward(x)));
-        let mut x = max_pool2d(
+        let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])
                 .with_stride([2, 2])
                 .with_padding([1, 1]),
         );
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
-            x = block.forward(x);
-        }
-        for d in &self.deconv_layers {
-            x = relu(d.bn.forward(d.up.forward(x)));
-        }
-        x
+        let run = |x: Tensor<4>, layer: &[ResBlock]| layer.iter().fold(x, |x, b| b.forward(x));
+        let c2 = run(x, &self.layer1);
+        let c3 = run(c2.clone(), &self.layer2);
+        let c4 = run(c3.clone(), &self.layer3);
+        let c5 = run(c4.clone(), &self.layer4);
+        [c2, c3, c4, c5]
     }
 }

@@ -4,7 +4,6 @@
 //! the mirrored crop's, PoseFix's flip test). Scores are kept (PoseFix: output score = input
 //! score).
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -18,7 +17,7 @@ use crate::checkpoint::load_module;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_CATEGORIES, category};
-use crate::infer::output::DetectionRecord;
+use crate::infer::output::{DetectionRecord, update_landmarks};
 use crate::io::read_json;
 
 /// The index of a refiner folder (`refiners.json`): what was trained, on what, with which
@@ -198,45 +197,7 @@ pub fn refine_records(
     records: &[DetectionRecord],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<DetectionRecord>> {
-    let files: HashMap<u64, &str> = samples
-        .iter()
-        .map(|s| (s.image_id, s.file_name.as_str()))
-        .collect();
-    let mut by_image: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        by_image.entry(r.image_id).or_default().push(i);
-    }
-    let mut out = records.to_vec();
-    let total = by_image.len();
-    for (n, (id, idx)) in by_image.into_iter().enumerate() {
-        let Some(file) = files.get(&id) else {
-            return Err(Error::Invalid(format!(
-                "detection {} is of image {id}, which the dataset does not list",
-                idx[0]
-            )));
-        };
-        let image = crate::io::open_rgb(&images.join(file))?;
-        let mut dets: Vec<Detection> = idx
-            .iter()
-            .map(|&i| {
-                records[i]
-                    .detection()
-                    .expect("records are checked when read")
-            })
-            .collect();
-        set.refine(&image, &mut dets)?;
-        // Only the category's positions change: box, score and third values stay as they were.
-        for (&i, d) in idx.iter().zip(&dets) {
-            let start = category(d.category_id).expect("checked when read").start;
-            for (slot, p) in out[i].keypoints[3 * start..]
-                .chunks_exact_mut(3)
-                .zip(&d.landmarks)
-            {
-                slot[0] = p[0];
-                slot[1] = p[1];
-            }
-        }
-        progress(n, total);
-    }
-    Ok(out)
+    update_landmarks(samples, images, records, progress, &mut |image, dets| {
+        set.refine(image, dets)
+    })
 }

@@ -55,6 +55,43 @@ impl Default for RefineAugment {
     }
 }
 
+impl RefineAugment {
+    /// A crop's scale, rotation (with its probability), shift and mirroring drawn from `rng`.
+    pub fn draw_jitter(&self, rng: &mut StdRng) -> CropJitter {
+        let mut u = |r: f64| {
+            if r > 0.0 {
+                rng.random_range(-r..r)
+            } else {
+                0.0
+            }
+        };
+        let jitter = CropJitter {
+            scale: 1.0 + u(self.scale),
+            rotation: u(self.rotation),
+            flip: false,
+            shift: [u(self.shift), u(self.shift)],
+        };
+        CropJitter {
+            rotation: if rng.random::<f64>() < self.rotation_prob {
+                jitter.rotation
+            } else {
+                0.0
+            },
+            flip: rng.random::<f64>() < self.flip,
+            ..jitter
+        }
+    }
+}
+
+/// The augmentation generator of sample `index` in `epoch` of a run seeded `seed` (a pure
+/// function of the three, so that loader workers and resumed runs draw the same crops).
+pub fn sample_rng(seed: u64, epoch: u64, index: usize) -> StdRng {
+    StdRng::seed_from_u64(
+        seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+    )
+}
+
 /// One garment to learn from.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -189,34 +226,9 @@ impl RefineDataset {
         let item = &s.items[e.item];
         let image = s.open_image(&self.image_dir)?;
         let epoch = self.epoch.load(Ordering::Relaxed);
-        let mut rng = StdRng::seed_from_u64(
-            self.seed
-                ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
-        );
+        let mut rng = sample_rng(self.seed, epoch, index);
         let a = &self.augment;
-        let mut u = |r: f64| {
-            if r > 0.0 {
-                rng.random_range(-r..r)
-            } else {
-                0.0
-            }
-        };
-        let jitter = CropJitter {
-            scale: 1.0 + u(a.scale),
-            rotation: u(a.rotation),
-            flip: false,
-            shift: [u(a.shift), u(a.shift)],
-        };
-        let jitter = CropJitter {
-            rotation: if rng.random::<f64>() < a.rotation_prob {
-                jitter.rotation
-            } else {
-                0.0
-            },
-            flip: rng.random::<f64>() < a.flip,
-            ..jitter
-        };
+        let jitter = a.draw_jitter(&mut rng);
         let pose: Vec<[f32; 3]> = match &e.prediction {
             Some(p) if rng.random::<f64>() < a.prediction => {
                 p.iter().map(|q| [q[0], q[1], 1.0]).collect()

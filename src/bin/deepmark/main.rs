@@ -8,7 +8,7 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, fuzz, infer, model, plot, profile, refine, train, tune};
+use cmd::{data, eval, fuzz, infer, model, plot, profile, refine, topdown, train, tune};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +68,12 @@ enum Command {
     TrainRefiner(refine::TrainRefinerArgs),
     /// Apply PoseFix refiners to a detections file; prints AP_pt and NE before and after.
     Refine(refine::RefineArgs),
+    /// Train top-down landmark models (CPN on the 81-group aggregation): a universal one and
+    /// per-category fine-tuned ones, into one model-set folder.
+    TrainTopdown(topdown::TrainTopDownArgs),
+    /// Per-category AP_pt and NE of a top-down model set, before and after fine-tuning, on
+    /// ground-truth boxes or a detections file.
+    EvalTopdown(topdown::EvalTopDownArgs),
     /// Fuzz the parsers a user feeds (annotation, results and config JSON, images, .pth and
     /// .bpk weights) with mutated inputs; findings are saved with their messages.
     Fuzz(fuzz::FuzzArgs),
@@ -104,6 +110,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(a) => refine::predict(a),
         Command::TrainRefiner(a) => refine::train_refiner(a),
         Command::Refine(a) => refine::refine(a),
+        Command::TrainTopdown(a) => topdown::train_topdown(a),
+        Command::EvalTopdown(a) => topdown::eval_topdown(a),
         Command::Fuzz(a) => fuzz::run(a),
         Command::Plot { run } => plot::run(&run),
     }

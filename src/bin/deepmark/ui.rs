@@ -81,6 +81,32 @@ pub struct DetectorFlags {
     /// they cover (flip-tested); the refined landmarks go into the results and drawings.
     #[arg(long)]
     pub refine: Option<PathBuf>,
+    /// Where landmarks come from: `centernet` (the detector's heads) or `topdown:<dir>` (a
+    /// `train-topdown` model set estimating each detection's landmarks on its crop, applied
+    /// before --refine).
+    #[arg(long, default_value = "centernet", value_parser = parse_landmarks)]
+    pub landmarks: Landmarks,
+    /// With `--landmarks topdown:<dir>`: average the top-down landmarks with CenterNet's
+    /// instead of replacing them.
+    #[arg(long)]
+    pub landmarks_average: bool,
+}
+
+/// The `--landmarks` choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landmarks {
+    CenterNet,
+    TopDown(PathBuf),
+}
+
+fn parse_landmarks(s: &str) -> std::result::Result<Landmarks, String> {
+    match s.split_once(':') {
+        _ if s == "centernet" => Ok(Landmarks::CenterNet),
+        Some(("topdown", dir)) if !dir.is_empty() => Ok(Landmarks::TopDown(PathBuf::from(dir))),
+        _ => Err(format!(
+            "'{s}': expected `centernet` or `topdown:<model set folder>`"
+        )),
+    }
 }
 
 impl DetectorFlags {
@@ -109,6 +135,19 @@ impl DetectorFlags {
             det.set_fast(false)?;
         }
         det.options.batch = self.batch as usize;
+        match &self.landmarks {
+            Landmarks::TopDown(dir) => {
+                let mut set = deepmark::topdown::TopDownSet::load(dir, &det.device)?;
+                if self.landmarks_average {
+                    set.combine = deepmark::topdown::Combine::Average;
+                }
+                det.landmarker = Some(std::sync::Arc::new(set));
+            }
+            Landmarks::CenterNet if self.landmarks_average => {
+                anyhow::bail!("--landmarks-average needs --landmarks topdown:<dir>")
+            }
+            Landmarks::CenterNet => {}
+        }
         if let Some(dir) = &self.refine {
             let set = deepmark::refine::RefinerSet::load(dir, &det.device)?;
             det.refiner = Some(std::sync::Arc::new(set));

@@ -8,5 +8,6 @@ pub mod model;
 pub mod plot;
 pub mod profile;
 pub mod refine;
+pub mod topdown;
 pub mod train;
 pub mod tune;

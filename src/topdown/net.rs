@@ -1,0 +1,203 @@
+//! The Cascaded Pyramid Network (Chen et al., 2018; FACTS §6) on Burn.
+//!
+//! - **Trunk**: a ResNet's stage outputs C2..C5 (strides 4–32).
+//! - **GlobalNet**: top-down from C5, each level a lateral `1×1 conv + BN + ReLU`; below C5
+//!   the level above is bilinearly upsampled, passed through a `1×1` convolution (no
+//!   activation) and added. Each level predicts heatmaps through `1×1 conv + BN + ReLU` and a
+//!   `3×3` convolution, resized bilinearly to the output (C2's) size.
+//! - **RefineNet**: level `i` (C2..C5) goes through `i` bottlenecks (0, 1, 2, 3; width/2
+//!   inside), is upsampled to the output size, the four are concatenated, one more bottleneck
+//!   and a `3×3` convolution give the final heatmaps.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::relu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+
+use super::config::CpnConfig;
+use crate::model::layers::{ConvBn, conv};
+use crate::model::resnet::ResNet;
+
+/// Bilinear resize to `size = [h, w]` (half-pixel centres, as TensorFlow's default); identity
+/// when the size already matches.
+pub fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    let [.., h, w] = x.dims();
+    if [h, w] == size {
+        return x;
+    }
+    interpolate(
+        x,
+        InterpolateOptions::new(InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size(size),
+    )
+}
+
+/// ResNet's bottleneck with CPN's proportions: `1×1 → 3×3 → 1×1` (`inner` channels inside,
+/// BN after each, ReLU after the first two and after the sum), a projection shortcut when the
+/// channel count changes.
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    pub conv1: ConvBn,
+    pub conv2: ConvBn,
+    pub conv3: ConvBn,
+    pub shortcut: Option<ConvBn>,
+}
+
+impl Bottleneck {
+    pub fn new(input: usize, inner: usize, out: usize, device: &Device) -> Self {
+        Bottleneck {
+            conv1: ConvBn::new([input, inner], 1, 1, device),
+            conv2: ConvBn::new([inner, inner], 3, 1, device),
+            conv3: ConvBn::new([inner, out], 1, 1, device),
+            shortcut: (input != out).then(|| ConvBn::new([input, out], 1, 1, device)),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let skip = match &self.shortcut {
+            Some(s) => s.forward(x.clone()),
+            None => x.clone(),
+        };
+        let y = self.conv2.forward_relu(self.conv1.forward_relu(x));
+        relu(self.conv3.forward(y) + skip)
+    }
+}
+
+/// One GlobalNet level.
+#[derive(Module, Debug)]
+pub struct GlobalLevel {
+    /// `1×1` conv + BN + ReLU on the trunk's stage output.
+    pub lateral: ConvBn,
+    /// `1×1` conv on the upsampled level above (absent on C5).
+    pub up: Option<Conv2d>,
+    /// `1×1` conv + BN + ReLU before the heatmap convolution.
+    pub tmp: ConvBn,
+    /// `3×3` conv → one heatmap per landmark group.
+    pub head: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct Cpn {
+    pub backbone: ResNet,
+    /// Levels C2..C5.
+    pub global: Vec<GlobalLevel>,
+    /// RefineNet's per-level bottlenecks: `refine[i]` has `i` blocks.
+    pub refine: Vec<Vec<Bottleneck>>,
+    /// The bottleneck after the concatenation.
+    pub fuse: Bottleneck,
+    pub head: Conv2d,
+}
+
+/// GlobalNet's four heatmaps (C2..C5, each resized to the output size) and RefineNet's.
+#[derive(Debug, Clone)]
+pub struct CpnOutput {
+    pub global: Vec<Tensor<4>>,
+    pub refine: Tensor<4>,
+}
+
+impl Cpn {
+    pub fn new(cfg: &CpnConfig, device: &Device) -> Self {
+        let (w, j) = (cfg.width, cfg.num_joints);
+        let stages = cfg.backbone.stage_channels();
+        let global = stages
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| GlobalLevel {
+                lateral: ConvBn::new([c, w], 1, 1, device),
+                up: (i < 3).then(|| conv([w, w], 1, 1, true, device)),
+                tmp: ConvBn::new([w, w], 1, 1, device),
+                head: conv([w, j], 3, 1, true, device),
+            })
+            .collect();
+        let refine = (0..4)
+            .map(|i| {
+                (0..i)
+                    .map(|_| Bottleneck::new(w, w / 2, w, device))
+                    .collect()
+            })
+            .collect();
+        Cpn {
+            backbone: cfg.backbone.init_trunk(device),
+            global,
+            refine,
+            fuse: Bottleneck::new(4 * w, w / 2, w, device),
+            head: conv([w, j], 3, 1, true, device),
+        }
+    }
+
+    /// Crops `(B, 3, H, W)` → heatmaps `(B, J, H/4, W/4)` of both stages.
+    pub fn forward(&self, x: Tensor<4>) -> CpnOutput {
+        let (features, size) = self.pyramid(x);
+        let global = features
+            .iter()
+            .zip(&self.global)
+            .map(|(f, l)| resize(l.head.forward(l.tmp.forward_relu(f.clone())), size))
+            .collect();
+        CpnOutput {
+            global,
+            refine: self.refine_net(features, size),
+        }
+    }
+
+    /// Only RefineNet's heatmaps (inference: GlobalNet's heads are skipped).
+    pub fn heatmaps(&self, x: Tensor<4>) -> Tensor<4> {
+        let (features, size) = self.pyramid(x);
+        self.refine_net(features, size)
+    }
+
+    /// GlobalNet's features of levels C2..C5 (top-down) and the output size (C2's).
+    fn pyramid(&self, x: Tensor<4>) -> (Vec<Tensor<4>>, [usize; 2]) {
+        let stages = self.backbone.stages(x);
+        let [.., oh, ow] = stages[0].dims();
+        let mut features: Vec<Tensor<4>> = Vec::with_capacity(4);
+        for (i, stage) in stages.into_iter().enumerate().rev() {
+            let level = &self.global[i];
+            let mut f = level.lateral.forward_relu(stage);
+            if let (Some(above), Some(up)) = (features.last(), &level.up) {
+                let [.., h, w] = f.dims();
+                f = f + up.forward(resize(above.clone(), [h, w]));
+            }
+            features.push(f);
+        }
+        features.reverse();
+        (features, [oh, ow])
+    }
+
+    fn refine_net(&self, features: Vec<Tensor<4>>, size: [usize; 2]) -> Tensor<4> {
+        let refined: Vec<Tensor<4>> = features
+            .into_iter()
+            .zip(&self.refine)
+            .map(|(f, blocks)| resize(blocks.iter().fold(f, |x, b| b.forward(x)), size))
+            .collect();
+        self.head
+            .forward(self.fuse.forward(Tensor::cat(refined, 1)))
+    }
+}
+
+impl crate::model::sync::SyncRunningStats for Bottleneck {
+    fn sync_running_stats(&self) {
+        for c in [&self.conv1, &self.conv2, &self.conv3] {
+            c.sync_running_stats();
+        }
+        self.shortcut.sync_running_stats();
+    }
+}
+
+impl crate::model::sync::SyncRunningStats for GlobalLevel {
+    fn sync_running_stats(&self) {
+        self.lateral.sync_running_stats();
+        self.tmp.sync_running_stats();
+    }
+}
+
+impl crate::model::sync::SyncRunningStats for Cpn {
+    fn sync_running_stats(&self) {
+        self.backbone.sync_running_stats();
+        self.global.sync_running_stats();
+        self.refine.sync_running_stats();
+        self.fuse.sync_running_stats();
+    }
+}

@@ -1,0 +1,328 @@
+//! Training a model set: the universal model on every garment, then (Aggregation §2.2) one
+//! model per category fine-tuned from it on that category's garments only. Each model is saved
+//! as `<name>.bpk` (+ config and checksums) and `topdown.json` is rewritten atomically after
+//! each — a run stopped part-way keeps the finished models, and `resume` skips them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::apply::{ModelEntry, ModelSetIndex, index_path};
+use super::config::{CpnArch, CpnConfig};
+use super::data::{TopDownBatcher, TopDownDataset};
+use super::loss::{CpnLoss, cpn_loss};
+use super::net::Cpn;
+use crate::checkpoint::{load_module, save_module, verify};
+use crate::codec::scheme::Scheme;
+use crate::data::deepfashion2::Sample;
+use crate::error::{Error, Result};
+use crate::garment::category;
+use crate::io::{create_dir_all, read_json, write_json};
+use crate::model::sync::SyncRunningStats;
+use crate::refine::data::RefineAugment;
+use crate::train::OptimizerConfig;
+
+/// How the models of a set are trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopDownTrainConfig {
+    pub arch: CpnArch,
+    pub scheme: Scheme,
+    /// `[height, width]`.
+    pub input: [usize; 2],
+    pub batch: usize,
+    pub epochs: usize,
+    /// Fine-tuning epochs per category (Aggregation fine-tunes for fewer than the universal
+    /// model's).
+    pub finetune_epochs: usize,
+    pub optimizer: OptimizerConfig,
+    /// Fine-tuning's learning rate (the schedule's steps scale with `finetune_epochs`).
+    pub finetune_lr: f64,
+    pub augment: RefineAugment,
+    pub seed: u64,
+    pub workers: usize,
+}
+
+impl TopDownTrainConfig {
+    /// CPN's recipe scaled to `epochs`: Adam 5e-4 with weight decay 1e-5, halved at 1/2 and
+    /// 3/4 of the epochs, batch 32; fine-tuning for half the epochs at a fifth of the rate.
+    pub fn cpn(arch: CpnArch, scheme: Scheme, input: [usize; 2], epochs: usize) -> Self {
+        TopDownTrainConfig {
+            arch,
+            scheme,
+            input,
+            batch: 32,
+            epochs,
+            finetune_epochs: epochs.div_ceil(2),
+            optimizer: OptimizerConfig {
+                weight_decay: Some(1e-5),
+                ..OptimizerConfig::adam(5e-4)
+            },
+            finetune_lr: 1e-4,
+            augment: RefineAugment {
+                prediction: 0.0,
+                ..RefineAugment::default()
+            },
+            seed: 1,
+            workers: 2,
+        }
+    }
+
+    /// The learning rate in `epoch` of `epochs` starting from `lr`: halved at 1/2, again at 3/4.
+    pub fn lr_at(lr: f64, epoch: usize, epochs: usize) -> f64 {
+        let mut r = lr;
+        for step in [epochs / 2, epochs * 3 / 4] {
+            if step > 0 && epoch >= step {
+                r *= 0.5;
+            }
+        }
+        r
+    }
+}
+
+/// What training reports.
+#[derive(Debug, Clone)]
+pub enum TopDownEvent {
+    Start {
+        category_id: Option<usize>,
+        garments: usize,
+        steps_per_epoch: usize,
+        init: Option<PathBuf>,
+    },
+    Epoch {
+        category_id: Option<usize>,
+        epoch: usize,
+        epochs: usize,
+        loss: CpnLoss,
+        secs: f64,
+    },
+    Skipped {
+        category_id: Option<usize>,
+        why: String,
+    },
+    Saved {
+        category_id: Option<usize>,
+        path: PathBuf,
+    },
+}
+
+/// The weights file name of a set's model.
+pub fn weights_name(category_id: Option<usize>) -> String {
+    match category_id.and_then(category) {
+        Some(c) => format!("{}.bpk", c.name),
+        None => "universal.bpk".into(),
+    }
+}
+
+/// Trains the models `which` (`None`: universal, `Some(id)`: fine-tuned for category `id`, in
+/// the order given) on `samples` (images in `images`) into the set folder `out`. A fine-tuned
+/// model starts from `init` when given, else from the set's universal model, else from
+/// scratch; the universal model starts from `init` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn train_model_set(
+    cfg: &TopDownTrainConfig,
+    which: &[Option<usize>],
+    init: Option<&Path>,
+    samples: &[Sample],
+    images: &Path,
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    on_event: &mut dyn FnMut(&TopDownEvent),
+) -> Result<ModelSetIndex> {
+    if cfg.batch == 0 || cfg.epochs == 0 || cfg.finetune_epochs == 0 {
+        return Err(Error::Invalid("batch and epochs must be positive".into()));
+    }
+    let base = CpnConfig::new(cfg.arch, cfg.scheme, cfg.input)?;
+    create_dir_all(out)?;
+    let mut index = if index_path(out).is_file() {
+        read_json(&index_path(out), "top-down model set index")?
+    } else {
+        ModelSetIndex {
+            models: Vec::new(),
+            train: serde_json::Value::Null,
+        }
+    };
+    index.train = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
+    for &target in which {
+        if let Some(id) = target
+            && category(id).is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "unknown category {id} (expected 1..=13)"
+            )));
+        }
+        let done = index.models.iter().find(|e| e.category_id == target);
+        if resume
+            && done.is_some_and(|d| {
+                let w = out.join(&d.weights);
+                w.is_file() && verify(&w).is_ok()
+            })
+        {
+            on_event(&TopDownEvent::Skipped {
+                category_id: target,
+                why: "trained before (--resume)".into(),
+            });
+            continue;
+        }
+        let mcfg = base.for_category(target)?;
+        let dataset = Arc::new(TopDownDataset::new(
+            samples.to_vec(),
+            images,
+            mcfg.clone(),
+            cfg.augment,
+            cfg.seed ^ target.map_or(0, |c| c as u64),
+        )?);
+        if dataset.garments() == 0 {
+            on_event(&TopDownEvent::Skipped {
+                category_id: target,
+                why: "no labelled garments of this category".into(),
+            });
+            continue;
+        }
+        let universal = index
+            .models
+            .iter()
+            .find(|e| e.category_id.is_none())
+            .map(|e| out.join(&e.weights))
+            .filter(|p| p.is_file());
+        let start = match (init, target) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(_)) => universal,
+            (None, None) => None,
+        };
+        let (epochs, lr) = match target {
+            Some(_) if start.is_some() => (cfg.finetune_epochs, cfg.finetune_lr),
+            _ => (cfg.epochs, cfg.optimizer.lr),
+        };
+        let (model, last) = train_one(
+            cfg,
+            &mcfg,
+            &dataset,
+            start.as_deref(),
+            (epochs, lr),
+            device,
+            on_event,
+        )?;
+        let name = weights_name(target);
+        let path = out.join(&name);
+        model.sync_running_stats();
+        save_module(&model.valid(), &mcfg, &path)?;
+        index.models.retain(|e| e.category_id != target);
+        index.models.push(ModelEntry {
+            category_id: target,
+            weights: name,
+            garments: dataset.garments(),
+            final_loss: last.total(),
+            init: start.map(|p| p.display().to_string()),
+        });
+        index.models.sort_by_key(|e| e.category_id.unwrap_or(0));
+        write_json(&index_path(out), &index)?;
+        on_event(&TopDownEvent::Saved {
+            category_id: target,
+            path,
+        });
+    }
+    if index.models.is_empty() {
+        return Err(Error::Training(
+            "no top-down model was trained: the data has no labelled garments of the chosen categories"
+                .into(),
+        ));
+    }
+    write_json(&index_path(out), &index)?;
+    Ok(index)
+}
+
+/// Loads `path` as the starting point of `mcfg`'s model (same network and layout; the
+/// category may differ).
+fn load_init(path: &Path, mcfg: &CpnConfig, device: &Device) -> Result<Cpn> {
+    let (model, _) = load_module(path, "top-down model config", |c: &CpnConfig| {
+        c.check()?;
+        let same = CpnConfig {
+            category_id: mcfg.category_id,
+            ..c.clone()
+        };
+        if same != *mcfg {
+            return Err(Error::Invalid(format!(
+                "--init {} is a {} {} model at {}x{}; this set trains {} {} at {}x{} (the network, layout and input must match)",
+                path.display(),
+                c.arch,
+                c.scheme,
+                c.input[0],
+                c.input[1],
+                mcfg.arch,
+                mcfg.scheme,
+                mcfg.input[0],
+                mcfg.input[1]
+            )));
+        }
+        Ok(c.init(device))
+    })?;
+    Ok(model)
+}
+
+/// One model's training; returns it (autodiff) and the last epoch's mean loss.
+fn train_one(
+    cfg: &TopDownTrainConfig,
+    mcfg: &CpnConfig,
+    dataset: &Arc<TopDownDataset>,
+    init: Option<&Path>,
+    (epochs, lr0): (usize, f64),
+    device: &Device,
+    on_event: &mut dyn FnMut(&TopDownEvent),
+) -> Result<(Cpn, CpnLoss)> {
+    let ad = device.clone().autodiff();
+    let mut model = match init {
+        Some(p) => load_init(p, mcfg, &ad)?,
+        None => mcfg.init(&ad),
+    };
+    let mut optim = cfg.optimizer.adam_config().init();
+    let target = mcfg.category_id;
+    on_event(&TopDownEvent::Start {
+        category_id: target,
+        garments: dataset.garments(),
+        steps_per_epoch: dataset.garments().div_ceil(cfg.batch),
+        init: init.map(Path::to_path_buf),
+    });
+    let mut last = CpnLoss::default();
+    for epoch in 0..epochs {
+        let t0 = Instant::now();
+        dataset.set_epoch(epoch as u64);
+        let loader = DataLoaderBuilder::new(TopDownBatcher { cfg: mcfg.clone() })
+            .batch_size(cfg.batch)
+            .shuffle(cfg.seed.wrapping_add(epoch as u64))
+            .num_workers(cfg.workers.max(1))
+            .set_device(ad.clone())
+            .build(dataset.clone());
+        let lr = TopDownTrainConfig::lr_at(lr0, epoch, epochs);
+        let (mut sum, mut n) = (CpnLoss::default(), 0usize);
+        for batch in loader.iter() {
+            let batch =
+                batch.map_err(|e| Error::Training(format!("loading a top-down batch: {e}")))?;
+            let out = model.forward(batch.input);
+            let (loss, parts) = cpn_loss(&out, &batch.targets, mcfg.ohkm)?;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            sum.global += parts.global;
+            sum.refine += parts.refine;
+            n += 1;
+        }
+        last = CpnLoss {
+            global: sum.global / n.max(1) as f32,
+            refine: sum.refine / n.max(1) as f32,
+        };
+        on_event(&TopDownEvent::Epoch {
+            category_id: target,
+            epoch,
+            epochs,
+            loss: last,
+            secs: t0.elapsed().as_secs_f64(),
+        });
+    }
+    Ok((model, last))
+}

@@ -1,0 +1,500 @@
+//! Top-down landmarks (CPN on the 81-group aggregation): model-set dispatch by category,
+//! learning on the real DeepFashion2 fixtures with per-category fine-tuning, the set's folder
+//! refused when broken, the backends agreeing, and the command line (`train-topdown`,
+//! `eval-topdown`, `infer`/`eval --landmarks topdown:<dir>` with `--refine`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{flex, shared_data, tempdir};
+use deepmark::codec::Detection;
+use deepmark::codec::scheme::Scheme;
+use deepmark::data::deepfashion2::{Sample, load_coco};
+use deepmark::garment::category;
+use deepmark::topdown::train::{TopDownEvent, TopDownTrainConfig, train_model_set};
+use deepmark::topdown::{Combine, CpnArch, CpnConfig, Served, TopDownSet};
+use image::RgbImage;
+
+fn fixture() -> Option<(Vec<Sample>, PathBuf, PathBuf)> {
+    let json = shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
+    let images = json.parent().unwrap().join("image");
+    Some((load_coco(&json, false).unwrap().0, images, json))
+}
+
+fn slim(category_id: Option<usize>) -> CpnConfig {
+    CpnConfig::new(CpnArch::CpnRes18Slim, Scheme::Agg81, [64, 64])
+        .unwrap()
+        .for_category(category_id)
+        .unwrap()
+}
+
+/// A textured test image.
+fn picture() -> RgbImage {
+    RgbImage::from_fn(160, 120, |x, y| {
+        image::Rgb([
+            (x * 7 % 255) as u8,
+            (y * 5 % 255) as u8,
+            ((x + y) * 3 % 255) as u8,
+        ])
+    })
+}
+
+fn garment(category_id: usize) -> (usize, [f32; 4]) {
+    (category_id, [30.0, 20.0, 80.0, 70.0])
+}
+
+#[test]
+fn model_sets_serve_each_category_with_its_fine_tuned_model_else_the_universal_one() {
+    let device = flex();
+    let universal = (slim(None).init(&device), slim(None));
+    let shorts = (slim(Some(7)).init(&device), slim(Some(7)));
+    let img = picture();
+    let both = TopDownSet::from_models(vec![universal.clone(), shorts.clone()], &device).unwrap();
+    assert_eq!(both.served(7), Some(Served::FineTuned));
+    assert_eq!(both.served(1), Some(Served::Universal));
+    assert_eq!(both.served(0), None);
+    assert_eq!(both.served(14), None);
+    let only_shorts = TopDownSet::from_models(vec![shorts], &device).unwrap();
+    assert_eq!(only_shorts.served(1), None);
+    let only_universal = TopDownSet::from_models(vec![universal], &device).unwrap();
+    let garments = [garment(7), garment(1), garment(7)];
+    let est = |set: &TopDownSet| set.estimate(&img, &garments).unwrap();
+    let (b, s, u) = (est(&both), est(&only_shorts), est(&only_universal));
+    // Shorts come from the shorts model, the shirt from the universal model; with no model for
+    // a category there is no estimate.
+    assert_eq!(b[0], s[0]);
+    assert_eq!(b[2], s[2]);
+    assert_ne!(b[0], u[0]);
+    assert_eq!(b[1], u[1]);
+    assert_eq!(s[1], None);
+    assert_eq!(
+        b[0].as_ref().unwrap().len(),
+        category(7).unwrap().num_landmarks
+    );
+    assert_eq!(
+        b[1].as_ref().unwrap().len(),
+        category(1).unwrap().num_landmarks
+    );
+    // Forgetting the fine-tuned model serves shorts from the universal one.
+    let mut before = TopDownSet::from_models(
+        vec![
+            (slim(None).init(&device), slim(None)),
+            (slim(Some(7)).init(&device), slim(Some(7))),
+        ],
+        &device,
+    )
+    .unwrap();
+    before.retain_universal().unwrap();
+    assert_eq!(before.served(7), Some(Served::Universal));
+    let mut no_universal =
+        TopDownSet::from_models(vec![(slim(Some(7)).init(&device), slim(Some(7)))], &device)
+            .unwrap();
+    assert!(no_universal.retain_universal().is_err());
+    assert_eq!(no_universal.served(7), Some(Served::FineTuned));
+}
+
+#[test]
+fn detections_get_replaced_or_averaged_landmarks_and_low_scores_are_left_alone() {
+    let device = flex();
+    let mut set =
+        TopDownSet::from_models(vec![(slim(None).init(&device), slim(None))], &device).unwrap();
+    set.min_score = 0.3;
+    let img = picture();
+    let (c, [x, y, w, h]) = garment(9);
+    let n = category(c).unwrap().num_landmarks;
+    let det = |score| Detection {
+        category_id: c,
+        score,
+        box_score: score,
+        bbox: [x, y, x + w, y + h],
+        landmarks: vec![[1.0, 2.0, 0.5]; n],
+    };
+    let est = set.estimate(&img, &[garment(9)]).unwrap()[0]
+        .clone()
+        .unwrap();
+    let mut dets = vec![det(0.9), det(0.1)];
+    set.apply(&img, &mut dets).unwrap();
+    assert_eq!(dets[0].landmarks, est);
+    assert_eq!(dets[1], det(0.1));
+    set.combine = Combine::Average;
+    let mut dets = vec![det(0.9)];
+    set.apply(&img, &mut dets).unwrap();
+    for (a, e) in dets[0].landmarks.iter().zip(&est) {
+        assert!(
+            (a[0] - (1.0 + e[0]) / 2.0).abs() < 1e-4 && (a[1] - (2.0 + e[1]) / 2.0).abs() < 1e-4
+        );
+        assert!((a[2] - (0.5 + e[2]) / 2.0).abs() < 1e-6);
+    }
+}
+
+/// Trains the universal model and a shirt model fine-tuned from it on the fixtures into `dir`;
+/// returns each model's epoch losses.
+fn train_set(dir: &Path, epochs: usize) -> Vec<(Option<usize>, Vec<f32>)> {
+    let (samples, images, _) = fixture().unwrap();
+    let mut cfg = TopDownTrainConfig::cpn(CpnArch::CpnRes18Slim, Scheme::Agg81, [64, 64], epochs);
+    cfg.batch = 8;
+    cfg.optimizer.lr = 2e-3;
+    cfg.finetune_epochs = 3;
+    let mut losses: Vec<(Option<usize>, Vec<f32>)> = Vec::new();
+    train_model_set(
+        &cfg,
+        &[None, Some(1), Some(3)],
+        None,
+        &samples,
+        &images,
+        dir,
+        &flex(),
+        false,
+        &mut |e| match e {
+            TopDownEvent::Start { category_id, .. } => losses.push((*category_id, Vec::new())),
+            TopDownEvent::Epoch { loss, .. } => losses.last_mut().unwrap().1.push(loss.total()),
+            _ => {}
+        },
+    )
+    .unwrap();
+    losses
+}
+
+#[test]
+fn a_model_set_learns_on_the_real_fixtures_fine_tunes_and_refuses_broken_folders() {
+    let Some((samples, images, _)) = fixture() else {
+        return;
+    };
+    let dir = tempdir("topdown-set");
+    let losses = train_set(&dir, 12);
+    // Category 3 has no garment in the fixtures: not trained, not listed.
+    assert_eq!(
+        losses
+            .iter()
+            .map(|(c, l)| (*c, l.len()))
+            .collect::<Vec<_>>(),
+        vec![(None, 12), (Some(1), 3)]
+    );
+    let u = &losses[0].1;
+    let first = u[..3].iter().sum::<f32>() / 3.0;
+    let last = u[9..].iter().sum::<f32>() / 3.0;
+    assert!(last < 0.5 * first, "loss {first} → {last}: {u:?}");
+    let index: deepmark::topdown::apply::ModelSetIndex =
+        deepmark::io::read_json(&dir.join("topdown.json"), "index").unwrap();
+    assert_eq!(index.models.len(), 2);
+    assert_eq!(index.models[0].init, None);
+    assert_eq!(index.models[1].category_id, Some(1));
+    assert!(
+        index.models[1]
+            .init
+            .as_ref()
+            .unwrap()
+            .ends_with("universal.bpk")
+    );
+    assert_eq!(index.models[1].garments, 14);
+
+    // Resuming trains nothing again.
+    let (mut skipped, mut started) = (0, 0);
+    let mut cfg = TopDownTrainConfig::cpn(CpnArch::CpnRes18Slim, Scheme::Agg81, [64, 64], 12);
+    cfg.finetune_epochs = 3;
+    train_model_set(
+        &cfg,
+        &[None, Some(1)],
+        None,
+        &samples,
+        &images,
+        &dir,
+        &flex(),
+        true,
+        &mut |e| match e {
+            TopDownEvent::Skipped { .. } => skipped += 1,
+            TopDownEvent::Start { .. } => started += 1,
+            _ => {}
+        },
+    )
+    .unwrap();
+    assert_eq!((skipped, started), (2, 0));
+
+    // The set serves shirts with the fine-tuned model, the rest with the universal one.
+    let set = TopDownSet::load(&dir, &flex()).unwrap();
+    assert_eq!(set.served(1), Some(Served::FineTuned));
+    assert_eq!(set.served(8), Some(Served::Universal));
+    let s = samples
+        .iter()
+        .find(|s| s.items.iter().any(|i| i.category_id == 1))
+        .unwrap();
+    let img = deepmark::io::open_rgb(&images.join(&s.file_name)).unwrap();
+    let garments: Vec<(usize, [f32; 4])> =
+        s.items.iter().map(|i| (i.category_id, i.bbox)).collect();
+    for (g, est) in garments.iter().zip(set.estimate(&img, &garments).unwrap()) {
+        let est = est.unwrap();
+        assert_eq!(est.len(), category(g.0).unwrap().num_landmarks);
+        assert!(est.iter().all(|p| p.iter().all(|v| v.is_finite())));
+    }
+
+    // Fine-tuning from weights of another network is refused, naming both.
+    let mut other = TopDownTrainConfig::cpn(CpnArch::CpnRes18Slim, Scheme::Agg81, [96, 64], 1);
+    other.batch = 8;
+    let e = train_model_set(
+        &other,
+        &[Some(1)],
+        Some(&dir.join("universal.bpk")),
+        &samples,
+        &images,
+        &tempdir("topdown-other"),
+        &flex(),
+        false,
+        &mut |_| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("universal.bpk") && e.contains("96x64"), "{e}");
+
+    // A broken folder is refused with the file and field named.
+    let index_file = dir.join("topdown.json");
+    let text = std::fs::read_to_string(&index_file).unwrap();
+    std::fs::write(
+        &index_file,
+        text.replace("\"category_id\": 1", "\"category_id\": 4"),
+    )
+    .unwrap();
+    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
+    assert!(
+        e.contains("short_sleeved_shirt.bpk")
+            && e.contains("category_id")
+            && e.contains("category 4"),
+        "{e}"
+    );
+    std::fs::write(&index_file, &text).unwrap();
+    let weights = dir.join("short_sleeved_shirt.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
+    assert!(e.contains("short_sleeved_shirt.bpk"), "{e}");
+    std::fs::remove_file(&index_file).unwrap();
+    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
+    assert!(e.contains("topdown.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_model_set_runs_alike_on_every_backend() {
+    let dir = tempdir("topdown-backends");
+    let cfg = slim(None);
+    deepmark::checkpoint::save_module(&cfg.init(&flex()), &cfg, &dir.join("universal.bpk"))
+        .unwrap();
+    let index = deepmark::topdown::apply::ModelSetIndex {
+        models: vec![deepmark::topdown::apply::ModelEntry {
+            category_id: None,
+            weights: "universal.bpk".into(),
+            garments: 0,
+            final_loss: 0.0,
+            init: None,
+        }],
+        train: serde_json::Value::Null,
+    };
+    deepmark::io::write_json(&deepmark::topdown::apply::index_path(&dir), &index).unwrap();
+    let img = picture();
+    let garments = [garment(2), garment(8)];
+    let run = |device: &burn::tensor::Device| {
+        TopDownSet::load(&dir, device)
+            .unwrap()
+            .estimate(&img, &garments)
+            .unwrap()
+    };
+    let reference = run(&flex());
+    let mut devices = vec![("ndarray", common::ndarray())];
+    match deepmark::backend::BackendKind::Wgpu.device() {
+        Ok(d) => devices.push(("wgpu", d)),
+        Err(e) if std::env::var_os("DEEPMARK_REQUIRE_WGPU").is_none() => {
+            eprintln!("wgpu skipped: {e}")
+        }
+        Err(e) => panic!("wgpu required but unavailable: {e}"),
+    }
+    for (name, device) in &devices {
+        let got = run(device);
+        for (a, b) in got.iter().zip(&reference) {
+            for (p, q) in a.as_ref().unwrap().iter().zip(b.as_ref().unwrap()) {
+                assert!(
+                    (p[0] - q[0]).abs() < 0.05 && (p[1] - q[1]).abs() < 0.05,
+                    "{name}: {p:?} vs flex {q:?}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn deepmark(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
+    let Some((_, images, gt)) = fixture() else {
+        return;
+    };
+    let dir = tempdir("cli-topdown");
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let gt_s = gt.to_str().unwrap();
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let train = |category: &str| {
+        deepmark(&[
+            "train-topdown",
+            "--data",
+            gt_s,
+            "--arch",
+            "cpn-res18-slim",
+            "--input-size",
+            "64x64",
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--category",
+            category,
+            "--out",
+            &p("set"),
+        ])
+    };
+    // Fine-tuning shorts with no universal model trains the universal one first.
+    let o = train("7");
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("2 models in") && text.contains("from "),
+        "{text}"
+    );
+    let o = train("nine");
+    assert!(
+        !o.status.success() && err(&o).contains("'nine'"),
+        "{}",
+        err(&o)
+    );
+    let o = deepmark(&[
+        "eval-topdown",
+        "--models",
+        &p("set"),
+        "--data",
+        gt_s,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("shorts") && text.contains("fine-tuned"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    for column in ["universal", "fine-tuned"] {
+        assert!(v[column]["ne"].as_f64().unwrap().is_finite(), "{v}");
+        assert_eq!(v[column]["per_category_ap"].as_array().unwrap().len(), 13);
+    }
+    // infer and eval with top-down landmarks, composed with a PoseFix refiner folder.
+    let w = dir.join("slim.bpk");
+    let o = deepmark(&[
+        "init",
+        "--arch",
+        "res18-slim",
+        "--scheme",
+        "deepmark62",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = deepmark(&[
+        "train-refiner",
+        "--data",
+        gt_s,
+        "--category",
+        "1",
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "64x64",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--out",
+        &p("ref"),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let image = images.join("002092.jpg");
+    let topdown = format!("topdown:{}", p("set"));
+    let o = deepmark(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--input-size",
+        "128",
+        "--threshold",
+        "0",
+        "--landmarks",
+        &topdown,
+        "--refine",
+        &p("ref"),
+        "--out",
+        &p("infer"),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = deepmark(&[
+        "eval",
+        "--weights",
+        w.to_str().unwrap(),
+        "--data",
+        gt_s,
+        "--input-size",
+        "128",
+        "--landmarks",
+        &topdown,
+        "--landmarks-average",
+        "--out",
+        &p("eval"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    // Bad choices are clear errors.
+    for (flag, value, says) in [
+        ("--landmarks", "topdown:", "expected `centernet`"),
+        ("--landmarks", "hrnet", "expected `centernet`"),
+        (
+            "--landmarks",
+            &format!("topdown:{}", p("nope")),
+            "topdown.json",
+        ),
+    ] {
+        let o = deepmark(&[
+            "infer",
+            image.to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            flag,
+            value,
+        ]);
+        assert!(
+            !o.status.success() && err(&o).contains(says),
+            "{value}: {}",
+            err(&o)
+        );
+    }
+    let o = deepmark(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--landmarks-average",
+    ]);
+    assert!(
+        !o.status.success() && err(&o).contains("--landmarks-average"),
+        "{}",
+        err(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
