@@ -49,8 +49,8 @@ pub struct TopDownTrainConfig {
 }
 
 impl TopDownTrainConfig {
-    /// CPN's recipe scaled to `epochs`: Adam 5e-4 with weight decay 1e-5, halved at 1/2 and
-    /// 3/4 of the epochs, batch 32; fine-tuning for half the epochs at a fifth of the rate.
+    /// CPN's recipe scaled to `epochs`: Adam 5e-4 (ε 1e-8) with weight decay 1e-5, halved at 1/2
+    /// and 3/4 of the epochs, batch 32; fine-tuning for half the epochs at a fifth of the rate.
     pub fn cpn(arch: CpnArch, scheme: Scheme, input: [usize; 2], epochs: usize) -> Self {
         TopDownTrainConfig {
             arch,
@@ -61,6 +61,10 @@ impl TopDownTrainConfig {
             finetune_epochs: epochs.div_ceil(2),
             optimizer: OptimizerConfig {
                 weight_decay: Some(1e-5),
+                // TensorFlow's Adam ε (CPN's optimiser). The heatmap losses are means over every
+                // pixel, so gradients are small: on 8 fixture crops, 100 steps ended with
+                // GlobalNet's loss 40 % lower than with Burn's ε of 1e-5 (RefineNet's alike).
+                epsilon: 1e-8,
                 ..OptimizerConfig::adam(5e-4)
             },
             finetune_lr: 1e-4,
