@@ -460,6 +460,49 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", err(&o));
+    // CenterNet fine-tuned for shorts from the detector: a one-run model set for --landmarks.
+    let o = deepmark(&[
+        "train",
+        "--data",
+        gt_s,
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "128",
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--finetune-category",
+        "7",
+        "--init",
+        w.to_str().unwrap(),
+        "--no-eval",
+        "--out",
+        &p("cn-set/shorts"),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = deepmark(&[
+        "eval",
+        "--weights",
+        w.to_str().unwrap(),
+        "--data",
+        gt_s,
+        "--input-size",
+        "128",
+        "--landmarks",
+        &format!("centernet:{}", p("cn-set")),
+        "--out",
+        &p("eval-cn"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = deepmark(&["train", "--data", gt_s, "--finetune-category", "7"]);
+    assert!(
+        !o.status.success() && err(&o).contains("--init"),
+        "{}",
+        err(&o)
+    );
     // Bad choices are clear errors.
     for (flag, value, says) in [
         ("--landmarks", "topdown:", "expected `centernet`"),

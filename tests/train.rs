@@ -28,6 +28,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         max_objs: 32,
         init: None,
         val: None,
+        finetune_category: None,
     }
 }
 
@@ -317,4 +318,113 @@ fn resume_passes_over_a_corrupt_or_truncated_checkpoint_and_says_so() {
         "{said}"
     );
     assert_eq!(state(&run).unwrap().step, 8);
+}
+
+#[test]
+fn a_run_fine_tuned_for_one_category_trains_on_it_alone_and_serves_its_landmarks() {
+    use deepmark::infer::Detector;
+    use deepmark::infer::finetuned::FineTunedSet;
+    let dir = common::tempdir("train-finetune");
+    let Some((json, images)) = common::fixture_subset(6, &dir) else {
+        return;
+    };
+    let (samples, _) = deepmark::data::deepfashion2::load_coco(&json, false).unwrap();
+    // The category of the first garment, and how many of the six images have one.
+    let c = samples[0].items[0].category_id;
+    let with_c = samples
+        .iter()
+        .filter(|s| s.items.iter().any(|i| i.category_id == c))
+        .count();
+    assert!(with_c < samples.len(), "the subset should mix categories");
+    let device = common::flex();
+    let universal = dir.join("universal");
+    train(
+        &config(json.clone(), images.clone(), 1, 1),
+        &universal,
+        &device,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    let mut cfg = config(json.clone(), images.clone(), 6, 1);
+    cfg.init = Some(universal.join("model.bpk"));
+    cfg.finetune_category = Some(c);
+    let set = dir.join("set");
+    let summary = train(&cfg, &set.join("one"), &device, false, &mut |_| {}).unwrap();
+    assert_eq!(
+        summary.steps,
+        6 * with_c,
+        "one step per image with a garment of category {c}"
+    );
+    // A category without garments is refused by name.
+    let absent = (1..=13)
+        .find(|k| {
+            samples
+                .iter()
+                .all(|s| s.items.iter().all(|i| i.category_id != *k))
+        })
+        .unwrap();
+    cfg.finetune_category = Some(absent);
+    let e = train(&cfg, &dir.join("none"), &device, false, &mut |_| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains(&format!("category {absent}")), "{e}");
+    cfg.finetune_category = Some(14);
+    assert!(train(&cfg, &dir.join("bad"), &device, false, &mut |_| {}).is_err());
+
+    // The folder is a model set serving category c; the universal run (no category) in it is
+    // not a fine-tuned model.
+    std::fs::create_dir_all(set.join("u")).unwrap();
+    std::fs::copy(universal.join("train.json"), set.join("u/train.json")).unwrap();
+    let fine = FineTunedSet::load(&set, &device).unwrap();
+    assert_eq!(fine.categories(), vec![c]);
+    let img = deepmark::io::open_rgb(&images.join(&samples[0].file_name)).unwrap();
+    let mut theirs = Detector::from_weights(&set.join("one/model.bpk"), &device).unwrap();
+    theirs.options.threshold = 0.0;
+    let d = theirs
+        .detect(&img)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.category_id == c)
+        .expect("a detection of the category at threshold 0");
+    let n = d.landmarks.len();
+    let mut dets = vec![
+        deepmark::codec::Detection {
+            landmarks: vec![[-1.0, -1.0, 0.0]; n],
+            ..d.clone()
+        },
+        deepmark::codec::Detection {
+            category_id: if c == 1 { 2 } else { 1 },
+            landmarks: vec![
+                [-1.0, -1.0, 0.0];
+                deepmark::garment::category(if c == 1 { 2 } else { 1 })
+                    .unwrap()
+                    .num_landmarks
+            ],
+            ..d.clone()
+        },
+    ];
+    let other = dets[1].clone();
+    // The set's model finds d again (same weights and image): the first detection, of category
+    // c with d's box, takes its landmarks; the other category has no fine-tuned model.
+    let changed = fine.apply(&img, &mut dets).unwrap();
+    assert_eq!(changed, 1);
+    assert_ne!(dets[0].landmarks, vec![[-1.0, -1.0, 0.0]; n]);
+    assert_eq!(dets[1], other);
+    // Two runs for one category are refused, naming both.
+    copy_dir(&set.join("one"), &set.join("two"));
+    let e = FineTunedSet::load(&set, &device).err().unwrap().to_string();
+    assert!(e.contains("one") && e.contains("two"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
 }

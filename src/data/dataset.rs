@@ -96,6 +96,15 @@ impl Df2Dataset {
         &self.samples
     }
 
+    /// Keeps only the garments of category `id`, and only the images that have one (per-category
+    /// fine-tuning).
+    pub fn retain_category(&mut self, id: usize) {
+        for s in &mut self.samples {
+            s.items.retain(|i| i.category_id == id);
+        }
+        self.samples.retain(|s| !s.items.is_empty());
+    }
+
     /// Augmentation draws depend on the epoch: set it before each pass.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);

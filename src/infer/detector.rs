@@ -146,6 +146,9 @@ pub struct Detector {
     flip_groups: Vec<usize>,
     pub device: Device,
     pub options: DetectorOptions,
+    /// CenterNet models fine-tuned per category whose landmarks replace the universal model's
+    /// for their category ([`super::finetuned`]; `--landmarks centernet:<dir>`), applied first.
+    pub fine_tuned: Option<Arc<super::finetuned::FineTunedSet>>,
     /// Top-down landmark models applied to the final detections, before the refiners
     /// ([`crate::topdown`]; `--landmarks topdown:<dir>`).
     pub landmarker: Option<Arc<TopDownSet>>,
@@ -183,6 +186,7 @@ impl Detector {
             flip_groups,
             device,
             options: DetectorOptions::default(),
+            fine_tuned: None,
             landmarker: None,
             refiner: None,
         })
@@ -249,14 +253,19 @@ impl Detector {
         Ok((dets, times))
     }
 
-    /// Applies the top-down landmark models, then the refiners, if any, to final detections
-    /// of `image` (time counted as `post`).
+    /// Applies the fine-tuned CenterNet models, the top-down landmark models, then the refiners,
+    /// if any, to final detections of `image` (time counted as `post`).
     pub fn refine(
         &self,
         image: &RgbImage,
         dets: &mut [Detection],
         times: &mut StageTimes,
     ) -> Result<()> {
+        if let Some(f) = &self.fine_tuned {
+            let t = Instant::now();
+            f.apply(image, dets)?;
+            times.post += t.elapsed().as_secs_f64();
+        }
         if let Some(l) = &self.landmarker {
             let t = Instant::now();
             l.apply(image, dets)?;

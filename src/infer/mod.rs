@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod detector;
+pub mod finetuned;
 pub mod output;
 
 pub use crate::codec::{Detection, Nms, PostConfig};

@@ -140,6 +140,11 @@ pub struct TrainConfig {
     /// Validation during training (AP columns of metrics.csv).
     #[serde(default)]
     pub val: Option<Validation>,
+    /// Fine-tuning for one category (Aggregation §2.2): only that category's garments are
+    /// trained on (images without one are left out). Such runs form a model set whose landmark
+    /// heads serve their category (`--landmarks centernet:<dir>`).
+    #[serde(default)]
+    pub finetune_category: Option<usize>,
 }
 
 /// The synthetic training and held-out sets of the demo: (folder, images, seed).
@@ -166,6 +171,7 @@ impl TrainConfig {
             workers: 2,
             max_objs: 32,
             init: None,
+            finetune_category: None,
             val: Some(Validation {
                 data: data.to_path_buf(),
                 images: default_image_dir(data),
@@ -219,6 +225,11 @@ impl TrainConfig {
         if self.batch == 0 || self.epochs == 0 {
             invalid!("batch and epochs must be positive");
         }
+        if let Some(c) = self.finetune_category
+            && crate::garment::category(c).is_none()
+        {
+            invalid!("fine-tuning category {c} is not a DeepFashion2 category (1..=13)");
+        }
         self.scheme()?;
         self.model.backbone.check_input_size(self.input_size())
     }
@@ -249,6 +260,8 @@ pub struct TrainOverrides {
     /// No validation during training and no final evaluation.
     pub no_eval: bool,
     pub out: Option<PathBuf>,
+    /// Fine-tune for this category only ([`TrainConfig::finetune_category`]).
+    pub finetune_category: Option<usize>,
 }
 
 /// A resolved run: its config, run directory and final evaluation set.
@@ -312,6 +325,7 @@ impl TrainOverrides {
             c.augment = AugmentConfig::plain(c.augment.input_size);
         }
         c.init = self.init.clone();
+        c.finetune_category = self.finetune_category;
         c.seed = self.seed.unwrap_or(c.seed);
         c.workers = self.workers.unwrap_or(c.workers);
         if let Some(v) = &self.val

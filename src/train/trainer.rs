@@ -179,15 +179,21 @@ fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
         max_objs: cfg.max_objs,
         seed: cfg.seed,
     };
-    let (dataset, report) = Df2Dataset::open(&cfg.data, &cfg.images, sample_cfg, true)?;
+    let (mut dataset, report) = Df2Dataset::open(&cfg.data, &cfg.images, sample_cfg, true)?;
     if !report.skipped.is_empty() {
         println!("{report}");
     }
+    if let Some(c) = cfg.finetune_category {
+        dataset.retain_category(c);
+    }
     if dataset.samples().is_empty() {
-        return Err(Error::Training(format!(
-            "{} has no usable training images",
-            cfg.data.display()
-        )));
+        return Err(Error::Training(match cfg.finetune_category {
+            Some(c) => format!(
+                "{} has no usable training image with a garment of category {c}",
+                cfg.data.display()
+            ),
+            None => format!("{} has no usable training images", cfg.data.display()),
+        }));
     }
     Ok(Arc::new(dataset))
 }

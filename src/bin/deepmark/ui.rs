@@ -81,9 +81,10 @@ pub struct DetectorFlags {
     /// they cover (flip-tested); the refined landmarks go into the results and drawings.
     #[arg(long)]
     pub refine: Option<PathBuf>,
-    /// Where landmarks come from: `centernet` (the detector's heads) or `topdown:<dir>` (a
-    /// `train-topdown` model set estimating each detection's landmarks on its crop, applied
-    /// before --refine).
+    /// Where landmarks come from: `centernet` (the detector's heads), `centernet:<dir>` (a
+    /// folder of `train --finetune-category` runs: each category's detections take their
+    /// landmarks from its fine-tuned model) or `topdown:<dir>` (a `train-topdown` model set
+    /// estimating each detection's landmarks on its crop). Applied before --refine.
     #[arg(long, default_value = "centernet", value_parser = parse_landmarks)]
     pub landmarks: Landmarks,
     /// With `--landmarks topdown:<dir>`: average the top-down landmarks with CenterNet's
@@ -96,6 +97,7 @@ pub struct DetectorFlags {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Landmarks {
     CenterNet,
+    FineTuned(PathBuf),
     TopDown(PathBuf),
 }
 
@@ -103,8 +105,9 @@ fn parse_landmarks(s: &str) -> std::result::Result<Landmarks, String> {
     match s.split_once(':') {
         _ if s == "centernet" => Ok(Landmarks::CenterNet),
         Some(("topdown", dir)) if !dir.is_empty() => Ok(Landmarks::TopDown(PathBuf::from(dir))),
+        Some(("centernet", dir)) if !dir.is_empty() => Ok(Landmarks::FineTuned(PathBuf::from(dir))),
         _ => Err(format!(
-            "'{s}': expected `centernet` or `topdown:<model set folder>`"
+            "'{s}': expected `centernet`, `centernet:<folder of fine-tuned runs>` or `topdown:<model set folder>`"
         )),
     }
 }
@@ -143,8 +146,12 @@ impl DetectorFlags {
                 }
                 det.landmarker = Some(std::sync::Arc::new(set));
             }
-            Landmarks::CenterNet if self.landmarks_average => {
+            _ if self.landmarks_average => {
                 anyhow::bail!("--landmarks-average needs --landmarks topdown:<dir>")
+            }
+            Landmarks::FineTuned(dir) => {
+                let set = deepmark::infer::finetuned::FineTunedSet::load(dir, &det.device)?;
+                det.fine_tuned = Some(std::sync::Arc::new(set));
             }
             Landmarks::CenterNet => {}
         }

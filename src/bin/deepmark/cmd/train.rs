@@ -83,6 +83,11 @@ pub struct TrainArgs {
     /// Skip the final evaluation and drawings.
     #[arg(long)]
     pub no_eval: bool,
+    /// Fine-tune for one category (1–13, Aggregation §2.2): train on that category's garments
+    /// only, from --init (the universal model). Put such runs' --out folders side by side in one
+    /// folder to use them as a model set: `infer`/`eval --landmarks centernet:<folder>`.
+    #[arg(long, requires = "init", value_parser = clap::value_parser!(u32).range(1..=13))]
+    pub finetune_category: Option<u32>,
     /// Loss weights hm,wh,reg,hps,hm_hp,hp_offset.
     #[arg(long, default_value = "1,0.1,1,1,1,1")]
     pub loss_weights: String,
@@ -109,6 +114,7 @@ impl TrainArgs {
             val_every: self.val_every,
             no_eval: self.no_eval,
             out: self.out.clone(),
+            finetune_category: self.finetune_category.map(|c| c as usize),
         })
     }
 }
