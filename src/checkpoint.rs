@@ -139,6 +139,7 @@ pub fn torch_to_burn_key(rules: &[(Regex, String)], key: &str) -> String {
     k
 }
 
+#[cfg(feature = "pytorch")]
 fn compile(rules: &[(String, String)]) -> Vec<(Regex, String)> {
     rules
         .iter()
@@ -406,6 +407,7 @@ fn expected_shapes<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<usize>>
         .collect()
 }
 
+#[cfg(feature = "pytorch")]
 fn is_head_key(torch_key: &str) -> bool {
     let k = torch_key.trim_start_matches("module.");
     HEAD_NAMES
