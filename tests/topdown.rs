@@ -358,6 +358,7 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
             "8",
             "--category",
             category,
+            "--no-augment",
             "--out",
             &p("set"),
         ])

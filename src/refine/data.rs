@@ -56,6 +56,16 @@ impl Default for RefineAugment {
 }
 
 impl RefineAugment {
+    /// No augmentation and no detector predictions: every crop is the box as it is.
+    pub const NONE: RefineAugment = RefineAugment {
+        scale: 0.0,
+        rotation: 0.0,
+        rotation_prob: 0.0,
+        flip: 0.0,
+        shift: 0.0,
+        prediction: 0.0,
+    };
+
     /// A crop's scale, rotation (with its probability), shift and mirroring drawn from `rng`.
     pub fn draw_jitter(&self, rng: &mut StdRng) -> CropJitter {
         let mut u = |r: f64| {

@@ -69,6 +69,10 @@ pub struct TrainTopDownArgs {
     /// Keep models already trained in --out and train the rest.
     #[arg(long)]
     pub resume: bool,
+    /// Turn off augmentation (crop scale, rotation, shift, mirroring): for overfitting small
+    /// sets.
+    #[arg(long)]
+    pub no_augment: bool,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     #[arg(long, default_value_t = 1)]
@@ -116,6 +120,9 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     }
     if let Some(lr) = a.finetune_lr {
         cfg.finetune_lr = lr;
+    }
+    if a.no_augment {
+        cfg.augment = deepmark::refine::data::RefineAugment::NONE;
     }
     let have_universal = a.init.is_some()
         || a.out.join("universal.bpk").is_file()
