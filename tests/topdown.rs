@@ -542,3 +542,34 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Training on wgpu. Ignored by default, as the refiner's: on lavapipe (CI's software Vulkan)
+/// compiling and autotuning the backward kernels takes minutes. Run it on a GPU machine with
+/// `cargo test --release --features cli --test topdown -- --ignored`.
+#[test]
+#[ignore]
+fn a_model_set_trains_on_wgpu() {
+    let Some((samples, images, _)) = fixture() else {
+        return;
+    };
+    let device = deepmark::backend::BackendKind::Wgpu.device().expect("wgpu");
+    let out = tempdir("topdown-wgpu-train");
+    let mut cfg = TopDownTrainConfig::cpn(CpnArch::CpnRes18Slim, Scheme::Agg81, [64, 64], 2);
+    cfg.batch = 8;
+    let t = std::time::Instant::now();
+    let index = train_model_set(
+        &cfg,
+        &[None],
+        None,
+        &samples,
+        &images,
+        &out,
+        &device,
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(index.models[0].final_loss.is_finite());
+    eprintln!("wgpu: two epochs {:.1} s", t.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&out);
+}
