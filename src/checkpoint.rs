@@ -530,6 +530,52 @@ pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConf
     })
 }
 
+/// Loads the modules a folder's index file lists. `entries` are `(what the index says a model
+/// is for, its weights file inside dir)`; each model's config must say the same (`key_of`), else
+/// the error names the weights, the field `category_id` and both values (`describe`). An index
+/// that lists nothing is an error naming it and `field`.
+#[allow(clippy::too_many_arguments)]
+pub fn load_listed<M, C, K>(
+    dir: &Path,
+    index: &Path,
+    field: &str,
+    entries: impl IntoIterator<Item = (K, String)>,
+    what: &str,
+    init: impl Fn(&C) -> Result<M>,
+    key_of: impl Fn(&C) -> K,
+    describe: impl Fn(&K) -> String,
+) -> Result<Vec<(M, C)>>
+where
+    M: ModuleSnapshot,
+    C: serde::de::DeserializeOwned,
+    K: PartialEq,
+{
+    let mut list = Vec::new();
+    for (key, file) in entries {
+        let weights = dir.join(&file);
+        let (model, cfg) = load_module(&weights, what, &init)?;
+        if key_of(&cfg) != key {
+            return Err(Error::file(
+                &weights,
+                format!(
+                    "field `category_id`: the weights are for {}, but {} lists them for {}",
+                    describe(&key_of(&cfg)),
+                    index.display(),
+                    describe(&key)
+                ),
+            ));
+        }
+        list.push((model, cfg));
+    }
+    if list.is_empty() {
+        return Err(Error::file(
+            index,
+            format!("field `{field}`: lists no model"),
+        ));
+    }
+    Ok(list)
+}
+
 /// [`load`] for any module: `init` builds the module of a config (`what` names the config in
 /// errors), whose tensors must all be in the file with the same shapes.
 pub fn load_module<M, C>(

@@ -218,7 +218,9 @@ fn a_refiner_learns_on_the_real_fixtures_and_refines_detections() {
     .unwrap();
     let e = RefinerSet::load(&dir, &flex()).err().unwrap().to_string();
     assert!(
-        e.contains("refines category 1") && e.contains("category 4"),
+        e.contains("short_sleeved_shirt.bpk")
+            && e.contains("`category_id`: the weights are for category 1")
+            && e.contains("lists them for category 4"),
         "{e}"
     );
     std::fs::write(&index, &text).unwrap();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{CropJitter, decode_integral, make_input, to_image};
 use super::config::RefinerConfig;
 use super::net::Refiner;
-use crate::checkpoint::load_module;
+use crate::checkpoint::load_listed;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_CATEGORIES, category};
@@ -66,29 +66,22 @@ impl RefinerSet {
     /// checksums).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index: RefinerIndex = read_json(&index_path(dir), "refiner index")?;
-        let mut list = Vec::with_capacity(index.refiners.len());
-        for e in &index.refiners {
-            let weights = dir.join(&e.weights);
-            let (model, cfg) = load_module(&weights, "refiner config", |c: &RefinerConfig| {
+        let list = load_listed(
+            dir,
+            &index_path(dir),
+            "refiners",
+            index
+                .refiners
+                .iter()
+                .map(|e| (e.category_id, e.weights.clone())),
+            "refiner config",
+            |c: &RefinerConfig| {
                 c.check()?;
                 Ok(c.init(device))
-            })?;
-            if cfg.category_id != e.category_id {
-                return Err(Error::file(
-                    &weights,
-                    format!(
-                        "refines category {}, but {} lists it for category {}",
-                        cfg.category_id,
-                        index_path(dir).display(),
-                        e.category_id
-                    ),
-                ));
-            }
-            list.push((model, cfg));
-        }
-        if list.is_empty() {
-            return Err(Error::file(&index_path(dir), "lists no refiners"));
-        }
+            },
+            |c| c.category_id,
+            |k| format!("category {k}"),
+        )?;
         Self::from_refiners(list, device)
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{decode_heatmaps, to_category};
 use super::config::CpnConfig;
 use super::net::Cpn;
-use crate::checkpoint::load_module;
+use crate::checkpoint::load_listed;
 use crate::codec::Detection;
 use crate::codec::grouping::Grouping;
 use crate::error::{Error, Result};
@@ -94,32 +94,22 @@ impl TopDownSet {
     /// checksums; a model's config must name the category the index lists it for).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index: ModelSetIndex = read_json(&index_path(dir), "top-down model set index")?;
-        let mut list = Vec::with_capacity(index.models.len());
-        for e in &index.models {
-            let weights = dir.join(&e.weights);
-            let (model, cfg) = load_module(&weights, "top-down model config", |c: &CpnConfig| {
+        let list = load_listed(
+            dir,
+            &index_path(dir),
+            "models",
+            index
+                .models
+                .iter()
+                .map(|e| (e.category_id, e.weights.clone())),
+            "top-down model config",
+            |c: &CpnConfig| {
                 c.check()?;
                 Ok(c.init(device))
-            })?;
-            if cfg.category_id != e.category_id {
-                return Err(Error::file(
-                    &weights,
-                    format!(
-                        "field `category_id`: the model is for {}, but {} lists it for {}",
-                        served_name(cfg.category_id),
-                        index_path(dir).display(),
-                        served_name(e.category_id)
-                    ),
-                ));
-            }
-            list.push((model, cfg));
-        }
-        if list.is_empty() {
-            return Err(Error::file(
-                &index_path(dir),
-                "field `models`: lists no model",
-            ));
-        }
+            },
+            |c| c.category_id,
+            |k| served_name(*k),
+        )?;
         Self::from_models(list, device)
     }
 
