@@ -209,31 +209,11 @@ fn a_refiner_learns_on_the_real_fixtures_and_refines_detections() {
     assert_eq!(dets[2], other);
 
     // A broken folder is refused with the file named.
-    let index = dir.join("refiners.json");
-    let text = std::fs::read_to_string(&index).unwrap();
-    std::fs::write(
-        &index,
-        text.replace("\"category_id\": 1", "\"category_id\": 4"),
-    )
-    .unwrap();
-    let e = RefinerSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(
-        e.contains("short_sleeved_shirt.bpk")
-            && e.contains("`category_id`: the weights are for category 1")
-            && e.contains("lists them for category 4"),
-        "{e}"
-    );
-    std::fs::write(&index, &text).unwrap();
-    let weights = dir.join("short_sleeved_shirt.bpk");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0x40;
-    std::fs::write(&weights, &bytes).unwrap();
-    let e = RefinerSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(e.contains("short_sleeved_shirt.bpk"), "{e}");
-    std::fs::remove_file(&index).unwrap();
-    let e = RefinerSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(e.contains("refiners.json"), "{e}");
+    common::broken_model_folders_are_refused(&dir, "refiners.json", || {
+        RefinerSet::load(&dir, &flex())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

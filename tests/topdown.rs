@@ -249,31 +249,11 @@ fn a_model_set_learns_on_the_real_fixtures_fine_tunes_and_refuses_broken_folders
     assert!(e.contains("universal.bpk") && e.contains("96x64"), "{e}");
 
     // A broken folder is refused with the file and field named.
-    let index_file = dir.join("topdown.json");
-    let text = std::fs::read_to_string(&index_file).unwrap();
-    std::fs::write(
-        &index_file,
-        text.replace("\"category_id\": 1", "\"category_id\": 4"),
-    )
-    .unwrap();
-    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(
-        e.contains("short_sleeved_shirt.bpk")
-            && e.contains("category_id")
-            && e.contains("category 4"),
-        "{e}"
-    );
-    std::fs::write(&index_file, &text).unwrap();
-    let weights = dir.join("short_sleeved_shirt.bpk");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let n = bytes.len();
-    bytes[n / 2] ^= 0x40;
-    std::fs::write(&weights, &bytes).unwrap();
-    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(e.contains("short_sleeved_shirt.bpk"), "{e}");
-    std::fs::remove_file(&index_file).unwrap();
-    let e = TopDownSet::load(&dir, &flex()).err().unwrap().to_string();
-    assert!(e.contains("topdown.json"), "{e}");
+    common::broken_model_folders_are_refused(&dir, "topdown.json", || {
+        TopDownSet::load(&dir, &flex())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

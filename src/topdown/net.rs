@@ -12,27 +12,55 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::CpnConfig;
 use crate::model::layers::{ConvBn, conv};
 use crate::model::resnet::ResNet;
 
-/// Bilinear resize to `size = [h, w]` (half-pixel centres, as TensorFlow's default); identity
-/// when the size already matches.
+/// Bilinear resize to `size = [h, w]` with half-pixel centres (TensorFlow's and PyTorch's
+/// `align_corners = false`); identity when the size already matches. It is two matrix products
+/// with the interpolation weights rather than Burn's `interpolate`, whose bilinear backward the
+/// wgpu backend does not implement (training there panicked: "Bilinear interpolation backward is
+/// not supported by JIT backend"); a test holds it to `interpolate` on the CPU.
 pub fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
-    let [.., h, w] = x.dims();
+    let [b, c, h, w] = x.dims();
     if [h, w] == size {
         return x;
     }
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size(size),
-    )
+    let [oh, ow] = size;
+    let device = x.device();
+    let weights = |n: usize, out: usize| {
+        Tensor::<2>::from_data(
+            TensorData::new(interpolation_matrix(n, out), [n, out]),
+            &device,
+        )
+    };
+    // Rows: (B·C·h, w) × (w, ow), then columns: (B·C·ow, h) × (h, oh).
+    let x = x.reshape([b * c * h, w]).matmul(weights(w, ow));
+    let x = x
+        .reshape([b, c, h, ow])
+        .swap_dims(2, 3)
+        .reshape([b * c * ow, h]);
+    let x = x.matmul(weights(h, oh));
+    x.reshape([b, c, ow, oh]).swap_dims(2, 3)
+}
+
+/// The `n × out` matrix of 1-D linear interpolation from `n` samples to `out` with half-pixel
+/// centres: output `o` reads `src = (o + ½)·n/out − ½` (clamped to the ends) from its two
+/// neighbours.
+pub fn interpolation_matrix(n: usize, out: usize) -> Vec<f32> {
+    let mut m = vec![0.0f32; n * out];
+    let scale = n as f64 / out as f64;
+    for o in 0..out {
+        let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(n - 1);
+        let i1 = (i0 + 1).min(n - 1);
+        let l = (src - i0 as f64).clamp(0.0, 1.0) as f32;
+        m[i0 * out + o] += 1.0 - l;
+        m[i1 * out + o] += l;
+    }
+    m
 }
 
 /// ResNet's bottleneck with CPN's proportions: `1×1 → 3×3 → 1×1` (`inner` channels inside,
@@ -199,5 +227,38 @@ impl crate::model::sync::SyncRunningStats for Cpn {
         self.global.sync_running_stats();
         self.refine.sync_running_stats();
         self.fuse.sync_running_stats();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+    #[test]
+    fn resize_is_burns_bilinear_interpolation() {
+        let device = crate::backend::BackendKind::Flex.device().unwrap();
+        for ([h, w], size) in [([2, 3], [8, 12]), ([4, 3], [16, 12]), ([5, 7], [3, 4])] {
+            let n = 2 * 3 * h * w;
+            let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
+            let x = Tensor::<4>::from_data(TensorData::new(v, [2, 3, h, w]), &device);
+            let ours = resize(x.clone(), size)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let burn = interpolate(
+                x,
+                InterpolateOptions::new(InterpolateMode::Bilinear)
+                    .with_align_corners(false)
+                    .with_output_size(size),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+            for (a, b) in ours.iter().zip(&burn) {
+                assert!((a - b).abs() < 1e-5, "{h}x{w} → {size:?}: {a} vs {b}");
+            }
+        }
     }
 }

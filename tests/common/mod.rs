@@ -95,3 +95,42 @@ pub fn fixture_subset(n: usize, dir: &Path) -> Option<(PathBuf, PathBuf)> {
     std::fs::write(&json, serde_json::to_string(&v).unwrap()).unwrap();
     Some((json, gt.parent().unwrap().join("image")))
 }
+
+/// A folder of per-category models (refiners, top-down sets) listing `short_sleeved_shirt.bpk`
+/// for category 1 in its index `index` is refused, naming the file and field, when the index
+/// claims category 4 for it, when the weights are corrupt, and when the index is missing.
+/// `load` opens the folder; the folder is left as broken as the last step made it.
+pub fn broken_model_folders_are_refused(
+    dir: &Path,
+    index: &str,
+    load: impl Fn() -> Result<(), String>,
+) {
+    let index = dir.join(index);
+    let text = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        text.replace("\"category_id\": 1", "\"category_id\": 4"),
+    )
+    .unwrap();
+    let e = load().err().unwrap();
+    assert!(
+        e.contains("short_sleeved_shirt.bpk")
+            && e.contains("`category_id`: the weights are for category 1")
+            && e.contains("lists them for category 4"),
+        "{e}"
+    );
+    std::fs::write(&index, &text).unwrap();
+    let weights = dir.join("short_sleeved_shirt.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    let e = load().err().unwrap();
+    assert!(e.contains("short_sleeved_shirt.bpk"), "{e}");
+    std::fs::remove_file(&index).unwrap();
+    let e = load().err().unwrap();
+    assert!(
+        e.contains(index.file_name().unwrap().to_str().unwrap()),
+        "{e}"
+    );
+}
