@@ -80,14 +80,7 @@ fn training_samples_put_the_pose_and_the_target_on_the_garment() {
         return;
     };
     let cfg = RefinerConfig::new(RefinerArch::Res18Slim, 1, [128, 96]).unwrap();
-    let still = RefineAugment {
-        scale: 0.0,
-        rotation: 0.0,
-        rotation_prob: 0.0,
-        flip: 0.0,
-        shift: 0.0,
-        prediction: 0.0,
-    };
+    let still = RefineAugment::NONE;
     let good = ErrorRates {
         jitter: 0.0,
         miss: 0.0,

@@ -56,7 +56,25 @@ impl Df2Dataset {
         cfg: SampleConfig,
         skip_bad: bool,
     ) -> Result<(Self, SkipReport), DataError> {
-        let (samples, mut report) = load_coco(json, skip_bad)?;
+        Self::open_category(json, image_dir, cfg, skip_bad, None)
+    }
+
+    /// [`Df2Dataset::open`] keeping, with `Some(id)`, only the garments of category `id` and the
+    /// images that have one (per-category fine-tuning); only those images' headers are read.
+    pub fn open_category(
+        json: &Path,
+        image_dir: &Path,
+        cfg: SampleConfig,
+        skip_bad: bool,
+        category: Option<usize>,
+    ) -> Result<(Self, SkipReport), DataError> {
+        let (mut samples, mut report) = load_coco(json, skip_bad)?;
+        if let Some(id) = category {
+            for s in &mut samples {
+                s.items.retain(|i| i.category_id == id);
+            }
+            samples.retain(|s| !s.items.is_empty());
+        }
         let mut kept = Vec::with_capacity(samples.len());
         for s in samples {
             let path = image_dir.join(&s.file_name);
@@ -94,15 +112,6 @@ impl Df2Dataset {
 
     pub fn samples(&self) -> &[Sample] {
         &self.samples
-    }
-
-    /// Keeps only the garments of category `id`, and only the images that have one (per-category
-    /// fine-tuning).
-    pub fn retain_category(&mut self, id: usize) {
-        for s in &mut self.samples {
-            s.items.retain(|i| i.category_id == id);
-        }
-        self.samples.retain(|s| !s.items.is_empty());
     }
 
     /// Augmentation draws depend on the epoch: set it before each pass.

@@ -179,12 +179,15 @@ fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
         max_objs: cfg.max_objs,
         seed: cfg.seed,
     };
-    let (mut dataset, report) = Df2Dataset::open(&cfg.data, &cfg.images, sample_cfg, true)?;
+    let (dataset, report) = Df2Dataset::open_category(
+        &cfg.data,
+        &cfg.images,
+        sample_cfg,
+        true,
+        cfg.finetune_category,
+    )?;
     if !report.skipped.is_empty() {
         println!("{report}");
-    }
-    if let Some(c) = cfg.finetune_category {
-        dataset.retain_category(c);
     }
     if dataset.samples().is_empty() {
         return Err(Error::Training(match cfg.finetune_category {

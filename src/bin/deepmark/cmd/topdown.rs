@@ -16,7 +16,7 @@ use deepmark::garment::{NUM_CATEGORIES, NUM_LANDMARKS, category};
 use deepmark::infer::output::{DetectionRecord, read_detections, update_landmarks};
 use deepmark::io::JsonArrayWriter;
 use deepmark::refine::config::parse_input_size;
-use deepmark::topdown::train::{TopDownEvent, TopDownTrainConfig, train_model_set};
+use deepmark::topdown::train::{TopDownEvent, TopDownTrainConfig, train_model_set, weights_name};
 use deepmark::topdown::{CpnArch, Served, TopDownSet};
 
 use crate::ui::{images_or_default, progress_bar, say, tick};
@@ -124,9 +124,9 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     if a.no_augment {
         cfg.augment = deepmark::refine::data::RefineAugment::NONE;
     }
-    let have_universal = a.init.is_some()
-        || a.out.join("universal.bpk").is_file()
-            && deepmark::checkpoint::verify(&a.out.join("universal.bpk")).is_ok();
+    let universal = a.out.join(weights_name(None));
+    let have_universal =
+        a.init.is_some() || universal.is_file() && deepmark::checkpoint::verify(&universal).is_ok();
     let which = parse_models(&a.category, have_universal)?;
     let images = images_or_default(&a.images, &a.data);
     let (samples, report) = load_coco(&a.data, true)?;
