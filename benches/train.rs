@@ -7,6 +7,10 @@
 //!     DEEPMARK_BENCH_BACKEND=wgpu DEEPMARK_BENCH_ARCH=mdla34 DEEPMARK_BENCH_SIZE=512 \
 //!         DEEPMARK_BENCH_BATCH=16 cargo bench --features cli --bench train
 //!
+//! `DEEPMARK_BENCH_DEVICES=N` splits each step over the backend's first N devices (the
+//! data-parallel step of `train --devices N`); `DEEPMARK_BENCH_PRECISION` is not applied here
+//! (reduced-precision training is not built yet).
+//!
 //! Memory: after each scheme the bench prints the device allocator's reserved bytes (wgpu) and
 //! the process's peak resident set (VmHWM). VmHWM only grows, so for CPU memory per scheme run
 //! one scheme per process with `DEEPMARK_BENCH_SCHEMES=none` etc. (see benches/RESULTS.md).
@@ -22,10 +26,11 @@ use deepmark::backend::BackendKind;
 use deepmark::codec::Grouping;
 use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
-use deepmark::data::dataset::{Df2Dataset, SampleConfig, TrainBatcher};
+use deepmark::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
 use deepmark::data::synth::{SynthConfig, generate};
 use deepmark::model::{Arch, CenterNetConfig};
 use deepmark::train::loss::{LossWeights, total_loss};
+use deepmark::train::parallel::ShardPool;
 
 mod common;
 use common::{env, list};
@@ -48,13 +53,16 @@ fn train_step(c: &mut Criterion) {
     let size: usize = env("DEEPMARK_BENCH_SIZE", "256");
     let batch: usize = env("DEEPMARK_BENCH_BATCH", "4");
     let schemes: Vec<Scheme> = list("DEEPMARK_BENCH_SCHEMES", "none,agg81,deepmark62");
-    let device = match backend.device() {
-        Ok(d) => d.autodiff(),
+    let n_devices: usize = env("DEEPMARK_BENCH_DEVICES", "1");
+    let devices: Vec<_> = match backend.devices(n_devices) {
+        Ok(d) => d.into_iter().map(|d| d.autodiff()).collect(),
         Err(e) => {
             eprintln!("skipping {backend}: {e}");
             return;
         }
     };
+    let device = devices[0].clone();
+    let pool = (n_devices > 1).then(|| ShardPool::new(n_devices).expect("shard threads"));
     let dir = std::env::temp_dir().join(format!("deepmark-bench-train-{}", std::process::id()));
     let synth = SynthConfig {
         n: batch.max(4),
@@ -82,15 +90,35 @@ fn train_step(c: &mut Criterion) {
             Df2Dataset::open(&dir.join("train.json"), &dir.join("image"), cfg, false).unwrap();
         let ds = Arc::new(ds);
         let items: Vec<_> = (0..batch).map(|i| ds.get(i % ds.len()).unwrap()).collect();
+        let shards = ShardBatcher {
+            devices: devices.clone(),
+            shards: n_devices,
+        }
+        .batch(items.clone(), &device);
         let b = TrainBatcher.batch(items, &device);
         let config = CenterNetConfig::new(arch, scheme.layout());
         let mut model = Some(config.init(&device));
         let mut optim = AdamConfig::new().init();
         device.memory_cleanup();
-        let id = BenchmarkId::new(format!("{backend}/{arch}@{size}x{batch}"), scheme.name());
+        let devs = if n_devices > 1 {
+            format!("x{n_devices}dev")
+        } else {
+            String::new()
+        };
+        let id = BenchmarkId::new(
+            format!("{backend}/{arch}@{size}x{batch}{devs}"),
+            scheme.name(),
+        );
         group.bench_function(id, |bench| {
             bench.iter(|| {
                 let m = model.take().expect("model");
+                if let Some(pool) = &pool {
+                    let (grads, parts, _) = pool
+                        .step(&m, shards.clone(), &LossWeights::default())
+                        .expect("data-parallel step");
+                    model = Some(optim.step_multi(1e-4, m, grads));
+                    return parts.total;
+                }
                 let stacks = m.forward_stacks(b.input.clone());
                 let (loss, parts) = total_loss(&stacks, &b, &LossWeights::default());
                 let grads = GradientsParams::from_grads(loss.backward(), &m);

@@ -1,9 +1,53 @@
 //! Choosing a device by name. The library itself never picks one: this helper is for binaries
 //! and tests, and only knows the backends whose cargo features are enabled.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 
 use crate::error::{Error, Result};
+
+/// The float type a device computes in by default (`--precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats everywhere (the reference).
+    #[default]
+    F32,
+    /// f32 storage with relaxed (possibly reduced) precision arithmetic where the backend
+    /// offers it (CubeCL's `flex32`).
+    Flex32,
+    /// IEEE half precision: half the memory traffic, tensor-core matmuls.
+    F16,
+    /// bfloat16: f32's range with 8 mantissa bits.
+    Bf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 4] = [
+        Precision::F32,
+        Precision::Flex32,
+        Precision::F16,
+        Precision::Bf16,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Flex32 => "flex32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Flex32 => FloatDType::Flex32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+crate::named::impl_named!(Precision, "precision");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -11,24 +55,60 @@ pub enum BackendKind {
     Flex,
     /// burn-ndarray: CPU inference (its convolution backward is ~40× slower than flex).
     Ndarray,
-    /// wgpu: GPU through Vulkan/Metal/DX12 (or lavapipe, Mesa's software Vulkan).
+    /// wgpu: GPU through Vulkan/Metal/DX12 (or lavapipe, Mesa's software Vulkan). With the
+    /// `vulkan` feature, wgpu settles on Vulkan wherever it exists and compiles SPIR-V there.
     Wgpu,
+    /// wgpu pinned to Vulkan, kernels compiled to SPIR-V: cooperative-matrix (tensor-core)
+    /// matmul tiles where the driver offers `VK_KHR_cooperative_matrix`. Fails rather than
+    /// falling back to another graphics API.
+    Vulkan,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Ndarray, BackendKind::Wgpu];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Flex,
+        BackendKind::Ndarray,
+        BackendKind::Wgpu,
+        BackendKind::Vulkan,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
             BackendKind::Wgpu => "wgpu",
+            BackendKind::Vulkan => "vulkan",
         }
     }
 
     /// The device of this backend, or an error naming the missing cargo feature. For `wgpu` a
     /// tiny computation is run first so that a missing adapter becomes an error, not a panic.
     pub fn device(self) -> Result<Device> {
+        self.device_with(Precision::F32)
+    }
+
+    /// [`device`](Self::device) computing in `precision` by default (Burn's
+    /// `Device::configure`): tensors created on it, loaded weights included, take that float
+    /// type. A device's float type is set once per process: asking for another after it was
+    /// used is an error, as is a type the backend cannot compute in.
+    pub fn device_with(self, precision: Precision) -> Result<Device> {
+        let mut device = self.unprobed()?;
+        if precision != Precision::F32 || device.settings().float_dtype != FloatDType::F32 {
+            device.configure(precision.dtype()).map_err(|e| {
+                Error::Backend(format!(
+                    "--precision {precision} on the {self} backend: {e:?}"
+                ))
+            })?;
+        }
+        match self {
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu | BackendKind::Vulkan => probe_gpu(self, device),
+            _ => Ok(device),
+        }
+    }
+
+    /// The device, before any tensor touches it.
+    fn unprobed(self) -> Result<Device> {
         match self {
             #[cfg(feature = "flex")]
             BackendKind::Flex => Ok(Device::flex()),
@@ -36,7 +116,9 @@ impl BackendKind {
             #[allow(deprecated)]
             BackendKind::Ndarray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => probe_wgpu(),
+            BackendKind::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+            #[cfg(feature = "vulkan")]
+            BackendKind::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
             #[allow(unreachable_patterns)]
             other => Err(Error::Backend(format!(
                 "backend '{}' is not compiled in: enable the deepmark cargo feature '{}'",
@@ -47,26 +129,112 @@ impl BackendKind {
     }
 }
 
+impl BackendKind {
+    /// `n` distinct devices of this backend for data-parallel training: the first `n` GPUs
+    /// the graphics API lists. The CPU backends are one device each (and already use every
+    /// core), so they accept only `n = 1`.
+    pub fn devices(self, n: usize) -> Result<Vec<Device>> {
+        if n <= 1 {
+            return Ok(vec![self.device()?]);
+        }
+        let listed: Vec<Device> = match self {
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec(),
+            #[cfg(feature = "vulkan")]
+            BackendKind::Vulkan => Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec(),
+            BackendKind::Flex | BackendKind::Ndarray => {
+                return Err(Error::Backend(format!(
+                    "--devices {n}: {self} is one CPU device (and already uses every core); \
+                     data-parallel training needs --backend wgpu or vulkan and {n} GPUs"
+                )));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(self
+                    .device()
+                    .err()
+                    .unwrap_or_else(|| Error::Backend(self.name().into())));
+            }
+        };
+        if listed.len() < n {
+            return Err(Error::Backend(format!(
+                "--devices {n}: the {self} backend lists {} device(s) on this machine",
+                listed.len()
+            )));
+        }
+        listed
+            .into_iter()
+            .take(n)
+            .map(|d| probe_gpu(self, d))
+            .collect()
+    }
+}
+
+/// Runs a tiny computation on a GPU device so that a missing adapter becomes an error, not a
+/// panic later.
 #[cfg(feature = "wgpu")]
-fn probe_wgpu() -> Result<Device> {
+fn probe_gpu(kind: BackendKind, device: Device) -> Result<Device> {
     use burn::tensor::Tensor;
     let probe = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(burn::tensor::DeviceKind::default());
         let t = Tensor::<1>::from_floats([1.0, 2.0], &device);
         let sum: f32 = t.sum().into_scalar();
-        (device, sum)
+        sum
     });
     match probe {
-        Ok((device, sum)) if (sum - 3.0).abs() < 1e-6 => Ok(device),
-        Ok(_) => Err(Error::Backend(
-            "the wgpu device computed a wrong result; use --backend flex".into(),
-        )),
-        Err(_) => Err(Error::Backend(
-            "no usable wgpu adapter (no GPU, and no software Vulkan such as Debian's mesa-vulkan-drivers); \
-             use --backend flex"
-                .into(),
-        )),
+        Ok(sum) if (sum - 3.0).abs() < 1e-6 => Ok(device),
+        Ok(_) => Err(Error::Backend(format!(
+            "the {kind} device computed a wrong result; use --backend flex"
+        ))),
+        Err(_) => Err(Error::Backend(format!(
+            "no usable {kind} adapter (no GPU, and no software Vulkan such as Debian's \
+             mesa-vulkan-drivers); use --backend flex"
+        ))),
     }
 }
 
 crate::named::impl_named!(BackendKind, "backend");
+
+/// Where the GPU backends keep what they learn about a machine: CubeCL's autotune results
+/// (the fastest kernel per operation and shape), compiled kernels and throughput
+/// measurements, in one database file (`<dir>/<environment>.db`, an embedded Turso/SQLite
+/// file). With it a second run of the same command starts at full speed instead of tuning
+/// every shape again. CubeCL's default directory is `target/environment` under the outermost
+/// Cargo workspace above the working directory, else the user cache (`~/.cache/cubecl`);
+/// a `cubecl.toml` (`[environment] path = …`) can set it, and [`use_dir`] overrides both.
+#[cfg(feature = "wgpu")]
+pub mod kernel_cache {
+    use std::path::{Path, PathBuf};
+
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    use burn::cubecl::environment;
+
+    use crate::error::{Error, Result};
+
+    /// Keeps the cache in `dir` (created if missing). Call it before the first GPU device is
+    /// used; the rest of CubeCL's configuration (a `cubecl.toml`, `CUBECL_*` variables) still
+    /// applies.
+    pub fn use_dir(dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the kernel cache", dir, e))?;
+        // Load the configuration first: loading it sets the root it names, which must not
+        // override this one afterwards.
+        let _ = CubeClRuntimeConfig::get();
+        environment::set_root(dir);
+        Ok(())
+    }
+
+    /// The database file of the active cache.
+    pub fn file() -> PathBuf {
+        let _ = CubeClRuntimeConfig::get();
+        environment::path()
+    }
+
+    /// `(namespace, entries)` of what the active cache holds durably (autotune namespaces
+    /// are named `autotune/…`).
+    pub fn summary() -> Vec<(String, u64)> {
+        let _ = CubeClRuntimeConfig::get();
+        environment::namespaces()
+            .into_iter()
+            .map(|s| (s.namespace, s.entries))
+            .collect()
+    }
+}

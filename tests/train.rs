@@ -29,6 +29,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         init: None,
         val: None,
         finetune_category: None,
+        shards: 1,
     }
 }
 

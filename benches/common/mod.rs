@@ -22,15 +22,17 @@ pub fn env<T: std::str::FromStr>(var: &str, default: &str) -> T {
         .unwrap_or_else(|_| panic!("{var}: cannot parse '{s}'"))
 }
 
-/// The devices of the backends named in `var` (or `default`); a backend that cannot start
-/// (no GPU, feature missing) is skipped with a message.
+/// The devices of the backends named in `var` (or `default`), computing in
+/// `DEEPMARK_BENCH_PRECISION` (f32 unless set); a backend that cannot start (no GPU, feature
+/// missing, float type unsupported) is skipped with a message.
 pub fn devices(
     var: &str,
     default: &str,
 ) -> Vec<(deepmark::backend::BackendKind, burn::tensor::Device)> {
+    let precision: deepmark::backend::Precision = env("DEEPMARK_BENCH_PRECISION", "f32");
     list::<deepmark::backend::BackendKind>(var, default)
         .into_iter()
-        .filter_map(|b| match b.device() {
+        .filter_map(|b| match b.device_with(precision) {
             Ok(d) => Some((b, d)),
             Err(e) => {
                 eprintln!("skipping {b}: {e}");

@@ -226,3 +226,58 @@ impl Batcher<TrainItem, TrainBatch> for TrainBatcher {
         }
     }
 }
+
+/// Splits each batch into `shards` consecutive parts for data-parallel training: part `i` is
+/// stacked on `devices[i % devices.len()]` (in the loader's worker threads, so the copies to
+/// the devices overlap the step). Part sizes differ by at most one; empty parts (a batch
+/// smaller than `shards`) are left out. Each part keeps its shard index.
+#[derive(Debug, Clone)]
+pub struct ShardBatcher {
+    pub devices: Vec<Device>,
+    pub shards: usize,
+}
+
+/// One part of a batch: which shard it is, the device it was stacked on (as given, with its
+/// autodiff context: the data tensors themselves are untracked) and its images.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub index: usize,
+    pub device: Device,
+    pub batch: TrainBatch,
+}
+
+/// `n` items in `shards` consecutive ranges whose sizes differ by at most one.
+pub fn shard_ranges(n: usize, shards: usize) -> Vec<std::ops::Range<usize>> {
+    let shards = shards.max(1);
+    let (base, extra) = (n / shards, n % shards);
+    let mut start = 0;
+    (0..shards)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
+}
+
+impl Batcher<TrainItem, Vec<Shard>> for ShardBatcher {
+    fn batch(&self, mut items: Vec<TrainItem>, _device: &Device) -> Vec<Shard> {
+        let ranges = shard_ranges(items.len(), self.shards);
+        let mut parts = Vec::with_capacity(ranges.len());
+        // Split from the back so each part is moved out, not copied.
+        for (index, r) in ranges.into_iter().enumerate().rev() {
+            let part = items.split_off(r.start);
+            if !part.is_empty() {
+                let device = &self.devices[index % self.devices.len()];
+                parts.push(Shard {
+                    index,
+                    device: device.clone(),
+                    batch: TrainBatcher.batch(part, device),
+                });
+            }
+        }
+        parts.reverse();
+        parts
+    }
+}

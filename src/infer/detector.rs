@@ -218,6 +218,15 @@ impl Detector {
         Ok(())
     }
 
+    /// Runs the network in `dtype` (its weights cast; inputs take the device's default float
+    /// type, so configure the device for it: `BackendKind::device_with`). The fast CPU form
+    /// is f32-only, so this switches to Burn's generic operations; heads are read back as f32
+    /// and decoded as usual.
+    pub fn set_float_dtype(&mut self, dtype: burn::tensor::FloatDType) {
+        self.model = crate::model::cast::cast_module(self.model.clone(), dtype);
+        self.fast = None;
+    }
+
     /// Whether forward passes use the fast CPU form.
     pub fn is_fast(&self) -> bool {
         self.fast.is_some()

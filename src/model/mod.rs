@@ -1,5 +1,6 @@
 //! CenterNet networks: backbones, necks and heads.
 
+pub mod cast;
 pub mod centernet;
 pub mod dcn;
 pub mod dla;

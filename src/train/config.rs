@@ -145,6 +145,16 @@ pub struct TrainConfig {
     /// heads serve their category (`--landmarks centernet:<dir>`).
     #[serde(default)]
     pub finetune_category: Option<usize>,
+    /// Shards per step (`--devices N` runs one per device): each shard runs the network on its
+    /// part of the batch with its own BatchNorm statistics and loss normalisers, as CenterNet's
+    /// `DataParallel`; the shard losses are weighted by their share of the batch and the
+    /// gradients summed ([`parallel`](super::parallel)). 1 = the whole batch at once.
+    #[serde(default = "one")]
+    pub shards: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The synthetic training and held-out sets of the demo: (folder, images, seed).
@@ -172,6 +182,7 @@ impl TrainConfig {
             max_objs: 32,
             init: None,
             finetune_category: None,
+            shards: 1,
             val: Some(Validation {
                 data: data.to_path_buf(),
                 images: default_image_dir(data),
@@ -225,6 +236,13 @@ impl TrainConfig {
         if self.batch == 0 || self.epochs == 0 {
             invalid!("batch and epochs must be positive");
         }
+        if self.shards == 0 || self.shards > self.batch {
+            invalid!(
+                "{} shards (devices) for a batch of {}: each shard needs at least one image",
+                self.shards,
+                self.batch
+            );
+        }
         if let Some(c) = self.finetune_category
             && crate::garment::category(c).is_none()
         {
@@ -262,6 +280,8 @@ pub struct TrainOverrides {
     pub out: Option<PathBuf>,
     /// Fine-tune for this category only ([`TrainConfig::finetune_category`]).
     pub finetune_category: Option<usize>,
+    /// Data-parallel shards per step ([`TrainConfig::shards`]).
+    pub shards: Option<usize>,
 }
 
 /// A resolved run: its config, run directory and final evaluation set.
@@ -326,6 +346,9 @@ impl TrainOverrides {
         }
         c.init = self.init.clone();
         c.finetune_category = self.finetune_category;
+        if let Some(n) = self.shards {
+            c.shards = n;
+        }
         c.seed = self.seed.unwrap_or(c.seed);
         c.workers = self.workers.unwrap_or(c.workers);
         if let Some(v) = &self.val

@@ -1,8 +1,10 @@
 //! Training: the run's configuration and presets ([`config`]), CenterNet's multi-pose losses
-//! ([`loss`]), the run directory ([`run_dir`]) and the loop ([`trainer`]).
+//! ([`loss`]), the run directory ([`run_dir`]), the loop ([`trainer`]) and its data-parallel
+//! steps ([`parallel`]).
 
 pub mod config;
 pub mod loss;
+pub mod parallel;
 pub mod run_dir;
 pub mod trainer;
 
@@ -11,4 +13,4 @@ pub use config::{
 };
 pub use loss::{LossParts, LossWeights};
 pub use run_dir::{EpochRow, RunDir, TrainState, read_metrics};
-pub use trainer::{Event, TrainSummary, train};
+pub use trainer::{Event, TrainSummary, steps_per_epoch, train, train_on};

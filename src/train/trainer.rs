@@ -14,10 +14,11 @@ use burn::tensor::Device;
 
 use super::config::{TrainConfig, Validation};
 use super::loss::{LossParts, total_loss};
+use super::parallel::{ShardPool, fold_running_stats};
 use super::run_dir::{EpochRow, RunDir, TrainState, epoch_state};
 use crate::checkpoint;
 use crate::codec::Grouping;
-use crate::data::dataset::{Df2Dataset, SampleConfig, TrainBatcher};
+use crate::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
 use crate::data::deepfashion2::{Sample, load_coco};
 use crate::error::{Error, Result};
 use crate::eval::EVAL_SCORE_THRESHOLD;
@@ -205,9 +206,20 @@ fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
 struct Loop<'a> {
     cfg: &'a TrainConfig,
     run: RunDir,
-    device: Device,
+    /// The autodiff devices: the first holds the model between epochs; shard `i` runs on
+    /// `devices[i % len]`.
+    devices: Vec<Device>,
+    /// Shard threads when a step is split (`cfg.shards > 1`).
+    pool: Option<ShardPool>,
     optim: ModuleOptimizer,
     step: usize,
+}
+
+/// Steps per epoch: CenterNet's loader drops the last partial batch (`drop_last=True` in
+/// `main.py`), which also keeps the GPU's shapes, and so its tuned kernels, the same every
+/// step. A set smaller than one batch still makes one (short) step.
+pub fn steps_per_epoch(images: usize, batch: usize) -> usize {
+    (images / batch.max(1)).max(usize::from(images > 0))
 }
 
 impl Loop<'_> {
@@ -223,49 +235,90 @@ impl Loop<'_> {
         let cfg = self.cfg;
         let lr = cfg.optimizer.lr_at(epoch);
         dataset.set_epoch(epoch as u64);
-        let steps_per_epoch = dataset.samples().len().div_ceil(cfg.batch);
-        let loader = DataLoaderBuilder::new(TrainBatcher)
-            .batch_size(cfg.batch)
-            .shuffle(cfg.seed.wrapping_add(epoch as u64))
-            .num_workers(cfg.workers.max(1))
-            .set_device(self.device.clone())
-            .build(dataset.clone());
+        let steps = steps_per_epoch(dataset.samples().len(), cfg.batch);
+        let device0 = self.devices[0].clone();
+        // One loader recipe for either batcher (a closure cannot be generic).
+        macro_rules! loader {
+            ($batcher:expr) => {
+                DataLoaderBuilder::new($batcher)
+                    .batch_size(cfg.batch)
+                    .shuffle(cfg.seed.wrapping_add(epoch as u64))
+                    .num_workers(cfg.workers.max(1))
+                    .set_device(device0.clone())
+                    .build(dataset.clone())
+            };
+        }
         let mut sum = LossParts::default();
         let mut count = 0usize;
         let mut t_step = Instant::now();
-        for (i, batch) in loader.iter().enumerate() {
-            let batch =
-                batch.map_err(|e| Error::Training(format!("loading a training batch: {e}")))?;
-            let images = batch.input.dims()[0];
-            let stacks = model.forward_stacks(batch.input.clone());
-            let (loss, parts) = total_loss(&stacks, &batch, &cfg.loss);
-            if !parts.is_finite() {
-                return Err(Error::Training(format!(
-                    "non-finite loss at epoch {} step {} ({parts:?}); stopping. The last good checkpoint ({} completed \
-                     epochs) is intact in {}; lower the learning rate and --resume",
-                    epoch + 1,
-                    self.step + 1,
-                    epoch,
-                    self.run.checkpoint_dir().display()
-                )));
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = self.optim.step(lr, model, grads);
-            self.step += 1;
-            sum.add(&parts);
+        let mut after_step = |this: &mut Self, i: usize, parts: LossParts, images: usize| {
+            this.step += 1;
             count += 1;
+            sum.add(&parts);
             let secs = t_step.elapsed().as_secs_f64();
             t_step = Instant::now();
             on_event(&Event::Step {
                 epoch,
                 step_in_epoch: i + 1,
-                steps_per_epoch,
+                steps_per_epoch: steps,
                 parts,
                 images_per_s: images as f64 / secs.max(1e-9),
             });
+        };
+        match self.pool.take() {
+            None => {
+                let loader = loader!(TrainBatcher);
+                for (i, batch) in loader.iter().take(steps).enumerate() {
+                    let batch = batch.map_err(load_error)?;
+                    let images = batch.input.dims()[0];
+                    let stacks = model.forward_stacks(batch.input.clone());
+                    let (loss, parts) = total_loss(&stacks, &batch, &cfg.loss);
+                    self.check_finite(&parts, epoch)?;
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = self.optim.step(lr, model, grads);
+                    after_step(self, i, parts, images);
+                }
+            }
+            Some(pool) => {
+                let sharder = ShardBatcher {
+                    devices: self.devices.clone(),
+                    shards: cfg.shards,
+                };
+                let loader = loader!(sharder);
+                for (i, shards) in loader.iter().take(steps).enumerate() {
+                    let shards = shards.map_err(load_error)?;
+                    let (grads, parts, images) = pool.step(&model, shards, &cfg.loss)?;
+                    self.check_finite(&parts, epoch)?;
+                    model = self.optim.step_multi(lr, model, grads);
+                    after_step(self, i, parts, images);
+                }
+                self.pool = Some(pool);
+                // The optimizer left each parameter on the device that summed its gradient:
+                // gather the model on the first device for saving and validation.
+                fold_running_stats(&model);
+                model = model.to_device(&self.devices[0]);
+            }
         }
         Ok((model, sum.scaled(1.0 / count.max(1) as f32)))
     }
+
+    fn check_finite(&self, parts: &LossParts, epoch: usize) -> Result<()> {
+        if parts.is_finite() {
+            return Ok(());
+        }
+        Err(Error::Training(format!(
+            "non-finite loss at epoch {} step {} ({parts:?}); stopping. The last good checkpoint ({} completed \
+             epochs) is intact in {}; lower the learning rate and --resume",
+            epoch + 1,
+            self.step + 1,
+            epoch,
+            self.run.checkpoint_dir().display()
+        )))
+    }
+}
+
+fn load_error(e: impl std::fmt::Display) -> Error {
+    Error::Training(format!("loading a training batch: {e}"))
 }
 
 /// Trains (or resumes) into `out`. `device` is the compute device (autodiff is added here).
@@ -276,7 +329,36 @@ pub fn train(
     resume_run: bool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<TrainSummary> {
+    train_on(cfg, out, std::slice::from_ref(device), resume_run, on_event)
+}
+
+/// [`train`] on several devices (data-parallel, [`TrainConfig::shards`] shards per step, shard
+/// `i` on `devices[i % len]`; see [`parallel`](super::parallel)). The first device holds the
+/// model between epochs and runs validation. `shards` must be a multiple of the device count.
+pub fn train_on(
+    cfg: &TrainConfig,
+    out: &Path,
+    devices: &[Device],
+    resume_run: bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<TrainSummary> {
     cfg.check()?;
+    let Some(device) = devices.first() else {
+        return Err(Error::Training("no device to train on".into()));
+    };
+    if !cfg.shards.is_multiple_of(devices.len()) {
+        return Err(Error::Training(format!(
+            "{} shards per step cannot be spread evenly over {} devices",
+            cfg.shards,
+            devices.len()
+        )));
+    }
+    if let Some(i) = (1..devices.len()).find(|&i| devices[..i].contains(&devices[i])) {
+        return Err(Error::Training(format!(
+            "device {i} ({:?}) is listed twice",
+            devices[i]
+        )));
+    }
     let run = RunDir::new(out);
     run.create()?;
     let ad = device.clone().autodiff();
@@ -296,13 +378,17 @@ pub fn train(
     on_event(&Event::Start {
         first_epoch: state.epoch,
         epochs: cfg.epochs,
-        steps_per_epoch: dataset.samples().len().div_ceil(cfg.batch),
+        steps_per_epoch: steps_per_epoch(dataset.samples().len(), cfg.batch),
         images: dataset.samples().len(),
     });
+    let pool = (cfg.shards > 1)
+        .then(|| ShardPool::new(cfg.shards))
+        .transpose()?;
     let mut lp = Loop {
         cfg,
         run,
-        device: ad,
+        devices: devices.iter().map(|d| d.clone().autodiff()).collect(),
+        pool,
         optim,
         step: state.step,
     };

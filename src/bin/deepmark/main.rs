@@ -29,6 +29,11 @@ struct Cli {
     /// Refuse JSON files holding more objects (`{…}`) than this, before parsing them.
     #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_JSON_ITEMS)]
     max_json_items: u64,
+    /// GPU backends: keep tuned kernels (autotune results) in this folder, so that a second
+    /// run starts at full speed [default: CubeCL's, `target/environment` inside a Cargo
+    /// workspace, else ~/.cache/cubecl]. `deepmark kernel-cache` shows what it holds.
+    #[arg(long, global = true, env = "DEEPMARK_KERNEL_CACHE")]
+    kernel_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +82,8 @@ enum Command {
     /// Fuzz the parsers a user feeds (annotation, results and config JSON, images, .pth and
     /// .bpk weights) with mutated inputs; findings are saved with their messages.
     Fuzz(fuzz::FuzzArgs),
+    /// Where the GPU backends keep tuned kernels (--kernel-cache) and what it holds.
+    KernelCache,
     /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
     Plot {
         /// Run directory (with metrics.csv).
@@ -94,6 +101,9 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     deepmark::io::set_max_image_pixels(cli.max_image_pixels);
     deepmark::io::set_json_limits(cli.max_json_bytes, cli.max_json_items);
+    if let Some(dir) = &cli.kernel_cache {
+        deepmark::backend::kernel_cache::use_dir(dir)?;
+    }
     match cli.command {
         Command::Convert(a) => model::convert(a),
         Command::Init(a) => model::init(a),
@@ -113,6 +123,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::TrainTopdown(a) => topdown::train_topdown(a),
         Command::EvalTopdown(a) => topdown::eval_topdown(a),
         Command::Fuzz(a) => fuzz::run(a),
+        Command::KernelCache => {
+            let file = deepmark::backend::kernel_cache::file();
+            println!("kernel cache: {}", file.display());
+            let rows = deepmark::backend::kernel_cache::summary();
+            if rows.is_empty() {
+                println!("  (empty: nothing tuned or compiled yet)");
+            }
+            for (namespace, entries) in rows {
+                println!("  {namespace}: {entries} entries");
+            }
+            Ok(())
+        }
         Command::Plot { run } => plot::run(&run),
     }
 }

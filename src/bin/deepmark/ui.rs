@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use deepmark::backend::BackendKind;
+use deepmark::backend::{BackendKind, Precision};
 use deepmark::data::deepfashion2::{Sample, load_coco};
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::{EVAL_SCORE_THRESHOLD, EvalReport, evaluate_detector};
@@ -49,9 +49,14 @@ pub fn images_or_default(images: &Option<PathBuf>, data: &Path) -> PathBuf {
 /// (`<weights>.infer.json`) apply where a flag is not given.
 #[derive(Args, Debug, Clone)]
 pub struct DetectorFlags {
-    /// flex (default), ndarray or wgpu.
+    /// flex (default), ndarray, wgpu or vulkan.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
+    /// Float type of the network: f32 (default), f16, bf16, or flex32 where the backend has
+    /// it. Reduced precision runs Burn's generic operations (not the fast CPU form); heads are
+    /// decoded in f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Network input side [default: the weights' training size, else 512].
     #[arg(long)]
     pub input_size: Option<usize>,
@@ -115,8 +120,12 @@ fn parse_landmarks(s: &str) -> std::result::Result<Landmarks, String> {
 impl DetectorFlags {
     /// Loads `weights` on the chosen backend and applies the flags (checking the input size).
     pub fn load(&self, weights: &Path) -> Result<Detector> {
-        let device = self.backend.device()?;
-        self.apply(Detector::from_weights(weights, &device)?)
+        let device = self.backend.device_with(self.precision)?;
+        let mut det = Detector::from_weights(weights, &device)?;
+        if self.precision != Precision::F32 {
+            det.set_float_dtype(self.precision.dtype());
+        }
+        self.apply(det)
     }
 
     /// Applies the flags to a detector (checking the input size).
@@ -154,6 +163,15 @@ impl DetectorFlags {
                 det.fine_tuned = Some(std::sync::Arc::new(set));
             }
             Landmarks::CenterNet => {}
+        }
+        if self.precision != Precision::F32
+            && (self.refine.is_some() || !matches!(self.landmarks, Landmarks::CenterNet))
+        {
+            anyhow::bail!(
+                "--precision {} applies to the detector only; --refine and --landmarks \
+                 centernet:/topdown: run in f32 (leave --precision out to combine them)",
+                self.precision
+            );
         }
         if let Some(dir) = &self.refine {
             let set = deepmark::refine::RefinerSet::load(dir, &det.device)?;

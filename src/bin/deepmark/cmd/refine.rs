@@ -156,7 +156,7 @@ pub struct TrainRefinerArgs {
     /// Adam learning rate [PoseFix: 5e-4].
     #[arg(long)]
     pub lr: Option<f64>,
-    /// flex (default), wgpu or ndarray.
+    /// flex (default), wgpu, vulkan or ndarray.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// The refiner folder (one `<category>.bpk` per category and `refiners.json`).
@@ -293,7 +293,7 @@ pub struct RefineArgs {
     /// Refined detections (same format as --inputs).
     #[arg(long)]
     pub out: PathBuf,
-    /// flex (default), wgpu or ndarray.
+    /// flex (default), wgpu, vulkan or ndarray.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// No flip test (PoseFix averages with the mirrored crop).

@@ -60,7 +60,7 @@ pub struct TrainTopDownArgs {
     /// Fine-tuning learning rate [1e-4].
     #[arg(long)]
     pub finetune_lr: Option<f64>,
-    /// flex (default), wgpu or ndarray.
+    /// flex (default), wgpu, vulkan or ndarray.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// The model-set folder (`<model>.bpk` + config per model, `topdown.json`).
@@ -227,7 +227,7 @@ pub struct EvalTopDownArgs {
     /// The set's detections with their top-down landmarks (the `predict` format).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// flex (default), wgpu or ndarray.
+    /// flex (default), wgpu, vulkan or ndarray.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// No flip test.

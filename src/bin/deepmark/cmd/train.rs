@@ -12,7 +12,7 @@ use deepmark::codec::Scheme;
 use deepmark::infer::Detector;
 use deepmark::model::Arch;
 use deepmark::train::config::DEMO_SETS;
-use deepmark::train::{Event, LossWeights, TrainOverrides, parse_lr_steps, train};
+use deepmark::train::{Event, LossWeights, TrainOverrides, parse_lr_steps, train_on};
 
 use crate::ui::evaluate_weights;
 
@@ -47,8 +47,9 @@ pub struct TrainArgs {
     /// of the epochs]. The DeepMark++ paper's 100-epoch run: `--lr 1e-3 --lr-steps 65:0.4,85:0.04`.
     #[arg(long)]
     pub lr_steps: Option<String>,
-    /// flex (default), wgpu, or ndarray (works, but its convolution backward is ~40× slower
-    /// than flex: use it only for small checks).
+    /// flex (default), wgpu, vulkan (wgpu pinned to Vulkan/SPIR-V: tensor cores where the
+    /// driver has cooperative matrices), or ndarray (works, but its convolution backward is
+    /// ~40× slower than flex: use it only for small checks).
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
     /// Start from these weights (.bpk, e.g. from `convert`); heads are re-initialised when
@@ -64,7 +65,9 @@ pub struct TrainArgs {
     /// Turn off augmentation (random scale/shift, flip, colour): for overfitting small sets.
     #[arg(long)]
     pub no_augment: bool,
-    /// Data-parallel devices. Only 1 is supported today (see README).
+    /// Data-parallel training on the first N GPUs of --backend wgpu/vulkan: each step splits
+    /// the batch into N shards, one per GPU (BatchNorm per shard, as CenterNet's DataParallel);
+    /// --batch is the total over all GPUs.
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
     /// Data-loading threads.
@@ -115,6 +118,7 @@ impl TrainArgs {
             no_eval: self.no_eval,
             out: self.out.clone(),
             finetune_category: self.finetune_category.map(|c| c as usize),
+            shards: Some(self.devices),
         })
     }
 }
@@ -196,12 +200,8 @@ impl Display {
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    if a.devices != 1 {
-        bail!(
-            "--devices {}: data-parallel training is not available yet (Burn 0.22's multi-device step \
-             needs one model replica per device; see README). Use --devices 1",
-            a.devices
-        );
+    if a.devices == 0 {
+        bail!("--devices must be at least 1");
     }
     let plan = a.overrides()?.plan();
     let cfg = &plan.config;
@@ -223,7 +223,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
     }
     let arch = plan.arch;
-    let device = a.backend.device()?;
+    let devices = a.backend.devices(a.devices)?;
+    let device = devices[0].clone();
     let started = Instant::now();
     let mut display = Display {
         bar: None,
@@ -239,7 +240,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             plan.out.display()
         )
     };
-    let summary = train(cfg, &plan.out, &device, a.resume, &mut |e| {
+    let summary = train_on(cfg, &plan.out, &devices, a.resume, &mut |e| {
         display.event(e, &header)
     });
     if let Some(b) = display.bar.take() {

@@ -1,0 +1,120 @@
+//! `--precision`: the demo detector in f16 and bf16 (flex, Burn's generic operations) finds
+//! what it finds in f32, within what each float type can carry; unsupported requests are
+//! clear errors. Each run is its own process: a device's float type is set once per process.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use deepmark::infer::output::BboxResult;
+
+mod common;
+
+fn deepmark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn boxes(out: &Path) -> Vec<BboxResult> {
+    let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
+    let mut v: Vec<BboxResult> = serde_json::from_str(&text).unwrap();
+    v.sort_by(|a, b| b.score.total_cmp(&a.score));
+    v
+}
+
+#[test]
+fn reduced_precision_finds_what_f32_finds() {
+    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+        return;
+    };
+    let image = gt.parent().unwrap().join("image/002092.jpg");
+    let dir = common::tempdir("precision");
+    let run = |precision: &str| {
+        let out = dir.join(precision);
+        let o = deepmark(&[
+            "infer",
+            image.to_str().unwrap(),
+            "--weights",
+            "model-weights/demo.bpk",
+            "--input-size",
+            "128",
+            "--threshold",
+            "0.05",
+            "--generic",
+            "--precision",
+            precision,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{precision}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        boxes(&out)
+    };
+    let reference = run("f32");
+    assert!(!reference.is_empty(), "the demo detector finds something");
+    // Half precision keeps 11 significant bits, bfloat16 8: through ~20 layers the heads'
+    // relative error grows to ~1e-2 and ~1e-1 of a logit, which moves a sigmoid score by
+    // at most a quarter of that.
+    for (precision, score_tol, px_tol) in [("f16", 0.01, 2.0), ("bf16", 0.05, 6.0)] {
+        let got = run(precision);
+        let (a, b) = (&reference[0], &got[0]);
+        println!(
+            "{precision}: top score {} vs f32 {}, box {:?} vs {:?}",
+            b.score, a.score, b.bbox, a.bbox
+        );
+        assert_eq!(a.category_id, b.category_id, "{precision}: top category");
+        assert!(
+            (a.score - b.score).abs() <= score_tol,
+            "{precision}: top score {} vs {}",
+            b.score,
+            a.score
+        );
+        for k in 0..4 {
+            assert!(
+                (a.bbox[k] - b.bbox[k]).abs() <= px_tol,
+                "{precision}: box {:?} vs {:?}",
+                b.bbox,
+                a.bbox
+            );
+        }
+    }
+}
+
+#[test]
+fn unsupported_precisions_are_clear_errors() {
+    let o = deepmark(&[
+        "infer",
+        "model-weights/README.md",
+        "--weights",
+        "model-weights/demo.bpk",
+        "--precision",
+        "flex32",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--precision flex32 on the flex backend"),
+        "{err}"
+    );
+    let o = deepmark(&[
+        "infer",
+        "model-weights/README.md",
+        "--weights",
+        "model-weights/demo.bpk",
+        "--precision",
+        "f16",
+        "--refine",
+        "nowhere",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("applies to the detector only"), "{err}");
+    let o = deepmark(&["infer", "x.jpg", "--precision", "f8"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown precision 'f8'"), "{err}");
+}
