@@ -74,9 +74,9 @@ fn reduced_precision_finds_what_f32_finds() {
             b.score,
             a.score
         );
-        for k in 0..4 {
+        for (x, y) in a.bbox.iter().zip(&b.bbox) {
             assert!(
-                (a.bbox[k] - b.bbox[k]).abs() <= px_tol,
+                (x - y).abs() <= px_tol,
                 "{precision}: box {:?} vs {:?}",
                 b.bbox,
                 a.bbox

@@ -63,7 +63,7 @@ impl ShardPool {
                 .spawn(move || {
                     for job in job_rx {
                         let out = catch_unwind(AssertUnwindSafe(|| run_job(job)))
-                            .unwrap_or_else(|p| Err(panic_text(&p)));
+                            .unwrap_or_else(|p| Err(panic_text(&*p)));
                         if done_tx.send(out).is_err() {
                             break;
                         }
@@ -131,7 +131,7 @@ fn stopped(i: usize) -> Error {
     Error::Training(format!("the thread of shard {i} stopped"))
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
