@@ -40,7 +40,7 @@ fn model_config() -> CenterNetConfig {
 struct Values(Vec<Vec<f32>>);
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 impl ModuleVisitor for Values {
@@ -81,6 +81,15 @@ fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Held by every test here that seeds a device and draws initial weights: a backend's random
+/// stream is one per process, and tests run on parallel threads, so two tests drawing at once
+/// would each get weights that depend on the other's timing.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded() -> std::sync::MutexGuard<'static, ()> {
+    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The test model, the same weights every call (fresh running statistics too).
 fn fresh(device: &Device) -> CenterNet {
     device.seed(3);
@@ -105,6 +114,7 @@ fn shard_ranges_are_even_and_cover_the_batch() {
 /// running statistics are the mean of the two shards' updates either way.
 #[test]
 fn two_devices_compute_the_gradients_of_one() {
+    let _seeded = seeded();
     let dir = common::tempdir("parallel-grads");
     let Some(items) = items(&dir, 4) else {
         return;
@@ -195,6 +205,7 @@ fn config(json: &Path, images: &Path, shards: usize) -> TrainConfig {
 /// saved BatchNorm statistics agree too. An odd split is refused before anything is written.
 #[test]
 fn a_run_on_two_devices_equals_one_on_one_device() {
+    let _seeded = seeded();
     let dir = common::tempdir("parallel-run");
     let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
@@ -267,6 +278,7 @@ fn a_run_on_two_devices_equals_one_on_one_device() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn two_wgpu_devices_compute_the_gradients_of_one() {
+    let _seeded = seeded();
     use burn::tensor::DeviceKind;
     if let Err(e) = deepmark::backend::BackendKind::Wgpu.device() {
         if std::env::var_os("DEEPMARK_REQUIRE_WGPU").is_some() {

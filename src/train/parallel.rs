@@ -20,9 +20,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use super::loss::{LossParts, LossWeights, total_loss};
 use crate::data::dataset::{Shard, TrainBatch};
@@ -89,6 +89,7 @@ impl ShardPool {
         shards: Vec<Shard>,
         loss: &LossWeights,
     ) -> Result<(MultiGradientsParams, LossParts, usize)> {
+        initialize(model);
         let images: usize = shards.iter().map(|s| s.batch.input.dims()[0]).sum();
         let mut sent = Vec::with_capacity(shards.len());
         for shard in shards {
@@ -125,6 +126,20 @@ impl Drop for ShardPool {
             let _ = h.join();
         }
     }
+}
+
+/// Initializes every lazily initialized parameter on this thread, in the module's order.
+/// Burn draws a parameter's initial value when it is first read; left to the shard threads,
+/// their reads would race for the device's random stream and the initial weights would depend
+/// on thread timing (and differ from a one-shard run of the same seed).
+fn initialize(model: &CenterNet) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
 }
 
 fn stopped(i: usize) -> Error {

@@ -294,9 +294,12 @@ impl Loop<'_> {
                 }
                 self.pool = Some(pool);
                 // The optimizer left each parameter on the device that summed its gradient:
-                // gather the model on the first device for saving and validation.
+                // gather the model on the first device for saving and validation. `fork`, not
+                // `to_device`: a moved tensor is the output of a (differentiable) move, no
+                // longer a leaf that requires a gradient, and the next replicas would fork
+                // untracked parameters.
                 fold_running_stats(&model);
-                model = model.to_device(&self.devices[0]);
+                model = model.fork(&self.devices[0]);
             }
         }
         Ok((model, sum.scaled(1.0 / count.max(1) as f32)))
