@@ -2,7 +2,7 @@
 //! back and evaluated), and clear errors for bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use deepmark::eval::coco::{GroundTruth, IouType, Params, Results, evaluate, sigmas_for};
 use deepmark::infer::output::KeypointResult;
@@ -10,13 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-fn deepmark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepmark"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::deepmark;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

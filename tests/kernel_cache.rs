@@ -4,17 +4,10 @@
 #![cfg(feature = "wgpu")]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 mod common;
 
-fn deepmark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepmark"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::deepmark;
 
 /// Entries per namespace, from `deepmark kernel-cache`.
 fn cache_entries(cache: &Path, prefix: &str) -> u64 {

@@ -3,19 +3,12 @@
 //! clear errors. Each run is its own process: a device's float type is set once per process.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use deepmark::infer::output::BboxResult;
 
 mod common;
 
-fn deepmark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepmark"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::deepmark;
 
 fn boxes(out: &Path) -> Vec<BboxResult> {
     let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
@@ -85,36 +78,32 @@ fn reduced_precision_finds_what_f32_finds() {
     }
 }
 
+/// `deepmark args…` fails and its error says `needle`.
+fn refused(args: &[&str], needle: &str) {
+    let o = deepmark(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
 #[test]
 fn unsupported_precisions_are_clear_errors() {
-    let o = deepmark(&[
+    let infer = [
         "infer",
         "model-weights/README.md",
         "--weights",
         "model-weights/demo.bpk",
-        "--precision",
-        "flex32",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(
-        err.contains("--precision flex32 on the flex backend"),
-        "{err}"
+    ];
+    refused(
+        &[&infer[..], &["--precision", "flex32"]].concat(),
+        "--precision flex32 on the flex backend",
     );
-    let o = deepmark(&[
-        "infer",
-        "model-weights/README.md",
-        "--weights",
-        "model-weights/demo.bpk",
-        "--precision",
-        "f16",
-        "--refine",
-        "nowhere",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
-    assert!(err.contains("applies to the detector only"), "{err}");
-    let o = deepmark(&["infer", "x.jpg", "--precision", "f8"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("unknown precision 'f8'"), "{err}");
+    refused(
+        &[&infer[..], &["--precision", "f16", "--refine", "nowhere"]].concat(),
+        "applies to the detector only",
+    );
+    refused(
+        &["infer", "x.jpg", "--precision", "f8"],
+        "unknown precision 'f8'",
+    );
 }

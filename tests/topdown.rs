@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{flex, shared_data, tempdir};
+use common::{deepmark, flex, shared_data, tempdir};
 use deepmark::codec::Detection;
 use deepmark::codec::scheme::Scheme;
 use deepmark::data::deepfashion2::{Sample, load_coco};
@@ -303,14 +302,6 @@ fn a_model_set_runs_alike_on_every_backend() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn deepmark(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_deepmark"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
 }
 
 #[test]

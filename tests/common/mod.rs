@@ -134,3 +134,13 @@ pub fn broken_model_folders_are_refused(
         "{e}"
     );
 }
+
+/// Runs the `deepmark` binary in the repository root and returns its output.
+#[cfg(feature = "cli")]
+pub fn deepmark(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}

@@ -120,16 +120,27 @@ fn parse_landmarks(s: &str) -> std::result::Result<Landmarks, String> {
 impl DetectorFlags {
     /// Loads `weights` on the chosen backend and applies the flags (checking the input size).
     pub fn load(&self, weights: &Path) -> Result<Detector> {
-        let device = self.backend.device_with(self.precision)?;
-        let mut det = Detector::from_weights(weights, &device)?;
-        if self.precision != Precision::F32 {
-            det.set_float_dtype(self.precision.dtype());
-        }
-        self.apply(det)
+        self.apply(Detector::from_weights(weights, &self.device()?)?)
     }
 
-    /// Applies the flags to a detector (checking the input size).
+    /// The chosen backend's device, computing in `--precision`.
+    pub fn device(&self) -> Result<burn::tensor::Device> {
+        Ok(self.backend.device_with(self.precision)?)
+    }
+
+    /// Applies the flags to a detector made on [`device`](Self::device) (checking the input
+    /// size).
     pub fn apply(&self, mut det: Detector) -> Result<Detector> {
+        if self.precision != Precision::F32 {
+            if self.refine.is_some() || !matches!(self.landmarks, Landmarks::CenterNet) {
+                anyhow::bail!(
+                    "--precision {} applies to the detector only; --refine and --landmarks \
+                     centernet:/topdown: run in f32 (leave --precision out to combine them)",
+                    self.precision
+                );
+            }
+            det.set_float_dtype(self.precision.dtype());
+        }
         if let Some(s) = self.input_size {
             det.options.input_size = s;
         }
@@ -163,15 +174,6 @@ impl DetectorFlags {
                 det.fine_tuned = Some(std::sync::Arc::new(set));
             }
             Landmarks::CenterNet => {}
-        }
-        if self.precision != Precision::F32
-            && (self.refine.is_some() || !matches!(self.landmarks, Landmarks::CenterNet))
-        {
-            anyhow::bail!(
-                "--precision {} applies to the detector only; --refine and --landmarks \
-                 centernet:/topdown: run in f32 (leave --precision out to combine them)",
-                self.precision
-            );
         }
         if let Some(dir) = &self.refine {
             let set = deepmark::refine::RefinerSet::load(dir, &det.device)?;

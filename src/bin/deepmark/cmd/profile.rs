@@ -40,7 +40,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     let det = match &a.weights {
         Some(w) => a.detector.load(w)?,
         None => {
-            let device = a.detector.backend.device()?;
+            let device = a.detector.device()?;
             let config = CenterNetConfig::new(a.arch, Scheme::Deepmark62.layout());
             let mut det = Detector::new(config.init(&device), config, device)?;
             det.options.input_size = 512;
