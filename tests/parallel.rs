@@ -220,7 +220,14 @@ fn a_run_on_two_devices_equals_one_on_one_device() {
         &mut |_| {},
     )
     .unwrap();
-    let b = train_on(&cfg, &dir.join("one"), &[flex.clone()], false, &mut |_| {}).unwrap();
+    let b = train_on(
+        &cfg,
+        &dir.join("one"),
+        std::slice::from_ref(&flex),
+        false,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!((a.steps, b.steps), (2, 2));
     for (x, y) in a.rows.iter().zip(&b.rows) {
         let d = (x.loss.total - y.loss.total).abs() / y.loss.total;
