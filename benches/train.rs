@@ -8,8 +8,9 @@
 //!         DEEPMARK_BENCH_BATCH=16 cargo bench --features cli --bench train
 //!
 //! `DEEPMARK_BENCH_DEVICES=N` splits each step over the backend's first N devices (the
-//! data-parallel step of `train --devices N`); `DEEPMARK_BENCH_PRECISION` is not applied here
-//! (reduced-precision training is not built yet).
+//! data-parallel step of `train --devices N`); `DEEPMARK_BENCH_PRECISION=f16|bf16|flex32` runs
+//! the step of `train --precision` (the network in that type on f32 weights; f16 with the
+//! dynamic loss scale, a skipped step counting as a step).
 //!
 //! Memory: after each scheme the bench prints the device allocator's reserved bytes (wgpu) and
 //! the process's peak resident set (VmHWM). VmHWM only grows, so for CPU memory per scheme run
@@ -22,13 +23,14 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::optim::{AdamConfig, GradientsParams};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use deepmark::backend::BackendKind;
+use deepmark::backend::{BackendKind, Precision};
 use deepmark::codec::Grouping;
 use deepmark::codec::Scheme;
 use deepmark::data::augment::AugmentConfig;
 use deepmark::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
 use deepmark::data::synth::{SynthConfig, generate};
 use deepmark::model::{Arch, CenterNetConfig};
+use deepmark::train::amp::{self, AmpConfig, LossScaler};
 use deepmark::train::loss::{LossWeights, total_loss};
 use deepmark::train::parallel::ShardPool;
 
@@ -54,6 +56,7 @@ fn train_step(c: &mut Criterion) {
     let batch: usize = env("DEEPMARK_BENCH_BATCH", "4");
     let schemes: Vec<Scheme> = list("DEEPMARK_BENCH_SCHEMES", "none,agg81,deepmark62");
     let n_devices: usize = env("DEEPMARK_BENCH_DEVICES", "1");
+    let precision: Precision = env("DEEPMARK_BENCH_PRECISION", "f32");
     let devices: Vec<_> = match backend.devices(n_devices) {
         Ok(d) => d.into_iter().map(|d| d.autodiff()).collect(),
         Err(e) => {
@@ -62,6 +65,10 @@ fn train_step(c: &mut Criterion) {
         }
     };
     let device = devices[0].clone();
+    if !device.supports_dtype(precision.dtype()) {
+        eprintln!("skipping {backend}: it cannot compute in {precision}");
+        return;
+    }
     let pool = (n_devices > 1).then(|| ShardPool::new(n_devices).expect("shard threads"));
     let dir = std::env::temp_dir().join(format!("deepmark-bench-train-{}", std::process::id()));
     let synth = SynthConfig {
@@ -99,12 +106,16 @@ fn train_step(c: &mut Criterion) {
         let config = CenterNetConfig::new(arch, scheme.layout());
         let mut model = Some(config.init(&device));
         let mut optim = AdamConfig::new().init();
+        let mut scaler = LossScaler::new(AmpConfig::new(precision), None);
         device.memory_cleanup();
-        let devs = if n_devices > 1 {
+        let mut devs = if n_devices > 1 {
             format!("x{n_devices}dev")
         } else {
             String::new()
         };
+        if precision != Precision::F32 {
+            devs.push_str(&format!("/{precision}"));
+        }
         let id = BenchmarkId::new(
             format!("{backend}/{arch}@{size}x{batch}{devs}"),
             scheme.name(),
@@ -113,16 +124,34 @@ fn train_step(c: &mut Criterion) {
             bench.iter(|| {
                 let m = model.take().expect("model");
                 if let Some(pool) = &pool {
-                    let (grads, parts, _) = pool
-                        .step(&m, shards.clone(), &LossWeights::default())
+                    let (mut grads, parts, _) = pool
+                        .step(
+                            &m,
+                            shards.clone(),
+                            &LossWeights::default(),
+                            precision,
+                            scaler.scale(),
+                        )
                         .expect("data-parallel step");
-                    model = Some(optim.step_multi(1e-4, m, grads));
+                    let finite = scaler.unscale_multi(&mut grads, &m);
+                    scaler.update(finite).expect("loss scale");
+                    model = Some(if finite {
+                        optim.step_multi(1e-4, m, grads)
+                    } else {
+                        m
+                    });
                     return parts.total;
                 }
-                let stacks = m.forward_stacks(b.input.clone());
+                let stacks = amp::forward_stacks(&m, b.input.clone(), precision);
                 let (loss, parts) = total_loss(&stacks, &b, &LossWeights::default());
-                let grads = GradientsParams::from_grads(loss.backward(), &m);
-                model = Some(optim.step(1e-4, m, grads));
+                let mut grads = GradientsParams::from_grads(scaler.scale_loss(loss).backward(), &m);
+                let finite = scaler.unscale(&mut grads, &m);
+                scaler.update(finite).expect("loss scale");
+                model = Some(if finite {
+                    optim.step(1e-4, m, grads)
+                } else {
+                    m
+                });
                 parts.total
             })
         });

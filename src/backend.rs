@@ -6,7 +6,8 @@ use burn::tensor::{Device, FloatDType};
 use crate::error::{Error, Result};
 
 /// The float type a device computes in by default (`--precision`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// 32-bit floats everywhere (the reference).
     #[default]

@@ -30,6 +30,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         val: None,
         finetune_category: None,
         shards: 1,
+        amp: Default::default(),
     }
 }
 

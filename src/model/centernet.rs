@@ -1,7 +1,7 @@
 //! The CenterNet model: a backbone (with its up-sampling neck) producing a stride-4 feature map
 //! and CenterNet's six heads on it (one set per Hourglass stack).
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -312,6 +312,20 @@ pub struct CenterNet {
 }
 
 impl CenterNet {
+    /// Draws every lazily initialized weight now, on this thread, in the module's order.
+    /// Burn draws a weight's initial value when it is first read, so without this the initial
+    /// weights of a seeded run would depend on the order of the first reads: on the forward
+    /// pass, on a reduced-precision copy (`train::amp`), or on the timing of shard threads.
+    pub fn initialize(&self) {
+        struct Touch;
+        impl ModuleVisitor for Touch {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Touch);
+    }
+
     /// Raw heads of every stack (training supervises all of them).
     pub fn forward_stacks(&self, x: Tensor<4>) -> Vec<HeadOutputs> {
         self.backbone

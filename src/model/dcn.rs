@@ -15,7 +15,7 @@ use burn::tensor::module::{conv2d, deform_conv2d};
 use burn::tensor::ops::{ConvOptions, DeformConvOptions};
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{bn, conv};
+use super::layers::{bn, conv, norm};
 
 /// A 3×3, stride-1, pad-1 convolution with bias that is deformable when `conv_offset_mask` is
 /// present (PyTorch keys `weight`, `bias`, `conv_offset_mask.{weight,bias}`).
@@ -85,6 +85,6 @@ impl DeformConvBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.actf.forward(self.conv.forward(x)))
+        relu(norm(&self.actf, self.conv.forward(x)))
     }
 }

@@ -16,7 +16,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{ConvBn, bn, conv};
+use super::layers::{ConvBn, bn, conv, norm};
 
 /// `conv3×3(stride) → BN → ReLU → conv3×3 → BN → (+ residual) → ReLU`.
 #[derive(Module, Debug)]
@@ -38,8 +38,8 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        relu(self.bn2.forward(self.conv2.forward(y)) + residual)
+        let y = relu(norm(&self.bn1, self.conv1.forward(x)));
+        relu(norm(&self.bn2, self.conv2.forward(y)) + residual)
     }
 }
 

@@ -16,7 +16,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{ConvBn, bn, conv};
+use super::layers::{ConvBn, bn, conv, norm};
 
 /// Shape of an Hourglass network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ impl Convolution {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.conv.forward(x);
         relu(match &self.bn {
-            Some(bn) => bn.forward(y),
+            Some(bn) => norm(bn, y),
             None => y,
         })
     }
@@ -124,8 +124,8 @@ impl Residual {
             Some(s) => s.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        relu(self.bn2.forward(self.conv2.forward(y)) + skip)
+        let y = relu(norm(&self.bn1, self.conv1.forward(x)));
+        relu(norm(&self.bn2, self.conv2.forward(y)) + skip)
     }
 }
 

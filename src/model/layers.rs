@@ -32,6 +32,19 @@ pub fn bn(channels: usize, device: &Device) -> BatchNorm {
         .init(device)
 }
 
+/// BatchNorm of `x` in the type of the layer's statistics (f32). Reduced-precision training
+/// ([`train::amp`](crate::train::amp)) runs the convolutions in f16/bf16 but keeps BatchNorm —
+/// its weights, its running statistics and the mean/variance arithmetic — in f32, as PyTorch's
+/// autocast does; the result goes on in `x`'s type. An f32 `x` is a plain call.
+pub fn norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    let stats = bn.gamma.val().dtype();
+    if dtype == stats {
+        return bn.forward(x);
+    }
+    bn.forward(x.cast(stats)).cast(dtype)
+}
+
 /// `conv → BN` (optionally followed by ReLU at the call site). In PyTorch this is an
 /// `nn.Sequential(conv, bn[, relu])`, i.e. keys `.0.*` and `.1.*`; the checkpoint loader remaps
 /// those indices to `.conv.*` / `.bn.*`.
@@ -50,7 +63,7 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        norm(&self.bn, self.conv.forward(x))
     }
 
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {

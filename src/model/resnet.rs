@@ -11,7 +11,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{ConvBn, bn, conv};
+use super::layers::{ConvBn, bn, conv, norm};
 
 /// Shape of a ResNet + deconvolution backbone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,10 +170,10 @@ impl ResBlock {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
-        y = self.bn2.forward(self.conv2.forward(y));
+        let mut y = relu(norm(&self.bn1, self.conv1.forward(x)));
+        y = norm(&self.bn2, self.conv2.forward(y));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward(conv3.forward(relu(y)));
+            y = norm(bn3, conv3.forward(relu(y)));
         }
         relu(y + residual)
     }
@@ -204,14 +204,14 @@ impl ResNet {
         let [.., c5] = self.stages(x);
         let mut x = c5;
         for d in &self.deconv_layers {
-            x = relu(d.bn.forward(d.up.forward(x)));
+            x = relu(norm(&d.bn, d.up.forward(x)));
         }
         x
     }
 
     /// Image `(B, 3, H, W)` → the outputs of the four stages, C2..C5 (strides 4, 8, 16, 32).
     pub fn stages(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = relu(norm(&self.bn1, self.conv1.forward(x)));
         let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])

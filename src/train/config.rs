@@ -9,7 +9,9 @@ use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
 use serde::{Deserialize, Serialize};
 
+use super::amp::AmpConfig;
 use super::loss::LossWeights;
+use crate::backend::Precision;
 use crate::codec::Scheme;
 use crate::data::augment::AugmentConfig;
 use crate::error::{Result, invalid};
@@ -151,6 +153,10 @@ pub struct TrainConfig {
     /// gradients summed ([`parallel`](super::parallel)). 1 = the whole batch at once.
     #[serde(default = "one")]
     pub shards: usize,
+    /// The float type the network computes in (`--precision`) and f16's loss scale; the
+    /// weights stay f32 ([`amp`](super::amp)).
+    #[serde(default)]
+    pub amp: AmpConfig,
 }
 
 fn one() -> usize {
@@ -183,6 +189,7 @@ impl TrainConfig {
             init: None,
             finetune_category: None,
             shards: 1,
+            amp: AmpConfig::default(),
             val: Some(Validation {
                 data: data.to_path_buf(),
                 images: default_image_dir(data),
@@ -248,6 +255,7 @@ impl TrainConfig {
         {
             invalid!("fine-tuning category {c} is not a DeepFashion2 category (1..=13)");
         }
+        self.amp.check()?;
         self.scheme()?;
         self.model.backbone.check_input_size(self.input_size())
     }
@@ -282,6 +290,8 @@ pub struct TrainOverrides {
     pub finetune_category: Option<usize>,
     /// Data-parallel shards per step ([`TrainConfig::shards`]).
     pub shards: Option<usize>,
+    /// The compute type ([`TrainConfig::amp`]).
+    pub precision: Option<Precision>,
 }
 
 /// A resolved run: its config, run directory and final evaluation set.
@@ -348,6 +358,9 @@ impl TrainOverrides {
         c.finetune_category = self.finetune_category;
         if let Some(n) = self.shards {
             c.shards = n;
+        }
+        if let Some(p) = self.precision {
+            c.amp.precision = p;
         }
         c.seed = self.seed.unwrap_or(c.seed);
         c.workers = self.workers.unwrap_or(c.workers);

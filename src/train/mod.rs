@@ -1,13 +1,15 @@
 //! Training: the run's configuration and presets ([`config`]), CenterNet's multi-pose losses
-//! ([`loss`]), the run directory ([`run_dir`]), the loop ([`trainer`]) and its data-parallel
+//! ([`loss`]), mixed precision ([`amp`]), the run directory ([`run_dir`]), the loop ([`trainer`]) and its data-parallel
 //! steps ([`parallel`]).
 
+pub mod amp;
 pub mod config;
 pub mod loss;
 pub mod parallel;
 pub mod run_dir;
 pub mod trainer;
 
+pub use amp::{AmpConfig, LossScale};
 pub use config::{
     OptimizerConfig, TrainConfig, TrainOverrides, TrainPlan, Validation, parse_lr_steps, scaled_lr,
 };

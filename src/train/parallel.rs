@@ -20,11 +20,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{GradientsParams, MultiGradientsParams};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
+use super::amp;
 use super::loss::{LossParts, LossWeights, total_loss};
+use crate::backend::Precision;
 use crate::data::dataset::{Shard, TrainBatch};
 use crate::error::{Error, Result};
 use crate::model::CenterNet;
@@ -35,6 +37,9 @@ struct Job {
     batch: TrainBatch,
     weight: f32,
     loss: LossWeights,
+    precision: Precision,
+    /// f16's loss scale (1 otherwise).
+    scale: f32,
 }
 
 struct Done {
@@ -81,15 +86,20 @@ impl ShardPool {
         })
     }
 
-    /// Runs every shard of one batch and returns the per-device gradients, the batch's loss
-    /// parts (shard parts weighted by their share of the images) and its image count.
+    /// Runs every shard of one batch in `precision` and returns the per-device gradients
+    /// (of the loss times `scale`: [`amp`](super::amp)), the batch's loss parts (shard parts
+    /// weighted by their share of the images) and its image count.
     pub fn step(
         &self,
         model: &CenterNet,
         shards: Vec<Shard>,
         loss: &LossWeights,
+        precision: Precision,
+        scale: f32,
     ) -> Result<(MultiGradientsParams, LossParts, usize)> {
-        initialize(model);
+        // Left to the shard threads, the first reads of lazily initialized weights would race
+        // for the device's random stream.
+        model.initialize();
         let images: usize = shards.iter().map(|s| s.batch.input.dims()[0]).sum();
         let mut sent = Vec::with_capacity(shards.len());
         for shard in shards {
@@ -101,6 +111,8 @@ impl ShardPool {
                     batch: shard.batch,
                     weight,
                     loss: *loss,
+                    precision,
+                    scale,
                 })
                 .map_err(|_| stopped(shard.index))?;
             sent.push(shard.index);
@@ -128,20 +140,6 @@ impl Drop for ShardPool {
     }
 }
 
-/// Initializes every lazily initialized parameter on this thread, in the module's order.
-/// Burn draws a parameter's initial value when it is first read; left to the shard threads,
-/// their reads would race for the device's random stream and the initial weights would depend
-/// on thread timing (and differ from a one-shard run of the same seed).
-fn initialize(model: &CenterNet) {
-    struct Touch;
-    impl ModuleVisitor for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let _ = param.val();
-        }
-    }
-    model.visit(&mut Touch);
-}
-
 fn stopped(i: usize) -> Error {
     Error::Training(format!("the thread of shard {i} stopped"))
 }
@@ -154,14 +152,15 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Forward and backward of one shard on a replica forked onto the shard's device. The loss is
-/// scaled by the shard's share before the backward pass, so the summed gradients are those of
+/// scaled by the shard's share (and f16's loss scale) before the backward pass, so the summed gradients are those of
 /// the weighted mean; the reported parts are scaled the same way.
 fn run_job(job: Job) -> std::result::Result<Done, String> {
     let device = job.device;
     let replica = job.model.fork(&device);
-    let stacks = replica.forward_stacks(job.batch.input.clone());
+    let stacks = amp::forward_stacks(&replica, job.batch.input.clone(), job.precision);
     let (loss, parts) = total_loss(&stacks, &job.batch, &job.loss);
-    let grads = GradientsParams::from_grads(loss.mul_scalar(job.weight).backward(), &replica);
+    let loss = loss.mul_scalar(job.weight * job.scale);
+    let grads = GradientsParams::from_grads(loss.backward(), &replica);
     Ok(Done {
         grads,
         device,
@@ -179,7 +178,7 @@ pub fn shard_gradients(
 ) -> Result<(MultiGradientsParams, LossParts)> {
     let n = shards.iter().map(|s| s.index + 1).max().unwrap_or(0);
     let pool = ShardPool::new(n)?;
-    let (grads, parts, _) = pool.step(model, shards, loss)?;
+    let (grads, parts, _) = pool.step(model, shards, loss, Precision::F32, 1.0)?;
     Ok((grads, parts))
 }
 

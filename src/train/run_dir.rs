@@ -17,6 +17,7 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
+use super::amp::LossScale;
 use super::config::TrainConfig;
 use super::loss::LossParts;
 use crate::checkpoint;
@@ -38,6 +39,9 @@ pub struct TrainState {
     /// Checksum of the optimizer file (weights carry theirs beside them).
     #[serde(default)]
     pub optim_check: Option<Checksum>,
+    /// f16's loss scale after this epoch (absent for the other types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
 }
 
 /// Epoch checkpoints kept in `checkpoint/` (the newest and a fallback).
@@ -375,6 +379,7 @@ pub fn epoch_state(epoch: usize, step: usize) -> TrainState {
         weights: format!("epoch-{epoch:04}.bpk"),
         optim: format!("epoch-{epoch:04}.optim.bpk"),
         optim_check: None,
+        loss_scale: None,
     }
 }
 

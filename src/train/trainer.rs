@@ -12,6 +12,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 
+use super::amp::{self, LossScaler};
 use super::config::{TrainConfig, Validation};
 use super::loss::{LossParts, total_loss};
 use super::parallel::{ShardPool, fold_running_stats};
@@ -107,7 +108,9 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec
     // weights (and a killed-and-resumed run ends where an uninterrupted one does).
     device.seed(cfg.seed);
     let Some(init) = &cfg.init else {
-        return Ok((cfg.model.init(device), Vec::new()));
+        let model = cfg.model.init(device);
+        model.initialize();
+        return Ok((model, Vec::new()));
     };
     let (mut model, init_cfg) = checkpoint::load(init, device)?;
     if init_cfg.backbone != cfg.model.backbone {
@@ -129,6 +132,7 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec
             cfg.model.layout.num_classes,
             cfg.model.layout.num_landmarks
         ));
+        model.initialize();
     }
     Ok((model, notes))
 }
@@ -147,6 +151,7 @@ fn start(
         weights: String::new(),
         optim: String::new(),
         optim_check: None,
+        loss_scale: None,
     };
     Ok((model, cfg.optimizer.adam_config().init(), state, notes))
 }
@@ -213,6 +218,10 @@ struct Loop<'a> {
     pool: Option<ShardPool>,
     optim: ModuleOptimizer,
     step: usize,
+    /// f16's loss scale (inactive for the other types).
+    scaler: LossScaler,
+    /// Steps of this epoch skipped because their f16 gradients overflowed.
+    skipped: usize,
 }
 
 /// Steps per epoch: CenterNet's loader drops the last partial batch (`drop_last=True` in
@@ -251,10 +260,15 @@ impl Loop<'_> {
         let mut sum = LossParts::default();
         let mut count = 0usize;
         let mut t_step = Instant::now();
+        let precision = cfg.amp.precision;
+        self.skipped = 0;
         let mut after_step = |this: &mut Self, i: usize, parts: LossParts, images: usize| {
             this.step += 1;
-            count += 1;
-            sum.add(&parts);
+            // A skipped f16 step's loss may be inf: it does not enter the epoch's mean.
+            if parts.is_finite() {
+                count += 1;
+                sum.add(&parts);
+            }
             let secs = t_step.elapsed().as_secs_f64();
             t_step = Instant::now();
             on_event(&Event::Step {
@@ -271,11 +285,16 @@ impl Loop<'_> {
                 for (i, batch) in loader.iter().take(steps).enumerate() {
                     let batch = batch.map_err(load_error)?;
                     let images = batch.input.dims()[0];
-                    let stacks = model.forward_stacks(batch.input.clone());
+                    let stacks = amp::forward_stacks(&model, batch.input.clone(), precision);
                     let (loss, parts) = total_loss(&stacks, &batch, &cfg.loss);
-                    self.check_finite(&parts, epoch)?;
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = self.optim.step(lr, model, grads);
+                    if self.loss_is_finite(&parts, epoch)? {
+                        let loss = self.scaler.scale_loss(loss);
+                        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                        let finite = self.scaler.unscale(&mut grads, &model);
+                        if self.gradients_ok(finite, epoch)? {
+                            model = self.optim.step(lr, model, grads);
+                        }
+                    }
                     after_step(self, i, parts, images);
                 }
             }
@@ -287,9 +306,15 @@ impl Loop<'_> {
                 let loader = loader!(sharder);
                 for (i, shards) in loader.iter().take(steps).enumerate() {
                     let shards = shards.map_err(load_error)?;
-                    let (grads, parts, images) = pool.step(&model, shards, &cfg.loss)?;
-                    self.check_finite(&parts, epoch)?;
-                    model = self.optim.step_multi(lr, model, grads);
+                    let scale = self.scaler.scale();
+                    let (mut grads, parts, images) =
+                        pool.step(&model, shards, &cfg.loss, precision, scale)?;
+                    if self.loss_is_finite(&parts, epoch)? {
+                        let finite = self.scaler.unscale_multi(&mut grads, &model);
+                        if self.gradients_ok(finite, epoch)? {
+                            model = self.optim.step_multi(lr, model, grads);
+                        }
+                    }
                     after_step(self, i, parts, images);
                 }
                 self.pool = Some(pool);
@@ -302,21 +327,49 @@ impl Loop<'_> {
                 model = model.fork(&self.devices[0]);
             }
         }
+        if self.skipped > 0 {
+            on_event(&Event::Notice(format!(
+                "epoch {}: {} of {steps} steps skipped (their f16 gradients overflowed); loss scale now {}",
+                epoch + 1,
+                self.skipped,
+                f64::from(self.scaler.scale())
+            )));
+        }
         Ok((model, sum.scaled(1.0 / count.max(1) as f32)))
     }
 
-    fn check_finite(&self, parts: &LossParts, epoch: usize) -> Result<()> {
+    /// Whether the step's loss is finite. A non-finite loss stops an f32 run; in f16 it is an
+    /// overflow like any other: the step is skipped and the loss scale backs off.
+    fn loss_is_finite(&mut self, parts: &LossParts, epoch: usize) -> Result<bool> {
         if parts.is_finite() {
-            return Ok(());
+            return Ok(true);
         }
-        Err(Error::Training(format!(
-            "non-finite loss at epoch {} step {} ({parts:?}); stopping. The last good checkpoint ({} completed \
+        if !self.scaler.active() {
+            return Err(self.stop(format!("non-finite loss ({parts:?})"), epoch));
+        }
+        self.gradients_ok(false, epoch)
+    }
+
+    /// Records whether the step's gradients were finite (f16's loss scale); `false` skips it.
+    fn gradients_ok(&mut self, finite: bool, epoch: usize) -> Result<bool> {
+        if !finite {
+            self.skipped += 1;
+        }
+        match self.scaler.update(finite) {
+            Ok(()) => Ok(finite),
+            Err(e) => Err(self.stop(e.to_string(), epoch)),
+        }
+    }
+
+    fn stop(&self, why: String, epoch: usize) -> Error {
+        Error::Training(format!(
+            "{why} at epoch {} step {}; stopping. The last good checkpoint ({} completed \
              epochs) is intact in {}; lower the learning rate and --resume",
             epoch + 1,
             self.step + 1,
             epoch,
             self.run.checkpoint_dir().display()
-        )))
+        ))
     }
 }
 
@@ -362,6 +415,15 @@ pub fn train_on(
             devices[i]
         )));
     }
+    let precision = cfg.amp.precision;
+    if let Some(d) = devices
+        .iter()
+        .find(|d| !d.supports_dtype(precision.dtype()))
+    {
+        return Err(Error::Training(format!(
+            "--precision {precision}: the device {d:?} cannot compute in {precision}"
+        )));
+    }
     let run = RunDir::new(out);
     run.create()?;
     let ad = device.clone().autodiff();
@@ -394,14 +456,18 @@ pub fn train_on(
         pool,
         optim,
         step: state.step,
+        scaler: LossScaler::new(cfg.amp, state.loss_scale),
+        skipped: 0,
     };
     for epoch in state.epoch..cfg.epochs {
         let t_epoch = Instant::now();
         let (trained, mean) = lp.epoch(model, epoch, &dataset, on_event)?;
         model = trained;
-        let next = lp
-            .run
-            .save_epoch(&epoch_state(epoch + 1, lp.step), &model, &lp.optim, cfg)?;
+        let state = TrainState {
+            loss_scale: lp.scaler.state(),
+            ..epoch_state(epoch + 1, lp.step)
+        };
+        let next = lp.run.save_epoch(&state, &model, &lp.optim, cfg)?;
         let secs = t_epoch.elapsed().as_secs_f64();
         let val_ap = match &validation {
             Some(v) if v.due(epoch, cfg.epochs) => Some(v.evaluate(&model, cfg, device)?),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use deepmark::backend::BackendKind;
+use deepmark::backend::{BackendKind, Precision};
 use deepmark::codec::Scheme;
 use deepmark::infer::Detector;
 use deepmark::model::Arch;
@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// --batch is the total over all GPUs.
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
+    /// The float type the network computes in: f32, f16 (with a dynamic loss scale), bf16, or
+    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Data-loading threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -119,6 +123,7 @@ impl TrainArgs {
             out: self.out.clone(),
             finetune_category: self.finetune_category.map(|c| c as usize),
             shards: Some(self.devices),
+            precision: Some(self.precision),
         })
     }
 }
@@ -234,8 +239,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     let header = |images: usize, first: usize, steps: usize| {
         format!(
-            "training {arch} on {images} images ({} backend): epochs {first}..{}, {steps} steps per epoch, run dir {}",
+            "training {arch} on {images} images ({} backend{}): epochs {first}..{}, {steps} steps per epoch, run dir {}",
             a.backend,
+            match cfg.amp.precision {
+                Precision::F32 => String::new(),
+                p => format!(", {p} compute, f32 weights"),
+            },
             cfg.epochs,
             plan.out.display()
         )
