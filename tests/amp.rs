@@ -325,3 +325,34 @@ fn a_type_the_device_lacks_is_refused() {
     assert!(err.contains("--precision flex32"), "{err}");
     assert!(!dir.join("run").exists(), "nothing is written");
 }
+
+/// The data-parallel step (`--devices`, two shards here on one device) in f16: each shard's
+/// loss carries the scale, the summed gradients are unscaled once, and the run learns and
+/// saves its scale.
+#[test]
+fn sharded_f16_steps_learn_and_keep_their_scale() {
+    let _seeded = seeded();
+    let dir = common::tempdir("amp-shards");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let mut cfg = config(&json, &images, 6, Precision::F16);
+    cfg.batch = 4;
+    cfg.shards = 2;
+    cfg.amp.init_scale = 1024.0;
+    let run = train(&cfg, &dir.join("run"), &common::flex(), false, &mut |_| {}).unwrap();
+    let rows = &run.rows;
+    let fall = 1.0 - rows[5].loss.total / rows[0].loss.total;
+    println!(
+        "two f16 shards: loss {} → {} ({:.0}% lower)",
+        rows[0].loss.total,
+        rows[5].loss.total,
+        100.0 * fall
+    );
+    assert!(rows.iter().all(|r| r.loss.total.is_finite()));
+    assert!(fall > 0.2, "the sharded f16 run learns: {fall:.3}");
+    let saved = state(&dir.join("run"))
+        .loss_scale
+        .expect("f16 saves its scale");
+    assert_eq!(saved.good_steps, 6, "six good steps at 1024: {saved:?}");
+}
