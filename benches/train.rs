@@ -65,8 +65,8 @@ fn train_step(c: &mut Criterion) {
         }
     };
     let device = devices[0].clone();
-    if !device.supports_dtype(precision.dtype()) {
-        eprintln!("skipping {backend}: it cannot compute in {precision}");
+    if let Err(e) = AmpConfig::new(precision).check_devices(&devices) {
+        eprintln!("skipping {backend}: {e}");
         return;
     }
     let pool = (n_devices > 1).then(|| ShardPool::new(n_devices).expect("shard threads"));

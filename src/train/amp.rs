@@ -18,7 +18,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Precision;
@@ -60,6 +60,20 @@ impl AmpConfig {
     /// Whether gradients go through a dynamic loss scale (f16 only).
     pub fn scaled(&self) -> bool {
         self.precision == Precision::F16
+    }
+
+    /// The first of `devices` that cannot compute in the precision, as an error.
+    pub fn check_devices(&self, devices: &[Device]) -> Result<()> {
+        let precision = self.precision;
+        match devices
+            .iter()
+            .find(|d| !d.supports_dtype(precision.dtype()))
+        {
+            Some(d) => Err(Error::Training(format!(
+                "--precision {precision}: the device {d:?} cannot compute in {precision}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub fn check(&self) -> Result<()> {

@@ -152,8 +152,8 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Forward and backward of one shard on a replica forked onto the shard's device. The loss is
-/// scaled by the shard's share (and f16's loss scale) before the backward pass, so the summed gradients are those of
-/// the weighted mean; the reported parts are scaled the same way.
+/// scaled by the shard's share (and f16's loss scale) before the backward pass, so the summed
+/// gradients are those of the weighted mean; the reported parts are scaled the same way.
 fn run_job(job: Job) -> std::result::Result<Done, String> {
     let device = job.device;
     let replica = job.model.fork(&device);

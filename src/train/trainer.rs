@@ -415,15 +415,7 @@ pub fn train_on(
             devices[i]
         )));
     }
-    let precision = cfg.amp.precision;
-    if let Some(d) = devices
-        .iter()
-        .find(|d| !d.supports_dtype(precision.dtype()))
-    {
-        return Err(Error::Training(format!(
-            "--precision {precision}: the device {d:?} cannot compute in {precision}"
-        )));
-    }
+    cfg.amp.check_devices(devices)?;
     let run = RunDir::new(out);
     run.create()?;
     let ad = device.clone().autodiff();
