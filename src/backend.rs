@@ -97,7 +97,7 @@ impl BackendKind {
         if precision != Precision::F32 || device.settings().float_dtype != FloatDType::F32 {
             device.configure(precision.dtype()).map_err(|e| {
                 Error::Backend(format!(
-                    "--precision {precision} on the {self} backend: {e:?}"
+                    "--precision {precision} on the {self} backend: {e}"
                 ))
             })?;
         }

@@ -1,15 +1,22 @@
 //! `cargo xtask <command> [args…]`: builds the `deepmark` binary in release mode with the
-//! backend feature chosen by `--backend flex|ndarray|wgpu` (default flex) and runs it with the
-//! same arguments. Every command shares one build: the binary's `cli` feature already contains
-//! all backends, so naming one never triggers a rebuild.
+//! backend feature chosen by `--backend flex|ndarray|wgpu|vulkan` (default flex) and runs it
+//! with the same arguments. Every command but `--backend vulkan` shares one build: the binary's
+//! `cli` feature already contains flex, ndarray and wgpu. `vulkan` is a second build (SPIR-V
+//! kernels), against a corrected CubeCL SPIR-V compiler (`spirv_fix`).
 
-use std::path::PathBuf;
+mod spirv_fix;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-const BACKENDS: [&str; 3] = ["flex", "ndarray", "wgpu"];
+const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "vulkan"];
+
+/// The integration tests that run a second time in the vulkan build, where wgpu compiles
+/// SPIR-V: forward parity, `--backend vulkan` end to end, two-device training, the kernel cache.
+const SPIRV_TESTS: [&str; 4] = ["wgpu", "vulkan", "parallel", "kernel_cache"];
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +45,7 @@ fn backend_of(args: &[String]) -> Result<&str> {
         if let Some(v) = value {
             return match BACKENDS.iter().find(|b| **b == v) {
                 Some(b) => Ok(b),
-                None => bail!("unknown backend '{v}' (expected flex, ndarray or wgpu)"),
+                None => bail!("unknown backend '{v}' (expected flex, ndarray, wgpu or vulkan)"),
             };
         }
     }
@@ -52,45 +59,64 @@ fn manifest() -> Result<PathBuf> {
     std::fs::canonicalize(&p).with_context(|| format!("cannot find {}", p.display()))
 }
 
-/// `cargo xtask test`: the project's full check — formatting, clippy with warnings denied,
-/// and every test — all in the release profile shared with the CLI.
+/// `cargo xtask test`: the project's full check, all in the release profile shared with the CLI:
+/// formatting, clippy with warnings denied, every test, and then the tests in `SPIRV_TESTS` again
+/// in the vulkan build (wgpu compiling SPIR-V; lavapipe in CI). Arguments (`--test decode`,
+/// `-- filter`) go to the main test run, and then the vulkan step is left out; `--no-vulkan`
+/// leaves it out of the full check.
 fn test(extra: &[String]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = manifest()?.to_string_lossy().into_owned();
-    let features = "deepmark/cli";
-    let steps: [Vec<&str>; 3] = [
-        vec!["fmt", "--all", "--manifest-path", &manifest, "--check"],
-        vec![
-            "clippy",
-            "--manifest-path",
-            &manifest,
-            "--release",
-            "--workspace",
-            "--all-targets",
-            "--features",
-            features,
-            "--",
-            "-D",
-            "warnings",
-        ],
-        vec![
-            "test",
-            "--manifest-path",
-            &manifest,
-            "--release",
-            "--workspace",
-            "--features",
-            features,
-        ],
+    let manifest = manifest()?;
+    let workspace = manifest.parent().context("the manifest has no directory")?;
+    let manifest = manifest.to_string_lossy().into_owned();
+    let (extra, vulkan): (Vec<String>, bool) = {
+        let kept: Vec<String> = extra
+            .iter()
+            .filter(|a| *a != "--no-vulkan")
+            .cloned()
+            .collect();
+        let vulkan = kept.len() == extra.len() && kept.is_empty();
+        (kept, vulkan)
+    };
+    let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let release = ["--manifest-path", &manifest, "--release"];
+    let mut steps: Vec<Vec<String>> = vec![
+        v(&["fmt", "--all", "--manifest-path", &manifest, "--check"]),
+        [
+            v(&["clippy"]),
+            v(&release),
+            v(&["--workspace", "--all-targets", "--features", "deepmark/cli"]),
+            v(&["--", "-D", "warnings"]),
+        ]
+        .concat(),
+        [
+            v(&["test"]),
+            v(&release),
+            v(&["--workspace", "--features", "deepmark/cli"]),
+            extra,
+        ]
+        .concat(),
     ];
-    for (i, step) in steps.iter().enumerate() {
-        let mut cmd = Command::new(&cargo);
-        cmd.args(step);
-        if i == 2 {
-            cmd.args(extra);
+    if vulkan {
+        let mut step = [
+            v(&["test"]),
+            v(&release),
+            v(&["--package", "deepmark", "--features", "cli,vulkan"]),
+            spirv_fix::cargo_args(workspace)?,
+        ]
+        .concat();
+        for t in SPIRV_TESTS {
+            step.extend(v(&["--test", t]));
         }
+        steps.push(step);
+    }
+    let _lock = spirv_fix::LockGuard::new(workspace);
+    for step in &steps {
         eprintln!("xtask test: cargo {}", step.join(" "));
-        let status = cmd.status().context("cannot run cargo")?;
+        let status = Command::new(&cargo)
+            .args(step)
+            .status()
+            .context("cannot run cargo")?;
         if !status.success() {
             return Ok(ExitCode::from(
                 status.code().unwrap_or(1).clamp(1, 255) as u8
@@ -109,6 +135,12 @@ fn main() -> Result<ExitCode> {
     // Relative paths in the arguments stay relative to where the user stands: point cargo at
     // the manifest instead of changing directory.
     let manifest = manifest()?;
+    let workspace: &Path = manifest.parent().context("the manifest has no directory")?;
+    let patch = match backend {
+        "vulkan" => spirv_fix::cargo_args(workspace)?,
+        _ => vec![],
+    };
+    let _lock = spirv_fix::LockGuard::new(workspace);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .arg("run")
@@ -116,6 +148,7 @@ fn main() -> Result<ExitCode> {
         .arg(&manifest)
         .args(["--release", "--quiet", "--bin", "deepmark", "--features"])
         .arg(format!("cli,{backend}"))
+        .args(&patch)
         .arg("--")
         .args(&cli.args)
         .status()
