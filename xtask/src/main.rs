@@ -15,13 +15,15 @@ use clap::Parser;
 const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "vulkan"];
 
 /// The integration tests that run a second time in the vulkan build, where wgpu compiles
-/// SPIR-V: forward parity, `--backend vulkan` end to end, two-device training, the kernel cache.
-const SPIRV_TESTS: [&str; 4] = ["wgpu", "vulkan", "parallel", "kernel_cache"];
+/// SPIR-V: forward parity (DLA-34 with DCN, ResNet-18), `--backend vulkan` end to end in f32,
+/// f16 and bf16, and the kernel cache. `parallel` (two-device training) passes there too
+/// (369 s on lavapipe in session 11) but stays in the main run only, to keep CI's time.
+const SPIRV_TESTS: [&str; 3] = ["wgpu", "vulkan", "kernel_cache"];
 
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks",
+    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks; `spirv-fix` prints the cargo --config for vulkan builds",
     after_help = "Examples:\n  cargo xtask train                      (the CPU demo on synthetic data)\n  \
                   cargo xtask infer photos/ --weights runs/demo/model.bpk --flip\n  \
                   cargo xtask eval --gt val.json --dt results_keypoints.json --json\n  \
@@ -130,6 +132,18 @@ fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     if cli.args[0] == "test" {
         return test(&cli.args[1..]);
+    }
+    if cli.args[0] == "spirv-fix" {
+        // For cargo commands xtask does not wrap (benches, a carried GPU binary):
+        // `cargo bench --features cli,vulkan --config "$(cargo xtask spirv-fix)"`.
+        let manifest = manifest()?;
+        let workspace = manifest.parent().context("the manifest has no directory")?;
+        match spirv_fix::cargo_args(workspace)?.get(1) {
+            Some(config) => println!("{config}"),
+            // Nothing to patch: an inert setting, so the command line still works.
+            None => println!("env.DEEPMARK_SPIRV_FIX=\"unneeded\""),
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let backend = backend_of(&cli.args)?;
     // Relative paths in the arguments stay relative to where the user stands: point cargo at
