@@ -3,7 +3,7 @@
 # toolchain, so everything is built here: the `deepmark` binary and the train/forward bench
 # binaries, all with the `vulkan` feature and the SPIR-V fix (README, "The SPIR-V fix"). They
 # are stripped and xz-compressed into gpu/. The Vulkan loader's Debian packages go into .gl/,
-# as the device tool's README prescribes. Both folders are ignored by git and are meant for the
+# as the device tool's README prescribes. Both folders are in .gitignore and are meant for the
 # device tool's `carry`. Then, on the device: `bash scripts/gpu_run.sh <step>`.
 #
 # Usage: bash scripts/gpu_pack.sh
@@ -37,7 +37,6 @@ pack deepmark "$CARGO_TARGET_DIR/release/deepmark"
 while read -r name exe; do pack "bench-$name" "$exe"; done <<<"$benches"
 
 if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
-  grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>.git/info/exclude
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   # shellcheck disable=SC2086

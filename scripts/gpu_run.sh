@@ -49,10 +49,11 @@ photo=$(ls datasets/samples/*.jpg | head -n 1)
 case "$step" in
 check)
   (nvidia-smi || true) >"$out/nvidia-smi.txt" 2>&1
-  RUST_LOG=debug CUBECL_DEBUG_LOG="$out/cubecl.log" run 240 infer-vulkan \
+  RUST_LOG=cubecl_wgpu=debug CUBECL_DEBUG_LOG="$out/cubecl.log" run 240 infer-vulkan \
     "$bin/deepmark" infer "$photo" --weights model-weights/demo.bpk --backend vulkan \
     --input-size 512 --out "$out/infer-vulkan"
-  grep -m 3 -i "cmma" "$out/infer-vulkan.log" "$out/cubecl.log" | cut -c1-300
+  grep -A 40 "Supported CMMA sizes" "$out/infer-vulkan.log" | head -n 60 >"$out/cmma.txt"
+  echo "CMMA sizes: $(grep -c "m:" "$out/cmma.txt") (none listed: no VK_KHR_cooperative_matrix)"
   xz -T0 -f "$out/cubecl.log" || true
   run 240 infer-wgpu "$bin/deepmark" infer "$photo" --weights model-weights/demo.bpk \
     --backend wgpu --input-size 512 --out "$out/infer-wgpu"

@@ -2,20 +2,9 @@
 //! what it finds in f32, within what each float type can carry; unsupported requests are
 //! clear errors. Each run is its own process: a device's float type is set once per process.
 
-use std::path::Path;
-
-use deepmark::infer::output::BboxResult;
-
 mod common;
 
-use common::deepmark;
-
-fn boxes(out: &Path) -> Vec<BboxResult> {
-    let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
-    let mut v: Vec<BboxResult> = serde_json::from_str(&text).unwrap();
-    v.sort_by(|a, b| b.score.total_cmp(&a.score));
-    v
-}
+use common::{boxes, deepmark};
 
 #[test]
 fn reduced_precision_finds_what_f32_finds() {
@@ -55,26 +44,7 @@ fn reduced_precision_finds_what_f32_finds() {
     // at most a quarter of that.
     for (precision, score_tol, px_tol) in [("f16", 0.01, 2.0), ("bf16", 0.05, 6.0)] {
         let got = run(precision);
-        let (a, b) = (&reference[0], &got[0]);
-        println!(
-            "{precision}: top score {} vs f32 {}, box {:?} vs {:?}",
-            b.score, a.score, b.bbox, a.bbox
-        );
-        assert_eq!(a.category_id, b.category_id, "{precision}: top category");
-        assert!(
-            (a.score - b.score).abs() <= score_tol,
-            "{precision}: top score {} vs {}",
-            b.score,
-            a.score
-        );
-        for (x, y) in a.bbox.iter().zip(&b.bbox) {
-            assert!(
-                (x - y).abs() <= px_tol,
-                "{precision}: box {:?} vs {:?}",
-                b.bbox,
-                a.bbox
-            );
-        }
+        common::assert_same_detection(precision, &reference[0], &got[0], score_tol, px_tol);
     }
 }
 

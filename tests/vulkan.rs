@@ -6,20 +6,9 @@
 //! with the `vulkan` feature; `cargo xtask test` runs it in that build.
 #![cfg(feature = "vulkan")]
 
-use std::path::Path;
-
-use deepmark::infer::output::BboxResult;
-
 mod common;
 
-use common::deepmark;
-
-fn boxes(out: &Path) -> Vec<BboxResult> {
-    let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
-    let mut v: Vec<BboxResult> = serde_json::from_str(&text).unwrap();
-    v.sort_by(|a, b| b.score.total_cmp(&a.score));
-    v
-}
+use common::{boxes, deepmark};
 
 #[test]
 fn vulkan_finds_what_flex_finds() {
@@ -90,26 +79,9 @@ fn vulkan_finds_what_flex_finds() {
             "vulkan {precision}: {} detections",
             got.len()
         );
-        for (i, (a, b)) in reference.iter().zip(&got).take(3).enumerate() {
-            println!(
-                "vulkan {precision} #{i}: score {} vs flex {}, box {:?} vs {:?}",
-                b.score, a.score, b.bbox, a.bbox
-            );
-            assert_eq!(a.category_id, b.category_id, "{precision} #{i}: category");
-            assert!(
-                (a.score - b.score).abs() <= score_tol,
-                "{precision} #{i}: score {} vs {}",
-                b.score,
-                a.score
-            );
-            for (x, y) in a.bbox.iter().zip(&b.bbox) {
-                assert!(
-                    (x - y).abs() <= px_tol,
-                    "{precision} #{i}: box {:?} vs {:?}",
-                    b.bbox,
-                    a.bbox
-                );
-            }
+        for (i, (want, got)) in reference.iter().zip(&got).take(3).enumerate() {
+            let what = format!("vulkan {precision} #{i}");
+            common::assert_same_detection(&what, want, got, score_tol, px_tol);
         }
     }
 }

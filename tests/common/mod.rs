@@ -144,3 +144,41 @@ pub fn deepmark(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// An `infer --out` folder's box detections, best first.
+pub fn boxes(out: &Path) -> Vec<deepmark::infer::output::BboxResult> {
+    let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
+    let mut v: Vec<deepmark::infer::output::BboxResult> = serde_json::from_str(&text).unwrap();
+    v.sort_by(|a, b| b.score.total_cmp(&a.score));
+    v
+}
+
+/// `got` is the detection `want` is: same category, score within `score_tol`, every box
+/// coordinate within `px_tol` pixels. `what` names the pair in messages.
+pub fn assert_same_detection(
+    what: &str,
+    want: &deepmark::infer::output::BboxResult,
+    got: &deepmark::infer::output::BboxResult,
+    score_tol: f32,
+    px_tol: f32,
+) {
+    println!(
+        "{what}: score {} vs {}, box {:?} vs {:?}",
+        got.score, want.score, got.bbox, want.bbox
+    );
+    assert_eq!(want.category_id, got.category_id, "{what}: category");
+    assert!(
+        (want.score - got.score).abs() <= score_tol,
+        "{what}: score {} vs {}",
+        got.score,
+        want.score
+    );
+    for (x, y) in want.bbox.iter().zip(&got.bbox) {
+        assert!(
+            (x - y).abs() <= px_tol,
+            "{what}: box {:?} vs {:?}",
+            got.bbox,
+            want.bbox
+        );
+    }
+}

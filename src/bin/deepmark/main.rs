@@ -92,6 +92,8 @@ enum Command {
 }
 
 fn main() {
+    // Silent unless RUST_LOG asks: Burn, CubeCL and wgpu log through `log`.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
