@@ -45,4 +45,7 @@ if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
 du -ch gpu/*.xz .gl/*.deb | tail -1
-echo "carry: gpu and .gl (64 MiB in all per call; carry gpu/bench-*.xz in a later call if needed)"
+# The device tool carries at most 64 MiB per call: name the files one call needs, e.g.
+# ["gpu/deepmark.xz", ".gl"] for `check`, then ["gpu/bench-train.xz", ".gl"] for `train`;
+# gpu_run.sh keeps what it unpacked in /tmp/gpu while the machine stays warm.
+echo "carry per call: .gl plus the one gpu/*.xz the step needs (check: deepmark; train: bench-train; forward: bench-forward)"

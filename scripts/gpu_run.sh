@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one step of issue 12's GPU measurements on a lent device (benches/RESULTS.md, "Issue 12"),
-# from the repository root, with gpu/ and .gl/ carried (made by scripts/gpu_pack.sh). Every
+# from the repository root, with .gl/ and the step's gpu/*.xz carried (scripts/gpu_pack.sh). Every
 # command has its own time limit, so a step fits in the device tool's 10 minutes a call. Logs go
 # to $OUT (or ./gpu-out).
 #
@@ -31,6 +31,12 @@ for f in gpu/*.xz; do
   b="$bin/$(basename "$f" .xz)"
   [ -x "$b" ] || { xz -dc "$f" >"$b" && chmod +x "$b"; }
 done
+# The binary each step runs, carried now or unpacked by an earlier call on this machine.
+case "$step" in check) need=deepmark ;; train) need=bench-train ;; forward) need=bench-forward ;; *) need= ;; esac
+if [ -n "$need" ] && [ ! -x "$bin/$need" ]; then
+  echo "gpu_run.sh $step needs gpu/$need.xz carried (made by scripts/gpu_pack.sh)" >&2
+  exit 2
+fi
 export DEEPMARK_KERNEL_CACHE="${DEEPMARK_KERNEL_CACHE:-/tmp/gpu/kernels}"
 
 # run LIMIT_S NAME CMD…: one command, its output in $out/NAME.log, its wall time and exit status
