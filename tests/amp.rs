@@ -24,18 +24,6 @@ use deepmark::train::amp::{self, AmpConfig, LossScaler};
 use deepmark::train::loss::total_loss;
 use deepmark::train::{Event, LossWeights, OptimizerConfig, TrainConfig, TrainState, train};
 
-/// Held by every test here that seeds the device: flex's random stream is one per process and
-/// tests run on parallel threads.
-static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn seeded() -> std::sync::MutexGuard<'static, ()> {
-    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
 /// Every parameter's gradient (concatenated, in visiting order) and the float types found.
 struct Collect<'a> {
     grads: &'a GradientsParams,
@@ -58,7 +46,7 @@ impl ModuleVisitor for Collect<'_> {
                 if !self.dtypes.contains(&g.dtype()) {
                     self.dtypes.push(g.dtype());
                 }
-                self.values.extend(host(g));
+                self.values.extend(common::host(g));
             }
             None => self.missing += 1,
         }
@@ -205,25 +193,12 @@ fn state(run: &Path) -> TrainState {
         .unwrap()
 }
 
-fn weights(path: &Path, device: &Device) -> Vec<f32> {
-    struct All(Vec<f32>);
-    impl ModuleVisitor for All {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(host(param.val()));
-        }
-    }
-    let (m, _) = checkpoint::load(path, device).unwrap();
-    let mut all = All(Vec::new());
-    m.visit(&mut all);
-    all.0
-}
-
 /// An f16 run learns as the f32 run does; started at a scale that overflows, it skips steps
 /// and backs off (and says so); killed and resumed, it ends where an uninterrupted run ends,
 /// which it can only do if the scale came back with the checkpoint.
 #[test]
 fn f16_training_learns_backs_off_and_resumes_with_its_scale() {
-    let _seeded = seeded();
+    let _seeded = common::seeded();
     let dir = common::tempdir("amp-train");
     let Some((json, images)) = common::fixture_subset(8, &dir) else {
         return;
@@ -301,15 +276,10 @@ fn f16_training_learns_backs_off_and_resumes_with_its_scale() {
     let resumed = train(&cfg, &run, &device, true, &mut |_| {}).unwrap();
     assert_eq!(resumed.steps, f16_run.steps);
     assert_eq!(state(&run).loss_scale, Some(saved));
-    let (x, y) = (
-        weights(&resumed.weights, &device),
-        weights(&f16_run.weights, &device),
+    let max_abs = common::max_abs_diff(
+        &common::checkpoint_values(&resumed.weights, &device),
+        &common::checkpoint_values(&f16_run.weights, &device),
     );
-    let max_abs = x
-        .iter()
-        .zip(&y)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f32::max);
     println!("resumed vs uninterrupted: max abs weight difference {max_abs:.2e}");
     assert!(max_abs < 1e-5, "a resumed f16 run drifts: {max_abs}");
 }
@@ -331,7 +301,7 @@ fn a_type_the_device_lacks_is_refused() {
 /// saves its scale.
 #[test]
 fn sharded_f16_steps_learn_and_keep_their_scale() {
-    let _seeded = seeded();
+    let _seeded = common::seeded();
     let dir = common::tempdir("amp-shards");
     let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;

@@ -37,10 +37,9 @@ fn a_second_run_reuses_the_tuned_kernels() {
         eprintln!("skipping: {e}");
         return;
     }
-    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+    let Some(image) = common::shared_data("deepfashion2/kgdet_demo32/image/002092.jpg") else {
         return;
     };
-    let image = gt.parent().unwrap().join("image/002092.jpg");
     let dir = common::tempdir("kernel-cache");
     let cache = dir.join("cache");
     let infer = |out: &str| {

@@ -12,7 +12,6 @@ use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::{Device, Tensor};
-use deepmark::checkpoint;
 use deepmark::codec::{Grouping, Scheme};
 use deepmark::data::augment::AugmentConfig;
 use deepmark::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher, shard_ranges};
@@ -35,20 +34,6 @@ fn model_config() -> CenterNetConfig {
     CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout())
 }
 
-/// Every float of a module (parameters and BatchNorm running statistics), in visiting order.
-#[derive(Default)]
-struct Values(Vec<Vec<f32>>);
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-}
-
-impl ModuleVisitor for Values {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push(host(param.val()));
-    }
-}
-
 /// The summed gradient of every parameter, read off `grads`, in visiting order.
 struct Grads<'a> {
     grads: &'a mut MultiGradientsParams,
@@ -58,7 +43,7 @@ struct Grads<'a> {
 impl ModuleVisitor for Grads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some((g, _)) = self.grads.remove::<D>(param.id) {
-            self.out.push(host(g));
+            self.out.push(common::host(g));
         }
     }
 }
@@ -79,15 +64,6 @@ fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         .zip(b)
         .map(|(x, y)| common::rel_err(x, y))
         .fold(0.0, f64::max)
-}
-
-/// Held by every test here that seeds a device and draws initial weights: a backend's random
-/// stream is one per process, and tests run on parallel threads, so two tests drawing at once
-/// would each get weights that depend on the other's timing.
-static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn seeded() -> std::sync::MutexGuard<'static, ()> {
-    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The test model, the same weights every call (fresh running statistics too).
@@ -114,7 +90,7 @@ fn shard_ranges_are_even_and_cover_the_batch() {
 /// running statistics are the mean of the two shards' updates either way.
 #[test]
 fn two_devices_compute_the_gradients_of_one() {
-    let _seeded = seeded();
+    let _seeded = common::seeded();
     let dir = common::tempdir("parallel-grads");
     let Some(items) = items(&dir, 4) else {
         return;
@@ -130,9 +106,7 @@ fn two_devices_compute_the_gradients_of_one() {
         let m = fresh(&flex);
         let (grads, parts) = shard_gradients(&m, shards(devices), &loss).unwrap();
         deepmark::train::parallel::fold_running_stats(&m);
-        let mut stats = Values::default();
-        m.visit(&mut stats);
-        (summed(&m, grads), parts, stats)
+        (summed(&m, grads), parts, common::module_values(&m))
     };
     let (two, parts_two, stats_two) = run(vec![flex.clone(), ndarray.clone()]);
     let (one, parts_one, stats_one) = run(vec![flex.clone()]);
@@ -140,7 +114,7 @@ fn two_devices_compute_the_gradients_of_one() {
     println!("gradients, flex+ndarray vs flex: max relative error {e:.2e}");
     assert!(e < 1e-3, "gradients differ: {e:.3e}");
     assert!((parts_two.total - parts_one.total).abs() <= 1e-4 * parts_one.total.abs());
-    let e = max_rel(&stats_two.0, &stats_one.0);
+    let e = max_rel(&stats_two, &stats_one);
     assert!(e < 1e-4, "weights and running statistics differ: {e:.3e}");
 
     // By hand: each shard's loss on its own (BatchNorm on its own images), × ½, summed.
@@ -205,7 +179,7 @@ fn config(json: &Path, images: &Path, shards: usize) -> TrainConfig {
 /// saved BatchNorm statistics agree too. An odd split is refused before anything is written.
 #[test]
 fn a_run_on_two_devices_equals_one_on_one_device() {
-    let _seeded = seeded();
+    let _seeded = common::seeded();
     let dir = common::tempdir("parallel-run");
     let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
@@ -237,18 +211,10 @@ fn a_run_on_two_devices_equals_one_on_one_device() {
         );
         assert!(d < 1e-3, "epoch {} losses differ by {d:.3e}", x.epoch);
     }
-    let values = |w: &Path| {
-        let (m, _) = checkpoint::load(w, &flex).unwrap();
-        let mut v = Values::default();
-        m.visit(&mut v);
-        v.0.into_iter().flatten().collect::<Vec<f32>>()
-    };
-    let (va, vb) = (values(&a.weights), values(&b.weights));
-    let max_abs = va
-        .iter()
-        .zip(&vb)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
+    let max_abs = common::max_abs_diff(
+        &common::checkpoint_values(&a.weights, &flex),
+        &common::checkpoint_values(&b.weights, &flex),
+    );
     println!("weights: max abs difference {max_abs:.2e}");
     // Two Adam steps of 1e-3 move a weight by at most ~2e-3; rounding may flip where a
     // gradient is ~0, nothing more.
@@ -285,7 +251,7 @@ fn a_run_on_two_devices_equals_one_on_one_device() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn two_wgpu_devices_compute_the_gradients_of_one() {
-    let _seeded = seeded();
+    let _seeded = common::seeded();
     use burn::tensor::DeviceKind;
     if let Err(e) = deepmark::backend::BackendKind::Wgpu.device() {
         if std::env::var_os("DEEPMARK_REQUIRE_WGPU").is_some() {

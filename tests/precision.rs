@@ -4,38 +4,18 @@
 
 mod common;
 
-use common::{boxes, deepmark};
+use common::deepmark;
 
 #[test]
 fn reduced_precision_finds_what_f32_finds() {
-    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+    let Some(image) = common::shared_data("deepfashion2/kgdet_demo32/image/002092.jpg") else {
         return;
     };
-    let image = gt.parent().unwrap().join("image/002092.jpg");
     let dir = common::tempdir("precision");
     let run = |precision: &str| {
-        let out = dir.join(precision);
-        let o = deepmark(&[
-            "infer",
-            image.to_str().unwrap(),
-            "--weights",
-            "model-weights/demo.bpk",
-            "--input-size",
-            "128",
-            "--threshold",
-            "0.05",
-            "--generic",
-            "--precision",
-            precision,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            o.status.success(),
-            "{precision}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        boxes(&out)
+        let extra = ["--generic", "--precision", precision];
+        common::demo_boxes(&image, &dir.join(precision), &extra)
+            .unwrap_or_else(|e| panic!("{precision}: {e}"))
     };
     let reference = run("f32");
     assert!(!reference.is_empty(), "the demo detector finds something");

@@ -8,8 +8,6 @@
 
 mod common;
 
-use common::{boxes, deepmark};
-
 #[test]
 fn vulkan_finds_what_flex_finds() {
     if let Err(e) = deepmark::backend::BackendKind::Vulkan.device() {
@@ -19,38 +17,24 @@ fn vulkan_finds_what_flex_finds() {
         eprintln!("skipping: {e}");
         return;
     }
-    let Some(gt) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+    let Some(image) = common::shared_data("deepfashion2/kgdet_demo32/image/002092.jpg") else {
         return;
     };
-    let image = gt.parent().unwrap().join("image/002092.jpg");
     let dir = common::tempdir("vulkan");
     // One kernel cache for the vulkan runs: the f16 run tunes only what f32 did not.
     let cache = dir.join("kernels");
+    let cache = cache.to_str().unwrap();
     let run = |backend: &str, precision: &str| {
         let out = dir.join(format!("{backend}-{precision}"));
-        let o = deepmark(&[
-            "infer",
-            image.to_str().unwrap(),
-            "--weights",
-            "model-weights/demo.bpk",
-            "--input-size",
-            "128",
-            "--threshold",
-            "0.05",
+        let extra = [
             "--backend",
             backend,
             "--precision",
             precision,
             "--kernel-cache",
-            cache.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        if o.status.success() {
-            Ok(boxes(&out))
-        } else {
-            Err(String::from_utf8_lossy(&o.stderr).into_owned())
-        }
+            cache,
+        ];
+        common::demo_boxes(&image, &out, &extra)
     };
     let reference = run("flex", "f32").unwrap();
     assert!(reference.len() >= 3, "the demo detector finds something");

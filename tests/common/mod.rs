@@ -145,12 +145,34 @@ pub fn deepmark(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// An `infer --out` folder's box detections, best first.
-pub fn boxes(out: &Path) -> Vec<deepmark::infer::output::BboxResult> {
+/// The demo detector's box detections on `image` at 128×128 (score ≥ 0.05), best first, from
+/// `deepmark infer … --out out` plus `extra` arguments; its stderr when it fails.
+pub fn demo_boxes(
+    image: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Result<Vec<deepmark::infer::output::BboxResult>, String> {
+    let mut args = vec![
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        "model-weights/demo.bpk",
+        "--input-size",
+        "128",
+        "--threshold",
+        "0.05",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = deepmark(&args);
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
     let text = std::fs::read_to_string(out.join("results_bbox.json")).unwrap();
     let mut v: Vec<deepmark::infer::output::BboxResult> = serde_json::from_str(&text).unwrap();
     v.sort_by(|a, b| b.score.total_cmp(&a.score));
-    v
+    Ok(v)
 }
 
 /// `got` is the detection `want` is: same category, score within `score_tol`, every box
@@ -181,4 +203,48 @@ pub fn assert_same_detection(
             want.bbox
         );
     }
+}
+
+/// Held by every test of a binary that seeds a device and draws initial weights: a backend's
+/// random stream is one per process and tests run on parallel threads, so two tests drawing at
+/// once would each get weights that depend on the other's timing.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn seeded() -> std::sync::MutexGuard<'static, ()> {
+    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tensor's values on the host, as f32.
+pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// Every float of a model (parameters and BatchNorm running statistics), one list per tensor
+/// in visiting order.
+pub fn module_values(model: &deepmark::model::CenterNet) -> Vec<Vec<f32>> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    struct Values(Vec<Vec<f32>>);
+    impl ModuleVisitor for Values {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(host(param.val()));
+        }
+    }
+    let mut v = Values(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// [`module_values`] of a saved checkpoint, concatenated.
+pub fn checkpoint_values(weights: &Path, device: &Device) -> Vec<f32> {
+    let (model, _) = deepmark::checkpoint::load(weights, device).unwrap();
+    module_values(&model).concat()
+}
+
+/// The largest absolute difference of two equally long lists.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "the same values");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
