@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::AdamConfig;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use deepmark::backend::{BackendKind, Precision};
 use deepmark::codec::Grouping;
@@ -30,7 +30,7 @@ use deepmark::data::augment::AugmentConfig;
 use deepmark::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
 use deepmark::data::synth::{SynthConfig, generate};
 use deepmark::model::{Arch, CenterNetConfig};
-use deepmark::train::amp::{self, AmpConfig, LossScaler};
+use deepmark::train::amp::{self, AmpConfig, AmpSteps};
 use deepmark::train::loss::{LossWeights, total_loss};
 use deepmark::train::parallel::ShardPool;
 
@@ -106,7 +106,7 @@ fn train_step(c: &mut Criterion) {
         let config = CenterNetConfig::new(arch, scheme.layout());
         let mut model = Some(config.init(&device));
         let mut optim = AdamConfig::new().init();
-        let mut scaler = LossScaler::new(AmpConfig::new(precision), None);
+        let mut amp = AmpSteps::new(AmpConfig::new(precision), None);
         device.memory_cleanup();
         let mut devs = if n_devices > 1 {
             format!("x{n_devices}dev")
@@ -124,34 +124,23 @@ fn train_step(c: &mut Criterion) {
             bench.iter(|| {
                 let m = model.take().expect("model");
                 if let Some(pool) = &pool {
-                    let (mut grads, parts, _) = pool
+                    let (grads, parts, _) = pool
                         .step(
                             &m,
                             shards.clone(),
                             &LossWeights::default(),
                             precision,
-                            scaler.scale(),
+                            amp.scaler().scale(),
                         )
                         .expect("data-parallel step");
-                    let finite = scaler.unscale_multi(&mut grads, &m);
-                    scaler.update(finite).expect("loss scale");
-                    model = Some(if finite {
-                        optim.step_multi(1e-4, m, grads)
-                    } else {
-                        m
-                    });
+                    let m = amp.step_multi(&mut optim, 1e-4, m, grads, parts.is_finite());
+                    model = Some(m.expect("mixed-precision step"));
                     return parts.total;
                 }
                 let stacks = amp::forward_stacks(&m, b.input.clone(), precision);
                 let (loss, parts) = total_loss(&stacks, &b, &LossWeights::default());
-                let mut grads = GradientsParams::from_grads(scaler.scale_loss(loss).backward(), &m);
-                let finite = scaler.unscale(&mut grads, &m);
-                scaler.update(finite).expect("loss scale");
-                model = Some(if finite {
-                    optim.step(1e-4, m, grads)
-                } else {
-                    m
-                });
+                let m = amp.step(&mut optim, 1e-4, m, loss, parts.is_finite());
+                model = Some(m.expect("mixed-precision step"));
                 parts.total
             })
         });

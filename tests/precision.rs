@@ -49,10 +49,6 @@ fn unsupported_precisions_are_clear_errors() {
         "--precision flex32 on the flex backend",
     );
     refused(
-        &[&infer[..], &["--precision", "f16", "--refine", "nowhere"]].concat(),
-        "applies to the detector only",
-    );
-    refused(
         &["infer", "x.jpg", "--precision", "f8"],
         "unknown precision 'f8'",
     );

@@ -5,8 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use common::{flex, shared_data, tempdir};
+use deepmark::backend::Precision;
 use deepmark::codec::Detection;
 use deepmark::data::deepfashion2::{Sample, load_coco};
 use deepmark::garment::category;
@@ -17,6 +18,7 @@ use deepmark::refine::errors::{ErrorRates, synthesize};
 use deepmark::refine::net::{integral, refiner_loss};
 use deepmark::refine::train::{RefineEvent, RefinerTrainConfig, train_refiners};
 use deepmark::refine::{RefinerArch, RefinerConfig, RefinerSet};
+use deepmark::train::amp::AmpConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -373,4 +375,74 @@ fn a_refiner_trains_on_wgpu() {
         t.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `train-refiner --precision`: the refiner computes in bf16 (flex has it) and learns about as
+/// the f32 run of the same data does; f16 steps run under their loss scale; the saved weights
+/// are the f32 master weights either way.
+#[test]
+fn a_refiner_trains_in_reduced_precision_with_f32_weights() {
+    let Some((samples, images)) = fixture() else {
+        return;
+    };
+    let device = flex();
+    let run = |precision: Precision, epochs: usize| {
+        let dir = tempdir(&format!("refiner-{precision}"));
+        let mut cfg = RefinerTrainConfig::posefix(RefinerArch::Res18Slim, [64, 64], epochs);
+        cfg.batch = 7;
+        cfg.optimizer.lr = 2e-3;
+        cfg.amp = AmpConfig::new(precision);
+        let mut losses = Vec::new();
+        train_refiners(
+            &cfg,
+            &[1],
+            &samples,
+            &images,
+            &[],
+            &dir,
+            &device,
+            false,
+            &mut |e| {
+                if let RefineEvent::Epoch { loss, skipped, .. } = e {
+                    losses.push((loss.total(), *skipped));
+                }
+            },
+        )
+        .unwrap();
+        let (model, _) = deepmark::checkpoint::load_module(
+            &dir.join("short_sleeved_shirt.bpk"),
+            "refiner config",
+            |c: &RefinerConfig| Ok(c.init(&device)),
+        )
+        .unwrap();
+        let dtypes = common::module_dtypes(&model);
+        assert!(
+            dtypes.iter().all(|&d| d == DType::F32),
+            "{precision}: saved weights {dtypes:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        losses
+    };
+    let mean = |l: &[(f32, usize)]| l.iter().map(|x| x.0).sum::<f32>() / l.len() as f32;
+    let f32_run = run(Precision::F32, 8);
+    let bf16_run = run(Precision::Bf16, 8);
+    let (first, last) = (mean(&bf16_run[..3]), mean(&bf16_run[5..]));
+    assert!(
+        last < 0.9 * first,
+        "bf16 loss {first} → {last}: {bf16_run:?}"
+    );
+    let f32_last = mean(&f32_run[5..]);
+    assert!(
+        (last - f32_last).abs() < 0.15 * f32_last,
+        "bf16 ends at {last}, f32 at {f32_last}: {bf16_run:?} vs {f32_run:?}"
+    );
+    assert!(
+        bf16_run.iter().all(|&(_, s)| s == 0),
+        "bf16 has no loss scale"
+    );
+    let f16_run = run(Precision::F16, 2);
+    assert!(
+        f16_run.iter().all(|&(l, _)| l.is_finite()) && f16_run[1].0 < f16_run[0].0,
+        "f16 epoch losses {f16_run:?}"
+    );
 }

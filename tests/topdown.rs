@@ -7,13 +7,17 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{DType, FloatDType};
 use common::{deepmark, flex, shared_data, tempdir};
+use deepmark::backend::Precision;
 use deepmark::codec::Detection;
 use deepmark::codec::scheme::Scheme;
 use deepmark::data::deepfashion2::{Sample, load_coco};
 use deepmark::garment::category;
+use deepmark::refine::data::RefineAugment;
 use deepmark::topdown::train::{TopDownEvent, TopDownTrainConfig, train_model_set};
 use deepmark::topdown::{Combine, CpnArch, CpnConfig, Served, TopDownSet};
+use deepmark::train::amp::AmpConfig;
 use image::RgbImage;
 
 fn fixture() -> Option<(Vec<Sample>, PathBuf, PathBuf)> {
@@ -330,6 +334,8 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
             "--category",
             category,
             "--no-augment",
+            "--precision",
+            "bf16",
             "--out",
             &p("set"),
         ])
@@ -342,6 +348,13 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
         text.contains("2 models in") && text.contains("from "),
         "{text}"
     );
+    // The set records how it was trained: bf16 compute (f32 weights).
+    let trained_in = |index: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(index)).unwrap()).unwrap();
+        v["train"]["amp"]["precision"].clone()
+    };
+    assert_eq!(trained_in("set/topdown.json"), "bf16");
     let o = train("nine");
     assert!(
         !o.status.success() && err(&o).contains("'nine'"),
@@ -393,10 +406,13 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
         "1",
         "--batch",
         "8",
+        "--precision",
+        "bf16",
         "--out",
         &p("ref"),
     ]);
     assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(trained_in("ref/refiners.json"), "bf16");
     let image = images.join("002092.jpg");
     let topdown = format!("topdown:{}", p("set"));
     let o = deepmark(&[
@@ -416,6 +432,41 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
         &p("infer"),
     ]);
     assert!(o.status.success(), "{}", err(&o));
+    // The same with every network of the pipeline (detector, CPN, refiner) computing in bf16:
+    // the same garments, each with finite landmarks.
+    let o = deepmark(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--input-size",
+        "128",
+        "--threshold",
+        "0",
+        "--landmarks",
+        &topdown,
+        "--refine",
+        &p("ref"),
+        "--precision",
+        "bf16",
+        "--out",
+        &p("infer-bf16"),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let keypoints = |run: &str| {
+        let text = std::fs::read_to_string(dir.join(run).join("results_keypoints.json")).unwrap();
+        let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        v.iter()
+            .map(|r| {
+                let k: Vec<f64> = serde_json::from_value(r["keypoints"].clone()).unwrap();
+                assert!(k.iter().all(|x| x.is_finite()), "{run}: {r}");
+                r["category_id"].as_u64().unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (f32_kp, bf16_kp) = (keypoints("infer"), keypoints("infer-bf16"));
+    assert!(!f32_kp.is_empty());
+    assert_eq!(f32_kp.len(), bf16_kp.len(), "{f32_kp:?} vs {bf16_kp:?}");
     let o = deepmark(&[
         "eval",
         "--weights",
@@ -543,4 +594,127 @@ fn a_model_set_trains_on_wgpu() {
     assert!(index.models[0].final_loss.is_finite());
     eprintln!("wgpu: two epochs {:.1} s", t.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `train-topdown --precision`: CPN computes in bf16 (flex has it) and learns about as the f32
+/// run of the same data does; f16 steps run under their loss scale; the saved weights are the
+/// f32 master weights either way.
+#[test]
+fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
+    let Some((samples, images, _)) = fixture() else {
+        return;
+    };
+    let device = flex();
+    let run = |precision: Precision, epochs: usize| {
+        let dir = tempdir(&format!("topdown-{precision}"));
+        let mut cfg =
+            TopDownTrainConfig::cpn(CpnArch::CpnRes18Slim, Scheme::Agg81, [64, 64], epochs);
+        cfg.batch = 8;
+        cfg.optimizer.lr = 2e-3;
+        cfg.augment = RefineAugment::NONE;
+        cfg.amp = AmpConfig::new(precision);
+        let mut losses = Vec::new();
+        train_model_set(
+            &cfg,
+            &[None],
+            None,
+            &samples,
+            &images,
+            &dir,
+            &device,
+            false,
+            &mut |e| {
+                if let TopDownEvent::Epoch { loss, skipped, .. } = e {
+                    losses.push((loss.total(), *skipped));
+                }
+            },
+        )
+        .unwrap();
+        let (model, _) = deepmark::checkpoint::load_module(
+            &dir.join("universal.bpk"),
+            "top-down model config",
+            |c: &CpnConfig| Ok(c.init(&device)),
+        )
+        .unwrap();
+        let dtypes = common::module_dtypes(&model);
+        assert!(
+            dtypes.iter().all(|&d| d == DType::F32),
+            "{precision}: saved weights {dtypes:?}"
+        );
+        if precision == Precision::F32 {
+            estimates_agree_in_reduced_precision(&dir, &samples, &images);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        losses
+    };
+    let f32_run = run(Precision::F32, 6);
+    let bf16_run = run(Precision::Bf16, 6);
+    let (first, last) = (bf16_run[0].0, bf16_run[5].0);
+    assert!(
+        last < 0.7 * first,
+        "bf16 loss {first} → {last}: {bf16_run:?}"
+    );
+    let f32_last = f32_run[5].0;
+    assert!(
+        (last - f32_last).abs() < 0.2 * f32_last,
+        "bf16 ends at {last}, f32 at {f32_last}: {bf16_run:?} vs {f32_run:?}"
+    );
+    assert!(
+        bf16_run.iter().all(|&(_, s)| s == 0),
+        "bf16 has no loss scale"
+    );
+    let f16_run = run(Precision::F16, 2);
+    assert!(
+        f16_run.iter().all(|&(l, _)| l.is_finite()) && f16_run[1].0 < 0.8 * f16_run[0].0,
+        "f16 epoch losses {f16_run:?}"
+    );
+}
+
+/// The trained set in `dir` estimates in f16 and bf16 (`infer --precision`) where it does in
+/// f32, on the fixtures' garments.
+fn estimates_agree_in_reduced_precision(dir: &Path, samples: &[Sample], images: &Path) {
+    let device = flex();
+    let estimate = |dtype: Option<FloatDType>| {
+        let mut set = TopDownSet::load(dir, &device).unwrap();
+        if let Some(d) = dtype {
+            set.set_float_dtype(d);
+        }
+        let mut all = Vec::new();
+        for sample in &samples[..4] {
+            let img = deepmark::io::open_rgb(&images.join(&sample.file_name)).unwrap();
+            let garments: Vec<(usize, [f32; 4])> = sample
+                .items
+                .iter()
+                .map(|i| (i.category_id, i.bbox))
+                .collect();
+            all.extend(set.estimate(&img, &garments).unwrap());
+        }
+        all
+    };
+    let want = estimate(None);
+    // A landmark whose heatmap is still flat after six epochs can jump to another near-equal
+    // peak, so the bound is on the median; the peak values are bounded everywhere.
+    for (dtype, median_px, peak_tol) in
+        [(FloatDType::F16, 1.0, 0.01), (FloatDType::BF16, 5.0, 0.05)]
+    {
+        let got = estimate(Some(dtype));
+        let (mut dist, mut peak) = (Vec::new(), 0.0f32);
+        for (w, g) in want.iter().zip(&got) {
+            for (a, b) in w.as_ref().unwrap().iter().zip(g.as_ref().unwrap()) {
+                dist.push((a[0] - b[0]).hypot(a[1] - b[1]));
+                peak = peak.max((a[2] - b[2]).abs());
+            }
+        }
+        dist.sort_by(f32::total_cmp);
+        let q = |f: f64| dist[((dist.len() - 1) as f64 * f) as usize];
+        let what = format!(
+            "{dtype:?}: {} landmarks, median {} p90 {} max {} px from f32's, peaks within {peak}",
+            dist.len(),
+            q(0.5),
+            q(0.9),
+            q(1.0)
+        );
+        eprintln!("{what}");
+        assert!(q(0.5) <= median_px && peak <= peak_tol, "{what}");
+    }
 }

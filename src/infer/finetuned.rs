@@ -90,6 +90,14 @@ impl FineTunedSet {
         Ok(FineTunedSet { models })
     }
 
+    /// Runs every fine-tuned detector in `dtype` (`infer --precision`; see
+    /// [`Detector::set_float_dtype`]).
+    pub fn set_float_dtype(&mut self, dtype: burn::tensor::FloatDType) {
+        for (det, _) in self.models.iter_mut().flatten() {
+            det.set_float_dtype(dtype);
+        }
+    }
+
     /// Category ids with a fine-tuned model.
     pub fn categories(&self) -> Vec<usize> {
         (1..=NUM_CATEGORIES)

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::garment::{NUM_CATEGORIES, category};
 use crate::infer::output::{DetectionRecord, update_landmarks};
 use crate::io::read_json;
+use crate::model::cast::cast_module;
 
 /// The index of a refiner folder (`refiners.json`): what was trained, on what, with which
 /// settings (kept as JSON so that a folder explains itself).
@@ -59,6 +60,8 @@ pub struct RefinerSet {
     pub min_score: f32,
     /// Crops per forward pass.
     pub batch: usize,
+    /// The float type the refiners compute in ([`set_float_dtype`](Self::set_float_dtype)).
+    dtype: FloatDType,
 }
 
 impl RefinerSet {
@@ -101,7 +104,17 @@ impl RefinerSet {
             flip: true,
             min_score: 0.05,
             batch: 16,
+            dtype: FloatDType::F32,
         })
+    }
+
+    /// Runs every refiner in `dtype` (`infer --precision`): weights cast, crops cast on the way
+    /// in, heatmaps read back as f32.
+    pub fn set_float_dtype(&mut self, dtype: FloatDType) {
+        for (m, _) in self.refiners.iter_mut().flatten() {
+            *m = cast_module(m.clone(), dtype);
+        }
+        self.dtype = dtype;
     }
 
     /// Category ids with a refiner.
@@ -146,9 +159,11 @@ impl RefinerSet {
                 let x = Tensor::<4>::from_data(
                     TensorData::new(input, [crops.len(), 3 + j, h, w]),
                     &self.device,
-                );
+                )
+                .cast(self.dtype);
                 let logits = model
                     .forward(x)
+                    .cast(FloatDType::F32)
                     .into_data()
                     .try_into_vec::<f32>()
                     .map_err(|e| {

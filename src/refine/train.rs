@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use serde::{Deserialize, Serialize};
 
 use super::apply::{RefinerEntry, RefinerIndex, index_path};
@@ -18,6 +17,7 @@ use super::config::{RefinerArch, RefinerConfig};
 use super::data::{RefineAugment, RefineBatcher, RefineDataset};
 use super::errors::ErrorRates;
 use super::net::{RefinerLoss, refiner_loss};
+use crate::backend::Precision;
 use crate::checkpoint::{save_module, verify};
 use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
@@ -25,6 +25,8 @@ use crate::garment::category;
 use crate::infer::output::DetectionRecord;
 use crate::io::{create_dir_all, read_json, write_json};
 use crate::train::OptimizerConfig;
+use crate::train::amp::{self, AmpConfig, AmpSteps};
+use crate::train::trainer::steps_per_epoch;
 
 /// How the refiners are trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +41,10 @@ pub struct RefinerTrainConfig {
     pub errors: ErrorRates,
     pub seed: u64,
     pub workers: usize,
+    /// The float type the network computes in (`--precision`) and f16's loss scale; the
+    /// weights Adam updates stay f32.
+    #[serde(default)]
+    pub amp: AmpConfig,
 }
 
 impl RefinerTrainConfig {
@@ -58,6 +64,7 @@ impl RefinerTrainConfig {
             errors: ErrorRates::default(),
             seed: 1,
             workers: 2,
+            amp: AmpConfig::default(),
         }
     }
 }
@@ -77,6 +84,8 @@ pub enum RefineEvent {
         epoch: usize,
         epochs: usize,
         loss: RefinerLoss,
+        /// Steps skipped because their f16 gradients overflowed.
+        skipped: usize,
         secs: f64,
     },
     /// A category was not trained (no garments, or done before a resume).
@@ -104,6 +113,8 @@ pub fn train_refiners(
     if cfg.batch == 0 || cfg.epochs == 0 {
         return Err(Error::Invalid("batch and epochs must be positive".into()));
     }
+    cfg.amp.check()?;
+    cfg.amp.check_devices(std::slice::from_ref(device))?;
     create_dir_all(out)?;
     let mut index = if resume && index_path(out).is_file() {
         read_json(&index_path(out), "refiner index")?
@@ -189,8 +200,12 @@ fn train_one(
     let ad = device.clone().autodiff();
     let mut model = rcfg.init(&ad);
     let mut optim = cfg.optimizer.adam_config().init();
+    let mut steps = AmpSteps::new(cfg.amp, None);
+    let precision = cfg.amp.precision;
     let id = rcfg.category_id;
-    let steps_per_epoch = dataset.garments().div_ceil(cfg.batch);
+    // The last partial batch is dropped (as the detector's trainer does): every step has the
+    // same shapes, so a GPU's tuned kernels serve every step.
+    let steps_per_epoch = steps_per_epoch(dataset.garments(), cfg.batch);
     on_event(&RefineEvent::Start {
         category_id: id,
         garments: dataset.garments(),
@@ -209,22 +224,33 @@ fn train_one(
             .build(dataset.clone());
         let lr = cfg.optimizer.lr_at(epoch);
         let (mut sum, mut n) = (RefinerLoss::default(), 0usize);
-        for batch in loader.iter() {
+        for batch in loader.iter().take(steps_per_epoch) {
             let batch =
                 batch.map_err(|e| Error::Training(format!("loading a refiner batch: {e}")))?;
-            let logits = model.forward(batch.input);
+            let logits = if precision == Precision::F32 {
+                model.forward(batch.input)
+            } else {
+                let dtype = precision.dtype();
+                amp::compute_copy(&model, dtype)
+                    .forward(batch.input.cast(dtype))
+                    .cast(FloatDType::F32)
+            };
             let (loss, parts) = refiner_loss(logits, batch.target, batch.xy, batch.valid);
-            if !parts.total().is_finite() {
-                return Err(Error::Training(format!(
-                    "non-finite refiner loss for category {id} at epoch {} ({parts:?}); lower the learning rate",
-                    epoch + 1
-                )));
+            let finite = parts.total().is_finite();
+            model = steps
+                .step(&mut optim, lr, model, loss, finite)
+                .map_err(|e| {
+                    Error::Training(format!(
+                        "refiner for category {id}: {e} ({parts:?}) at epoch {}; lower the learning rate",
+                        epoch + 1
+                    ))
+                })?;
+            // A skipped f16 step's loss may be inf: it does not enter the epoch's mean.
+            if finite {
+                sum.ce += parts.ce;
+                sum.l1 += parts.l1;
+                n += 1;
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            sum.ce += parts.ce;
-            sum.l1 += parts.l1;
-            n += 1;
         }
         last = RefinerLoss {
             ce: sum.ce / n.max(1) as f32,
@@ -235,6 +261,7 @@ fn train_one(
             epoch,
             epochs: cfg.epochs,
             loss: last,
+            skipped: steps.take_skipped(),
             secs: t0.elapsed().as_secs_f64(),
         });
     }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,7 @@ use crate::codec::grouping::Grouping;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_CATEGORIES, category};
 use crate::io::read_json;
+use crate::model::cast::cast_module;
 use crate::refine::codec::{CropJitter, crop_pixels, crop_transform};
 
 /// The index of a model-set folder (`topdown.json`).
@@ -87,6 +88,8 @@ pub struct TopDownSet {
     pub min_score: f32,
     /// Crops per forward pass.
     pub batch: usize,
+    /// The float type the networks compute in ([`set_float_dtype`](Self::set_float_dtype)).
+    dtype: FloatDType,
 }
 
 impl TopDownSet {
@@ -125,6 +128,7 @@ impl TopDownSet {
             flip: true,
             min_score: 0.05,
             batch: 16,
+            dtype: FloatDType::F32,
         };
         for (model, cfg) in list {
             cfg.check()?;
@@ -151,6 +155,19 @@ impl TopDownSet {
         }
         self.fine_tuned.iter_mut().for_each(|m| *m = None);
         Ok(())
+    }
+
+    /// Runs every model in `dtype` (`infer --precision`): weights cast, crops cast on the way
+    /// in, heatmaps read back as f32.
+    pub fn set_float_dtype(&mut self, dtype: FloatDType) {
+        let models = self
+            .fine_tuned
+            .iter_mut()
+            .chain(std::iter::once(&mut self.universal));
+        for m in models.flatten() {
+            m.model = cast_module(m.model.clone(), dtype);
+        }
+        self.dtype = dtype;
     }
 
     /// Which model serves category `id` (`None`: no model does).
@@ -205,10 +222,12 @@ impl TopDownSet {
                 let x = Tensor::<4>::from_data(
                     TensorData::new(input, [crops.len(), 3, h, w]),
                     &self.device,
-                );
+                )
+                .cast(self.dtype);
                 let maps = m
                     .model
                     .heatmaps(x)
+                    .cast(FloatDType::F32)
                     .into_data()
                     .try_into_vec::<f32>()
                     .map_err(|e| Error::Backend(format!("reading the top-down heatmaps: {e:?}")))?;

@@ -29,12 +29,13 @@ pub fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
         return x;
     }
     let [oh, ow] = size;
-    let device = x.device();
+    let (device, dtype) = (x.device(), x.dtype());
     let weights = |n: usize, out: usize| {
         Tensor::<2>::from_data(
             TensorData::new(interpolation_matrix(n, out), [n, out]),
             &device,
         )
+        .cast(dtype)
     };
     // Rows: (B·C·h, w) × (w, ow), then columns: (B·C·ow, h) × (h, oh).
     let x = x.reshape([b * c * h, w]).matmul(weights(w, ow));

@@ -9,15 +9,15 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use serde::{Deserialize, Serialize};
 
 use super::apply::{ModelEntry, ModelSetIndex, index_path};
 use super::config::{CpnArch, CpnConfig};
 use super::data::{TopDownBatcher, TopDownDataset};
 use super::loss::{CpnLoss, cpn_loss};
-use super::net::Cpn;
+use super::net::{Cpn, CpnOutput};
+use crate::backend::Precision;
 use crate::checkpoint::{load_module, save_module, verify};
 use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
@@ -27,6 +27,8 @@ use crate::io::{create_dir_all, read_json, write_json};
 use crate::model::sync::SyncRunningStats;
 use crate::refine::data::RefineAugment;
 use crate::train::OptimizerConfig;
+use crate::train::amp::{self, AmpConfig, AmpSteps};
+use crate::train::trainer::steps_per_epoch;
 
 /// How the models of a set are trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,10 @@ pub struct TopDownTrainConfig {
     pub augment: RefineAugment,
     pub seed: u64,
     pub workers: usize,
+    /// The float type the network computes in (`--precision`) and f16's loss scale; the
+    /// weights Adam updates stay f32.
+    #[serde(default)]
+    pub amp: AmpConfig,
 }
 
 impl TopDownTrainConfig {
@@ -74,6 +80,7 @@ impl TopDownTrainConfig {
             },
             seed: 1,
             workers: 2,
+            amp: AmpConfig::default(),
         }
     }
 
@@ -103,6 +110,8 @@ pub enum TopDownEvent {
         epoch: usize,
         epochs: usize,
         loss: CpnLoss,
+        /// Steps skipped because their f16 gradients overflowed.
+        skipped: usize,
         secs: f64,
     },
     Skipped {
@@ -142,6 +151,8 @@ pub fn train_model_set(
     if cfg.batch == 0 || cfg.epochs == 0 || cfg.finetune_epochs == 0 {
         return Err(Error::Invalid("batch and epochs must be positive".into()));
     }
+    cfg.amp.check()?;
+    cfg.amp.check_devices(std::slice::from_ref(device))?;
     let base = CpnConfig::new(cfg.arch, cfg.scheme, cfg.input)?;
     create_dir_all(out)?;
     let mut index = if index_path(out).is_file() {
@@ -286,11 +297,16 @@ fn train_one(
         None => mcfg.init(&ad),
     };
     let mut optim = cfg.optimizer.adam_config().init();
+    let mut steps = AmpSteps::new(cfg.amp, None);
+    let precision = cfg.amp.precision;
     let target = mcfg.category_id;
+    // The last partial batch is dropped (as the detector's trainer does): every step has the
+    // same shapes, so a GPU's tuned kernels serve every step.
+    let per_epoch = steps_per_epoch(dataset.garments(), cfg.batch);
     on_event(&TopDownEvent::Start {
         category_id: target,
         garments: dataset.garments(),
-        steps_per_epoch: dataset.garments().div_ceil(cfg.batch),
+        steps_per_epoch: per_epoch,
         init: init.map(Path::to_path_buf),
     });
     let mut last = CpnLoss::default();
@@ -305,16 +321,27 @@ fn train_one(
             .build(dataset.clone());
         let lr = TopDownTrainConfig::lr_at(lr0, epoch, epochs);
         let (mut sum, mut n) = (CpnLoss::default(), 0usize);
-        for batch in loader.iter() {
+        for batch in loader.iter().take(per_epoch) {
             let batch =
                 batch.map_err(|e| Error::Training(format!("loading a top-down batch: {e}")))?;
-            let out = model.forward(batch.input);
+            let out = forward_in(&model, batch.input, precision);
             let (loss, parts) = cpn_loss(&out, &batch.targets, mcfg.ohkm)?;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            sum.global += parts.global;
-            sum.refine += parts.refine;
-            n += 1;
+            let finite = parts.total().is_finite();
+            model = steps
+                .step(&mut optim, lr, model, loss, finite)
+                .map_err(|e| {
+                    Error::Training(format!(
+                        "top-down model {}: {e} ({parts:?}) at epoch {}; lower the learning rate",
+                        weights_name(target),
+                        epoch + 1
+                    ))
+                })?;
+            // A skipped f16 step's loss may be inf: it does not enter the epoch's mean.
+            if finite {
+                sum.global += parts.global;
+                sum.refine += parts.refine;
+                n += 1;
+            }
         }
         last = CpnLoss {
             global: sum.global / n.max(1) as f32,
@@ -325,8 +352,27 @@ fn train_one(
             epoch,
             epochs,
             loss: last,
+            skipped: steps.take_skipped(),
             secs: t0.elapsed().as_secs_f64(),
         });
     }
     Ok((model, last))
+}
+
+/// CPN's outputs for `input`, computed in `precision` (through [`amp::compute_copy`]) and
+/// returned in f32 for the loss.
+fn forward_in(model: &Cpn, input: burn::tensor::Tensor<4>, precision: Precision) -> CpnOutput {
+    if precision == Precision::F32 {
+        return model.forward(input);
+    }
+    let dtype = precision.dtype();
+    let out = amp::compute_copy(model, dtype).forward(input.cast(dtype));
+    CpnOutput {
+        global: out
+            .global
+            .into_iter()
+            .map(|g| g.cast(FloatDType::F32))
+            .collect(),
+        refine: out.refine.cast(FloatDType::F32),
+    }
 }

@@ -17,7 +17,7 @@
 //!   exponent range and train without a scale, as PyTorch recommends for bfloat16.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::optim::{GradientsParams, MultiGradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -120,8 +120,10 @@ impl ModuleMapper for ComputeCast {
 
 /// The network with its trainable weights cast to `dtype` inside the autodiff graph (the
 /// gradients of a forward pass through the copy arrive on `model`'s f32 weights). The copy
-/// shares `model`'s BatchNorm layers and running statistics.
-pub fn compute_copy(model: &CenterNet, dtype: FloatDType) -> CenterNet {
+/// shares `model`'s BatchNorm layers and running statistics. Any network whose BatchNorm
+/// layers go through [`norm`](crate::model::layers::norm) trains this way (CenterNet, CPN,
+/// PoseFix's refiner).
+pub fn compute_copy<M: Module>(model: &M, dtype: FloatDType) -> M {
     model.clone().map(&mut ComputeCast {
         dtype,
         in_batch_norm: Vec::new(),
@@ -205,7 +207,7 @@ impl LossScaler {
 
     /// Divides every gradient by the scale and tells whether all of them are finite (one read
     /// from the device per call). Without a scale there is nothing to divide or check: `true`.
-    pub fn unscale(&self, grads: &mut GradientsParams, model: &CenterNet) -> bool {
+    pub fn unscale<M: Module>(&self, grads: &mut GradientsParams, model: &M) -> bool {
         if !self.active() {
             return true;
         }
@@ -223,7 +225,7 @@ impl LossScaler {
     }
 
     /// [`unscale`](Self::unscale) for every device's gradients of a data-parallel step.
-    pub fn unscale_multi(&self, grads: &mut MultiGradientsParams, model: &CenterNet) -> bool {
+    pub fn unscale_multi<M: Module>(&self, grads: &mut MultiGradientsParams, model: &M) -> bool {
         let mut finite = true;
         for (g, _) in &mut grads.grads {
             finite &= self.unscale(g, model);
@@ -257,6 +259,109 @@ impl LossScaler {
             )));
         }
         Ok(())
+    }
+}
+
+/// The per-step decisions of mixed-precision training, in one place for every trainer (the
+/// detector's, single-device and data-parallel; CPN's; the refiner's; the train bench):
+///
+/// - a non-finite loss stops an f32, bf16 or flex32 run; in f16 it is an overflow like any
+///   other: the step is skipped and the loss scale backs off;
+/// - f16 multiplies the loss by the scale before the backward pass, divides the gradients
+///   after, and skips the step when any gradient overflowed ([`LossScaler`]);
+/// - [`MAX_SKIPS_IN_A_ROW`] skipped steps in a row stop the run.
+///
+/// A stop is an [`Error::Training`] that says why; the caller adds where (epoch, step, what
+/// is intact).
+#[derive(Debug, Clone)]
+pub struct AmpSteps {
+    scaler: LossScaler,
+    /// Steps skipped since the last [`take_skipped`](Self::take_skipped).
+    skipped: usize,
+}
+
+impl AmpSteps {
+    /// At the configured start, or where a resumed run left its loss scale.
+    pub fn new(config: AmpConfig, resumed: Option<LossScale>) -> Self {
+        AmpSteps {
+            scaler: LossScaler::new(config, resumed),
+            skipped: 0,
+        }
+    }
+
+    pub fn scaler(&self) -> &LossScaler {
+        &self.scaler
+    }
+
+    /// Steps skipped (f16 overflow) since the last call.
+    pub fn take_skipped(&mut self) -> usize {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Whether a step whose loss is (`true`) or is not finite goes on to its backward pass.
+    pub fn loss_ok(&mut self, finite: bool) -> Result<bool> {
+        if finite {
+            return Ok(true);
+        }
+        if !self.scaler.active() {
+            return Err(Error::Training("non-finite loss".into()));
+        }
+        self.gradients_ok(false)
+    }
+
+    /// Records whether a step's gradients were finite; `false` means the step is skipped.
+    pub fn gradients_ok(&mut self, finite: bool) -> Result<bool> {
+        if !finite {
+            self.skipped += 1;
+        }
+        self.scaler.update(finite)?;
+        Ok(finite)
+    }
+
+    /// One optimizer step of `model` from `loss`, the f32 loss of a forward pass (through
+    /// [`compute_copy`] in reduced precision) on the autodiff device; `loss_finite` is whether
+    /// the loss read back to the host was finite. Returns `model`, updated unless the step was
+    /// skipped.
+    pub fn step<M: Module>(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        model: M,
+        loss: Tensor<1>,
+        loss_finite: bool,
+    ) -> Result<M> {
+        if !self.loss_ok(loss_finite)? {
+            return Ok(model);
+        }
+        let loss = self.scaler.scale_loss(loss);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let finite = self.scaler.unscale(&mut grads, &model);
+        Ok(if self.gradients_ok(finite)? {
+            optim.step(lr, model, grads)
+        } else {
+            model
+        })
+    }
+
+    /// [`step`](Self::step) of a data-parallel step, from every device's gradients of the
+    /// loss times [`LossScaler::scale`].
+    pub fn step_multi<M: Module>(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        model: M,
+        mut grads: MultiGradientsParams,
+        loss_finite: bool,
+    ) -> Result<M> {
+        if !self.loss_ok(loss_finite)? {
+            return Ok(model);
+        }
+        let finite = self.scaler.unscale_multi(&mut grads, &model);
+        Ok(if self.gradients_ok(finite)? {
+            optim.step_multi(lr, model, grads)
+        } else {
+            model
+        })
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
-use super::amp::{self, LossScaler};
+use super::amp::{self, AmpSteps};
 use super::config::{TrainConfig, Validation};
 use super::loss::{LossParts, total_loss};
 use super::parallel::{ShardPool, fold_running_stats};
@@ -218,10 +218,8 @@ struct Loop<'a> {
     pool: Option<ShardPool>,
     optim: ModuleOptimizer,
     step: usize,
-    /// f16's loss scale (inactive for the other types).
-    scaler: LossScaler,
-    /// Steps of this epoch skipped because their f16 gradients overflowed.
-    skipped: usize,
+    /// Mixed precision's step decisions and f16's loss scale.
+    amp: AmpSteps,
 }
 
 /// Steps per epoch: CenterNet's loader drops the last partial batch (`drop_last=True` in
@@ -261,7 +259,6 @@ impl Loop<'_> {
         let mut count = 0usize;
         let mut t_step = Instant::now();
         let precision = cfg.amp.precision;
-        self.skipped = 0;
         let mut after_step = |this: &mut Self, i: usize, parts: LossParts, images: usize| {
             this.step += 1;
             // A skipped f16 step's loss may be inf: it does not enter the epoch's mean.
@@ -287,14 +284,10 @@ impl Loop<'_> {
                     let images = batch.input.dims()[0];
                     let stacks = amp::forward_stacks(&model, batch.input.clone(), precision);
                     let (loss, parts) = total_loss(&stacks, &batch, &cfg.loss);
-                    if self.loss_is_finite(&parts, epoch)? {
-                        let loss = self.scaler.scale_loss(loss);
-                        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-                        let finite = self.scaler.unscale(&mut grads, &model);
-                        if self.gradients_ok(finite, epoch)? {
-                            model = self.optim.step(lr, model, grads);
-                        }
-                    }
+                    model = self
+                        .amp
+                        .step(&mut self.optim, lr, model, loss, parts.is_finite())
+                        .map_err(|e| self.stop(format!("{e} (loss parts {parts:?})"), epoch))?;
                     after_step(self, i, parts, images);
                 }
             }
@@ -306,15 +299,13 @@ impl Loop<'_> {
                 let loader = loader!(sharder);
                 for (i, shards) in loader.iter().take(steps).enumerate() {
                     let shards = shards.map_err(load_error)?;
-                    let scale = self.scaler.scale();
-                    let (mut grads, parts, images) =
+                    let scale = self.amp.scaler().scale();
+                    let (grads, parts, images) =
                         pool.step(&model, shards, &cfg.loss, precision, scale)?;
-                    if self.loss_is_finite(&parts, epoch)? {
-                        let finite = self.scaler.unscale_multi(&mut grads, &model);
-                        if self.gradients_ok(finite, epoch)? {
-                            model = self.optim.step_multi(lr, model, grads);
-                        }
-                    }
+                    model = self
+                        .amp
+                        .step_multi(&mut self.optim, lr, model, grads, parts.is_finite())
+                        .map_err(|e| self.stop(format!("{e} (loss parts {parts:?})"), epoch))?;
                     after_step(self, i, parts, images);
                 }
                 self.pool = Some(pool);
@@ -327,40 +318,19 @@ impl Loop<'_> {
                 model = model.fork(&self.devices[0]);
             }
         }
-        if self.skipped > 0 {
+        let skipped = self.amp.take_skipped();
+        if skipped > 0 {
             on_event(&Event::Notice(format!(
-                "epoch {}: {} of {steps} steps skipped (their f16 gradients overflowed); loss scale now {}",
+                "epoch {}: {skipped} of {steps} steps skipped (their f16 gradients overflowed); loss scale now {}",
                 epoch + 1,
-                self.skipped,
-                f64::from(self.scaler.scale())
+                f64::from(self.amp.scaler().scale())
             )));
         }
         Ok((model, sum.scaled(1.0 / count.max(1) as f32)))
     }
 
-    /// Whether the step's loss is finite. A non-finite loss stops an f32 run; in f16 it is an
-    /// overflow like any other: the step is skipped and the loss scale backs off.
-    fn loss_is_finite(&mut self, parts: &LossParts, epoch: usize) -> Result<bool> {
-        if parts.is_finite() {
-            return Ok(true);
-        }
-        if !self.scaler.active() {
-            return Err(self.stop(format!("non-finite loss ({parts:?})"), epoch));
-        }
-        self.gradients_ok(false, epoch)
-    }
-
-    /// Records whether the step's gradients were finite (f16's loss scale); `false` skips it.
-    fn gradients_ok(&mut self, finite: bool, epoch: usize) -> Result<bool> {
-        if !finite {
-            self.skipped += 1;
-        }
-        match self.scaler.update(finite) {
-            Ok(()) => Ok(finite),
-            Err(e) => Err(self.stop(e.to_string(), epoch)),
-        }
-    }
-
+    /// `why` (a non-finite loss, or f16 gradients that kept overflowing) with where it
+    /// happened and what is intact.
     fn stop(&self, why: String, epoch: usize) -> Error {
         Error::Training(format!(
             "{why} at epoch {} step {}; stopping. The last good checkpoint ({} completed \
@@ -448,15 +418,14 @@ pub fn train_on(
         pool,
         optim,
         step: state.step,
-        scaler: LossScaler::new(cfg.amp, state.loss_scale),
-        skipped: 0,
+        amp: AmpSteps::new(cfg.amp, state.loss_scale),
     };
     for epoch in state.epoch..cfg.epochs {
         let t_epoch = Instant::now();
         let (trained, mean) = lp.epoch(model, epoch, &dataset, on_event)?;
         model = trained;
         let state = TrainState {
-            loss_scale: lp.scaler.state(),
+            loss_scale: lp.amp.scaler().state(),
             ..epoch_state(epoch + 1, lp.step)
         };
         let next = lp.run.save_epoch(&state, &model, &lp.optim, cfg)?;

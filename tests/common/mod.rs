@@ -221,8 +221,8 @@ pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 /// Every float of a model (parameters and BatchNorm running statistics), one list per tensor
 /// in visiting order.
-pub fn module_values(model: &deepmark::model::CenterNet) -> Vec<Vec<f32>> {
-    use burn::module::{Module, ModuleVisitor, Param};
+pub fn module_values<M: burn::module::Module>(model: &M) -> Vec<Vec<f32>> {
+    use burn::module::{ModuleVisitor, Param};
     struct Values(Vec<Vec<f32>>);
     impl ModuleVisitor for Values {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -230,6 +230,20 @@ pub fn module_values(model: &deepmark::model::CenterNet) -> Vec<Vec<f32>> {
         }
     }
     let mut v = Values(Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// The float type of every float parameter and buffer of `model`, in visiting order.
+pub fn module_dtypes<M: burn::module::Module>(model: &M) -> Vec<burn::tensor::DType> {
+    use burn::module::{ModuleVisitor, Param};
+    struct Types(Vec<burn::tensor::DType>);
+    impl ModuleVisitor for Types {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.val().dtype());
+        }
+    }
+    let mut v = Types(Vec::new());
     model.visit(&mut v);
     v.0
 }

@@ -38,6 +38,14 @@ pub fn say(bar: Option<&indicatif::ProgressBar>, line: &str) {
     }
 }
 
+/// What an epoch line adds when f16 steps were skipped (their gradients overflowed).
+pub fn skipped_note(skipped: usize) -> String {
+    match skipped {
+        0 => String::new(),
+        n => format!(" ({n} f16 steps skipped: gradients overflowed, loss scale backed off)"),
+    }
+}
+
 /// `--images`, or `image/` beside the annotations.
 pub fn images_or_default(images: &Option<PathBuf>, data: &Path) -> PathBuf {
     images
@@ -52,9 +60,9 @@ pub struct DetectorFlags {
     /// flex (default), ndarray, wgpu or vulkan.
     #[arg(long, default_value = "flex")]
     pub backend: BackendKind,
-    /// Float type of the network: f32 (default), f16, bf16, or flex32 where the backend has
-    /// it. Reduced precision runs Burn's generic operations (not the fast CPU form); heads are
-    /// decoded in f32.
+    /// Float type of the network, and of the --refine and --landmarks models: f32 (default),
+    /// f16, bf16, or flex32 where the backend has it. Reduced precision runs Burn's generic
+    /// operations (not the fast CPU form); heads and heatmaps are decoded in f32.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// Network input side [default: the weights' training size, else 512].
@@ -131,15 +139,10 @@ impl DetectorFlags {
     /// Applies the flags to a detector made on [`device`](Self::device) (checking the input
     /// size).
     pub fn apply(&self, mut det: Detector) -> Result<Detector> {
-        if self.precision != Precision::F32 {
-            if self.refine.is_some() || !matches!(self.landmarks, Landmarks::CenterNet) {
-                anyhow::bail!(
-                    "--precision {} applies to the detector only; --refine and --landmarks \
-                     centernet:/topdown: run in f32 (leave --precision out to combine them)",
-                    self.precision
-                );
-            }
-            det.set_float_dtype(self.precision.dtype());
+        let dtype = self.precision.dtype();
+        let reduced = self.precision != Precision::F32;
+        if reduced {
+            det.set_float_dtype(dtype);
         }
         if let Some(s) = self.input_size {
             det.options.input_size = s;
@@ -161,6 +164,9 @@ impl DetectorFlags {
         match &self.landmarks {
             Landmarks::TopDown(dir) => {
                 let mut set = deepmark::topdown::TopDownSet::load(dir, &det.device)?;
+                if reduced {
+                    set.set_float_dtype(dtype);
+                }
                 if self.landmarks_average {
                     set.combine = deepmark::topdown::Combine::Average;
                 }
@@ -170,13 +176,19 @@ impl DetectorFlags {
                 anyhow::bail!("--landmarks-average needs --landmarks topdown:<dir>")
             }
             Landmarks::FineTuned(dir) => {
-                let set = deepmark::infer::finetuned::FineTunedSet::load(dir, &det.device)?;
+                let mut set = deepmark::infer::finetuned::FineTunedSet::load(dir, &det.device)?;
+                if reduced {
+                    set.set_float_dtype(dtype);
+                }
                 det.fine_tuned = Some(std::sync::Arc::new(set));
             }
             Landmarks::CenterNet => {}
         }
         if let Some(dir) = &self.refine {
-            let set = deepmark::refine::RefinerSet::load(dir, &det.device)?;
+            let mut set = deepmark::refine::RefinerSet::load(dir, &det.device)?;
+            if reduced {
+                set.set_float_dtype(dtype);
+            }
             det.refiner = Some(std::sync::Arc::new(set));
         }
         det.check_input_size()?;

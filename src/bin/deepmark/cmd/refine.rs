@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use deepmark::backend::BackendKind;
+use deepmark::backend::{BackendKind, Precision};
 use deepmark::data::deepfashion2::load_coco;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::landmark_quality;
@@ -20,6 +20,7 @@ use deepmark::refine::config::parse_input_size;
 use deepmark::refine::errors::{ErrorRates, synthesize};
 use deepmark::refine::train::{RefineEvent, RefinerTrainConfig, train_refiners};
 use deepmark::refine::{RefinerArch, RefinerSet};
+use deepmark::train::amp::AmpConfig;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -169,6 +170,10 @@ pub struct TrainRefinerArgs {
     pub workers: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The float type the network computes in: f32, f16 (with a dynamic loss scale), bf16, or
+    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 fn parse_categories(s: &str) -> Result<Vec<usize>> {
@@ -192,6 +197,7 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
     cfg.batch = a.batch;
     cfg.workers = a.workers;
     cfg.seed = a.seed;
+    cfg.amp = AmpConfig::new(a.precision);
     if let Some(lr) = a.lr {
         cfg.optimizer.lr = lr;
     }
@@ -237,18 +243,20 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
                 epoch,
                 epochs,
                 loss,
+                skipped,
                 secs,
             } => {
                 bar.set_position(*epoch as u64 + 1);
-                if (epoch + 1) % 10 == 0 || epoch + 1 == *epochs || *epoch == 0 {
+                if (epoch + 1) % 10 == 0 || epoch + 1 == *epochs || *epoch == 0 || *skipped > 0 {
                     crate::ui::say(
                         Some(&bar),
                         &format!(
-                            "  category {category_id} epoch {}/{epochs}: loss {:.4} (ce {:.4}, l1 {:.4}) {secs:.1}s",
+                            "  category {category_id} epoch {}/{epochs}: loss {:.4} (ce {:.4}, l1 {:.4}) {secs:.1}s{}",
                             epoch + 1,
                             loss.total(),
                             loss.ce,
-                            loss.l1
+                            loss.l1,
+                            crate::ui::skipped_note(*skipped)
                         ),
                     );
                 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use deepmark::backend::BackendKind;
+use deepmark::backend::{BackendKind, Precision};
 use deepmark::codec::scheme::Scheme;
 use deepmark::data::deepfashion2::{Sample, load_coco};
 use deepmark::eval::coco::GroundTruth;
@@ -18,8 +18,9 @@ use deepmark::io::JsonArrayWriter;
 use deepmark::refine::config::parse_input_size;
 use deepmark::topdown::train::{TopDownEvent, TopDownTrainConfig, train_model_set, weights_name};
 use deepmark::topdown::{CpnArch, Served, TopDownSet};
+use deepmark::train::amp::AmpConfig;
 
-use crate::ui::{images_or_default, progress_bar, say, tick};
+use crate::ui::{images_or_default, progress_bar, say, skipped_note, tick};
 
 #[derive(Args, Debug)]
 pub struct TrainTopDownArgs {
@@ -77,6 +78,10 @@ pub struct TrainTopDownArgs {
     pub workers: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The float type the network computes in: f32, f16 (with a dynamic loss scale), bf16, or
+    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// `--category` → the models to train, universal first.
@@ -112,6 +117,7 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     cfg.batch = a.batch;
     cfg.workers = a.workers;
     cfg.seed = a.seed;
+    cfg.amp = AmpConfig::new(a.precision);
     if let Some(e) = a.finetune_epochs {
         cfg.finetune_epochs = e;
     }
@@ -168,20 +174,22 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
                 epoch,
                 epochs,
                 loss,
+                skipped,
                 secs,
             } => {
                 bar.set_length(*epochs as u64);
                 bar.set_position(*epoch as u64 + 1);
-                if (epoch + 1) % 10 == 0 || epoch + 1 == *epochs || *epoch == 0 {
+                if (epoch + 1) % 10 == 0 || epoch + 1 == *epochs || *epoch == 0 || *skipped > 0 {
                     say(
                         Some(&bar),
                         &format!(
-                            "  {} epoch {}/{epochs}: loss {:.5} (global {:.5}, refine {:.5}) {secs:.1}s",
+                            "  {} epoch {}/{epochs}: loss {:.5} (global {:.5}, refine {:.5}) {secs:.1}s{}",
                             model_name(*category_id),
                             epoch + 1,
                             loss.total(),
                             loss.global,
-                            loss.refine
+                            loss.refine,
+                            skipped_note(*skipped)
                         ),
                     );
                 }
