@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use common::{flex, shared_data, tempdir};
 use deepmark::backend::Precision;
 use deepmark::codec::Detection;
@@ -409,16 +409,10 @@ fn a_refiner_trains_in_reduced_precision_with_f32_weights() {
             },
         )
         .unwrap();
-        let (model, _) = deepmark::checkpoint::load_module(
+        common::assert_saved_in_f32(
             &dir.join("short_sleeved_shirt.bpk"),
-            "refiner config",
+            &precision.to_string(),
             |c: &RefinerConfig| Ok(c.init(&device)),
-        )
-        .unwrap();
-        let dtypes = common::module_dtypes(&model);
-        assert!(
-            dtypes.iter().all(|&d| d == DType::F32),
-            "{precision}: saved weights {dtypes:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
         losses

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, FloatDType};
+use burn::tensor::FloatDType;
 use common::{deepmark, flex, shared_data, tempdir};
 use deepmark::backend::Precision;
 use deepmark::codec::Detection;
@@ -415,44 +415,31 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
     assert_eq!(trained_in("ref/refiners.json"), "bf16");
     let image = images.join("002092.jpg");
     let topdown = format!("topdown:{}", p("set"));
-    let o = deepmark(&[
-        "infer",
-        image.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        "--input-size",
-        "128",
-        "--threshold",
-        "0",
-        "--landmarks",
-        &topdown,
-        "--refine",
-        &p("ref"),
-        "--out",
-        &p("infer"),
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
+    let infer = |precision: &str, out: &str| {
+        let o = deepmark(&[
+            "infer",
+            image.to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            "--input-size",
+            "128",
+            "--threshold",
+            "0",
+            "--landmarks",
+            &topdown,
+            "--refine",
+            &p("ref"),
+            "--precision",
+            precision,
+            "--out",
+            &p(out),
+        ]);
+        assert!(o.status.success(), "{precision}: {}", err(&o));
+    };
+    infer("f32", "infer");
     // The same with every network of the pipeline (detector, CPN, refiner) computing in bf16:
     // the same garments, each with finite landmarks.
-    let o = deepmark(&[
-        "infer",
-        image.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        "--input-size",
-        "128",
-        "--threshold",
-        "0",
-        "--landmarks",
-        &topdown,
-        "--refine",
-        &p("ref"),
-        "--precision",
-        "bf16",
-        "--out",
-        &p("infer-bf16"),
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
+    infer("bf16", "infer-bf16");
     let keypoints = |run: &str| {
         let text = std::fs::read_to_string(dir.join(run).join("results_keypoints.json")).unwrap();
         let v: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
@@ -630,16 +617,10 @@ fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
             },
         )
         .unwrap();
-        let (model, _) = deepmark::checkpoint::load_module(
+        common::assert_saved_in_f32(
             &dir.join("universal.bpk"),
-            "top-down model config",
+            &precision.to_string(),
             |c: &CpnConfig| Ok(c.init(&device)),
-        )
-        .unwrap();
-        let dtypes = common::module_dtypes(&model);
-        assert!(
-            dtypes.iter().all(|&d| d == DType::F32),
-            "{precision}: saved weights {dtypes:?}"
         );
         if precision == Precision::F32 {
             estimates_agree_in_reduced_precision(&dir, &samples, &images);

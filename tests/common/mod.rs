@@ -248,6 +248,25 @@ pub fn module_dtypes<M: burn::module::Module>(model: &M) -> Vec<burn::tensor::DT
     v.0
 }
 
+/// Loads the module saved at `weights` (its config built by `init`) and asserts that every
+/// float in it is f32: mixed-precision training saves its f32 master weights. `what` names the
+/// run in the message.
+pub fn assert_saved_in_f32<M, C>(
+    weights: &Path,
+    what: &str,
+    init: impl FnOnce(&C) -> deepmark::error::Result<M>,
+) where
+    M: burn::store::ModuleSnapshot,
+    C: serde::de::DeserializeOwned,
+{
+    let (model, _) = deepmark::checkpoint::load_module(weights, "config", init).unwrap();
+    let dtypes = module_dtypes(&model);
+    assert!(
+        dtypes.iter().all(|&d| d == burn::tensor::DType::F32),
+        "{what}: saved weights {dtypes:?}"
+    );
+}
+
 /// [`module_values`] of a saved checkpoint, concatenated.
 pub fn checkpoint_values(weights: &Path, device: &Device) -> Vec<f32> {
     let (model, _) = deepmark::checkpoint::load(weights, device).unwrap();
