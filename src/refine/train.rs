@@ -17,7 +17,6 @@ use super::config::{RefinerArch, RefinerConfig};
 use super::data::{RefineAugment, RefineBatcher, RefineDataset};
 use super::errors::ErrorRates;
 use super::net::{RefinerLoss, refiner_loss};
-use crate::backend::Precision;
 use crate::checkpoint::{save_module, verify};
 use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
@@ -227,14 +226,13 @@ fn train_one(
         for batch in loader.iter().take(steps_per_epoch) {
             let batch =
                 batch.map_err(|e| Error::Training(format!("loading a refiner batch: {e}")))?;
-            let logits = if precision == Precision::F32 {
-                model.forward(batch.input)
-            } else {
-                let dtype = precision.dtype();
-                amp::compute_copy(&model, dtype)
-                    .forward(batch.input.cast(dtype))
-                    .cast(FloatDType::F32)
-            };
+            let logits = amp::forward_in(
+                &model,
+                batch.input,
+                precision,
+                |m, x| m.forward(x),
+                |t| t.cast(FloatDType::F32),
+            );
             let (loss, parts) = refiner_loss(logits, batch.target, batch.xy, batch.valid);
             let finite = parts.total().is_finite();
             model = steps

@@ -359,20 +359,20 @@ fn train_one(
     Ok((model, last))
 }
 
-/// CPN's outputs for `input`, computed in `precision` (through [`amp::compute_copy`]) and
-/// returned in f32 for the loss.
+/// CPN's outputs for `input`, computed in `precision` and returned in f32 for the loss.
 fn forward_in(model: &Cpn, input: burn::tensor::Tensor<4>, precision: Precision) -> CpnOutput {
-    if precision == Precision::F32 {
-        return model.forward(input);
-    }
-    let dtype = precision.dtype();
-    let out = amp::compute_copy(model, dtype).forward(input.cast(dtype));
-    CpnOutput {
-        global: out
-            .global
-            .into_iter()
-            .map(|g| g.cast(FloatDType::F32))
-            .collect(),
-        refine: out.refine.cast(FloatDType::F32),
-    }
+    amp::forward_in(
+        model,
+        input,
+        precision,
+        |m, x| m.forward(x),
+        |out| CpnOutput {
+            global: out
+                .global
+                .into_iter()
+                .map(|g| g.cast(FloatDType::F32))
+                .collect(),
+            refine: out.refine.cast(FloatDType::F32),
+        },
+    )
 }

@@ -130,6 +130,23 @@ pub fn compute_copy<M: Module>(model: &M, dtype: FloatDType) -> M {
     })
 }
 
+/// `forward` of `model` on `input`, computed in `precision`: in f32 the plain pass; else the
+/// pass of the [`compute_copy`] on the input cast to the compute type, its outputs brought back
+/// to f32 (for the loss) by `to_f32`. Every trainer's forward pass goes through here.
+pub fn forward_in<M: Module, O>(
+    model: &M,
+    input: Tensor<4>,
+    precision: Precision,
+    forward: impl FnOnce(&M, Tensor<4>) -> O,
+    to_f32: impl FnOnce(O) -> O,
+) -> O {
+    if precision == Precision::F32 {
+        return forward(model, input);
+    }
+    let dtype = precision.dtype();
+    to_f32(forward(&compute_copy(model, dtype), input.cast(dtype)))
+}
+
 /// Every stack's heads for `input`, computed in `precision` and returned in f32 (for the
 /// loss). f32 is the plain forward pass.
 pub fn forward_stacks(
@@ -137,15 +154,18 @@ pub fn forward_stacks(
     input: Tensor<4>,
     precision: Precision,
 ) -> Vec<HeadOutputs> {
-    if precision == Precision::F32 {
-        return model.forward_stacks(input);
-    }
-    let dtype = precision.dtype();
-    compute_copy(model, dtype)
-        .forward_stacks(input.cast(dtype))
-        .into_iter()
-        .map(|heads| HeadOutputs::from_array(heads.into_array().map(|t| t.cast(FloatDType::F32))))
-        .collect()
+    forward_in(
+        model,
+        input,
+        precision,
+        |m, x| m.forward_stacks(x),
+        |stacks| {
+            stacks
+                .into_iter()
+                .map(|h| HeadOutputs::from_array(h.into_array().map(|t| t.cast(FloatDType::F32))))
+                .collect()
+        },
+    )
 }
 
 /// Where f16's dynamic loss scale stands (saved with each checkpoint, so a resumed run goes on
@@ -299,7 +319,7 @@ impl AmpSteps {
     }
 
     /// Whether a step whose loss is (`true`) or is not finite goes on to its backward pass.
-    pub fn loss_ok(&mut self, finite: bool) -> Result<bool> {
+    fn loss_ok(&mut self, finite: bool) -> Result<bool> {
         if finite {
             return Ok(true);
         }
@@ -310,7 +330,7 @@ impl AmpSteps {
     }
 
     /// Records whether a step's gradients were finite; `false` means the step is skipped.
-    pub fn gradients_ok(&mut self, finite: bool) -> Result<bool> {
+    fn gradients_ok(&mut self, finite: bool) -> Result<bool> {
         if !finite {
             self.skipped += 1;
         }
