@@ -5,10 +5,9 @@
 //!
 //! Prints one line per detection: category, score, box and the number of landmarks.
 
-use anyhow::Result;
-use deepmark::infer::{Detector, DetectorOptions};
+use deepmark::infer::Detector;
 
-fn main() -> Result<()> {
+fn main() -> deepmark::Result<()> {
     let mut args = std::env::args().skip(1);
     let weights = args
         .next()
@@ -19,11 +18,8 @@ fn main() -> Result<()> {
     // The caller picks the device: here the pure-Rust CPU backend.
     let device = burn::tensor::Device::flex();
     let mut detector = Detector::from_weights(weights.as_ref(), &device)?;
-    detector.options = DetectorOptions {
-        flip: true,
-        threshold: 0.1,
-        ..detector.options
-    };
+    detector.options.flip = true;
+    detector.options.threshold = 0.1;
     let img = deepmark::io::open_rgb(image.as_ref())?;
     let detections = detector.detect(&img)?;
     for d in &detections {

@@ -17,9 +17,9 @@ fix="$(cargo xtask spirv-fix)"
 cp Cargo.lock /tmp/deepmark-gpu-pack.lock
 trap 'cp /tmp/deepmark-gpu-pack.lock Cargo.lock' EXIT
 
-cargo build --release --features cli,vulkan --config "$fix" --bin deepmark
+cargo build --release -p deepmark-cli --features vulkan --config "$fix" --bin deepmark
 # Each bench target's executable, read from cargo's JSON messages.
-benches=$(cargo bench --no-run --features cli,vulkan --config "$fix" --bench train \
+benches=$(cargo bench --no-run -p deepmark-cli --features vulkan --config "$fix" --bench train \
   --bench forward --message-format=json |
   python3 -c 'import sys, json
 for line in sys.stdin:

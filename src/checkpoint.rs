@@ -376,7 +376,7 @@ pub fn import_pytorch(
             path,
             format!(
                 "does not match the requested backbone: {backbone_bad} of {backbone_total} backbone tensors are \
-                 missing or have another shape (checkpoint keys such as {sample:?}); check --arch\n{report}"
+                 missing or have another shape (checkpoint keys such as {sample:?}); check the architecture\n{report}"
             ),
         ));
     }

@@ -5,30 +5,45 @@
 use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in the library.
+///
+/// Each message carries its cause once: the I/O and image errors print the operating system's
+/// or decoder's message in their own text and keep the original error in a field (`error`),
+/// not in [`std::error::Error::source`], so that a report chain (anyhow's `{:#}`) does not
+/// print it twice.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A problem inside an input file (annotations, results), naming the place and the field.
     #[error(transparent)]
     Data(#[from] DataError),
     /// A file or folder that cannot be read, written, created or renamed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
+        /// What was being done: "read", "write", "create"…
         action: &'static str,
+        /// The file or folder.
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error.
+        error: std::io::Error,
     },
     /// An image that cannot be decoded or encoded.
-    #[error("cannot {action} image {}: {source}", path.display())]
+    #[error("cannot {action} image {}: {error}", path.display())]
     Image {
+        /// What was being done: "decode", "encode"…
         action: &'static str,
+        /// The image file.
         path: PathBuf,
-        #[source]
-        source: image::ImageError,
+        /// The decoder's or encoder's error.
+        error: image::ImageError,
     },
     /// A file that is readable but not what it should be (weights, config, checkpoint, JSON).
     #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A setting, argument or model layout outside what is supported.
     #[error("{0}")]
     Invalid(String),
@@ -49,7 +64,7 @@ impl Error {
         Error::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 
@@ -70,11 +85,15 @@ impl Error {
 /// A problem with one input file, naming where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}: {place}field `{field}`: {message}", file.display())]
+#[non_exhaustive]
 pub struct DataError {
+    /// The input file.
     pub file: PathBuf,
     /// `"annotation 12 (image 2092): "`, `"item2: "` or empty for file-level problems.
     pub place: String,
+    /// The field's name in the file's format.
     pub field: String,
+    /// What is wrong with the field.
     pub message: String,
 }
 

@@ -278,7 +278,7 @@ pub fn image_size(path: &Path) -> Result<(u32, u32)> {
         .map_err(|source| Error::Image {
             action: "read",
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
     let pixels = w as u64 * h as u64;
     let limit = max_image_pixels();
@@ -316,7 +316,7 @@ pub fn open_rgb(path: &Path) -> Result<RgbImage> {
         .map_err(|source| Error::Image {
             action: "read",
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?
         .to_rgb8())
 }
@@ -326,14 +326,14 @@ pub fn save_image_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     let format = image::ImageFormat::from_path(path).map_err(|source| Error::Image {
         action: "choose a format for",
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     write_atomic_with(path, |tmp| {
         img.save_with_format(tmp, format)
             .map_err(|source| Error::Image {
                 action: "write",
                 path: tmp.to_path_buf(),
-                source,
+                error: source,
             })
     })
 }

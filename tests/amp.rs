@@ -14,7 +14,7 @@ use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, FloatDType, Tensor};
-use deepmark::backend::Precision;
+use deepmark::Precision;
 use deepmark::checkpoint;
 use deepmark::codec::{Grouping, Scheme};
 use deepmark::data::augment::AugmentConfig;
@@ -292,7 +292,7 @@ fn a_type_the_device_lacks_is_refused() {
     let err = train(&cfg, &dir.join("run"), &common::flex(), false, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("--precision flex32"), "{err}");
+    assert!(err.contains("precision flex32"), "{err}");
     assert!(!dir.join("run").exists(), "nothing is written");
 }
 

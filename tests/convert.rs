@@ -124,7 +124,7 @@ fn wrong_architecture_is_rejected() {
         &fixtures().join("parity/dla34.pth"),
         &res18_small(Scheme::Deepmark62),
     );
-    assert!(e.contains("check --arch"), "{e}");
+    assert!(e.contains("check the architecture"), "{e}");
     // Same family, other widths (full-size res18 vs the reduced fixture).
     let full = CenterNetConfig::new(Arch::Res18, Scheme::None.layout());
     let e = import_err(&fixtures().join("parity/res18.pth"), &full);

@@ -253,7 +253,7 @@ fn a_run_on_two_devices_equals_one_on_one_device() {
 fn two_wgpu_devices_compute_the_gradients_of_one() {
     let _seeded = common::seeded();
     use burn::tensor::DeviceKind;
-    if let Err(e) = deepmark::backend::BackendKind::Wgpu.device() {
+    if let Err(e) = common::wgpu() {
         if std::env::var_os("DEEPMARK_REQUIRE_WGPU").is_some() {
             panic!("wgpu required but unavailable: {e}");
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
 use common::{flex, shared_data, tempdir};
-use deepmark::backend::Precision;
+use deepmark::Precision;
 use deepmark::codec::Detection;
 use deepmark::data::deepfashion2::{Sample, load_coco};
 use deepmark::garment::category;
@@ -322,7 +322,7 @@ fn refiners_run_alike_on_every_backend() {
     };
     let reference = run(&flex());
     let mut devices = vec![("ndarray", common::ndarray())];
-    match deepmark::backend::BackendKind::Wgpu.device() {
+    match common::wgpu() {
         Ok(d) => devices.push(("wgpu", d)),
         Err(e) if std::env::var_os("DEEPMARK_REQUIRE_WGPU").is_none() => {
             eprintln!("wgpu skipped: {e}")
@@ -345,14 +345,14 @@ fn refiners_run_alike_on_every_backend() {
 
 /// Training on wgpu. Ignored by default: on lavapipe (CI's software Vulkan) one epoch of 14
 /// garments at 64×64 took 236 s, nearly all of it compiling and autotuning the backward
-/// kernels. Run it with `cargo test --release --features cli --test refine -- --ignored`.
+/// kernels. Run it with `cargo test --release --workspace --test refine -- --ignored`.
 #[test]
 #[ignore]
 fn a_refiner_trains_on_wgpu() {
     let Some((samples, images)) = fixture() else {
         return;
     };
-    let device = deepmark::backend::BackendKind::Wgpu.device().expect("wgpu");
+    let device = common::wgpu().expect("wgpu");
     let out = tempdir("refiner-wgpu-train");
     let mut cfg = RefinerTrainConfig::posefix(RefinerArch::Res18Slim, [64, 64], 1);
     cfg.batch = 8;

@@ -32,11 +32,39 @@ pub struct TrainItem {
 /// How samples become network inputs and targets.
 #[derive(Debug, Clone)]
 pub struct SampleConfig {
+    /// Input size and CenterNet's augmentation (or none).
     pub augment: AugmentConfig,
+    /// The landmark grouping of the model's head layout.
     pub grouping: Grouping,
+    /// Centre-heatmap classes (13 for DeepFashion2).
     pub num_classes: usize,
+    /// Objects per image kept in the targets (CenterNet: 32).
     pub max_objs: usize,
+    /// Seed of the augmentation's random draws.
     pub seed: u64,
+}
+
+impl SampleConfig {
+    /// DeepFashion2 samples for a model of `scheme` at `input_size`, with CenterNet's
+    /// augmentation when `augment` is set, 32 objects per image (CenterNet's `max_objs`) and
+    /// seed 0.
+    pub fn new(
+        input_size: usize,
+        scheme: crate::codec::Scheme,
+        augment: bool,
+    ) -> crate::Result<Self> {
+        Ok(SampleConfig {
+            augment: if augment {
+                AugmentConfig::train(input_size)
+            } else {
+                AugmentConfig::plain(input_size)
+            },
+            grouping: Grouping::of_scheme(scheme)?,
+            num_classes: scheme.layout().num_classes,
+            max_objs: 32,
+            seed: 0,
+        })
+    }
 }
 
 /// A DeepFashion2 (COCO-style) dataset with CenterNet augmentation and targets.

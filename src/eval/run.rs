@@ -173,6 +173,7 @@ pub fn headline_ap(gt: &GroundTruth, res: &DatasetResults) -> Result<(f64, f64)>
 /// Everything an evaluation of a model on a dataset produced; `Display` prints it all (timings,
 /// results files, pycocotools' tables, per-category AP, NE/PCK, the headline line).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EvalReport {
     pub images: usize,
     pub input_size: usize,

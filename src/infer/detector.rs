@@ -36,6 +36,7 @@ use crate::topdown::TopDownSet;
 
 /// Inference options (the CLI's flags).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DetectorOptions {
     /// Network input side (CenterNet's `fix_res` warp).
     pub input_size: usize,
@@ -109,6 +110,7 @@ pub fn read_options(path: &Path) -> Result<DetectorOptions> {
 /// Time spent per stage, in seconds (`post`: NMS, the threshold, top-down landmarks and PoseFix
 /// refinement).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
 pub struct StageTimes {
     pub preprocess: f64,
     pub forward: f64,
@@ -136,15 +138,17 @@ pub struct ScaleHeads {
 ///
 /// On a CPU device (flex, ndarray) the model is also compiled into its fast inference form
 /// ([`FastCenterNet`]: folded BatchNorm, fused epilogues, own GEMM kernels), which every forward
-/// pass then uses; [`Detector::set_fast`] switches back to Burn's generic operations. After
-/// changing `model`'s weights, call `set_fast(true)` again to recompile.
+/// pass then uses; [`Detector::set_fast`] switches back to Burn's generic operations. The model
+/// is reached through [`Detector::model`] and replaced through [`Detector::set_model`], which
+/// recompiles the fast form, so the two never disagree.
 pub struct Detector {
-    pub model: CenterNet,
+    model: CenterNet,
     fast: Option<FastCenterNet>,
-    pub config: CenterNetConfig,
-    pub grouping: Grouping,
+    config: CenterNetConfig,
+    grouping: Grouping,
     flip_groups: Vec<usize>,
-    pub device: Device,
+    device: Device,
+    /// Input size, test-time augmentation, post-processing and threshold of [`Detector::detect`].
     pub options: DetectorOptions,
     /// CenterNet models fine-tuned per category whose landmarks replace the universal model's
     /// for their category ([`super::finetuned`]; `--landmarks centernet:<dir>`), applied first.
@@ -219,12 +223,48 @@ impl Detector {
     }
 
     /// Runs the network in `dtype` (its weights cast; inputs take the device's default float
-    /// type, so configure the device for it: `BackendKind::device_with`). The fast CPU form
+    /// type, so configure the device for it: Burn's `Device::configure`). The fast CPU form
     /// is f32-only, so this switches to Burn's generic operations; heads are read back as f32
     /// and decoded as usual.
     pub fn set_float_dtype(&mut self, dtype: burn::tensor::FloatDType) {
         self.model = crate::model::cast::cast_module(self.model.clone(), dtype);
         self.fast = None;
+    }
+
+    /// The network.
+    pub fn model(&self) -> &CenterNet {
+        &self.model
+    }
+
+    /// The network's configuration (architecture and head layout).
+    pub fn config(&self) -> &CenterNetConfig {
+        &self.config
+    }
+
+    /// The landmark grouping of the model's head layout.
+    pub fn grouping(&self) -> &Grouping {
+        &self.grouping
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Replaces the network by `model` (new weights of the same configuration, e.g. after a
+    /// training epoch) and returns the old one. The fast CPU form, when in use, is recompiled
+    /// from the new weights.
+    pub fn set_model(&mut self, model: CenterNet) -> Result<CenterNet> {
+        let old = std::mem::replace(&mut self.model, model);
+        if self.fast.is_some() {
+            self.fast = Some(FastCenterNet::compile(&self.model)?);
+        }
+        Ok(old)
+    }
+
+    /// The network, giving up the detector.
+    pub fn into_model(self) -> CenterNet {
+        self.model
     }
 
     /// Whether forward passes use the fast CPU form.

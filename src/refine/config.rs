@@ -66,6 +66,7 @@ pub fn parse_input_size(s: &str) -> Result<[usize; 2]> {
 
 /// Everything needed to rebuild one category's refiner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RefinerConfig {
     /// 1-based DeepFashion2 category id.
     pub category_id: usize,

@@ -137,7 +137,7 @@ pub fn train_refiners(
         }) {
             on_event(&RefineEvent::Skipped {
                 category_id: id,
-                why: "trained before (--resume)".into(),
+                why: "trained before (resumed)".into(),
             });
             continue;
         }

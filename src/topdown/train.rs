@@ -17,7 +17,7 @@ use super::config::{CpnArch, CpnConfig};
 use super::data::{TopDownBatcher, TopDownDataset};
 use super::loss::{CpnLoss, cpn_loss};
 use super::net::{Cpn, CpnOutput};
-use crate::backend::Precision;
+use crate::Precision;
 use crate::checkpoint::{load_module, save_module, verify};
 use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
@@ -181,7 +181,7 @@ pub fn train_model_set(
         {
             on_event(&TopDownEvent::Skipped {
                 category_id: target,
-                why: "trained before (--resume)".into(),
+                why: "trained before (resumed)".into(),
             });
             continue;
         }
@@ -264,7 +264,7 @@ fn load_init(path: &Path, mcfg: &CpnConfig, device: &Device) -> Result<Cpn> {
         };
         if same != *mcfg {
             return Err(Error::Invalid(format!(
-                "--init {} is a {} {} model at {}x{}; this set trains {} {} at {}x{} (the network, layout and input must match)",
+                "the initial weights {} are a {} {} model at {}x{}; this set trains {} {} at {}x{} (the network, layout and input must match)",
                 path.display(),
                 c.arch,
                 c.scheme,

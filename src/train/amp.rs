@@ -21,7 +21,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Precision;
+use crate::Precision;
 use crate::error::{Error, Result};
 use crate::model::CenterNet;
 use crate::model::heads::HeadOutputs;
@@ -70,7 +70,7 @@ impl AmpConfig {
             .find(|d| !d.supports_dtype(precision.dtype()))
         {
             Some(d) => Err(Error::Training(format!(
-                "--precision {precision}: the device {d:?} cannot compute in {precision}"
+                "precision {precision}: the device {d:?} cannot compute in {precision}"
             ))),
             None => Ok(()),
         }
@@ -274,7 +274,7 @@ impl LossScaler {
         if self.skips_in_a_row >= MAX_SKIPS_IN_A_ROW {
             return Err(Error::Training(format!(
                 "{} steps in a row had non-finite f16 gradients (loss scale down to {:e}); the \
-                 network overflows f16 itself: train with --precision bf16 or f32",
+                 network overflows f16 itself: train in bf16 or f32",
                 self.skips_in_a_row, self.state.scale
             )));
         }
@@ -457,7 +457,7 @@ mod tests {
         }
         let (i, msg) = stopped.expect("the scaler gives up");
         assert_eq!(i, MAX_SKIPS_IN_A_ROW);
-        assert!(msg.contains("--precision bf16"), "{msg}");
+        assert!(msg.contains("precision bf16"), "{msg}");
     }
 
     #[test]

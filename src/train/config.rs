@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::amp::AmpConfig;
 use super::loss::LossWeights;
-use crate::backend::Precision;
+use crate::Precision;
 use crate::codec::Scheme;
 use crate::data::augment::AugmentConfig;
 use crate::error::{Result, invalid};
@@ -20,6 +20,7 @@ use crate::model::{Arch, CenterNetConfig};
 
 /// Adam and its step learning-rate schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct OptimizerConfig {
     /// Learning rate at the start (already scaled for the batch).
     pub lr: f64,

@@ -176,12 +176,13 @@ fn stack_terms(s: &HeadOutputs, b: &TrainBatch) -> Heads<Tensor<1>> {
     }
 }
 
-/// Total weighted loss over all stacks and its (unweighted, stack-averaged) parts.
-pub fn total_loss(
+/// The weighted total loss over all stacks and its six (unweighted, stack-averaged) terms,
+/// all on the device: nothing is read back, so a step that uses it does not wait for the device.
+pub fn loss_terms(
     stacks: &[HeadOutputs],
     batch: &TrainBatch,
     w: &LossWeights,
-) -> (Tensor<1>, LossParts) {
+) -> (Tensor<1>, Heads<Tensor<1>>) {
     let k = 1.0 / stacks.len() as f32;
     let terms = stacks
         .iter()
@@ -196,6 +197,17 @@ pub fn total_loss(
         .map(|(t, wt)| t.mul_scalar(wt))
         .reduce(|a, b| a + b)
         .expect("six terms");
+    (total, terms)
+}
+
+/// Total weighted loss over all stacks and its (unweighted, stack-averaged) parts, read back to
+/// the host in one transfer (what the command-line trainer logs every step).
+pub fn total_loss(
+    stacks: &[HeadOutputs],
+    batch: &TrainBatch,
+    w: &LossWeights,
+) -> (Tensor<1>, LossParts) {
+    let (total, terms) = loss_terms(stacks, batch, w);
     // One host read for all parts.
     let all = Tensor::cat(
         std::iter::once(total.clone())

@@ -26,7 +26,7 @@ use burn::tensor::Device;
 
 use super::amp;
 use super::loss::{LossParts, LossWeights, total_loss};
-use crate::backend::Precision;
+use crate::Precision;
 use crate::data::dataset::{Shard, TrainBatch};
 use crate::error::{Error, Result};
 use crate::model::CenterNet;

@@ -170,7 +170,7 @@ impl RunDir {
         let p = self.state_path();
         if !p.is_file() {
             return Err(Error::Training(format!(
-                "--resume: no checkpoint in {} (missing {}); start without --resume",
+                "cannot resume: no checkpoint in {} (missing {}); start a fresh run instead",
                 self.root.display(),
                 p.display()
             )));
@@ -359,7 +359,7 @@ impl RunDir {
             }
         }
         Err(Error::Training(format!(
-            "--resume: no intact checkpoint in {}:\n{}",
+            "cannot resume: no intact checkpoint in {}:\n{}",
             self.checkpoint_dir().display(),
             notes.join("\n")
         )))

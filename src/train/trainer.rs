@@ -116,7 +116,7 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec
     if init_cfg.backbone != cfg.model.backbone {
         return Err(Error::file(
             init,
-            "--init: its backbone differs from the requested architecture",
+            "these initial weights' backbone differs from the requested architecture",
         ));
     }
     let mut notes = Vec::new();
@@ -169,7 +169,7 @@ fn resume(
     let saved = run.read_config()?;
     if saved.model != cfg.model {
         return Err(Error::Training(format!(
-            "--resume: the run in {} has a different model; use the same --arch/--scheme",
+            "cannot resume: the run in {} has a different model (architecture or landmark scheme)",
             run.root().display()
         )));
     }
@@ -334,7 +334,7 @@ impl Loop<'_> {
     fn stop(&self, why: String, epoch: usize) -> Error {
         Error::Training(format!(
             "{why} at epoch {} step {}; stopping. The last good checkpoint ({} completed \
-             epochs) is intact in {}; lower the learning rate and --resume",
+             epochs) is intact in {}; lower the learning rate and resume from it",
             epoch + 1,
             self.step + 1,
             epoch,

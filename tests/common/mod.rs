@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests of both crates (the library's `tests/` and
+//! `cli/tests/`, which includes this file by path).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -7,8 +8,18 @@ use burn::tensor::{Device, Tensor, TensorData};
 use deepmark::heads_io::HostTensor;
 use serde_json::Value;
 
+/// The repository's root (the library's manifest folder), from either crate's tests.
+pub fn root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if dir.join("tests/fixtures").is_dir() {
+        dir.to_path_buf()
+    } else {
+        dir.join("..")
+    }
+}
+
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    root().join("tests/fixtures")
 }
 
 /// `‖a − b‖ / ‖b‖`.
@@ -38,16 +49,32 @@ pub fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+#[cfg(feature = "flex")]
 pub fn flex() -> Device {
-    deepmark::backend::BackendKind::Flex
-        .device()
-        .expect("flex backend")
+    Device::flex()
 }
 
+#[cfg(feature = "ndarray")]
+#[allow(deprecated)]
 pub fn ndarray() -> Device {
-    deepmark::backend::BackendKind::Ndarray
-        .device()
-        .expect("ndarray backend")
+    Device::ndarray()
+}
+
+/// The default wgpu device after a tiny computation on it, or why there is none (no adapter:
+/// no GPU and no software Vulkan).
+#[cfg(feature = "wgpu")]
+pub fn wgpu() -> Result<Device, String> {
+    let device = Device::wgpu(burn::tensor::DeviceKind::default());
+    let probe = std::panic::catch_unwind(|| {
+        Tensor::<1>::from_floats([1.0, 2.0], &device)
+            .sum()
+            .into_scalar::<f32>()
+    });
+    match probe {
+        Ok(sum) if (sum - 3.0).abs() < 1e-6 => Ok(device),
+        Ok(sum) => Err(format!("the wgpu device computed 1 + 2 = {sum}")),
+        Err(_) => Err("no usable wgpu adapter (no GPU, no software Vulkan)".into()),
+    }
 }
 
 /// A file under `../shared/data/` (real third-party test data, present on CI and dev machines,
@@ -55,9 +82,7 @@ pub fn ndarray() -> Device {
 /// missing, so a broken checkout can never pass silently; on a machine without the shared folder
 /// set `DEEPMARK_SKIP_SHARED=1` to skip such tests (each says so on stderr and returns `None`).
 pub fn shared_data(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
+    let p = root().join("../shared/data").join(rel);
     if p.exists() {
         return Some(p);
     }
@@ -135,12 +160,15 @@ pub fn broken_model_folders_are_refused(
     );
 }
 
-/// Runs the `deepmark` binary in the repository root and returns its output.
-#[cfg(feature = "cli")]
+/// Runs the `deepmark` binary in the repository root and returns its output (in the
+/// command-line crate's tests, where cargo builds the binary for them).
 pub fn deepmark(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_deepmark"))
+    let Some(exe) = option_env!("CARGO_BIN_EXE_deepmark") else {
+        panic!("the deepmark binary is built for deepmark-cli's tests only")
+    };
+    std::process::Command::new(exe)
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(root())
         .output()
         .unwrap()
 }

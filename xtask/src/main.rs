@@ -1,8 +1,8 @@
-//! `cargo xtask <command> [args…]`: builds the `deepmark` binary in release mode with the
-//! backend feature chosen by `--backend flex|ndarray|wgpu|vulkan` (default flex) and runs it
-//! with the same arguments. Every command but `--backend vulkan` shares one build: the binary's
-//! `cli` feature already contains flex, ndarray and wgpu. `vulkan` is a second build (SPIR-V
-//! kernels), against a corrected CubeCL SPIR-V compiler (`spirv_fix`).
+//! `cargo xtask <command> [args…]`: builds the `deepmark` binary (crate `deepmark-cli`) in
+//! release mode and runs it with the same arguments. Every command but `--backend vulkan` shares
+//! one build: the binary always contains flex, ndarray and wgpu. `vulkan` is a second build
+//! (the crate's `vulkan` feature, SPIR-V kernels), against a corrected CubeCL SPIR-V compiler
+//! (`spirv_fix`).
 
 mod spirv_fix;
 
@@ -20,10 +20,28 @@ const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "vulkan"];
 /// (369 s on lavapipe in session 11) but stays in the main run only, to keep CI's time.
 const SPIRV_TESTS: [&str; 3] = ["wgpu", "vulkan", "kernel_cache"];
 
+/// The library's feature sets that must each build on their own (`cargo check`; a user embeds
+/// the library with any of them). `vulkan` is checked with the SPIR-V fix. The binary's set is
+/// the workspace build of the test step.
+const FEATURE_SETS: [&str; 12] = [
+    "",
+    "flex",
+    "ndarray",
+    "flex,train",
+    "flex,learner",
+    "flex,pytorch",
+    "flex,draw",
+    "flex,synth",
+    "ndarray,train",
+    "wgpu",
+    "wgpu,train",
+    "vulkan",
+];
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks; `spirv-fix` prints the cargo --config for vulkan builds",
+    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks; `check-features` builds the library with each feature set; `spirv-fix` prints the cargo --config for vulkan builds",
     after_help = "Examples:\n  cargo xtask train                      (the CPU demo on synthetic data)\n  \
                   cargo xtask infer photos/ --weights runs/demo/model.bpk --flip\n  \
                   cargo xtask eval --gt val.json --dt results_keypoints.json --json\n  \
@@ -65,7 +83,7 @@ fn manifest() -> Result<PathBuf> {
 /// formatting, clippy with warnings denied, every test, and then the tests in `SPIRV_TESTS` again
 /// in the vulkan build (wgpu compiling SPIR-V; lavapipe in CI). Arguments (`--test decode`,
 /// `-- filter`) go to the main test run, and then the vulkan step is left out; `--no-vulkan`
-/// leaves it out of the full check.
+/// leaves it out of the full check. The full check starts with [`check_features`].
 fn test(extra: &[String]) -> Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = manifest()?;
@@ -87,23 +105,17 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         [
             v(&["clippy"]),
             v(&release),
-            v(&["--workspace", "--all-targets", "--features", "deepmark/cli"]),
+            v(&["--workspace", "--all-targets"]),
             v(&["--", "-D", "warnings"]),
         ]
         .concat(),
-        [
-            v(&["test"]),
-            v(&release),
-            v(&["--workspace", "--features", "deepmark/cli"]),
-            extra,
-        ]
-        .concat(),
+        [v(&["test"]), v(&release), v(&["--workspace"]), extra].concat(),
     ];
     if vulkan {
         let mut step = [
             v(&["test"]),
             v(&release),
-            v(&["--package", "deepmark", "--features", "cli,vulkan"]),
+            v(&["--package", "deepmark-cli", "--features", "vulkan"]),
             spirv_fix::cargo_args(workspace)?,
         ]
         .concat();
@@ -111,6 +123,12 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             step.extend(v(&["--test", t]));
         }
         steps.push(step);
+    }
+    if vulkan {
+        let code = check_features(workspace)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
     }
     let _lock = spirv_fix::LockGuard::new(workspace);
     for step in &steps {
@@ -128,14 +146,87 @@ fn test(extra: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cargo xtask check-features`: `cargo check` of the library with each of [`FEATURE_SETS`],
+/// then of every example with the features it declares, in the dev profile under
+/// `<target dir>/features` (metadata only, no code generation: minutes, not a release build of
+/// Burn per set).
+fn check_features(workspace: &Path) -> Result<ExitCode> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = workspace.join("Cargo.toml");
+    let manifest = manifest.to_string_lossy().into_owned();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => PathBuf::from(t),
+        None => workspace.join("target"),
+    }
+    .join("features");
+    let target = target.to_string_lossy().into_owned();
+    let _lock = spirv_fix::LockGuard::new(workspace);
+    let base = [
+        "check",
+        "--manifest-path",
+        &manifest,
+        "--target-dir",
+        &target,
+    ];
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    for set in FEATURE_SETS {
+        let mut step: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        step.extend(["--package", "deepmark", "--no-default-features"].map(String::from));
+        if !set.is_empty() {
+            step.extend(["--features".to_string(), set.to_string()]);
+        }
+        if set.split(',').any(|f| f == "vulkan") {
+            step.extend(spirv_fix::cargo_args(workspace)?);
+        }
+        steps.push(step);
+    }
+    // Examples, each with its declared `required-features` (cargo skips an example whose
+    // features are missing, so naming them is what makes the check real).
+    let mut step: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    step.extend(
+        [
+            "--package",
+            "deepmark",
+            "--no-default-features",
+            "--examples",
+            "--features",
+        ]
+        .map(String::from),
+    );
+    step.push(EXAMPLE_FEATURES.to_string());
+    steps.push(step);
+    for step in &steps {
+        eprintln!("xtask check-features: cargo {}", step.join(" "));
+        let status = Command::new(&cargo)
+            .args(step)
+            .env("RUSTFLAGS", "-D warnings")
+            .status()
+            .context("cannot run cargo")?;
+        if !status.success() {
+            return Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(1, 255) as u8
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The union of the examples' `required-features` (Cargo.toml).
+const EXAMPLE_FEATURES: &str = "flex,train,synth,learner";
+
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     if cli.args[0] == "test" {
         return test(&cli.args[1..]);
     }
+    if cli.args[0] == "check-features" {
+        let manifest = manifest()?;
+        let workspace = manifest.parent().context("the manifest has no directory")?;
+        return check_features(workspace);
+    }
     if cli.args[0] == "spirv-fix" {
         // For cargo commands xtask does not wrap (benches, a carried GPU binary):
-        // `cargo bench --features cli,vulkan --config "$(cargo xtask spirv-fix)"`.
+        // `cargo bench -p deepmark-cli --features vulkan --config "$(cargo xtask spirv-fix)"`.
         let manifest = manifest()?;
         let workspace = manifest.parent().context("the manifest has no directory")?;
         match spirv_fix::cargo_args(workspace)?.get(1) {
@@ -160,8 +251,18 @@ fn main() -> Result<ExitCode> {
         .arg("run")
         .arg("--manifest-path")
         .arg(&manifest)
-        .args(["--release", "--quiet", "--bin", "deepmark", "--features"])
-        .arg(format!("cli,{backend}"))
+        .args([
+            "--release",
+            "--quiet",
+            "--package",
+            "deepmark-cli",
+            "--bin",
+            "deepmark",
+        ])
+        .args(match backend {
+            "vulkan" => &["--features", "vulkan"][..],
+            _ => &[],
+        })
         .args(&patch)
         .arg("--")
         .args(&cli.args)

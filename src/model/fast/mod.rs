@@ -17,18 +17,18 @@
 //! code serves flex and ndarray. [`FastCenterNet::compile`] errors on a layer shape it does not
 //! support; callers then keep the generic path.
 
-pub mod conv;
+pub(crate) mod conv;
 mod dcn;
-pub mod deconv;
-pub mod layers;
-pub mod map;
+pub(crate) mod deconv;
+pub(crate) mod layers;
+pub(crate) mod map;
 mod nets;
 pub mod profile;
 mod winograd;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use map::{Map, View};
+pub(crate) use map::{Map, View};
 use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
 
 use super::centernet::{Backbone, CenterNet};

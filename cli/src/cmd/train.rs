@@ -1,0 +1,297 @@
+//! `train`: flags → [`TrainOverrides`] (the presets and defaults live in the library), progress
+//! display, and the final evaluation.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use deepmark::Precision;
+use deepmark::codec::Scheme;
+use deepmark::infer::Detector;
+use deepmark::model::Arch;
+use deepmark::train::config::DEMO_SETS;
+use deepmark::train::{Event, LossWeights, TrainOverrides, parse_lr_steps, train_on};
+use deepmark_cli::backend::BackendKind;
+
+use crate::ui::evaluate_weights;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// COCO-style DeepFashion2 JSON (images in `image/` beside it, or --images). Without it, the
+    /// demo preset trains on the synthetic set (generated on first use in datasets/synthetic):
+    /// res18-slim at 128, batch 8, 50 epochs, lr 1e-3 (×0.1 from epoch 43), then evaluates on
+    /// datasets/synthetic-val (about 7 minutes on 2 CPU cores).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// res18, res50, dla34, mdla34, hourglass104, res18-slim [default: mdla34; demo: res18-slim].
+    #[arg(long)]
+    pub arch: Option<Arch>,
+    #[arg(long, default_value = "deepmark62")]
+    pub scheme: Scheme,
+    /// Network input side [default: 512; demo: 128].
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Images per step [default: 32; demo: 8].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// [default: 140; demo: 50].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate [default: 1.25e-4 per 32 images, scaled linearly with --batch].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Step schedule `epoch:multiplier,…` [default: CenterNet's ×0.1 at 9/14 and ×0.01 at 12/14
+    /// of the epochs]. The DeepMark++ paper's 100-epoch run: `--lr 1e-3 --lr-steps 65:0.4,85:0.04`.
+    #[arg(long)]
+    pub lr_steps: Option<String>,
+    /// flex (default), wgpu, vulkan (wgpu pinned to Vulkan/SPIR-V: tensor cores where the
+    /// driver has cooperative matrices), or ndarray (works, but its convolution backward is
+    /// ~40× slower than flex: use it only for small checks).
+    #[arg(long, default_value = "flex")]
+    pub backend: BackendKind,
+    /// Start from these weights (.bpk, e.g. from `convert`); heads are re-initialised when
+    /// their layout differs.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Run directory [default: runs/train; demo: runs/demo].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint (same epoch and step).
+    #[arg(long)]
+    pub resume: bool,
+    /// Turn off augmentation (random scale/shift, flip, colour): for overfitting small sets.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Data-parallel training on the first N GPUs of --backend wgpu/vulkan: each step splits
+    /// the batch into N shards, one per GPU (BatchNorm per shard, as CenterNet's DataParallel);
+    /// --batch is the total over all GPUs.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// The float type the network computes in: f32, f16 (with a dynamic loss scale), bf16, or
+    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// Data-loading threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value_t = 317)]
+    pub seed: u64,
+    /// Evaluate on this COCO-style JSON after training [default: --data; demo: the synthetic
+    /// validation set].
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Validation AP (boxes and landmarks) into metrics.csv every N epochs and after the last;
+    /// 0 = never [default: 5, CenterNet's val_intervals; demo: 10].
+    #[arg(long)]
+    pub val_every: Option<usize>,
+    /// Skip the final evaluation and drawings.
+    #[arg(long)]
+    pub no_eval: bool,
+    /// Fine-tune for one category (1–13, Aggregation §2.2): train on that category's garments
+    /// only, from --init (the universal model). Put such runs' --out folders side by side in one
+    /// folder to use them as a model set: `infer`/`eval --landmarks centernet:<folder>`.
+    #[arg(long, requires = "init", value_parser = clap::value_parser!(u32).range(1..=13))]
+    pub finetune_category: Option<u32>,
+    /// Loss weights hm,wh,reg,hps,hm_hp,hp_offset.
+    #[arg(long, default_value = "1,0.1,1,1,1,1")]
+    pub loss_weights: String,
+}
+
+impl TrainArgs {
+    fn overrides(&self) -> Result<TrainOverrides> {
+        Ok(TrainOverrides {
+            data: self.data.clone(),
+            images: self.images.clone(),
+            arch: self.arch,
+            scheme: Some(self.scheme),
+            input_size: self.input_size,
+            batch: self.batch,
+            epochs: self.epochs,
+            lr: self.lr,
+            lr_steps: self.lr_steps.as_deref().map(parse_lr_steps).transpose()?,
+            loss: Some(LossWeights::parse(&self.loss_weights)?),
+            no_augment: self.no_augment,
+            init: self.init.clone(),
+            seed: Some(self.seed),
+            workers: Some(self.workers),
+            val: self.val.clone(),
+            val_every: self.val_every,
+            no_eval: self.no_eval,
+            out: self.out.clone(),
+            finetune_category: self.finetune_category.map(|c| c as usize),
+            shards: Some(self.devices),
+            precision: Some(self.precision),
+        })
+    }
+}
+
+/// Progress of a run: a bar on a terminal, else a plain line every 20 s.
+struct Display {
+    bar: Option<indicatif::ProgressBar>,
+    tty: bool,
+    last_line: Instant,
+    epochs: usize,
+}
+
+impl Display {
+    fn event(&mut self, e: &Event, header: &dyn Fn(usize, usize, usize) -> String) {
+        match e {
+            Event::Notice(n) => crate::ui::say(self.bar.as_ref(), n),
+            Event::Start {
+                first_epoch,
+                epochs,
+                steps_per_epoch,
+                images,
+            } => {
+                println!("{}", header(*images, *first_epoch + 1, *steps_per_epoch));
+                if self.tty {
+                    let b = indicatif::ProgressBar::new(
+                        ((epochs - first_epoch) * steps_per_epoch) as u64,
+                    );
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+                        )
+                        .expect("valid template"),
+                    );
+                    self.bar = Some(b);
+                }
+            }
+            Event::Step {
+                epoch,
+                step_in_epoch,
+                steps_per_epoch,
+                parts,
+                images_per_s,
+            } => {
+                let msg = format!(
+                    "ep {} {} {images_per_s:.1} img/s",
+                    epoch + 1,
+                    parts.describe(3)
+                );
+                if let Some(b) = &self.bar {
+                    b.inc(1);
+                    b.set_message(msg);
+                } else if self.last_line.elapsed().as_secs() >= 20
+                    || (*step_in_epoch == 1 && *epoch == 0)
+                {
+                    println!("  step {step_in_epoch}/{steps_per_epoch} {msg}");
+                    self.last_line = Instant::now();
+                }
+            }
+            Event::Epoch {
+                epoch,
+                mean,
+                lr,
+                secs,
+                val_ap,
+            } => {
+                let val = val_ap.map_or(String::new(), |(b, k)| {
+                    format!(", validation AP_box {b:.4} AP_pt {k:.4}")
+                });
+                let line = format!(
+                    "epoch {}/{}: {} lr {lr:.2e} {secs:.1} s{val}",
+                    epoch + 1,
+                    self.epochs,
+                    mean.describe(4)
+                );
+                crate::ui::say(self.bar.as_ref(), &line);
+            }
+        }
+    }
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let plan = a.overrides()?.plan();
+    let cfg = &plan.config;
+    if plan.demo {
+        for (dir, n, seed) in DEMO_SETS {
+            if !Path::new(dir).join("train.json").is_file() {
+                println!("generating the synthetic set {dir} ({n} images, seed {seed})…");
+            }
+            deepmark::data::synth::ensure(Path::new(dir), n, seed)?;
+        }
+        println!(
+            "no --data: demo preset on the synthetic set ({} at {}, batch {}, {} epochs, lr {:.2e}); \
+             pass --data <coco.json> for real training",
+            plan.arch,
+            cfg.input_size(),
+            cfg.batch,
+            cfg.epochs,
+            cfg.optimizer.lr
+        );
+    }
+    let arch = plan.arch;
+    let devices = a.backend.devices(a.devices)?;
+    let device = devices[0].clone();
+    let started = Instant::now();
+    let mut display = Display {
+        bar: None,
+        tty: std::io::stderr().is_terminal(),
+        last_line: Instant::now(),
+        epochs: cfg.epochs,
+    };
+    let header = |images: usize, first: usize, steps: usize| {
+        format!(
+            "training {arch} on {images} images ({} backend{}): epochs {first}..{}, {steps} steps per epoch, run dir {}",
+            a.backend,
+            match cfg.amp.precision {
+                Precision::F32 => String::new(),
+                p => format!(", {p} compute, f32 weights"),
+            },
+            cfg.epochs,
+            plan.out.display()
+        )
+    };
+    let summary = train_on(cfg, &plan.out, &devices, a.resume, &mut |e| {
+        display.event(e, &header)
+    });
+    if let Some(b) = display.bar.take() {
+        b.finish_and_clear();
+    }
+    let summary = summary?;
+    let rows = &summary.rows;
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        println!(
+            "trained {} steps in {:.1} s; mean loss {:.4} (epoch {}) → {:.4} (epoch {}), {:.0}% lower",
+            summary.steps,
+            started.elapsed().as_secs_f64(),
+            first.loss.total,
+            first.epoch + 1,
+            last.loss.total,
+            last.epoch + 1,
+            100.0 * (1.0 - last.loss.total / first.loss.total)
+        );
+    }
+    println!(
+        "weights: {} (config {}); metrics: {}",
+        summary.weights.display(),
+        deepmark::checkpoint::config_path(&summary.weights).display(),
+        plan.out.join("metrics.csv").display()
+    );
+    let Some((val, val_images)) = &plan.final_eval else {
+        return Ok(());
+    };
+    // Its inference defaults (`model.infer.json`) carry the training input size.
+    let mut det = Detector::from_weights(&summary.weights, &device)?;
+    let eval_dir = plan.out.join("eval");
+    let (report, samples) = evaluate_weights(&mut det, val, val_images, &eval_dir)?;
+    println!("{report}");
+    // The short demo's scores stay low: draw what it finds from 0.1 up.
+    let threshold = if plan.demo { 0.1 } else { 0.3 };
+    let dir = eval_dir.join("preds");
+    let drawn =
+        deepmark::eval::run::draw_predictions(&det, &samples, val_images, &dir, 8, threshold)?;
+    println!(
+        "drew predictions (score ≥ {threshold}) on {drawn} images in {}",
+        dir.display()
+    );
+    Ok(())
+}

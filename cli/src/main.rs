@@ -1,0 +1,142 @@
+//! `deepmark`: the command-line front end (usually run through `cargo xtask <command>`). Each
+//! command's flags and work live in `cmd/`; shared display and detector flags in `ui.rs`; all
+//! policy and defaults in the library.
+
+mod cmd;
+mod ui;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use cmd::{data, eval, fuzz, infer, model, plot, profile, refine, topdown, train, tune};
+
+#[derive(Parser)]
+#[command(
+    name = "deepmark",
+    version,
+    about = "DeepMark++ clothing detection (CenterNet) on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Refuse images whose header claims more pixels than this, before decoding them (a
+    /// guard against hostile or broken files).
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_IMAGE_PIXELS)]
+    max_image_pixels: u64,
+    /// Refuse JSON files larger than this many bytes, before reading them.
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_JSON_BYTES)]
+    max_json_bytes: u64,
+    /// Refuse JSON files holding more objects (`{…}`) than this, before parsing them.
+    #[arg(long, global = true, default_value_t = deepmark::io::DEFAULT_MAX_JSON_ITEMS)]
+    max_json_items: u64,
+    /// GPU backends: keep tuned kernels (autotune results) in this folder, so that a second
+    /// run starts at full speed [default: CubeCL's, `target/environment` inside a Cargo
+    /// workspace, else ~/.cache/cubecl]. `deepmark kernel-cache` shows what it holds.
+    #[arg(long, global = true, env = "DEEPMARK_KERNEL_CACHE")]
+    kernel_cache: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a CenterNet PyTorch checkpoint (.pth) into Burnpack weights + JSON config.
+    Convert(model::ConvertArgs),
+    /// Write randomly initialised weights (CenterNet's initialisation) for an architecture.
+    Init(model::InitArgs),
+    /// Convert raw DeepFashion2 annotations (a split folder with annos/ and image/) into the
+    /// COCO-style JSON of the official deepfashion2_to_coco.py.
+    ConvertDataset(data::ConvertDatasetArgs),
+    /// Draw augmented training samples (boxes, landmarks, group ids) into one PNG, to check
+    /// the data pipeline by eye.
+    ShowData(data::ShowDataArgs),
+    /// Derive the synthetic generator's landmark templates from real annotations.
+    Templates(data::TemplatesArgs),
+    /// Generate the synthetic DeepFashion2-format dataset (image/, annos/, train.json).
+    Synth(data::SynthArgs),
+    /// Print a weights file's config and parameter count.
+    Info(model::InfoArgs),
+    /// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas): of a results file
+    /// (`--gt --dt`), or of a model run on a dataset (`--weights --data`).
+    Eval(eval::EvalArgs),
+    /// Train a model (see `--help`; without --data: the quick demo on synthetic data).
+    Train(train::TrainArgs),
+    /// Detect clothing: drawings, challenge-format JSON and per-stage timings.
+    Infer(infer::InferArgs),
+    /// Where one image's time goes: per stage, and per network module and operation kind on
+    /// the fast CPU form.
+    Profile(profile::ProfileArgs),
+    /// Grid-search DeepMark++'s post-processing parameters on a validation subset.
+    Tune(tune::TuneArgs),
+    /// A detector's detections of a dataset (or the ground truth with synthesized errors), as
+    /// input for `train-refiner --inputs` and `refine`.
+    Predict(refine::PredictArgs),
+    /// Train PoseFix landmark refiners, one per category, into one folder.
+    TrainRefiner(refine::TrainRefinerArgs),
+    /// Apply PoseFix refiners to a detections file; prints AP_pt and NE before and after.
+    Refine(refine::RefineArgs),
+    /// Train top-down landmark models (CPN on the 81-group aggregation): a universal one and
+    /// per-category fine-tuned ones, into one model-set folder.
+    TrainTopdown(topdown::TrainTopDownArgs),
+    /// Per-category AP_pt and NE of a top-down model set, before and after fine-tuning, on
+    /// ground-truth boxes or a detections file.
+    EvalTopdown(topdown::EvalTopDownArgs),
+    /// Fuzz the parsers a user feeds (annotation, results and config JSON, images, .pth and
+    /// .bpk weights) with mutated inputs; findings are saved with their messages.
+    Fuzz(fuzz::FuzzArgs),
+    /// Where the GPU backends keep tuned kernels (--kernel-cache) and what it holds.
+    KernelCache,
+    /// Render a run's metrics.csv as curves (`<run dir>/curves.png`).
+    Plot {
+        /// Run directory (with metrics.csv).
+        run: std::path::PathBuf,
+    },
+}
+
+fn main() {
+    // Silent unless RUST_LOG asks: Burn, CubeCL and wgpu log through `log`.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    deepmark::io::set_max_image_pixels(cli.max_image_pixels);
+    deepmark::io::set_json_limits(cli.max_json_bytes, cli.max_json_items);
+    if let Some(dir) = &cli.kernel_cache {
+        deepmark_cli::backend::kernel_cache::use_dir(dir)?;
+    }
+    match cli.command {
+        Command::Convert(a) => model::convert(a),
+        Command::Init(a) => model::init(a),
+        Command::Info(a) => model::info(a),
+        Command::ConvertDataset(a) => data::convert_dataset(a),
+        Command::ShowData(a) => data::show_data(a),
+        Command::Templates(a) => data::templates(a),
+        Command::Synth(a) => data::synth(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Profile(a) => profile::run(a),
+        Command::Tune(a) => tune::run(a),
+        Command::Predict(a) => refine::predict(a),
+        Command::TrainRefiner(a) => refine::train_refiner(a),
+        Command::Refine(a) => refine::refine(a),
+        Command::TrainTopdown(a) => topdown::train_topdown(a),
+        Command::EvalTopdown(a) => topdown::eval_topdown(a),
+        Command::Fuzz(a) => fuzz::run(a),
+        Command::KernelCache => {
+            let file = deepmark_cli::backend::kernel_cache::file();
+            println!("kernel cache: {}", file.display());
+            let rows = deepmark_cli::backend::kernel_cache::summary();
+            if rows.is_empty() {
+                println!("  (empty: nothing tuned or compiled yet)");
+            }
+            for (namespace, entries) in rows {
+                println!("  {namespace}: {entries} entries");
+            }
+            Ok(())
+        }
+        Command::Plot { run } => plot::run(&run),
+    }
+}
