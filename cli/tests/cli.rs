@@ -218,7 +218,7 @@ fn infer_errors_are_clear() {
     let folder = dir.join("mixed");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::copy(
-        "datasets/samples/matplotlib_grace_hopper.jpg",
+        common::root().join("datasets/samples/matplotlib_grace_hopper.jpg"),
         folder.join("a_good.jpg"),
     )
     .unwrap();

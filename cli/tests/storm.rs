@@ -18,6 +18,7 @@ const EPOCHS: usize = 60;
 
 fn train_cmd(json: &Path, images: &Path, run: &Path, resume: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
+    c.current_dir(common::root());
     c.args(["train", "--arch", "res18-slim", "--input-size", "64"])
         .args([
             "--batch",
@@ -195,6 +196,7 @@ fn with_file_limit(cmd: &Command, kib: u64) -> Command {
         ))
         .arg(cmd.get_program())
         .args(cmd.get_args())
+        .current_dir(common::root())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     sh
@@ -288,6 +290,7 @@ fn a_full_disk_or_read_only_folder_while_writing_results_keeps_the_previous_resu
     let out_dir = dir.join("out");
     let infer = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
+        c.current_dir(common::root());
         c.args(["infer", "--threshold", "0"])
             .arg(&photos)
             .arg("--out")

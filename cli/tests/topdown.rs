@@ -51,6 +51,8 @@ fn garment(category_id: usize) -> (usize, [f32; 4]) {
 
 #[test]
 fn model_sets_serve_each_category_with_its_fine_tuned_model_else_the_universal_one() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let device = flex();
     let universal = (slim(None).init(&device), slim(None));
     let shorts = (slim(Some(7)).init(&device), slim(Some(7)));
@@ -101,6 +103,8 @@ fn model_sets_serve_each_category_with_its_fine_tuned_model_else_the_universal_o
 
 #[test]
 fn detections_get_replaced_or_averaged_landmarks_and_low_scores_are_left_alone() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let device = flex();
     let mut set =
         TopDownSet::from_models(vec![(slim(None).init(&device), slim(None))], &device).unwrap();
@@ -163,6 +167,8 @@ fn train_set(dir: &Path, epochs: usize) -> Vec<(Option<usize>, Vec<f32>)> {
 
 #[test]
 fn a_model_set_learns_on_the_real_fixtures_fine_tunes_and_refuses_broken_folders() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let Some((samples, images, _)) = fixture() else {
         return;
     };
@@ -263,6 +269,8 @@ fn a_model_set_learns_on_the_real_fixtures_fine_tunes_and_refuses_broken_folders
 
 #[test]
 fn a_model_set_runs_alike_on_every_backend() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let dir = tempdir("topdown-backends");
     let cfg = slim(None);
     deepmark::checkpoint::save_module(&cfg.init(&flex()), &cfg, &dir.join("universal.bpk"))
@@ -559,6 +567,8 @@ fn topdown_commands_train_evaluate_and_plug_into_infer_and_eval_with_refine() {
 #[test]
 #[ignore]
 fn a_model_set_trains_on_wgpu() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let Some((samples, images, _)) = fixture() else {
         return;
     };
@@ -591,6 +601,8 @@ fn a_model_set_trains_on_wgpu() {
 /// f32 master weights either way.
 #[test]
 fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
+    // Random weights are drawn in this process: one seeded test at a time (see common::seeded).
+    let _seeded = common::seeded();
     let Some((samples, images, _)) = fixture() else {
         return;
     };

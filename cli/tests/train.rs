@@ -141,6 +141,7 @@ fn sigkill_then_resume_ends_with_the_uninterrupted_step_count() {
     let run = dir.join("run");
     let args = |resume: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_deepmark"));
+        c.current_dir(common::root());
         c.args([
             "train",
             "--arch",

@@ -59,6 +59,7 @@ impl<T> Heads<T> {
         }
     }
 
+    /// The six values by reference.
     pub fn as_ref(&self) -> Heads<&T> {
         Heads {
             hm: &self.hm,
@@ -70,6 +71,7 @@ impl<T> Heads<T> {
         }
     }
 
+    /// Applies `f` to each head's value, in [`HEAD_NAMES`]' order.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Heads<U> {
         Heads::from_array(self.into_array().map(f))
     }

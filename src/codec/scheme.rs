@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::heads::HeadLayout;
 use crate::garment::NUM_CATEGORIES;
 
+/// How landmarks map to the network's landmark channels: DeepMark++'s 62 semantic groups, the
+/// 81-group aggregation, every DeepFashion2 landmark on its own, or COCO's 17 person keypoints.
+/// It fixes the head layout ([`Scheme::layout`]) and the grouping
+/// ([`Grouping::of_scheme`](super::Grouping::of_scheme)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
@@ -21,6 +25,7 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every scheme, in the order of their names in the documentation.
     pub const ALL: [Scheme; 4] = [
         Scheme::Deepmark62,
         Scheme::Agg81,
@@ -28,6 +33,8 @@ impl Scheme {
         Scheme::Coco17,
     ];
 
+    /// The name used in configs and on the command line (`deepmark62`, `agg81`, `none`,
+    /// `coco17`).
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Deepmark62 => "deepmark62",
@@ -37,6 +44,7 @@ impl Scheme {
         }
     }
 
+    /// The head layout of a model of this scheme: its classes and landmark channels.
     pub fn layout(self) -> HeadLayout {
         let (num_classes, num_landmarks) = match self {
             Scheme::Deepmark62 => (NUM_CATEGORIES, 62),

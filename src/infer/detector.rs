@@ -2,16 +2,19 @@
 //! projects. The device is the caller's choice.
 //!
 //! ```no_run
+//! # #[cfg(feature = "flex")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use deepmark::infer::{Detector, DetectorOptions};
+//! use deepmark::infer::Detector;
 //! let device = burn::tensor::Device::flex(); // any backend compiled in
 //! let mut detector = Detector::from_weights("model.bpk".as_ref(), &device)?;
-//! detector.options = DetectorOptions { flip: true, ..detector.options };
+//! detector.options.flip = true;
 //! let image = deepmark::io::open_rgb("photo.jpg".as_ref())?;
 //! for d in detector.detect(&image)? {
 //!     println!("{} {:.2} {:?}", d.category_id, d.score, d.bbox);
 //! }
 //! # Ok(()) }
+//! # #[cfg(not(feature = "flex"))]
+//! # fn main() {}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -112,9 +115,13 @@ pub fn read_options(path: &Path) -> Result<DetectorOptions> {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[non_exhaustive]
 pub struct StageTimes {
+    /// Seconds spent warping and normalising the image.
     pub preprocess: f64,
+    /// Seconds in the network (all scales and flips).
     pub forward: f64,
+    /// Seconds decoding the heads into detections.
     pub decode: f64,
+    /// Seconds in post-processing (fusion, NMS, the landmark stages).
     pub post: f64,
 }
 
@@ -130,7 +137,9 @@ impl std::ops::AddAssign for StageTimes {
 /// One scale's fused heads and the transform that maps image → network input.
 #[derive(Debug, Clone)]
 pub struct ScaleHeads {
+    /// The decoded-ready head maps of this scale (flip-fused when flip is on).
     pub heads: HeadMaps,
+    /// From output-map pixels back to image pixels.
     pub transform: Affine,
 }
 

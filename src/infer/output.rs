@@ -11,9 +11,13 @@ use crate::garment::{NUM_LANDMARKS, category};
 /// A bbox result (`evaluation.md`: `{image_id, category_id, bbox: [x, y, w, h], score}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BboxResult {
+    /// The image's id in the annotations (or the id `infer` gave the file).
     pub image_id: u64,
+    /// 1-based DeepFashion2 category id.
     pub category_id: usize,
+    /// `[x, y, w, h]` in image pixels.
     pub bbox: [f32; 4],
+    /// The detection's score.
     pub score: f32,
 }
 
@@ -21,9 +25,13 @@ pub struct BboxResult {
 /// elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeypointResult {
+    /// The image's id.
     pub image_id: u64,
+    /// 1-based DeepFashion2 category id.
     pub category_id: usize,
+    /// 294 × `[x, y, v]`, flattened.
     pub keypoints: Vec<f32>,
+    /// The detection's score.
     pub score: f32,
 }
 
@@ -56,14 +64,20 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
 /// (the third values are not used by OKS).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectionRecord {
+    /// The image's id.
     pub image_id: u64,
+    /// 1-based DeepFashion2 category id.
     pub category_id: usize,
+    /// `[x, y, w, h]` in image pixels.
     pub bbox: [f32; 4],
+    /// 294 × `[x, y, score]`, flattened; zeros outside the category's landmarks.
     pub keypoints: Vec<f32>,
+    /// The detection's score.
     pub score: f32,
 }
 
 impl DetectionRecord {
+    /// The record of detection `d` in image `image_id`.
     pub fn new(image_id: u64, d: &Detection) -> Self {
         DetectionRecord {
             image_id,

@@ -67,10 +67,15 @@ impl BackboneConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    /// ResNet-18 with three deconvolution stages (CenterNet's `res_18`).
     Res18,
+    /// ResNet-50 (CenterNet's `res_50`).
     Res50,
+    /// DLA-34 with modulated deformable convolutions in the up path (CenterNet's `dla_34`).
     Dla34,
+    /// DLA-34 with plain convolutions in place of the deformable ones (DeepMark++'s mDLA-34).
     Mdla34,
+    /// Hourglass-104, two stacks (CenterNet's `hourglass`).
     Hourglass104,
     /// A slim ResNet-18 (quarter width, 64-channel deconvolutions): the CPU demo and test model
     /// (not a published CenterNet architecture; random init only).
@@ -79,6 +84,7 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every architecture.
     pub const ALL: [Arch; 6] = [
         Arch::Res18,
         Arch::Res50,
@@ -88,6 +94,7 @@ impl Arch {
         Arch::Res18Slim,
     ];
 
+    /// The name used in configs and on the command line (`res18`, `dla34`, `res18-slim`, …).
     pub fn name(self) -> &'static str {
         match self {
             Arch::Res18 => "res18",
@@ -99,6 +106,7 @@ impl Arch {
         }
     }
 
+    /// The backbone configuration of this architecture.
     pub fn backbone(self) -> BackboneConfig {
         const DLA: [usize; 6] = [16, 32, 64, 128, 256, 512];
         match self {
@@ -138,8 +146,11 @@ crate::named::impl_named!(Arch, "architecture");
 /// Everything needed to rebuild a [`CenterNet`]; saved as JSON beside the weights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CenterNetConfig {
+    /// The feature extractor.
     pub backbone: BackboneConfig,
+    /// The heads' output channels (classes and landmark channels).
     pub layout: HeadLayout,
+    /// Channels of each head's first 3×3 convolution.
     pub head_conv: usize,
 }
 
@@ -267,6 +278,9 @@ impl CenterNetConfig {
         Ok(())
     }
 
+    /// Builds the network on `device` with CenterNet's initialisation (heatmap biases −2.19,
+    /// regression heads' bias 0; `xingyizhou/CenterNet`, `src/lib/models/networks/*.py`).
+    /// Weights are drawn lazily; [`CenterNet::initialize`] draws them all at once.
     pub fn init(&self, device: &Device) -> CenterNet {
         let backbone = match &self.backbone {
             BackboneConfig::Resnet(c) => Backbone::Resnet(c.init(device)),
@@ -289,8 +303,11 @@ impl CenterNetConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone {
+    /// ResNet with deconvolution stages.
     Resnet(ResNet),
+    /// DLA-34 with its up-sampling path (deformable or not).
     Dla(DlaSeg),
+    /// Stacked hourglasses (one feature map per stack).
     Hourglass(Hourglass),
 }
 
@@ -304,8 +321,12 @@ impl Backbone {
     }
 }
 
+/// The CenterNet network: a backbone and, per stack, the six heads
+/// ([`HeadOutputs`]: `hm`, `wh`, `reg`, `hps`, `hm_hp`, `hp_offset`) on a stride-4 map. Build it
+/// with [`CenterNetConfig::init`] or load it with [`crate::checkpoint::load`].
 #[derive(Module, Debug)]
 pub struct CenterNet {
+    /// The feature extractor.
     pub backbone: Backbone,
     /// One head set per stack.
     pub heads: Vec<HeadSet>,

@@ -16,6 +16,7 @@
 //! compute the step's loss with [`loss_terms`].
 //!
 //! ```no_run
+//! # #[cfg(feature = "flex")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use burn::data::dataloader::DataLoaderBuilder;
@@ -53,6 +54,8 @@
 //! # drop(trained);
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "flex"))]
+//! # fn main() {}
 //! ```
 
 use std::sync::Arc;
