@@ -576,6 +576,76 @@ where
     Ok(list)
 }
 
+/// A [`CenterNet`] of `config` with the weights in `bytes`, the contents of a Burnpack weights
+/// file as [`save`] writes it (embedded with `include_bytes!`, downloaded, or read from an
+/// archive). Shapes are compared with the config's from the file's header before any tensor is
+/// read; every tensor must be present.
+pub fn load_bytes(bytes: Vec<u8>, config: &CenterNetConfig, device: &Device) -> Result<CenterNet> {
+    const SOURCE: &str = "(weights in memory)";
+    config.check()?;
+    let mut model = config.init(device);
+    let store = BurnpackStore::from_bytes(Some(burn::tensor::Bytes::from_bytes_vec(bytes)));
+    fill(&mut model, store, Path::new(SOURCE), "the given config")?;
+    Ok(model)
+}
+
+/// [`load_bytes`] of everything `reader` gives (a Burnpack weights file's contents).
+pub fn load_reader(
+    mut reader: impl std::io::Read,
+    config: &CenterNetConfig,
+    device: &Device,
+) -> Result<CenterNet> {
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read weights from", Path::new("(reader)"), e))?;
+    load_bytes(bytes, config, device)
+}
+
+/// Reads `store` into `model`: shapes compared from the header first, then every tensor, all
+/// required. `source` names the weights in errors, `config` the configuration they must match.
+fn fill<M: ModuleSnapshot>(
+    model: &mut M,
+    store: BurnpackStore,
+    source: &Path,
+    config: &str,
+) -> Result<()> {
+    let mut store = store
+        .auto_extension(false)
+        .allow_partial(true)
+        .validate(false);
+    // Shapes are compared from the file's header before any tensor is read: a file claiming an
+    // absurd shape is refused without allocating for it.
+    let expected = expected_shapes(model);
+    let wrong: Vec<String> = stored_shapes(&mut store, source, "cannot read weights")?
+        .into_iter()
+        .filter_map(|(k, shape)| {
+            let want = expected.get(&k)?;
+            (*want != shape).then(|| format!("  {k}: file {shape:?}, config {want:?}"))
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(Error::file(
+            source,
+            format!(
+                "weights do not match their config {config} ({} tensors of another shape):\n{}",
+                wrong.len(),
+                wrong.join("\n")
+            ),
+        ));
+    }
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| Error::file(source, format!("cannot read weights: {e}")))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() {
+        return Err(Error::file(
+            source,
+            format!("weights do not match their config {config}:\n{result}"),
+        ));
+    }
+    Ok(())
+}
+
 /// [`load`] for any module: `init` builds the module of a config (`what` names the config in
 /// errors), whose tensors must all be in the file with the same shapes.
 pub fn load_module<M, C>(
@@ -594,42 +664,7 @@ where
     let path = config_path(weights);
     let config: C = read_config_beside(weights, what)?;
     let mut model = init(&config).map_err(|e| Error::file(&path, e.to_string()))?;
-    let mut store = BurnpackStore::from_file(weights)
-        .auto_extension(false)
-        .allow_partial(true)
-        .validate(false);
-    // Shapes are compared from the file's header before any tensor is read: a file claiming an
-    // absurd shape is refused without allocating for it.
-    let expected = expected_shapes(&model);
-    let wrong: Vec<String> = stored_shapes(&mut store, weights, "cannot read weights")?
-        .into_iter()
-        .filter_map(|(k, shape)| {
-            let want = expected.get(&k)?;
-            (*want != shape).then(|| format!("  {k}: file {shape:?}, config {want:?}"))
-        })
-        .collect();
-    if !wrong.is_empty() {
-        return Err(Error::file(
-            weights,
-            format!(
-                "weights do not match their config {} ({} tensors of another shape):\n{}",
-                path.display(),
-                wrong.len(),
-                wrong.join("\n")
-            ),
-        ));
-    }
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| Error::file(weights, format!("cannot read weights: {e}")))?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(Error::file(
-            weights,
-            format!(
-                "weights do not match their config {}:\n{result}",
-                path.display()
-            ),
-        ));
-    }
+    let store = BurnpackStore::from_file(weights);
+    fill(&mut model, store, weights, &path.display().to_string())?;
     Ok((model, config))
 }

@@ -51,6 +51,46 @@ fn detects_clothing_with_the_demo_weights() {
     assert_eq!(detector.detect(&image).unwrap()[0].score, before);
 }
 
+/// Weights read from bytes or a reader (embedded, downloaded) give the same detector as the file.
+#[test]
+fn weights_load_from_bytes_and_readers() {
+    use deepmark::checkpoint::{load_bytes, load_config, load_reader};
+    use deepmark::infer::Detector;
+
+    let device = Device::flex();
+    let path = repo("model-weights/demo.bpk");
+    let from_file = Detector::from_weights(&path, &device).unwrap();
+    let config = load_config(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let image =
+        deepmark::io::open_rgb(&repo("datasets/samples/matplotlib_grace_hopper.jpg")).unwrap();
+    let want = from_file.detect(&image).unwrap();
+    for model in [
+        load_bytes(bytes.clone(), &config, &device).unwrap(),
+        load_reader(std::io::Cursor::new(bytes.clone()), &config, &device).unwrap(),
+    ] {
+        let mut d = Detector::new(model, config.clone(), device.clone()).unwrap();
+        d.options = from_file.options.clone();
+        let got = d.detect(&image).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                (g.category_id, g.score, g.bbox),
+                (w.category_id, w.score, w.bbox)
+            );
+        }
+    }
+    // Truncated bytes, or weights of another architecture, are errors, not panics.
+    let e = load_bytes(bytes[..bytes.len() / 2].to_vec(), &config, &device).unwrap_err();
+    assert!(e.to_string().contains("weights"), "{e}");
+    let other = deepmark::model::CenterNetConfig::new(
+        deepmark::model::Arch::Res18,
+        deepmark::codec::Scheme::Deepmark62.layout(),
+    );
+    let e = load_bytes(bytes, &other, &device).unwrap_err();
+    assert!(e.to_string().contains("do not match"), "{e}");
+}
+
 #[cfg(all(feature = "train", feature = "synth"))]
 mod training {
     use std::sync::Arc;

@@ -25,7 +25,9 @@ use crate::preprocess::{bgr_unit, normalize_hwc};
 pub struct TrainItem {
     /// `3 × S × S`, BGR, normalised.
     pub input: Vec<f32>,
+    /// CenterNet's training targets of the sample.
     pub targets: Targets,
+    /// The image's id in the annotations.
     pub image_id: u64,
 }
 
@@ -138,6 +140,7 @@ impl Df2Dataset {
         ))
     }
 
+    /// The images and their garments, in the annotations' order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
     }
@@ -201,18 +204,33 @@ impl Dataset<TrainItem> for Df2Dataset {
 
 /// A batch of inputs and CenterNet targets.
 #[derive(Debug, Clone)]
+///
+/// Shapes for a batch of `B` images of size `S`, a stride-4 map `H × W`, `C` classes, `G`
+/// landmark channels and `M` objects per image (CenterNet's `MultiPoseDataset` names).
 pub struct TrainBatch {
+    /// The network input, `(B, 3, S, S)`, BGR, normalised.
     pub input: Tensor<4>,
+    /// Centre heatmaps, `(B, C, H, W)`.
     pub hm: Tensor<4>,
+    /// Landmark heatmaps, `(B, G, H, W)`.
     pub hm_hp: Tensor<4>,
+    /// Box sizes, `(B, M, 2)`.
     pub wh: Tensor<3>,
+    /// Centre sub-pixel offsets, `(B, M, 2)`.
     pub reg: Tensor<3>,
+    /// Flat map index of each object's centre, `(B, M)`.
     pub ind: Tensor<2, Int>,
+    /// 1 for real objects, `(B, M)`.
     pub reg_mask: Tensor<2>,
+    /// Landmark offsets from the integer centre, `(B, M, 2G)`.
     pub hps: Tensor<3>,
+    /// 1 where a landmark is visible, `(B, M, 2G)`.
     pub hps_mask: Tensor<3>,
+    /// Landmark sub-pixel offsets, `(B, M·G, 2)`.
     pub hp_offset: Tensor<3>,
+    /// Flat map index of each landmark, `(B, M·G)`.
     pub hp_ind: Tensor<2, Int>,
+    /// 1 for landmarks with a target, `(B, M·G)`.
     pub hp_mask: Tensor<2>,
 }
 
@@ -261,7 +279,9 @@ impl Batcher<TrainItem, TrainBatch> for TrainBatcher {
 /// smaller than `shards`) are left out. Each part keeps its shard index.
 #[derive(Debug, Clone)]
 pub struct ShardBatcher {
+    /// The devices the parts go to, in turn.
     pub devices: Vec<Device>,
+    /// Parts per batch.
     pub shards: usize,
 }
 
@@ -269,8 +289,11 @@ pub struct ShardBatcher {
 /// autodiff context: the data tensors themselves are untracked) and its images.
 #[derive(Debug, Clone)]
 pub struct Shard {
+    /// The part's index within its batch.
     pub index: usize,
+    /// The device the part lives on.
     pub device: Device,
+    /// The part itself.
     pub batch: TrainBatch,
 }
 

@@ -22,9 +22,13 @@ pub const EVAL_SCORE_THRESHOLD: f32 = 0.01;
 /// Challenge results of a whole dataset.
 #[derive(Debug, Clone, Default)]
 pub struct DatasetResults {
+    /// Box results of every image.
     pub bbox: Vec<BboxResult>,
+    /// Landmark results of every image.
     pub keypoints: Vec<KeypointResult>,
+    /// Time per stage, summed over the images.
     pub times: StageTimes,
+    /// Images processed.
     pub images: usize,
 }
 
@@ -73,6 +77,7 @@ pub struct LandmarkReport {
     pub per_category_ap: [f64; NUM_CATEGORIES],
     /// NE/PCK per category (index = id − 1) and overall.
     pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    /// NE/PCK over every category.
     pub overall: LandmarkStats,
 }
 
@@ -175,16 +180,23 @@ pub fn headline_ap(gt: &GroundTruth, res: &DatasetResults) -> Result<(f64, f64)>
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EvalReport {
+    /// Images evaluated.
     pub images: usize,
+    /// The network's input size.
     pub input_size: usize,
+    /// Time per stage, summed over the images.
     pub times: StageTimes,
+    /// Box AP/AR (pycocotools' numbers), when there were detections.
     pub bbox: Option<Evaluation>,
+    /// Landmark AP/AR with DeepFashion2's OKS sigmas, when there were detections.
     pub keypoints: Option<Evaluation>,
     /// NE/PCK per category (index = id − 1) and overall.
     pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    /// NE/PCK over every category.
     pub landmarks: LandmarkStats,
     /// Detections kept, and the score they were kept at.
     pub detections: usize,
+    /// The score threshold of the kept detections.
     pub threshold: f32,
     /// `results_bbox.json`, `results_keypoints.json`.
     pub files: [PathBuf; 2],

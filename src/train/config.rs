@@ -26,8 +26,11 @@ pub struct OptimizerConfig {
     pub lr: f64,
     /// `(epoch, multiplier)`: from that 0-based epoch on the rate is `lr · multiplier`.
     pub lr_steps: Vec<(usize, f64)>,
+    /// Adam's β₁.
     pub beta1: f32,
+    /// Adam's β₂.
     pub beta2: f32,
+    /// Adam's ε.
     pub epsilon: f32,
     /// L2 weight decay (none in CenterNet).
     pub weight_decay: Option<f32>,
@@ -113,9 +116,11 @@ pub fn parse_lr_steps(s: &str) -> Result<Vec<(usize, f64)>> {
 /// Evaluate on a validation set every `every` epochs (and after the last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
-    /// COCO-style DeepFashion2 JSON and its image folder.
+    /// COCO-style DeepFashion2 JSON.
     pub data: PathBuf,
+    /// The folder of its images.
     pub images: PathBuf,
+    /// Epochs between validations.
     pub every: usize,
 }
 
@@ -124,15 +129,21 @@ pub struct Validation {
 pub struct TrainConfig {
     /// The network (its head layout fixes the landmark scheme).
     pub model: CenterNetConfig,
-    /// COCO-style DeepFashion2 JSON and its image folder.
+    /// COCO-style DeepFashion2 JSON.
     pub data: PathBuf,
+    /// The folder of its images.
     pub images: PathBuf,
+    /// Images per step.
     pub batch: usize,
+    /// Passes over the data.
     pub epochs: usize,
+    /// Adam and its learning-rate schedule.
     pub optimizer: OptimizerConfig,
+    /// Weights of the six loss terms.
     pub loss: LossWeights,
     /// Input size and CenterNet's augmentation (random scale/shift, flip, colour).
     pub augment: AugmentConfig,
+    /// Seed of the initial weights, the shuffling and the augmentation.
     pub seed: u64,
     /// Data-loading threads.
     pub workers: usize,

@@ -34,7 +34,9 @@ pub struct TrainState {
     pub epoch: usize,
     /// Optimisation steps done.
     pub step: usize,
+    /// The epoch's weights file, relative to `checkpoint/`.
     pub weights: String,
+    /// The epoch's optimizer state file, relative to `checkpoint/`.
     pub optim: String,
     /// Checksum of the optimizer file (weights carry theirs beside them).
     #[serde(default)]
@@ -50,10 +52,15 @@ pub const KEEP_EPOCHS: usize = 2;
 /// One metrics row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochRow {
+    /// The epoch, 1-based.
     pub epoch: usize,
+    /// Its learning rate.
     pub lr: f64,
+    /// Its wall time in seconds.
     pub secs: f64,
+    /// The mean of its steps' losses.
     pub loss: LossParts,
+    /// Its optimisation steps.
     pub steps: usize,
     /// Validation `(AP_box, AP_pt)` when evaluated after this epoch.
     pub val_ap: Option<(f64, f64)>,
@@ -130,28 +137,34 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// The run folder `root` (nothing is created).
     pub fn new(root: &Path) -> Self {
         RunDir {
             root: root.to_path_buf(),
         }
     }
 
+    /// The run folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// `checkpoint/`: the epoch checkpoints and `state.json`.
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.root.join("checkpoint")
     }
 
+    /// `checkpoint/state.json`, the resume point.
     pub fn state_path(&self) -> PathBuf {
         self.checkpoint_dir().join("state.json")
     }
 
+    /// `train.json`, the run's configuration.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("train.json")
     }
 
+    /// `metrics.csv`, one row per epoch.
     pub fn metrics_path(&self) -> PathBuf {
         self.root.join("metrics.csv")
     }
@@ -161,6 +174,7 @@ impl RunDir {
         self.root.join("model.bpk")
     }
 
+    /// Creates the folder and `checkpoint/`.
     pub fn create(&self) -> Result<()> {
         create_dir_all(&self.checkpoint_dir())
     }
@@ -178,18 +192,22 @@ impl RunDir {
         read_json(&p, "train state")
     }
 
+    /// Reads `train.json`.
     pub fn read_config(&self) -> Result<TrainConfig> {
         read_json(&self.config_path(), "train config")
     }
 
+    /// Writes `train.json` (atomically).
     pub fn write_config(&self, cfg: &TrainConfig) -> Result<()> {
         write_json(&self.config_path(), cfg)
     }
 
+    /// Reads `metrics.csv`.
     pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
         read_metrics(&self.metrics_path())
     }
 
+    /// Writes `metrics.csv` (atomically).
     pub fn write_metrics(&self, rows: &[EpochRow]) -> Result<()> {
         let mut text = csv_header();
         text.push('\n');
