@@ -131,10 +131,22 @@ fn test(extra: &[String]) -> Result<ExitCode> {
         }
     }
     let _lock = spirv_fix::LockGuard::new(workspace);
-    for step in &steps {
-        eprintln!("xtask test: cargo {}", step.join(" "));
-        let status = Command::new(&cargo)
+    run_steps(&cargo, &steps, "test", &[])
+}
+
+/// Runs each cargo command of `steps` in turn (printed with `label`, `env` set), stopping at
+/// the first that fails with its exit code.
+fn run_steps(
+    cargo: &str,
+    steps: &[Vec<String>],
+    label: &str,
+    env: &[(&str, &str)],
+) -> Result<ExitCode> {
+    for step in steps {
+        eprintln!("xtask {label}: cargo {}", step.join(" "));
+        let status = Command::new(cargo)
             .args(step)
+            .envs(env.iter().copied())
             .status()
             .context("cannot run cargo")?;
         if !status.success() {
@@ -195,20 +207,12 @@ fn check_features(workspace: &Path) -> Result<ExitCode> {
     );
     step.push(EXAMPLE_FEATURES.to_string());
     steps.push(step);
-    for step in &steps {
-        eprintln!("xtask check-features: cargo {}", step.join(" "));
-        let status = Command::new(&cargo)
-            .args(step)
-            .env("RUSTFLAGS", "-D warnings")
-            .status()
-            .context("cannot run cargo")?;
-        if !status.success() {
-            return Ok(ExitCode::from(
-                status.code().unwrap_or(1).clamp(1, 255) as u8
-            ));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    run_steps(
+        &cargo,
+        &steps,
+        "check-features",
+        &[("RUSTFLAGS", "-D warnings")],
+    )
 }
 
 /// The union of the examples' `required-features` (Cargo.toml).
