@@ -31,6 +31,10 @@ pub struct TrainItem {
     pub image_id: u64,
 }
 
+/// Objects per image kept in the targets: CenterNet's `max_objs` (`xingyizhou/CenterNet`,
+/// `src/lib/datasets/dataset/coco_hp.py`).
+pub const MAX_OBJS: usize = 32;
+
 /// How samples become network inputs and targets.
 #[derive(Debug, Clone)]
 pub struct SampleConfig {
@@ -48,8 +52,7 @@ pub struct SampleConfig {
 
 impl SampleConfig {
     /// DeepFashion2 samples for a model of `scheme` at `input_size`, with CenterNet's
-    /// augmentation when `augment` is set, 32 objects per image (CenterNet's `max_objs`) and
-    /// seed 0.
+    /// augmentation when `augment` is set, [`MAX_OBJS`] objects per image and seed 0.
     pub fn new(
         input_size: usize,
         scheme: crate::codec::Scheme,
@@ -63,7 +66,7 @@ impl SampleConfig {
             },
             grouping: Grouping::of_scheme(scheme)?,
             num_classes: scheme.layout().num_classes,
-            max_objs: 32,
+            max_objs: MAX_OBJS,
             seed: 0,
         })
     }
@@ -203,10 +206,10 @@ impl Dataset<TrainItem> for Df2Dataset {
 }
 
 /// A batch of inputs and CenterNet targets.
-#[derive(Debug, Clone)]
 ///
 /// Shapes for a batch of `B` images of size `S`, a stride-4 map `H × W`, `C` classes, `G`
 /// landmark channels and `M` objects per image (CenterNet's `MultiPoseDataset` names).
+#[derive(Debug, Clone)]
 pub struct TrainBatch {
     /// The network input, `(B, 3, S, S)`, BGR, normalised.
     pub input: Tensor<4>,

@@ -261,14 +261,14 @@ impl Detector {
     }
 
     /// Replaces the network by `model` (new weights of the same configuration, e.g. after a
-    /// training epoch) and returns the old one. The fast CPU form, when in use, is recompiled
-    /// from the new weights.
-    pub fn set_model(&mut self, model: CenterNet) -> Result<CenterNet> {
-        let old = std::mem::replace(&mut self.model, model);
+    /// training epoch) and returns the old one. The fast CPU form, when in use, is compiled from
+    /// the new weights before the swap; as in [`Detector::new`], a layer it does not support
+    /// keeps the generic path, so the old compiled form never outlives its weights.
+    pub fn set_model(&mut self, model: CenterNet) -> CenterNet {
         if self.fast.is_some() {
-            self.fast = Some(FastCenterNet::compile(&self.model)?);
+            self.fast = FastCenterNet::compile(&model).ok();
         }
-        Ok(old)
+        std::mem::replace(&mut self.model, model)
     }
 
     /// The network, giving up the detector.

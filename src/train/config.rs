@@ -197,7 +197,7 @@ impl TrainConfig {
             augment: AugmentConfig::train(512),
             seed: 317,
             workers: 2,
-            max_objs: 32,
+            max_objs: crate::data::dataset::MAX_OBJS,
             init: None,
             finetune_category: None,
             shards: 1,
