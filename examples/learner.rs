@@ -25,7 +25,13 @@ fn main() -> deepmark::Result<()> {
         let json = deepmark::data::synth::ensure(&root.join(name), n, seed)?;
         let sample = SampleConfig::new(128, Scheme::Deepmark62, name == "train")?;
         let images = deepmark::io::default_image_dir(&json);
-        let (dataset, _skipped) = Df2Dataset::open(&json, &images, sample, false)?;
+        let (dataset, _skipped) = Df2Dataset::open(
+            &json,
+            &images,
+            sample,
+            false,
+            &deepmark::io::Limits::default(),
+        )?;
         Ok(DataLoaderBuilder::new(TrainBatcher)
             .batch_size(8)
             .set_device(device.clone())

@@ -24,6 +24,7 @@ fn main() -> deepmark::Result<()> {
         &deepmark::io::default_image_dir(&json),
         sample,
         false,
+        &deepmark::io::Limits::default(),
     )?;
 
     // Training needs an autodiff device; the caller picks the backend.

@@ -3,7 +3,6 @@
 //! and saving, and the dataset convention that images sit in `image/` beside the annotations.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::RgbImage;
 use serde::Serialize;
@@ -163,34 +162,52 @@ pub fn read_to_string(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
 }
 
-/// JSON files larger than this are refused before they are read, unless raised with
-/// [`set_json_limits`] (the CLI's `--max-json-bytes`). 4 GiB: DeepFashion2's training
-/// annotations in COCO form are about 1 GiB.
+/// JSON files larger than this are refused before they are read, unless raised in
+/// [`Limits::json_bytes`]. 4 GiB: DeepFashion2's training annotations in COCO form are about
+/// 1 GiB.
 pub const DEFAULT_MAX_JSON_BYTES: u64 = 4 << 30;
 
 /// JSON files with more objects (`{…}`, at any depth) than this are refused before they are
-/// parsed, unless raised with [`set_json_limits`] (`--max-json-items`): a results file of 20
-/// million detections, or a hostile `[{},{},…]` that would cost ~100 bytes of memory per 3 bytes
-/// of file. DeepFashion2's training set has about 0.5 million (images and annotations); its
-/// validation results at 100 detections per image about 5 million.
+/// parsed, unless raised in [`Limits::json_items`]: a results file of 20 million detections, or a
+/// hostile `[{},{},…]` that would cost ~100 bytes of memory per 3 bytes of file. DeepFashion2's
+/// training set has about 0.5 million (images and annotations); its validation results at 100
+/// detections per image about 5 million.
 pub const DEFAULT_MAX_JSON_ITEMS: u64 = 20_000_000;
 
-static MAX_JSON_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_JSON_BYTES);
-static MAX_JSON_ITEMS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_JSON_ITEMS);
+/// Images larger than this many pixels are refused before decoding, unless raised in
+/// [`Limits::image_pixels`]. 100 megapixels: DeepFashion2 images are under 1, phone photos 12–50.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 100_000_000;
 
-/// Sets the limits of every JSON reader for this process: file size in bytes, and objects.
-/// (Nesting is limited by serde_json to 128 levels; deeper files are refused as malformed.)
-pub fn set_json_limits(max_bytes: u64, max_items: u64) {
-    MAX_JSON_BYTES.store(max_bytes, Ordering::Relaxed);
-    MAX_JSON_ITEMS.store(max_items, Ordering::Relaxed);
+/// How large a file the readers accept: a value passed to every function that reads annotation,
+/// results or image files a user supplies (there is no process-wide setting). Files over a limit
+/// are refused before they are read or decoded, with an error naming the file, its size and the
+/// field to raise. [`Limits::default`] holds the `DEFAULT_*` constants of this module.
+///
+/// ```
+/// let mut limits = deepmark::io::Limits::default();
+/// limits.image_pixels = 400_000_000; // a 20000×20000 scan
+/// assert_eq!(limits.json_bytes, deepmark::io::DEFAULT_MAX_JSON_BYTES);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest JSON file, in bytes.
+    pub json_bytes: u64,
+    /// Most objects (`{…}` at any depth) in a JSON file. Nesting is limited by serde_json to 128
+    /// levels; deeper files are refused as malformed.
+    pub json_items: u64,
+    /// Most pixels (width × height, from the header) of an image file.
+    pub image_pixels: u64,
 }
 
-/// The current `(bytes, objects)` limits of the JSON readers.
-pub fn json_limits() -> (u64, u64) {
-    (
-        MAX_JSON_BYTES.load(Ordering::Relaxed),
-        MAX_JSON_ITEMS.load(Ordering::Relaxed),
-    )
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            json_bytes: DEFAULT_MAX_JSON_BYTES,
+            json_items: DEFAULT_MAX_JSON_ITEMS,
+            image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+        }
+    }
 }
 
 /// Objects (`{`) outside strings: one linear pass, no allocation.
@@ -214,55 +231,6 @@ fn count_objects(text: &[u8]) -> u64 {
     n
 }
 
-/// The text of a JSON file, refused (before reading, for the size; before parsing, for the
-/// object count) when over the limits of [`set_json_limits`]. The error message does not
-/// repeat the path: callers put it in their own error type.
-pub fn json_text(path: &Path) -> std::result::Result<String, String> {
-    let (max_bytes, max_items) = json_limits();
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read: {e}"))?
-        .len();
-    if len > max_bytes {
-        return Err(format!(
-            "the file has {len} bytes, over the JSON size limit of {max_bytes}; raise it with \
-             --max-json-bytes (library: deepmark::io::set_json_limits) if the file is genuine"
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let items = count_objects(text.as_bytes());
-    if items > max_items {
-        return Err(format!(
-            "the file holds {items} JSON objects, over the limit of {max_items}; raise it with \
-             --max-json-items (library: deepmark::io::set_json_limits) if the file is genuine"
-        ));
-    }
-    Ok(text)
-}
-
-/// Reads a JSON file as `T`; `what` names it in the error ("model config", "train state"…).
-/// The limits of [`set_json_limits`] apply.
-pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = json_text(path).map_err(|m| Error::file(path, m))?;
-    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("not a valid {what}: {e}")))
-}
-
-/// Images larger than this many pixels are refused before decoding, unless raised with
-/// [`set_max_image_pixels`] (the CLI's `--max-image-pixels`). 100 megapixels: DeepFashion2
-/// images are under 1, phone photos 12–50.
-pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 100_000_000;
-
-static MAX_IMAGE_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_IMAGE_PIXELS);
-
-/// Sets the pixel limit of [`open_rgb`] for this process.
-pub fn set_max_image_pixels(pixels: u64) {
-    MAX_IMAGE_PIXELS.store(pixels, Ordering::Relaxed);
-}
-
-/// The pixel limit of [`open_rgb`].
-pub fn max_image_pixels() -> u64 {
-    MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
-}
-
 fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
     image::ImageReader::open(path)
         .map_err(|e| Error::io("read image", path, e))?
@@ -270,55 +238,107 @@ fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std
         .map_err(|e| Error::io("read image", path, e))
 }
 
-/// An image file's `(width, height)` from its header alone, refused when it has more pixels than
-/// [`max_image_pixels`] (the error names the file, its size, the limit and how to raise it).
-pub fn image_size(path: &Path) -> Result<(u32, u32)> {
-    let (w, h) = image_reader(path)?
-        .into_dimensions()
-        .map_err(|source| Error::Image {
-            action: "read",
-            path: path.to_path_buf(),
-            error: source,
-        })?;
-    let pixels = w as u64 * h as u64;
-    let limit = max_image_pixels();
-    if pixels > limit {
-        return Err(Error::file(
-            path,
-            format!(
-                "the image header claims {w}×{h} pixels ({:.1} megapixels), over the limit of {:.1} \
-                 megapixels; raise it with --max-image-pixels {pixels} (library: \
-                 deepmark::io::set_max_image_pixels) if the image is genuine",
-                pixels as f64 / 1e6,
-                limit as f64 / 1e6
-            ),
-        ));
+impl Limits {
+    /// The text of a JSON file, refused (before reading, for the size; before parsing, for the
+    /// object count) when over [`Limits::json_bytes`] or [`Limits::json_items`]. The error
+    /// message does not repeat the path: callers put it in their own error type.
+    pub fn json_text(&self, path: &Path) -> std::result::Result<String, String> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read: {e}"))?
+            .len();
+        if len > self.json_bytes {
+            return Err(format!(
+                "the file has {len} bytes, over the JSON size limit of {}; raise \
+                 io::Limits::json_bytes to {len} if the file is genuine",
+                self.json_bytes
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+        let items = count_objects(text.as_bytes());
+        if items > self.json_items {
+            return Err(format!(
+                "the file holds {items} JSON objects, over the limit of {}; raise \
+                 io::Limits::json_items to {items} if the file is genuine",
+                self.json_items
+            ));
+        }
+        Ok(text)
     }
-    Ok((w, h))
+
+    /// Reads a JSON file as `T` within these limits; `what` names it in the error ("model
+    /// config", "train state"…).
+    pub fn read_json<T: DeserializeOwned>(&self, path: &Path, what: &str) -> Result<T> {
+        let text = self.json_text(path).map_err(|m| Error::file(path, m))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::file(path, format!("not a valid {what}: {e}")))
+    }
+
+    /// An image file's `(width, height)` from its header alone, refused when it has more pixels
+    /// than [`Limits::image_pixels`] (the error names the file, its size and the limit).
+    pub fn image_size(&self, path: &Path) -> Result<(u32, u32)> {
+        let (w, h) = image_reader(path)?
+            .into_dimensions()
+            .map_err(|source| Error::Image {
+                action: "read",
+                path: path.to_path_buf(),
+                error: source,
+            })?;
+        let pixels = w as u64 * h as u64;
+        if pixels > self.image_pixels {
+            return Err(Error::file(
+                path,
+                format!(
+                    "the image header claims {w}×{h} pixels ({:.1} megapixels), over the limit of \
+                     {:.1} megapixels; raise io::Limits::image_pixels to {pixels} if the image is \
+                     genuine",
+                    pixels as f64 / 1e6,
+                    self.image_pixels as f64 / 1e6
+                ),
+            ));
+        }
+        Ok((w, h))
+    }
+
+    /// Reads an image file as RGB; the error names the file. The header's size is checked by
+    /// [`Limits::image_size`] before anything is decoded, so a file claiming 60000×60000 costs
+    /// nothing and says which limit it broke.
+    pub fn open_rgb(&self, path: &Path) -> Result<RgbImage> {
+        let (w, h) = self.image_size(path)?;
+        let mut r = image_reader(path)?;
+        // Room for the decoded image at up to 16 bits × 4 channels, plus the decoder's own
+        // buffers.
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(
+            (w as u64 * h as u64)
+                .saturating_mul(8)
+                .saturating_add(64 << 20)
+                .max(512 << 20),
+        );
+        r.limits(limits);
+        Ok(r.decode()
+            .map_err(|source| Error::Image {
+                action: "read",
+                path: path.to_path_buf(),
+                error: source,
+            })?
+            .to_rgb8())
+    }
 }
 
-/// Reads an image file as RGB; the error names the file. The header's size is checked by
-/// [`image_size`] before anything is decoded, so a file claiming 60000×60000 costs nothing and
-/// says which limit it broke and how to raise it.
+/// Reads a JSON file as `T` within the default [`Limits`]; `what` names it in the error.
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    Limits::default().read_json(path, what)
+}
+
+/// An image file's `(width, height)` from its header, within the default [`Limits`].
+pub fn image_size(path: &Path) -> Result<(u32, u32)> {
+    Limits::default().image_size(path)
+}
+
+/// Reads an image file as RGB within the default [`Limits`] (100 megapixels); the error names
+/// the file. [`Limits::open_rgb`] takes other limits.
 pub fn open_rgb(path: &Path) -> Result<RgbImage> {
-    let (w, h) = image_size(path)?;
-    let mut r = image_reader(path)?;
-    // Room for the decoded image at up to 16 bits × 4 channels, plus the decoder's own buffers.
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(
-        (w as u64 * h as u64)
-            .saturating_mul(8)
-            .saturating_add(64 << 20)
-            .max(512 << 20),
-    );
-    r.limits(limits);
-    Ok(r.decode()
-        .map_err(|source| Error::Image {
-            action: "read",
-            path: path.to_path_buf(),
-            error: source,
-        })?
-        .to_rgb8())
+    Limits::default().open_rgb(path)
 }
 
 /// Saves an image atomically (format from the extension); creates the folder.
@@ -509,19 +529,22 @@ mod tests {
             e.contains("huge.png")
                 && e.contains("60000×60000")
                 && e.contains("100.0 megapixels")
-                && e.contains("--max-image-pixels 3600000000"),
+                && e.contains("io::Limits::image_pixels to 3600000000"),
             "{e}"
         );
         // A lower limit refuses a small header too; raised above it, the header passes and the
-        // file fails as the truncated PNG it is (the limit is per process: restore it).
+        // file fails as the truncated PNG it is.
         let small = dir.join("small.png");
         write_atomic(&small, &png_header(200, 100)).unwrap();
-        set_max_image_pixels(10_000);
-        let refused = open_rgb(&small).unwrap_err().to_string();
-        set_max_image_pixels(20_000);
-        let truncated = open_rgb(&small).unwrap_err().to_string();
-        set_max_image_pixels(DEFAULT_MAX_IMAGE_PIXELS);
-        assert!(refused.contains("--max-image-pixels 20000"), "{refused}");
+        let mut limits = Limits::default();
+        limits.image_pixels = 10_000;
+        let refused = limits.open_rgb(&small).unwrap_err().to_string();
+        limits.image_pixels = 20_000;
+        let truncated = limits.open_rgb(&small).unwrap_err().to_string();
+        assert!(
+            refused.contains("io::Limits::image_pixels to 20000"),
+            "{refused}"
+        );
         assert!(
             truncated.contains("small.png") && !truncated.contains("megapixels"),
             "{truncated}"

@@ -119,7 +119,14 @@ fn reduced_precision_gradients_match_f32_on_f32_weights() {
         max_objs: 32,
         seed: 5,
     };
-    let (ds, _) = Df2Dataset::open(&json, &images, sample, false).unwrap();
+    let (ds, _) = Df2Dataset::open(
+        &json,
+        &images,
+        sample,
+        false,
+        &deepmark::io::Limits::default(),
+    )
+    .unwrap();
     let device = common::flex().autodiff();
     let items = (0..ds.len()).map(|i| ds.get(i).unwrap()).collect();
     let batch = TrainBatcher.batch(items, &device);

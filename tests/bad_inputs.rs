@@ -116,7 +116,7 @@ fn mutated_coco_json_never_panics() {
         std::fs::write(&p, &text).unwrap();
         for skip in [false, true] {
             if let Err(e) = no_panic(&format!("{} (skip_bad {skip})", p.display()), || {
-                load_coco(&p, skip)
+                load_coco(&p, skip, &deepmark::io::Limits::default())
             }) {
                 errors += 1;
                 assert!(
@@ -145,7 +145,9 @@ fn mutated_raw_json_never_panics() {
     for i in 0..150 {
         let p = dir.join(format!("{:06}.json", i + 1));
         std::fs::write(&p, mutate(&original, &mut rng)).unwrap();
-        if let Err(e) = no_panic(&p.display().to_string(), || read_raw_image(&p)) {
+        if let Err(e) = no_panic(&p.display().to_string(), || {
+            read_raw_image(&p, &deepmark::io::Limits::default())
+        }) {
             assert!(e.to_string().contains(&format!("{:06}.json", i + 1)), "{e}");
         }
     }
@@ -175,12 +177,24 @@ fn truncated_and_missing_images_are_errors_naming_the_file() {
     std::fs::write(split.join("annos/000001.json"), anno).unwrap();
     std::fs::write(split.join("annos/000002.json"), anno).unwrap();
     std::fs::write(split.join("image/000001.jpg"), &jpeg[..50]).unwrap();
-    let e = no_panic("split", || convert_raw_dir(&split, false, &mut |_, _| {}))
-        .unwrap_err()
-        .to_string();
+    let e = no_panic("split", || {
+        convert_raw_dir(
+            &split,
+            false,
+            &deepmark::io::Limits::default(),
+            &mut |_, _| {},
+        )
+    })
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("000001.jpg"), "{e}");
     let (coco, report) = no_panic("split skip", || {
-        convert_raw_dir(&split, true, &mut |_, _| {})
+        convert_raw_dir(
+            &split,
+            true,
+            &deepmark::io::Limits::default(),
+            &mut |_, _| {},
+        )
     })
     .unwrap();
     assert_eq!(

@@ -29,6 +29,7 @@ fn open(augment: AugmentConfig) -> Option<Df2Dataset> {
             &root.join("image"),
             cfg,
             false,
+            &deepmark::io::Limits::default(),
         )
         .unwrap()
         .0,

@@ -19,7 +19,7 @@ fn fixture() -> Option<PathBuf> {
 #[test]
 fn every_real_item_parses_with_the_documented_counts() {
     let Some(path) = fixture() else { return };
-    let (samples, report) = load_coco(&path, false).unwrap();
+    let (samples, report) = load_coco(&path, false, &deepmark::io::Limits::default()).unwrap();
     assert!(report.skipped.is_empty());
     assert_eq!(samples.len(), 32);
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
@@ -48,7 +48,7 @@ fn every_real_item_parses_with_the_documented_counts() {
 #[test]
 fn grouping_round_trips_are_exact_on_real_annotations() {
     let Some(path) = fixture() else { return };
-    let (samples, _) = load_coco(&path, false).unwrap();
+    let (samples, _) = load_coco(&path, false, &deepmark::io::Limits::default()).unwrap();
     for scheme in [Scheme::None, Scheme::Agg81, Scheme::Deepmark62] {
         let g = Grouping::for_scheme(scheme).unwrap();
         for item in samples.iter().flat_map(|s| &s.items) {
@@ -67,7 +67,7 @@ fn grouping_round_trips_are_exact_on_real_annotations() {
 #[test]
 fn raw_to_coco_conversion_reproduces_the_official_file() {
     let Some(path) = fixture() else { return };
-    let coco = read_coco_file(&path).unwrap();
+    let coco = read_coco_file(&path, &deepmark::io::Limits::default()).unwrap();
     let dir = std::env::temp_dir().join(format!("deepmark-raw-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Write each image's items as a raw DeepFashion2 JSON (local landmarks, x1y1x2y2 boxes).
@@ -112,7 +112,7 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
         std::fs::write(&p, serde_json::to_string(&obj).unwrap()).unwrap();
         annos.push((p, img.width, img.height));
     }
-    let (converted, report) = convert_raw(&annos, false).unwrap();
+    let (converted, report) = convert_raw(&annos, false, &deepmark::io::Limits::default()).unwrap();
     assert!(report.skipped.is_empty());
     assert_eq!(converted.images, coco.images);
     assert_eq!(converted.categories, coco.categories);

@@ -111,7 +111,14 @@ mod training {
         let json = deepmark::data::synth::ensure(&dir, n, 7).unwrap();
         let sample = SampleConfig::new(64, Scheme::Deepmark62, false).unwrap();
         let images = deepmark::io::default_image_dir(&json);
-        let (d, skipped) = Df2Dataset::open(&json, &images, sample, false).unwrap();
+        let (d, skipped) = Df2Dataset::open(
+            &json,
+            &images,
+            sample,
+            false,
+            &deepmark::io::Limits::default(),
+        )
+        .unwrap();
         assert!(skipped.skipped.is_empty());
         Arc::new(d)
     }

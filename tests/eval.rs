@@ -25,8 +25,8 @@ fn expected(key: &str) -> Vec<f64> {
 }
 
 fn check(gt: &Path, dt: &Path, key: &str, kind: IouType) {
-    let gt = GroundTruth::load(gt).unwrap();
-    let res = Results::load(dt, &gt).unwrap();
+    let gt = GroundTruth::load(gt, &deepmark::io::Limits::default()).unwrap();
+    let res = Results::load(dt, &gt, &deepmark::io::Limits::default()).unwrap();
     assert_eq!(res.kind, kind);
     let sigmas = sigmas_for(gt.num_keypoints()).unwrap_or_default();
     let ev = evaluate(&gt, &res, Params::new(kind, sigmas)).unwrap();
@@ -87,7 +87,11 @@ fn coco_person_matches_the_shared_reference_text() {
         .filter(|v: &Vec<f64>| v.len() >= 10)
         .collect();
     assert_eq!(lists.len(), 2, "two stats lists in the reference text");
-    let gt = GroundTruth::load(&dir.join("test_coco.json")).unwrap();
+    let gt = GroundTruth::load(
+        &dir.join("test_coco.json"),
+        &deepmark::io::Limits::default(),
+    )
+    .unwrap();
     for (file, kind, want) in [
         (
             "xtcocoapi_example_coco_preds.json",
@@ -96,7 +100,7 @@ fn coco_person_matches_the_shared_reference_text() {
         ),
         ("test_coco_det_AP_H_56.json", IouType::Bbox, &lists[1]),
     ] {
-        let res = Results::load(&dir.join(file), &gt).unwrap();
+        let res = Results::load(&dir.join(file), &gt, &deepmark::io::Limits::default()).unwrap();
         let ev = evaluate(&gt, &res, Params::new(kind, sigmas_for(17).unwrap())).unwrap();
         for (got, want) in ev.stats.iter().zip(want) {
             // The text rounds to 6 significant digits.
@@ -193,7 +197,7 @@ fn deepfashion2_keypoints_and_boxes_match_pycocotools_with_294_sigmas() {
     let box_path = dir.join("boxes.json");
     std::fs::write(&kp_path, serde_json::to_string(&kps).unwrap()).unwrap();
     std::fs::write(&box_path, serde_json::to_string(&boxes).unwrap()).unwrap();
-    let gt = GroundTruth::load(&gt_path).unwrap();
+    let gt = GroundTruth::load(&gt_path, &deepmark::io::Limits::default()).unwrap();
     assert_eq!(gt.num_keypoints(), 294);
     check(&gt_path, &kp_path, "df2_keypoints", IouType::Keypoints);
     check(&gt_path, &box_path, "df2_bbox", IouType::Bbox);
@@ -208,7 +212,7 @@ fn deepfashion2_keypoints_and_boxes_match_pycocotools_with_294_sigmas() {
         })
         .collect();
     std::fs::write(&kp_path, serde_json::to_string(&perfect).unwrap()).unwrap();
-    let res = Results::load(&kp_path, &gt).unwrap();
+    let res = Results::load(&kp_path, &gt, &deepmark::io::Limits::default()).unwrap();
     let ev = evaluate(
         &gt,
         &res,
@@ -234,7 +238,11 @@ fn bad_results_name_the_file_and_field() {
     let Some(dir) = common::shared_data("coco_person_keypoints") else {
         return;
     };
-    let gt = GroundTruth::load(&dir.join("test_coco.json")).unwrap();
+    let gt = GroundTruth::load(
+        &dir.join("test_coco.json"),
+        &deepmark::io::Limits::default(),
+    )
+    .unwrap();
     let tmp = common::tempdir("eval-bad");
     for (text, field) in [
         (
@@ -262,7 +270,7 @@ fn bad_results_name_the_file_and_field() {
     ] {
         let p = tmp.join("r.json");
         std::fs::write(&p, text).unwrap();
-        let err = Results::load(&p, &gt).unwrap_err();
+        let err = Results::load(&p, &gt, &deepmark::io::Limits::default()).unwrap_err();
         assert_eq!(err.field, field, "{text}: {err}");
         assert!(err.to_string().contains("r.json"), "{err}");
     }
@@ -289,7 +297,7 @@ fn bad_results_name_the_file_and_field() {
     )
     .unwrap();
     // Refused by the loader (naming the file, the result and the field), not by the evaluation.
-    let err = Results::load(&p, &gt).unwrap_err();
+    let err = Results::load(&p, &gt, &deepmark::io::Limits::default()).unwrap_err();
     assert_eq!(
         (err.place.as_str(), err.field.as_str()),
         ("result 0: ", "keypoints")
@@ -314,7 +322,9 @@ fn landmark_errors_follow_the_ne_and_pck_definitions() {
         let (a, b) = normaliser_landmarks(id).unwrap();
         assert_ne!(a, b);
     }
-    let (samples, _) = deepmark::data::deepfashion2::load_coco(&gt_path, false).unwrap();
+    let (samples, _) =
+        deepmark::data::deepfashion2::load_coco(&gt_path, false, &deepmark::io::Limits::default())
+            .unwrap();
     let build = |shift: f32, skip_first: bool| {
         let mut boxes = Vec::new();
         let mut kps = Vec::new();

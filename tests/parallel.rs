@@ -74,7 +74,14 @@ fn fresh(device: &Device) -> CenterNet {
 
 fn items(dir: &Path, n: usize) -> Option<Vec<deepmark::data::dataset::TrainItem>> {
     let (json, images) = common::fixture_subset(n, dir)?;
-    let (ds, _) = Df2Dataset::open(&json, &images, sample_config(), false).unwrap();
+    let (ds, _) = Df2Dataset::open(
+        &json,
+        &images,
+        sample_config(),
+        false,
+        &deepmark::io::Limits::default(),
+    )
+    .unwrap();
     Some((0..ds.len()).map(|i| ds.get(i).unwrap()).collect())
 }
 

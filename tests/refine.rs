@@ -25,7 +25,12 @@ use rand::rngs::StdRng;
 fn fixture() -> Option<(Vec<Sample>, PathBuf)> {
     let json = shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
     let images = json.parent().unwrap().join("image");
-    Some((load_coco(&json, false).unwrap().0, images))
+    Some((
+        load_coco(&json, false, &deepmark::io::Limits::default())
+            .unwrap()
+            .0,
+        images,
+    ))
 }
 
 #[test]
@@ -227,7 +232,10 @@ fn detection_files_are_checked_entry_by_entry() {
         std::fs::write(&p, serde_json::to_string(list).unwrap()).unwrap()
     };
     write(std::slice::from_ref(&good));
-    assert_eq!(read_detections(&p).unwrap(), vec![good.clone()]);
+    assert_eq!(
+        read_detections(&p, &deepmark::io::Limits::default()).unwrap(),
+        vec![good.clone()]
+    );
     let cases = [
         (
             DetectionRecord {
@@ -261,7 +269,10 @@ fn detection_files_are_checked_entry_by_entry() {
     for (bad, field) in cases {
         // NaN is written as null by serde_json; that is refused by the reader too.
         write(&[good.clone(), bad]);
-        let e = read_detections(&p).err().unwrap().to_string();
+        let e = read_detections(&p, &deepmark::io::Limits::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.contains("d.json") && (e.contains(field) || e.contains("null")),
             "{field}: {e}"

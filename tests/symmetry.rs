@@ -77,8 +77,8 @@ fn symmetric_axis_refinement_restores_moved_landmarks_on_real_garments() {
     let Some(path) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
         return;
     };
-    let (samples, _) = load_coco(&path, false).unwrap();
-    let gt = GroundTruth::load(&path).unwrap();
+    let (samples, _) = load_coco(&path, false, &deepmark::io::Limits::default()).unwrap();
+    let gt = GroundTruth::load(&path, &deepmark::io::Limits::default()).unwrap();
     let ours = Some(SymmetryConfig::default());
     let paper = Some(SymmetryConfig {
         min_score_gap: 0.0,

@@ -26,7 +26,12 @@ fn synthetic_set_is_deterministic_and_valid() {
             "{f} differs"
         );
     }
-    let (samples, skipped) = load_coco(&a.join("train.json"), false).unwrap();
+    let (samples, skipped) = load_coco(
+        &a.join("train.json"),
+        false,
+        &deepmark::io::Limits::default(),
+    )
+    .unwrap();
     assert!(skipped.skipped.is_empty());
     let items: Vec<_> = samples.iter().flat_map(|s| &s.items).collect();
     assert!(items.len() >= 12);

@@ -32,6 +32,7 @@ fn data(c: &mut Criterion) {
         &root.join("image"),
         cfg,
         false,
+        &deepmark::io::Limits::default(),
     )
     .unwrap();
     let n = ds.samples().len();

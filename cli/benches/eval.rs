@@ -136,7 +136,7 @@ fn eval(c: &mut Criterion) {
     if !dir.join("bbox.json").is_file() {
         generate(&dir, n);
     }
-    let gt = GroundTruth::load(&dir.join("gt.json")).unwrap();
+    let gt = GroundTruth::load(&dir.join("gt.json"), &deepmark::io::Limits::default()).unwrap();
     println!(
         "eval bench files: {} ({} images, {} items)",
         dir.display(),
@@ -149,7 +149,7 @@ fn eval(c: &mut Criterion) {
         ("keypoints.json", IouType::Keypoints),
         ("bbox.json", IouType::Bbox),
     ] {
-        let res = Results::load(&dir.join(file), &gt).unwrap();
+        let res = Results::load(&dir.join(file), &gt, &deepmark::io::Limits::default()).unwrap();
         let sigmas = sigmas_for(294).unwrap();
         let e = evaluate(&gt, &res, Params::new(kind, sigmas.clone())).unwrap();
         println!("{} stats: {:?}", kind.name(), e.stats);
@@ -162,8 +162,10 @@ fn eval(c: &mut Criterion) {
         });
         group.bench_function(format!("{}/{n}-images/load+evaluate", kind.name()), |b| {
             b.iter(|| {
-                let gt = GroundTruth::load(&dir.join("gt.json")).unwrap();
-                let res = Results::load(&dir.join(file), &gt).unwrap();
+                let gt = GroundTruth::load(&dir.join("gt.json"), &deepmark::io::Limits::default())
+                    .unwrap();
+                let res =
+                    Results::load(&dir.join(file), &gt, &deepmark::io::Limits::default()).unwrap();
                 evaluate(&gt, &res, Params::new(kind, sigmas.clone()))
                     .unwrap()
                     .stats[0]

@@ -94,8 +94,14 @@ fn train_step(c: &mut Criterion) {
             max_objs: 32,
             seed: 1,
         };
-        let (ds, _) =
-            Df2Dataset::open(&dir.join("train.json"), &dir.join("image"), cfg, false).unwrap();
+        let (ds, _) = Df2Dataset::open(
+            &dir.join("train.json"),
+            &dir.join("image"),
+            cfg,
+            false,
+            &deepmark::io::Limits::default(),
+        )
+        .unwrap();
         let ds = Arc::new(ds);
         let items: Vec<_> = (0..batch).map(|i| ds.get(i % ds.len()).unwrap()).collect();
         let shards = ShardBatcher {

@@ -95,14 +95,17 @@ fn main() {
     // Silent unless RUST_LOG asks: Burn, CubeCL and wgpu log through `log`.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cmd::flag_names(&format!("{e:#}")));
         std::process::exit(1);
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
-    deepmark::io::set_max_image_pixels(cli.max_image_pixels);
-    deepmark::io::set_json_limits(cli.max_json_bytes, cli.max_json_items);
+    let mut limits = deepmark::io::Limits::default();
+    limits.image_pixels = cli.max_image_pixels;
+    limits.json_bytes = cli.max_json_bytes;
+    limits.json_items = cli.max_json_items;
+    cmd::set_limits(limits);
     if let Some(dir) = &cli.kernel_cache {
         deepmark_cli::backend::kernel_cache::use_dir(dir)?;
     }

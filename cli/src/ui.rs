@@ -207,10 +207,18 @@ pub fn evaluate_weights(
     out: &Path,
 ) -> Result<(EvalReport, Vec<Sample>)> {
     det.options.threshold = EVAL_SCORE_THRESHOLD;
-    let (samples, _) = load_coco(data, false)?;
-    let gt = GroundTruth::load(data)?;
+    let (samples, _) = load_coco(data, false, crate::cmd::limits())?;
+    let gt = GroundTruth::load(data, crate::cmd::limits())?;
     let bar = progress_bar("evaluating");
-    let report = evaluate_detector(det, &samples, &gt, images, out, &mut tick(&bar));
+    let report = evaluate_detector(
+        det,
+        &samples,
+        &gt,
+        images,
+        crate::cmd::limits(),
+        out,
+        &mut tick(&bar),
+    );
     bar.finish_and_clear();
     Ok((report?, samples))
 }

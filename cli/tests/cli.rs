@@ -171,12 +171,12 @@ fn infer_writes_drawings_and_challenge_json_that_evaluates() {
     let again = std::fs::read_to_string(batched.join("results_keypoints.json")).unwrap();
     assert_eq!(again, kps_text, "--batch 2 changed the results");
     // Both files load as results against the real GT and evaluate.
-    let gt_data = GroundTruth::load(&gt).unwrap();
+    let gt_data = GroundTruth::load(&gt, &deepmark::io::Limits::default()).unwrap();
     for (file, kind) in [
         ("results_keypoints.json", IouType::Keypoints),
         ("results_bbox.json", IouType::Bbox),
     ] {
-        let r = Results::load(&out.join(file), &gt_data).unwrap();
+        let r = Results::load(&out.join(file), &gt_data, &deepmark::io::Limits::default()).unwrap();
         assert_eq!(r.kind, kind);
         let e = evaluate(&gt_data, &r, Params::new(kind, sigmas_for(294).unwrap())).unwrap();
         assert!(e.stats.iter().all(|v| v.is_finite()));

@@ -101,28 +101,43 @@ fn json_limits_refuse_before_parsing_and_name_the_flag() {
     }
     text.push(']');
     std::fs::write(&p, &text).unwrap();
-    let (bytes, items) = deepmark::io::json_limits();
-    deepmark::io::set_json_limits(bytes, 1000);
-    let err = deepmark::io::read_json::<serde_json::Value>(&p, "test")
+    let mut limits = deepmark::io::Limits::default();
+    limits.json_items = 1000;
+    let err = limits
+        .read_json::<serde_json::Value>(&p, "test")
         .unwrap_err()
         .to_string();
-    deepmark::io::set_json_limits(bytes, 1001);
-    let ok = deepmark::io::read_json::<serde_json::Value>(&p, "test");
-    deepmark::io::set_json_limits(100, items);
-    let size = deepmark::io::read_json::<serde_json::Value>(&p, "test")
+    limits.json_items = 1001;
+    let ok = limits.read_json::<serde_json::Value>(&p, "test");
+    limits.json_bytes = 100;
+    let size = limits
+        .read_json::<serde_json::Value>(&p, "test")
         .unwrap_err()
         .to_string();
-    deepmark::io::set_json_limits(bytes, items);
     assert!(
-        err.contains("1001 JSON objects") && err.contains("--max-json-items"),
+        err.contains("1001 JSON objects") && err.contains("io::Limits::json_items to 1001"),
         "{err}"
     );
-    assert!(err.contains("many.json"), "{err}");
+    assert!(err.contains("many.json") && !err.contains("--max"), "{err}");
     assert!(ok.is_ok());
     assert!(
-        size.contains("--max-json-bytes") && size.contains("many.json"),
+        size.contains("io::Limits::json_bytes") && size.contains("many.json"),
         "{size}"
     );
+    // The defaults hold the file; the program's flags lower the limits and name themselves.
+    assert!(deepmark::io::read_json::<serde_json::Value>(&p, "test").is_ok());
+    let path = p.to_str().unwrap();
+    for (flag, value, said) in [
+        ("--max-json-items", "1000", "raise --max-json-items to 1001"),
+        ("--max-json-bytes", "100", "raise --max-json-bytes to"),
+    ] {
+        let o = common::deepmark(&[flag, value, "eval", "--gt", path, "--dt", path]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code() == Some(1) && e.contains(said) && e.contains("many.json"),
+            "{e}"
+        );
+    }
     // Deep nesting: serde_json's limit, a clear error naming the file.
     let deep = dir.join("deep.json");
     std::fs::write(

@@ -24,7 +24,13 @@ use image::RgbImage;
 fn fixture() -> Option<(Vec<Sample>, PathBuf, PathBuf)> {
     let json = shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json")?;
     let images = json.parent().unwrap().join("image");
-    Some((load_coco(&json, false).unwrap().0, images, json))
+    Some((
+        load_coco(&json, false, &deepmark::io::Limits::default())
+            .unwrap()
+            .0,
+        images,
+        json,
+    ))
 }
 
 fn slim(category_id: Option<usize>) -> CpnConfig {

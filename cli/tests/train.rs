@@ -32,6 +32,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         finetune_category: None,
         shards: 1,
         amp: Default::default(),
+        limits: Default::default(),
     }
 }
 
@@ -332,7 +333,9 @@ fn a_run_fine_tuned_for_one_category_trains_on_it_alone_and_serves_its_landmarks
     let Some((json, images)) = common::fixture_subset(6, &dir) else {
         return;
     };
-    let (samples, _) = deepmark::data::deepfashion2::load_coco(&json, false).unwrap();
+    let (samples, _) =
+        deepmark::data::deepfashion2::load_coco(&json, false, &deepmark::io::Limits::default())
+            .unwrap();
     // The category of the first garment, and how many of the six images have one.
     let c = samples[0].items[0].category_id;
     let with_c = samples

@@ -18,6 +18,7 @@ use crate::codec::STRIDE;
 use crate::codec::grouping::Grouping;
 use crate::codec::targets::{Targets, objects_from_items};
 use crate::error::DataError;
+use crate::io::Limits;
 use crate::preprocess::{bgr_unit, normalize_hwc};
 
 /// One prepared training sample (host memory).
@@ -77,19 +78,22 @@ pub struct Df2Dataset {
     samples: Vec<Sample>,
     image_dir: PathBuf,
     cfg: SampleConfig,
+    limits: Limits,
     epoch: AtomicU64,
 }
 
 impl Df2Dataset {
     /// Load `json` (images in `image_dir`). Every image header is read up front, so a missing or
     /// corrupt image is reported now (or skipped with `skip_bad`), not in the middle of training.
+    /// Files over `limits` are refused (the annotations) or reported (an image).
     pub fn open(
         json: &Path,
         image_dir: &Path,
         cfg: SampleConfig,
         skip_bad: bool,
+        limits: &Limits,
     ) -> Result<(Self, SkipReport), DataError> {
-        Self::open_category(json, image_dir, cfg, skip_bad, None)
+        Self::open_category(json, image_dir, cfg, skip_bad, limits, None)
     }
 
     /// [`Df2Dataset::open`] keeping, with `Some(id)`, only the garments of category `id` and the
@@ -99,9 +103,10 @@ impl Df2Dataset {
         image_dir: &Path,
         cfg: SampleConfig,
         skip_bad: bool,
+        limits: &Limits,
         category: Option<usize>,
     ) -> Result<(Self, SkipReport), DataError> {
-        let (mut samples, mut report) = load_coco(json, skip_bad)?;
+        let (mut samples, mut report) = load_coco(json, skip_bad, limits)?;
         if let Some(id) = category {
             for s in &mut samples {
                 s.items.retain(|i| i.category_id == id);
@@ -112,7 +117,8 @@ impl Df2Dataset {
         for s in samples {
             let path = image_dir.join(&s.file_name);
             // The header only (bad and oversized images are reported now, not mid-training).
-            let problem = crate::io::image_size(&path)
+            let problem = limits
+                .image_size(&path)
                 .err()
                 .map(|e| format!("missing, unreadable or too large image: {e}"));
             match problem {
@@ -137,6 +143,7 @@ impl Df2Dataset {
                 samples: kept,
                 image_dir: image_dir.to_path_buf(),
                 cfg,
+                limits: *limits,
                 epoch: AtomicU64::new(0),
             },
             report,
@@ -156,7 +163,7 @@ impl Df2Dataset {
     /// Prepare sample `index` (decode, augment, normalise, encode targets).
     pub fn prepare(&self, index: usize) -> Result<TrainItem, DataError> {
         let s = &self.samples[index];
-        let img = s.open_image(&self.image_dir)?;
+        let img = s.open_image(&self.image_dir, &self.limits)?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let seed =
             mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);

@@ -24,7 +24,7 @@ use crate::codec::grouping::Grouping;
 use crate::codec::scheme::Scheme;
 use crate::error::Result;
 use crate::garment::taxonomy::{CATEGORIES, category};
-use crate::io::{create_dir_all, save_image_atomic, write_json_compact};
+use crate::io::{Limits, create_dir_all, save_image_atomic, write_json_compact};
 
 /// Per category: box aspect (h / w) and each local landmark's mean `[x, y]` in box units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ pub fn generate(
         save_image_atomic(&img, &out.join("image").join(format!("{stem}.jpg")))?;
         write_json_compact(&out.join("annos").join(format!("{stem}.json")), &anno)?;
     }
-    let (coco, report) = convert_raw_dir(out, false, &mut |_, _| {})?;
+    let (coco, report) = convert_raw_dir(out, false, &Limits::default(), &mut |_, _| {})?;
     write_json_compact(&out.join("train.json"), &coco)?;
     Ok((coco, report))
 }

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::garment::{CATEGORIES, NUM_CATEGORIES};
 use crate::infer::output::{BboxResult, DetectionRecord, KeypointResult, results};
 use crate::infer::{Detector, StageTimes, detect_all};
-use crate::io::{create_dir_all, open_rgb, write_json_compact};
+use crate::io::{Limits, create_dir_all, write_json_compact};
 
 /// Detections scoring below this are not kept when a model is evaluated (`eval --weights`,
 /// `tune`, training validation): they cannot change AP noticeably and would bloat the results.
@@ -33,17 +33,18 @@ pub struct DatasetResults {
 }
 
 /// Runs the detector on every sample (as read by `load_coco`; images in `images`), batching
-/// `det.options.batch` images per forward pass ([`detect_all`]). An unreadable image stops the
-/// run with its error.
+/// `det.options.batch` images per forward pass ([`detect_all`]). An unreadable image, or one over
+/// `limits`, stops the run with its error.
 pub fn predict_dataset(
     det: &Detector,
     samples: &[Sample],
     images: &Path,
+    limits: &Limits,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<DatasetResults> {
     let mut out = DatasetResults::default();
     let jobs: Vec<&Sample> = samples.iter().collect();
-    let load = |s: &&Sample| open_rgb(&images.join(&s.file_name));
+    let load = |s: &&Sample| limits.open_rgb(&images.join(&s.file_name));
     let stats = detect_all(det, jobs, load, |s, item| {
         let (_, dets) = item?;
         let (b, k) = results(s.image_id, &dets);
@@ -298,16 +299,18 @@ impl fmt::Display for EvalReport {
 }
 
 /// Runs `det` on a dataset (`samples` from `load_coco`, `gt` read from the same file), writes the
-/// challenge results into `out` and evaluates boxes, landmarks and NE/PCK.
+/// challenge results into `out` and evaluates boxes, landmarks and NE/PCK. Images over `limits`
+/// stop the run with their error.
 pub fn evaluate_detector(
     det: &Detector,
     samples: &[Sample],
     gt: &GroundTruth,
     images: &Path,
+    limits: &Limits,
     out: &Path,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
-    let res = predict_dataset(det, samples, images, progress)?;
+    let res = predict_dataset(det, samples, images, limits, progress)?;
     create_dir_all(out)?;
     let files = [
         out.join("results_bbox.json"),
@@ -338,6 +341,7 @@ pub fn draw_predictions(
     det: &Detector,
     samples: &[Sample],
     images: &Path,
+    limits: &Limits,
     dir: &Path,
     n: usize,
     threshold: f32,
@@ -345,7 +349,7 @@ pub fn draw_predictions(
     create_dir_all(dir)?;
     let mut count = 0;
     for s in samples.iter().take(n) {
-        let mut img = open_rgb(&images.join(&s.file_name))?;
+        let mut img = limits.open_rgb(&images.join(&s.file_name))?;
         let dets: Vec<_> = det
             .detect(&img)?
             .into_iter()

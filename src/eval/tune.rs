@@ -16,7 +16,7 @@ use crate::error::{Result, invalid};
 use crate::infer::Detector;
 use crate::infer::detector::ScaleHeads;
 use crate::infer::output::results;
-use crate::io::open_rgb;
+use crate::io::Limits;
 
 /// One image's fused heads at every scale.
 pub struct CachedHeads {
@@ -29,11 +29,12 @@ pub fn cache_heads(
     det: &Detector,
     samples: &[Sample],
     images: &Path,
+    limits: &Limits,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<CachedHeads>> {
     let mut cache = Vec::with_capacity(samples.len());
     for (i, s) in samples.iter().enumerate() {
-        let img = open_rgb(&images.join(&s.file_name))?;
+        let img = limits.open_rgb(&images.join(&s.file_name))?;
         let (heads, _) = det.heads(&img)?;
         cache.push(CachedHeads {
             image_id: s.image_id,

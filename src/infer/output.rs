@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_LANDMARKS, category};
+use crate::io::Limits;
 
 /// A bbox result (`evaluation.md`: `{image_id, category_id, bbox: [x, y, w, h], score}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,10 +154,11 @@ impl DetectionRecord {
     }
 }
 
-/// Reads a list of [`DetectionRecord`]s (`predict`'s output), checking every entry.
-pub fn read_detections(path: &Path) -> Result<Vec<DetectionRecord>> {
+/// Reads a list of [`DetectionRecord`]s (`predict`'s output), checking every entry; a file over
+/// `limits` is refused unread.
+pub fn read_detections(path: &Path, limits: &Limits) -> Result<Vec<DetectionRecord>> {
     let list: Vec<DetectionRecord> =
-        crate::io::read_json(path, "detections file (predict's output)")?;
+        limits.read_json(path, "detections file (predict's output)")?;
     for (i, d) in list.iter().enumerate() {
         d.check(path, i)?;
     }
@@ -190,12 +192,13 @@ pub fn draw_detections(img: &mut image::RgbImage, dets: &[Detection]) {
 }
 
 /// Runs a landmark stage (`apply`: PoseFix refiners, top-down models) over a list of
-/// detections of the images of `samples` (files in `images`), one image at a time; records of
+/// detections of the images of `samples` (files in `images`, read within `limits`), one image at a time; records of
 /// images not in `samples` are refused. Returns the records in their order with the new
 /// landmark positions: box, score and the landmarks' third values stay as they were.
 pub fn update_landmarks(
     samples: &[crate::data::deepfashion2::Sample],
     images: &Path,
+    limits: &Limits,
     records: &[DetectionRecord],
     progress: &mut dyn FnMut(usize, usize),
     apply: &mut dyn FnMut(&image::RgbImage, &mut [Detection]) -> Result<()>,
@@ -217,7 +220,7 @@ pub fn update_landmarks(
                 idx[0]
             )));
         };
-        let image = crate::io::open_rgb(&images.join(file))?;
+        let image = limits.open_rgb(&images.join(file))?;
         let mut dets: Vec<Detection> = idx
             .iter()
             .map(|&i| {

@@ -18,7 +18,7 @@ use crate::codec::Detection;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_CATEGORIES, category};
 use crate::infer::output::{DetectionRecord, update_landmarks};
-use crate::io::read_json;
+use crate::io::{Limits, read_json};
 use crate::model::cast::cast_module;
 
 /// The index of a refiner folder (`refiners.json`): what was trained, on what, with which
@@ -196,16 +196,22 @@ impl RefinerSet {
 }
 
 /// Refines a list of detections (any method's, e.g. `predict`'s output) of the images of
-/// `samples` (files in `images`): records of images not in `samples` are refused. Returns the
-/// records in their order with refined landmarks.
+/// `samples` (files in `images`, read within `limits`): records of images not in `samples` are
+/// refused. Returns the records in their order with refined landmarks.
 pub fn refine_records(
     set: &RefinerSet,
     samples: &[crate::data::deepfashion2::Sample],
     images: &Path,
+    limits: &Limits,
     records: &[DetectionRecord],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<DetectionRecord>> {
-    update_landmarks(samples, images, records, progress, &mut |image, dets| {
-        set.refine(image, dets)
-    })
+    update_landmarks(
+        samples,
+        images,
+        limits,
+        records,
+        progress,
+        &mut |image, dets| set.refine(image, dets),
+    )
 }

@@ -23,6 +23,7 @@ use crate::data::deepfashion2::Sample;
 use crate::error::{DataError, Result};
 use crate::garment::Category;
 use crate::infer::output::DetectionRecord;
+use crate::io::Limits;
 
 /// PoseFix's training augmentation and the share of detector predictions among input poses.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -123,6 +124,7 @@ pub struct RefineItem {
 pub struct RefineDataset {
     samples: Vec<Sample>,
     image_dir: PathBuf,
+    limits: Limits,
     entries: Vec<Entry>,
     cat: &'static Category,
     cfg: RefinerConfig,
@@ -202,6 +204,7 @@ impl RefineDataset {
         Ok(RefineDataset {
             samples,
             image_dir: image_dir.to_path_buf(),
+            limits: Limits::default(),
             entries,
             cat,
             cfg,
@@ -225,6 +228,13 @@ impl RefineDataset {
             .count()
     }
 
+    /// Reads the images within `limits` (default: [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Augmentation draws depend on the epoch: set it before each pass.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);
     }
@@ -234,7 +244,7 @@ impl RefineDataset {
         let e = &self.entries[index];
         let s = &self.samples[e.sample];
         let item = &s.items[e.item];
-        let image = s.open_image(&self.image_dir)?;
+        let image = s.open_image(&self.image_dir, &self.limits)?;
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut rng = sample_rng(self.seed, epoch, index);
         let a = &self.augment;

@@ -22,7 +22,7 @@ use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
 use crate::garment::category;
 use crate::infer::output::DetectionRecord;
-use crate::io::{create_dir_all, read_json, write_json};
+use crate::io::{Limits, create_dir_all, read_json, write_json};
 use crate::train::OptimizerConfig;
 use crate::train::amp::{self, AmpConfig, AmpSteps};
 use crate::train::trainer::steps_per_epoch;
@@ -44,6 +44,9 @@ pub struct RefinerTrainConfig {
     /// weights Adam updates stay f32.
     #[serde(default)]
     pub amp: AmpConfig,
+    /// How large an image the training reads. Not saved: a property of the process.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 impl RefinerTrainConfig {
@@ -64,6 +67,7 @@ impl RefinerTrainConfig {
             seed: 1,
             workers: 2,
             amp: AmpConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -142,15 +146,18 @@ pub fn train_refiners(
             continue;
         }
         let rcfg = RefinerConfig::new(cfg.arch, id, cfg.input)?;
-        let dataset = Arc::new(RefineDataset::new(
-            samples.to_vec(),
-            images,
-            predictions,
-            rcfg.clone(),
-            cfg.augment,
-            cfg.errors,
-            cfg.seed ^ id as u64,
-        )?);
+        let dataset = Arc::new(
+            RefineDataset::new(
+                samples.to_vec(),
+                images,
+                predictions,
+                rcfg.clone(),
+                cfg.augment,
+                cfg.errors,
+                cfg.seed ^ id as u64,
+            )?
+            .with_limits(cfg.limits),
+        );
         if dataset.garments() == 0 {
             on_event(&RefineEvent::Skipped {
                 category_id: id,

@@ -17,6 +17,7 @@ use crate::codec::grouping::Grouping;
 use crate::data::deepfashion2::Sample;
 use crate::error::{DataError, Result};
 use crate::garment::category;
+use crate::io::Limits;
 use crate::refine::codec::{crop_pixels, crop_transform};
 use crate::refine::data::{RefineAugment, sample_rng};
 
@@ -32,6 +33,7 @@ pub struct TopDownItem {
 pub struct TopDownDataset {
     samples: Vec<Sample>,
     image_dir: PathBuf,
+    limits: Limits,
     /// `(sample, item)`.
     entries: Vec<(usize, usize)>,
     cfg: CpnConfig,
@@ -64,6 +66,7 @@ impl TopDownDataset {
         Ok(TopDownDataset {
             samples,
             image_dir: image_dir.to_path_buf(),
+            limits: Limits::default(),
             entries,
             cfg,
             grouping,
@@ -78,6 +81,13 @@ impl TopDownDataset {
         self.entries.len()
     }
 
+    /// Reads the images within `limits` (default: [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Augmentation draws depend on the epoch: set it before each pass.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);
     }
@@ -88,7 +98,7 @@ impl TopDownDataset {
         let s = &self.samples[si];
         let item = &s.items[ii];
         let cat = category(item.category_id).expect("checked when listed");
-        let image = s.open_image(&self.image_dir)?;
+        let image = s.open_image(&self.image_dir, &self.limits)?;
         let mut rng = sample_rng(self.seed, self.epoch.load(Ordering::Relaxed), index);
         let jitter = self.augment.draw_jitter(&mut rng);
         let m = crop_transform(item.bbox, self.cfg.input, self.cfg.box_scale, jitter);

@@ -23,7 +23,7 @@ use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
 use crate::garment::category;
-use crate::io::{create_dir_all, read_json, write_json};
+use crate::io::{Limits, create_dir_all, read_json, write_json};
 use crate::model::sync::SyncRunningStats;
 use crate::refine::data::RefineAugment;
 use crate::train::OptimizerConfig;
@@ -52,6 +52,9 @@ pub struct TopDownTrainConfig {
     /// weights Adam updates stay f32.
     #[serde(default)]
     pub amp: AmpConfig,
+    /// How large an image the training reads. Not saved: a property of the process.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 impl TopDownTrainConfig {
@@ -81,6 +84,7 @@ impl TopDownTrainConfig {
             seed: 1,
             workers: 2,
             amp: AmpConfig::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -186,13 +190,16 @@ pub fn train_model_set(
             continue;
         }
         let mcfg = base.for_category(target)?;
-        let dataset = Arc::new(TopDownDataset::new(
-            samples.to_vec(),
-            images,
-            mcfg.clone(),
-            cfg.augment,
-            cfg.seed ^ target.map_or(0, |c| c as u64),
-        )?);
+        let dataset = Arc::new(
+            TopDownDataset::new(
+                samples.to_vec(),
+                images,
+                mcfg.clone(),
+                cfg.augment,
+                cfg.seed ^ target.map_or(0, |c| c as u64),
+            )?
+            .with_limits(cfg.limits),
+        );
         if dataset.garments() == 0 {
             on_event(&TopDownEvent::Skipped {
                 category_id: target,

@@ -15,7 +15,7 @@ use crate::Precision;
 use crate::codec::Scheme;
 use crate::data::augment::AugmentConfig;
 use crate::error::{Result, invalid};
-use crate::io::default_image_dir;
+use crate::io::{Limits, default_image_dir};
 use crate::model::{Arch, CenterNetConfig};
 
 /// Adam and its step learning-rate schedule.
@@ -169,6 +169,10 @@ pub struct TrainConfig {
     /// weights stay f32 ([`amp`](super::amp)).
     #[serde(default)]
     pub amp: AmpConfig,
+    /// How large an annotation file or image the run reads (training and validation sets). Not
+    /// saved: a property of the process reading the files, not of the run.
+    #[serde(skip)]
+    pub limits: Limits,
 }
 
 fn one() -> usize {
@@ -202,6 +206,7 @@ impl TrainConfig {
             finetune_category: None,
             shards: 1,
             amp: AmpConfig::default(),
+            limits: Limits::default(),
             val: Some(Validation {
                 data: data.to_path_buf(),
                 images: default_image_dir(data),

@@ -35,7 +35,8 @@
 //!     let sample = SampleConfig::new(128, Scheme::Deepmark62, false)?;
 //!     let json = std::path::Path::new(json);
 //!     let images = deepmark::io::default_image_dir(json);
-//!     let (dataset, _skipped) = Df2Dataset::open(json, &images, sample, false)?;
+//!     let limits = deepmark::io::Limits::default();
+//!     let (dataset, _skipped) = Df2Dataset::open(json, &images, sample, false, &limits)?;
 //!     Ok(Arc::new(dataset))
 //! };
 //! let loader = |d| DataLoaderBuilder::new(TrainBatcher).batch_size(8).build(d);

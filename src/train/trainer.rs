@@ -26,6 +26,7 @@ use crate::eval::EVAL_SCORE_THRESHOLD;
 use crate::eval::coco::GroundTruth;
 use crate::eval::run::{headline_ap, predict_dataset};
 use crate::infer::Detector;
+use crate::io::Limits;
 use crate::model::CenterNet;
 use crate::model::heads::HeadSet;
 
@@ -68,16 +69,18 @@ pub struct TrainSummary {
 /// A validation set read once per run.
 struct ValidationData<'a> {
     spec: &'a Validation,
+    limits: Limits,
     samples: Vec<Sample>,
     gt: GroundTruth,
 }
 
 impl<'a> ValidationData<'a> {
-    fn load(spec: &'a Validation) -> Result<Self> {
+    fn load(spec: &'a Validation, limits: &Limits) -> Result<Self> {
         Ok(ValidationData {
             spec,
-            samples: load_coco(&spec.data, false)?.0,
-            gt: GroundTruth::load(&spec.data)?,
+            limits: *limits,
+            samples: load_coco(&spec.data, false, limits)?.0,
+            gt: GroundTruth::load(&spec.data, limits)?,
         })
     }
 
@@ -96,7 +99,13 @@ impl<'a> ValidationData<'a> {
         let mut det = Detector::new(model.valid(), cfg.model.clone(), device.clone())?;
         det.options.input_size = cfg.input_size();
         det.options.threshold = EVAL_SCORE_THRESHOLD;
-        let res = predict_dataset(&det, &self.samples, &self.spec.images, &mut |_, _| {})?;
+        let res = predict_dataset(
+            &det,
+            &self.samples,
+            &self.spec.images,
+            &self.limits,
+            &mut |_, _| {},
+        )?;
         headline_ap(&self.gt, &res)
     }
 }
@@ -190,6 +199,7 @@ fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
         &cfg.images,
         sample_cfg,
         true,
+        &cfg.limits,
         cfg.finetune_category,
     )?;
     if !report.skipped.is_empty() {
@@ -399,7 +409,11 @@ pub fn train_on(
     }
     let dataset = open_dataset(cfg)?;
     // Read (and check) the validation set before the first step, not at every evaluation.
-    let validation = cfg.val.as_ref().map(ValidationData::load).transpose()?;
+    let validation = cfg
+        .val
+        .as_ref()
+        .map(|v| ValidationData::load(v, &cfg.limits))
+        .transpose()?;
     let mut rows = run.read_metrics()?;
     rows.retain(|r| r.epoch < state.epoch);
     on_event(&Event::Start {

@@ -9,7 +9,7 @@ use deepmark::codec::{Grouping, Scheme};
 use deepmark::data::augment::{AugmentConfig, augment};
 use deepmark::data::deepfashion2::{convert_raw_dir, load_coco};
 use deepmark::data::synth::{SynthConfig, Templates, generate};
-use deepmark::io::{open_rgb, save_image_atomic, write_json, write_json_compact};
+use deepmark::io::{save_image_atomic, write_json, write_json_compact};
 
 use crate::ui::{images_or_default, progress_bar, tick};
 
@@ -74,11 +74,11 @@ pub struct SynthArgs {
 
 pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
     let bar = progress_bar("reading annotations and image headers");
-    let result = convert_raw_dir(&a.raw, a.skip_bad, &mut tick(&bar));
+    let result = convert_raw_dir(&a.raw, a.skip_bad, crate::cmd::limits(), &mut tick(&bar));
     bar.finish_and_clear();
     let (coco, report) = result?;
     if a.skip_bad {
-        println!("{report}");
+        println!("{}", crate::cmd::flag_names(&report.to_string()));
     }
     write_json_compact(&a.out, &coco)?;
     println!(
@@ -93,14 +93,14 @@ pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
 pub fn show_data(a: ShowDataArgs) -> Result<()> {
     let grouping = Grouping::of_scheme(a.scheme)?;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true)?;
+    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
     if !report.skipped.is_empty() {
-        println!("{report}");
+        println!("{}", crate::cmd::flag_names(&report.to_string()));
     }
     let cfg = AugmentConfig::train(a.input_size);
     let mut tiles = Vec::new();
     for (i, s) in samples.iter().take(a.n).enumerate() {
-        let img = open_rgb(&images.join(&s.file_name))?;
+        let img = crate::cmd::limits().open_rgb(&images.join(&s.file_name))?;
         let aug = augment(&img, &s.items, &cfg, a.seed.wrapping_add(i as u64));
         let mut canvas = aug.image.clone();
         for item in &aug.items {
@@ -129,7 +129,7 @@ pub fn show_data(a: ShowDataArgs) -> Result<()> {
 }
 
 pub fn templates(a: TemplatesArgs) -> Result<()> {
-    let (samples, _) = load_coco(&a.data, false)?;
+    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     write_json(&a.out, &Templates::derive(&samples))?;
     println!("wrote {} from {} images", a.out.display(), samples.len());
     Ok(())

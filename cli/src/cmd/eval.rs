@@ -62,8 +62,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
 /// Evaluates a results file against a GT file and prints the summary; with `json`, the last
 /// line of stdout is `{"iou_type": …, "stats": […]}`.
 fn eval_files(gt: &Path, dt: &Path, sigmas: Option<&Path>, json: bool) -> Result<()> {
-    let gt = GroundTruth::load(gt)?;
-    let res = Results::load(dt, &gt)?;
+    let gt = GroundTruth::load(gt, crate::cmd::limits())?;
+    let res = Results::load(dt, &gt, crate::cmd::limits())?;
     let e = evaluate_with_sigmas(&gt, &res, sigmas)?;
     print!("{e}");
     if json {

@@ -7,7 +7,7 @@ use clap::Args;
 use deepmark::heads_io::{heads_to_host, write_safetensors};
 use deepmark::infer::output::{draw_detections, results};
 use deepmark::infer::{Detector, detect_all};
-use deepmark::io::{JsonArrayWriter, open_rgb, save_image_atomic};
+use deepmark::io::{JsonArrayWriter, save_image_atomic};
 
 use crate::ui::{DetectorFlags, progress_bar, say};
 
@@ -110,7 +110,7 @@ pub fn run(a: InferArgs) -> Result<()> {
     det.options.threshold = a.threshold;
     deepmark::io::create_dir_all(&a.out)?;
     if let Some(dump) = &a.dump_heads {
-        dump_heads(&det, &open_rgb(&images[0])?, dump)?;
+        dump_heads(&det, &crate::cmd::limits().open_rgb(&images[0])?, dump)?;
     }
     let bar = (images.len() > 1).then(|| progress_bar("detecting"));
     // Results stream to disk as they come (constant memory on any folder size); the files
@@ -126,7 +126,7 @@ pub fn run(a: InferArgs) -> Result<()> {
     let stats = detect_all(
         &det,
         jobs,
-        |(_, path)| open_rgb(path),
+        |(_, path)| crate::cmd::limits().open_rgb(path),
         |(i, path), item| {
             seen += 1;
             if let Some(b) = &bar {

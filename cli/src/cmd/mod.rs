@@ -11,3 +11,29 @@ pub mod refine;
 pub mod topdown;
 pub mod train;
 pub mod tune;
+
+use std::sync::OnceLock;
+
+use deepmark::io::Limits;
+
+static LIMITS: OnceLock<Limits> = OnceLock::new();
+
+/// Sets the file-size limits of this run (`--max-image-pixels`, `--max-json-bytes`,
+/// `--max-json-items`); called once, before the command runs.
+pub fn set_limits(limits: Limits) {
+    let _ = LIMITS.set(limits);
+}
+
+/// The limits every command passes to the library's readers.
+pub fn limits() -> &'static Limits {
+    LIMITS.get_or_init(Limits::default)
+}
+
+/// The library names the field of `deepmark::io::Limits` to raise; the program's user raises it
+/// with a flag.
+pub fn flag_names(message: &str) -> String {
+    message
+        .replace("io::Limits::image_pixels", "--max-image-pixels")
+        .replace("io::Limits::json_bytes", "--max-json-bytes")
+        .replace("io::Limits::json_items", "--max-json-items")
+}

@@ -10,7 +10,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::codec::Scheme;
 use deepmark::infer::{Detector, StageTimes};
-use deepmark::io::open_rgb;
 use deepmark::model::fast::profile::{self, OpStat};
 use deepmark::model::{Arch, CenterNetConfig};
 
@@ -48,7 +47,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         }
     };
     let t0 = Instant::now();
-    let img = open_rgb(&a.image)?;
+    let img = crate::cmd::limits().open_rgb(&a.image)?;
     let load = t0.elapsed().as_secs_f64();
     det.detect(&img)?; // warm-up: allocations, thread pools, autotuning
     let runs = a.runs as usize;

@@ -14,7 +14,7 @@ use deepmark::eval::run::landmark_quality;
 use deepmark::garment::{NUM_LANDMARKS, category};
 use deepmark::infer::detect_all;
 use deepmark::infer::output::{DetectionRecord, read_detections};
-use deepmark::io::{JsonArrayWriter, open_rgb};
+use deepmark::io::JsonArrayWriter;
 use deepmark::refine::apply::refine_records;
 use deepmark::refine::config::parse_input_size;
 use deepmark::refine::errors::{ErrorRates, synthesize};
@@ -56,7 +56,7 @@ pub struct PredictArgs {
 
 pub fn predict(a: PredictArgs) -> Result<()> {
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false)?;
+    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     let mut out = JsonArrayWriter::create(&a.out)?;
     if a.synthesize_errors {
         let mut rng = StdRng::seed_from_u64(a.seed);
@@ -106,7 +106,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let stats = detect_all(
         &det,
         jobs,
-        |s| open_rgb(&images.join(&s.file_name)),
+        |s| crate::cmd::limits().open_rgb(&images.join(&s.file_name)),
         |s, item| {
             let (_, dets) = item?;
             for d in &dets {
@@ -199,16 +199,17 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
     cfg.workers = a.workers;
     cfg.seed = a.seed;
     cfg.amp = AmpConfig::new(a.precision);
+    cfg.limits = *crate::cmd::limits();
     if let Some(lr) = a.lr {
         cfg.optimizer.lr = lr;
     }
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true)?;
+    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
     if !report.skipped.is_empty() {
-        println!("{report}");
+        println!("{}", crate::cmd::flag_names(&report.to_string()));
     }
     let predictions = match &a.inputs {
-        Some(p) => read_detections(p)?,
+        Some(p) => read_detections(p, crate::cmd::limits())?,
         None => Vec::new(),
     };
     let device = a.backend.device()?;
@@ -322,11 +323,18 @@ pub fn refine(a: RefineArgs) -> Result<()> {
     set.flip = !a.no_flip;
     set.min_score = a.min_score;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false)?;
-    let gt = GroundTruth::load(&a.data)?;
-    let records = read_detections(&a.inputs)?;
+    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
+    let records = read_detections(&a.inputs, crate::cmd::limits())?;
     let bar = progress_bar("refining");
-    let refined = refine_records(&set, &samples, &images, &records, &mut tick(&bar))?;
+    let refined = refine_records(
+        &set,
+        &samples,
+        &images,
+        crate::cmd::limits(),
+        &records,
+        &mut tick(&bar),
+    )?;
     bar.finish_and_clear();
     let mut out = JsonArrayWriter::create(&a.out)?;
     for r in &refined {

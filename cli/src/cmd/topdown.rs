@@ -119,6 +119,7 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     cfg.workers = a.workers;
     cfg.seed = a.seed;
     cfg.amp = AmpConfig::new(a.precision);
+    cfg.limits = *crate::cmd::limits();
     if let Some(e) = a.finetune_epochs {
         cfg.finetune_epochs = e;
     }
@@ -136,7 +137,7 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
         a.init.is_some() || universal.is_file() && deepmark::checkpoint::verify(&universal).is_ok();
     let which = parse_models(&a.category, have_universal)?;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true)?;
+    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
     if !report.skipped.is_empty() {
         println!("{report}");
     }
@@ -277,10 +278,10 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     let mut set = TopDownSet::load(&a.models, &device)?;
     set.flip = !a.no_flip;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false)?;
-    let gt = GroundTruth::load(&a.data)?;
+    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
     let inputs = match &a.inputs {
-        Some(p) => read_detections(p)?,
+        Some(p) => read_detections(p, crate::cmd::limits())?,
         None => ground_truth_records(&samples),
     };
     let served: Vec<Option<Served>> = (1..=NUM_CATEGORIES).map(|c| set.served(c)).collect();
@@ -290,6 +291,7 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
         let r = update_landmarks(
             &samples,
             &images,
+            crate::cmd::limits(),
             &inputs,
             &mut tick(&bar),
             &mut |img, d| set.apply(img, d),

@@ -209,7 +209,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if a.devices == 0 {
         bail!("--devices must be at least 1");
     }
-    let plan = a.overrides()?.plan();
+    let mut plan = a.overrides()?.plan();
+    plan.config.limits = *crate::cmd::limits();
     let cfg = &plan.config;
     if plan.demo {
         for (dir, n, seed) in DEMO_SETS {
@@ -287,8 +288,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // The short demo's scores stay low: draw what it finds from 0.1 up.
     let threshold = if plan.demo { 0.1 } else { 0.3 };
     let dir = eval_dir.join("preds");
-    let drawn =
-        deepmark::eval::run::draw_predictions(&det, &samples, val_images, &dir, 8, threshold)?;
+    let drawn = deepmark::eval::run::draw_predictions(
+        &det,
+        &samples,
+        val_images,
+        crate::cmd::limits(),
+        &dir,
+        8,
+        threshold,
+    )?;
     println!(
         "drew predictions (score ≥ {threshold}) on {drawn} images in {}",
         dir.display()

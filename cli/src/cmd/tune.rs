@@ -127,13 +127,19 @@ pub fn run(a: TuneArgs) -> Result<()> {
     let mut det = a.detector.load(&a.weights)?;
     det.options.threshold = EVAL_SCORE_THRESHOLD;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false)?;
+    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();
-    let mut gt = GroundTruth::load(&a.data)?;
+    let mut gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
     let keep: std::collections::HashSet<u64> = samples.iter().map(|s| s.image_id).collect();
     gt.retain_images(|id| keep.contains(&id));
     let bar = progress_bar("running the network once per image");
-    let cache = cache_heads(&det, &samples, &images, &mut tick(&bar));
+    let cache = cache_heads(
+        &det,
+        &samples,
+        &images,
+        crate::cmd::limits(),
+        &mut tick(&bar),
+    );
     bar.finish_and_clear();
     let cache = cache?;
     let surface_bar = progress_bar("alpha x gamma surface");

@@ -17,7 +17,7 @@ use deepmark::error::{Error, Result};
 use deepmark::eval::coco::{GroundTruth, Params, Results, sigmas_for};
 use deepmark::infer::detector::read_options;
 use deepmark::infer::output::read_detections;
-use deepmark::io::{image_size, open_rgb, read_json};
+use deepmark::io::{Limits, image_size, open_rgb, read_json};
 use deepmark::refine::{RefinerConfig, RefinerIndex, read_refiner_config};
 
 /// One parser under test.
@@ -143,9 +143,15 @@ fn gt_json(p: &Path) -> Result<()> {
     all(
         p,
         [
-            GroundTruth::load(p).map(drop).map_err(Error::from),
-            load_coco(p, false).map(drop).map_err(Error::from),
-            load_coco(p, true).map(drop).map_err(Error::from),
+            GroundTruth::load(p, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
+            load_coco(p, false, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
+            load_coco(p, true, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
         ],
     )
 }
@@ -155,9 +161,15 @@ fn raw_json(p: &Path) -> Result<()> {
     all(
         p,
         [
-            read_raw_image(p).map(drop).map_err(Error::from),
-            convert_raw(&annos, false).map(drop).map_err(Error::from),
-            convert_raw(&annos, true).map(drop).map_err(Error::from),
+            read_raw_image(p, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
+            convert_raw(&annos, false, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
+            convert_raw(&annos, true, &Limits::default())
+                .map(drop)
+                .map_err(Error::from),
         ],
     )
 }
@@ -180,7 +192,8 @@ fn fuzz_gt() -> &'static GroundTruth {
                              "area": 2000, "iscrowd": 0, "keypoints": kps, "num_keypoints": 294}]
         });
         std::fs::write(&path, gt.to_string()).expect("temporary file");
-        let gt = GroundTruth::load(&path).expect("the built-in ground truth loads");
+        let gt =
+            GroundTruth::load(&path, &Limits::default()).expect("the built-in ground truth loads");
         let _ = std::fs::remove_dir_all(&dir);
         gt
     })
@@ -188,7 +201,7 @@ fn fuzz_gt() -> &'static GroundTruth {
 
 fn results_json(p: &Path) -> Result<()> {
     let gt = fuzz_gt();
-    let loaded = Results::load(p, gt).map_err(Error::from);
+    let loaded = Results::load(p, gt, &Limits::default()).map_err(Error::from);
     let evaluated = match &loaded {
         Ok(r) => {
             let sigmas = sigmas_for(gt.num_keypoints()).unwrap_or_default();
@@ -196,7 +209,7 @@ fn results_json(p: &Path) -> Result<()> {
         }
         Err(_) => Ok(()),
     };
-    let detections = read_detections(p).map(|records| {
+    let detections = read_detections(p, &Limits::default()).map(|records| {
         for r in &records {
             let _ = r.detection();
             let _ = r.local_landmarks();

@@ -15,6 +15,7 @@ use serde_json::Value;
 pub use crate::error::DataError;
 use crate::garment::Item;
 use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, category};
+use crate::io::Limits;
 pub use raw::{RawImage, RawItem, convert_raw, convert_raw_dir, read_raw_image};
 
 /// One image and its garments.
@@ -30,9 +31,13 @@ pub struct Sample {
 impl Sample {
     /// Decodes this sample's image from `image_dir`; a failure names the file and the sample
     /// (what training reports when an image that passed the header check does not decode).
-    pub fn open_image(&self, image_dir: &Path) -> Result<image::RgbImage, DataError> {
+    pub fn open_image(
+        &self,
+        image_dir: &Path,
+        limits: &Limits,
+    ) -> Result<image::RgbImage, DataError> {
         let path = image_dir.join(&self.file_name);
-        crate::io::open_rgb(&path).map_err(|e| DataError {
+        limits.open_rgb(&path).map_err(|e| DataError {
             file: path.clone(),
             place: format!("image {}: ", self.image_id),
             field: "file_name".into(),
@@ -129,9 +134,11 @@ impl std::fmt::Display for SkipReport {
     }
 }
 
-/// Parse a COCO-style file (syntax and types only).
-pub fn read_coco_file(path: &Path) -> Result<CocoFile, DataError> {
-    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "-", m))?;
+/// Parse a COCO-style file (syntax and types only), refused when over `limits`.
+pub fn read_coco_file(path: &Path, limits: &Limits) -> Result<CocoFile, DataError> {
+    let text = limits
+        .json_text(path)
+        .map_err(|m| DataError::new(path, "", "-", m))?;
     serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,
@@ -264,9 +271,13 @@ pub fn item_from_annotation(
 
 /// Read and validate a COCO-style DeepFashion2 file. With `skip_bad`, invalid annotations are
 /// dropped and reported; otherwise the first one is an error. Images listed twice or
-/// annotations of unknown images are always errors.
-pub fn load_coco(path: &Path, skip_bad: bool) -> Result<(Vec<Sample>, SkipReport), DataError> {
-    let file = read_coco_file(path)?;
+/// annotations of unknown images are always errors. A file over `limits` is refused unread.
+pub fn load_coco(
+    path: &Path,
+    skip_bad: bool,
+    limits: &Limits,
+) -> Result<(Vec<Sample>, SkipReport), DataError> {
+    let file = read_coco_file(path, limits)?;
     let mut samples: Vec<Sample> = Vec::with_capacity(file.images.len());
     let mut index: BTreeMap<u64, usize> = BTreeMap::new();
     for img in &file.images {

@@ -11,6 +11,7 @@ use super::{
     coco_categories,
 };
 use crate::garment::taxonomy::{NUM_LANDMARKS, category};
+use crate::io::Limits;
 
 /// One item of a raw DeepFashion2 per-image JSON (`item1`, `item2`, …).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,8 +46,10 @@ pub struct RawImage {
 }
 
 /// Parse a raw per-image JSON, checking every item's fields.
-pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
-    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "-", m))?;
+pub fn read_raw_image(path: &Path, limits: &Limits) -> Result<RawImage, DataError> {
+    let text = limits
+        .json_text(path)
+        .map_err(|m| DataError::new(path, "", "-", m))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,
@@ -131,6 +134,7 @@ pub fn read_raw_image(path: &Path) -> Result<RawImage, DataError> {
 pub fn convert_raw(
     annos: &[(PathBuf, u32, u32)],
     skip_bad: bool,
+    limits: &Limits,
 ) -> Result<(CocoFile, SkipReport), DataError> {
     let mut images = Vec::new();
     let mut annotations = Vec::new();
@@ -148,7 +152,7 @@ pub fn convert_raw(
                 "file name is not a number (DeepFashion2 names files 000001.json …)",
             )
         })?;
-        let raw = match read_raw_image(path) {
+        let raw = match read_raw_image(path, limits) {
             Ok(r) => r,
             Err(e) if skip_bad => {
                 report.skipped.push(e);
@@ -224,6 +228,7 @@ pub fn convert_raw(
 pub fn convert_raw_dir(
     dir: &Path,
     skip_bad: bool,
+    limits: &Limits,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(CocoFile, SkipReport), DataError> {
     let (annos_dir, image_dir) = if dir.join("annos").is_dir() {
@@ -265,14 +270,17 @@ pub fn convert_raw_dir(
             .unwrap_or_default()
             .to_string();
         let img = image_dir.join(format!("{stem}.jpg"));
-        match image::image_dimensions(&img) {
+        match limits.image_size(&img) {
             Ok((w, h)) => annos.push((json, w, h)),
             Err(e) => {
                 let err = DataError::new(
                     &img,
                     "",
                     "-",
-                    format!("missing or unreadable image for {}: {e}", json.display()),
+                    format!(
+                        "missing, unreadable or too large image for {}: {e}",
+                        json.display()
+                    ),
                 );
                 if skip_bad {
                     report.skipped.push(err);
@@ -282,7 +290,7 @@ pub fn convert_raw_dir(
             }
         }
     }
-    let (coco, more) = convert_raw(&annos, skip_bad)?;
+    let (coco, more) = convert_raw(&annos, skip_bad, limits)?;
     report.skipped.extend(more.skipped);
     Ok((coco, report))
 }
@@ -321,7 +329,7 @@ mod tests {
                 raw_item(7, 10)
             ),
         );
-        let (coco, report) = convert_raw(&[(p, 100, 120)], false).unwrap();
+        let (coco, report) = convert_raw(&[(p, 100, 120)], false, &Limits::default()).unwrap();
         assert!(report.skipped.is_empty());
         assert_eq!(coco.images[0].id, 123);
         assert_eq!(coco.images[0].file_name, "000123.jpg");
@@ -349,28 +357,38 @@ mod tests {
     #[test]
     fn raw_errors_name_file_item_and_field() {
         let bad_count = one_item("000001.json", raw_item(9, 7));
-        let e = read_raw_image(&bad_count).unwrap_err().to_string();
+        let e = read_raw_image(&bad_count, &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("000001.json") && e.contains("item1") && e.contains("landmarks"),
             "{e}"
         );
         let bad_cat = one_item("000002.json", raw_item(14, 8));
-        let e = read_raw_image(&bad_cat).unwrap_err().to_string();
+        let e = read_raw_image(&bad_cat, &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("category_id") && e.contains("14"), "{e}");
         let bad_json = tmp("000003.json", r#"{"source": "shop", "item1": {"#);
-        let e = read_raw_image(&bad_json).unwrap_err().to_string();
+        let e = read_raw_image(&bad_json, &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("000003.json") && e.contains("malformed JSON"),
             "{e}"
         );
         // A box outside the image: error, or skipped and reported with --skip-bad.
         let outside = one_item("000004.json", raw_item(9, 8));
-        let e = convert_raw(&[(outside.clone(), 40, 40)], false)
+        let e = convert_raw(&[(outside.clone(), 40, 40)], false, &Limits::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("bounding_box") && e.contains("outside"), "{e}");
-        let (coco, report) =
-            convert_raw(&[(outside, 40, 40), (bad_count, 100, 100)], true).unwrap();
+        let (coco, report) = convert_raw(
+            &[(outside, 40, 40), (bad_count, 100, 100)],
+            true,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!((coco.annotations.len(), report.skipped.len()), (0, 2));
     }
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::error::DataError;
 use crate::garment::taxonomy;
+use crate::io::Limits;
 
 /// What is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,8 +102,10 @@ pub struct ResultEntry {
     pub score: f64,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
-    let text = crate::io::json_text(path).map_err(|m| DataError::new(path, "", "(file)", m))?;
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, limits: &Limits) -> Result<T, DataError> {
+    let text = limits
+        .json_text(path)
+        .map_err(|m| DataError::new(path, "", "(file)", m))?;
     serde_json::from_str(&text).map_err(|e| {
         DataError::new(
             path,
@@ -135,9 +138,9 @@ fn bbox4(path: &Path, place: &str, bbox: &[f64]) -> Result<[f64; 4], DataError> 
 
 impl GroundTruth {
     /// Reads a COCO-style GT file (COCO person keypoints, DeepFashion2's COCO form, …).
-    /// Keys the evaluator does not use are ignored.
-    pub fn load(path: &Path) -> Result<GroundTruth, DataError> {
-        let file: GtFile = read_json(path)?;
+    /// Keys the evaluator does not use are ignored. A file over `limits` is refused unread.
+    pub fn load(path: &Path, limits: &Limits) -> Result<GroundTruth, DataError> {
+        let file: GtFile = read_json(path, limits)?;
         let mut image_ids: Vec<u64> = file.images.iter().map(|i| i.id).collect();
         image_ids.sort_unstable();
         image_ids.dedup();
@@ -235,9 +238,10 @@ pub struct Results {
 }
 
 impl Results {
-    /// Reads a results file (a JSON list) and applies `loadRes`' rules.
-    pub fn load(path: &Path, gt: &GroundTruth) -> Result<Results, DataError> {
-        let list: Vec<ResultEntry> = read_json(path)?;
+    /// Reads a results file (a JSON list) and applies `loadRes`' rules. A file over `limits` is
+    /// refused unread.
+    pub fn load(path: &Path, gt: &GroundTruth, limits: &Limits) -> Result<Results, DataError> {
+        let list: Vec<ResultEntry> = read_json(path, limits)?;
         Self::from_entries(path, list, gt)
     }
 
