@@ -62,6 +62,8 @@
 //! [`train::train`] is the command-line trainer's loop (CenterNet's schedule, mixed precision,
 //! resumable run folders).
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod codec;
 pub mod data;

@@ -21,9 +21,9 @@ use super::layers::{bn, conv, norm};
 /// present (PyTorch keys `weight`, `bias`, `conv_offset_mask.{weight,bias}`).
 #[derive(Module, Debug)]
 pub struct Dcn {
-    pub weight: Param<Tensor<4>>,
-    pub bias: Param<Tensor<1>>,
-    pub conv_offset_mask: Option<Conv2d>,
+    pub(crate) weight: Param<Tensor<4>>,
+    pub(crate) bias: Param<Tensor<1>>,
+    pub(crate) conv_offset_mask: Option<Conv2d>,
 }
 
 impl Dcn {
@@ -72,8 +72,8 @@ impl Dcn {
 /// key `actf.0.*` is remapped to `actf.*` on import.
 #[derive(Module, Debug)]
 pub struct DeformConvBlock {
-    pub conv: Dcn,
-    pub actf: BatchNorm,
+    pub(crate) conv: Dcn,
+    pub(crate) actf: BatchNorm,
 }
 
 impl DeformConvBlock {

@@ -21,10 +21,10 @@ use super::layers::{ConvBn, bn, conv, norm};
 /// `conv3×3(stride) → BN → ReLU → conv3×3 → BN → (+ residual) → ReLU`.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm,
 }
 
 impl BasicBlock {
@@ -55,12 +55,12 @@ fn downsample(x: Tensor<4>, stride: usize) -> Tensor<4> {
 /// concatenation `[x2, x1, *children]`.
 #[derive(Module, Debug)]
 pub struct Tree1 {
-    pub tree1: BasicBlock,
-    pub tree2: BasicBlock,
-    pub root: ConvBn,
-    pub project: Option<ConvBn>,
-    pub stride: usize,
-    pub level_root: bool,
+    pub(crate) tree1: BasicBlock,
+    pub(crate) tree2: BasicBlock,
+    pub(crate) root: ConvBn,
+    pub(crate) project: Option<ConvBn>,
+    pub(crate) stride: usize,
+    pub(crate) level_root: bool,
 }
 
 impl Tree1 {
@@ -104,11 +104,11 @@ impl Tree1 {
 /// A depth-2 tree: two depth-1 trees; the second one aggregates everything.
 #[derive(Module, Debug)]
 pub struct Tree2 {
-    pub tree1: Tree1,
-    pub tree2: Tree1,
-    pub project: Option<ConvBn>,
-    pub stride: usize,
-    pub level_root: bool,
+    pub(crate) tree1: Tree1,
+    pub(crate) tree2: Tree1,
+    pub(crate) project: Option<ConvBn>,
+    pub(crate) stride: usize,
+    pub(crate) level_root: bool,
 }
 
 impl Tree2 {
@@ -138,13 +138,13 @@ impl Tree2 {
 /// DLA-34 base. `channels` is `[16, 32, 64, 128, 256, 512]` in the full model.
 #[derive(Module, Debug)]
 pub struct Dla {
-    pub base_layer: ConvBn,
-    pub level0: ConvBn,
-    pub level1: ConvBn,
-    pub level2: Tree1,
-    pub level3: Tree2,
-    pub level4: Tree2,
-    pub level5: Tree1,
+    pub(crate) base_layer: ConvBn,
+    pub(crate) level0: ConvBn,
+    pub(crate) level1: ConvBn,
+    pub(crate) level2: Tree1,
+    pub(crate) level3: Tree2,
+    pub(crate) level4: Tree2,
+    pub(crate) level5: Tree1,
 }
 
 impl Dla {

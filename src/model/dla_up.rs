@@ -44,9 +44,9 @@ fn up_layer(channels: usize, f: usize, device: &Device) -> ConvTranspose2d {
 /// (1-based as in PyTorch: `proj_1`… are `proj[0]`…). Keys `proj_1` are remapped to `proj.0`.
 #[derive(Module, Debug)]
 pub struct IdaUp {
-    pub proj: Vec<DeformConvBlock>,
-    pub up: Vec<ConvTranspose2d>,
-    pub node: Vec<DeformConvBlock>,
+    pub(crate) proj: Vec<DeformConvBlock>,
+    pub(crate) up: Vec<ConvTranspose2d>,
+    pub(crate) node: Vec<DeformConvBlock>,
 }
 
 impl IdaUp {
@@ -82,8 +82,8 @@ impl IdaUp {
 /// configured channel widths).
 #[derive(Module, Debug)]
 pub struct DlaUp {
-    pub ida: Vec<IdaUp>,
-    pub startp: usize,
+    pub(crate) ida: Vec<IdaUp>,
+    pub(crate) startp: usize,
 }
 
 impl DlaUp {
@@ -126,9 +126,9 @@ impl DlaUp {
 /// `DLASeg`: DLA base + DLAUp + final IDAUp; output is the stride-4 map the heads read.
 #[derive(Module, Debug)]
 pub struct DlaSeg {
-    pub base: Dla,
-    pub dla_up: DlaUp,
-    pub ida_up: IdaUp,
+    pub(crate) base: Dla,
+    pub(crate) dla_up: DlaUp,
+    pub(crate) ida_up: IdaUp,
 }
 
 impl DlaSeg {

@@ -23,8 +23,8 @@ pub const HEATMAP_PRIOR_BIAS: f32 = -2.19;
 /// `conv` / `out` on import.
 #[derive(Module, Debug)]
 pub struct Head {
-    pub conv: Conv2d,
-    pub out: Conv2d,
+    pub(crate) conv: Conv2d,
+    pub(crate) out: Conv2d,
 }
 
 impl Head {
@@ -53,12 +53,12 @@ impl Head {
 /// The six heads of one stack.
 #[derive(Module, Debug)]
 pub struct HeadSet {
-    pub hm: Head,
-    pub wh: Head,
-    pub reg: Head,
-    pub hps: Head,
-    pub hm_hp: Head,
-    pub hp_offset: Head,
+    pub(crate) hm: Head,
+    pub(crate) wh: Head,
+    pub(crate) reg: Head,
+    pub(crate) hps: Head,
+    pub(crate) hm_hp: Head,
+    pub(crate) hp_offset: Head,
 }
 
 impl HeadSet {

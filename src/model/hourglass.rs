@@ -21,7 +21,7 @@ use super::layers::{ConvBn, bn, conv, norm};
 /// Shape of an Hourglass network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourglassConfig {
-    pub num_stacks: usize,
+    pub(crate) num_stacks: usize,
     /// Channel widths per depth, `n + 1` entries (`[256, 256, 384, 384, 384, 512]`).
     pub dims: Vec<usize>,
     /// Residual blocks per depth, `n + 1` entries (`[2, 2, 2, 2, 2, 4]`).
@@ -76,8 +76,8 @@ impl HourglassConfig {
 /// CornerNet's `convolution`: `k×k` conv (bias only without BN) → BN (optional) → ReLU.
 #[derive(Module, Debug)]
 pub struct Convolution {
-    pub conv: Conv2d,
-    pub bn: Option<BatchNorm>,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: Option<BatchNorm>,
 }
 
 impl Convolution {
@@ -100,11 +100,11 @@ impl Convolution {
 /// CornerNet's `residual`: two 3×3 conv+BN with a 1×1 conv+BN `skip` when the shape changes.
 #[derive(Module, Debug)]
 pub struct Residual {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub conv2: Conv2d,
-    pub bn2: BatchNorm,
-    pub skip: Option<ConvBn>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm,
+    pub(crate) skip: Option<ConvBn>,
 }
 
 impl Residual {
@@ -140,15 +140,15 @@ fn run(blocks: &[Residual], mut x: Tensor<4>) -> Tensor<4> {
 /// `low3` (back to the outer width); `low2` is the next level (or [`KpModule::inner`]).
 #[derive(Module, Debug)]
 pub struct KpLevel {
-    pub up1: Vec<Residual>,
-    pub low1: Vec<Residual>,
-    pub low3: Vec<Residual>,
+    pub(crate) up1: Vec<Residual>,
+    pub(crate) low1: Vec<Residual>,
+    pub(crate) low3: Vec<Residual>,
 }
 
 #[derive(Module, Debug)]
 pub struct KpModule {
-    pub levels: Vec<KpLevel>,
-    pub inner: Vec<Residual>,
+    pub(crate) levels: Vec<KpLevel>,
+    pub(crate) inner: Vec<Residual>,
 }
 
 impl KpModule {
@@ -210,13 +210,13 @@ impl KpModule {
 
 #[derive(Module, Debug)]
 pub struct Hourglass {
-    pub pre_conv: Convolution,
-    pub pre_res: Residual,
-    pub kps: Vec<KpModule>,
-    pub cnvs: Vec<Convolution>,
-    pub inters: Vec<Residual>,
-    pub inters_: Vec<ConvBn>,
-    pub cnvs_: Vec<ConvBn>,
+    pub(crate) pre_conv: Convolution,
+    pub(crate) pre_res: Residual,
+    pub(crate) kps: Vec<KpModule>,
+    pub(crate) cnvs: Vec<Convolution>,
+    pub(crate) inters: Vec<Residual>,
+    pub(crate) inters_: Vec<ConvBn>,
+    pub(crate) cnvs_: Vec<ConvBn>,
 }
 
 impl Hourglass {

@@ -50,8 +50,8 @@ pub fn norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
 /// those indices to `.conv.*` / `.bn.*`.
 #[derive(Module, Debug)]
 pub struct ConvBn {
-    pub conv: Conv2d,
-    pub bn: BatchNorm,
+    pub(crate) conv: Conv2d,
+    pub(crate) bn: BatchNorm,
 }
 
 impl ConvBn {

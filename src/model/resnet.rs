@@ -121,13 +121,13 @@ impl ResNetConfig {
 /// `downsample` (1×1 conv + BN).
 #[derive(Module, Debug)]
 pub struct ResBlock {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub conv2: Conv2d,
-    pub bn2: BatchNorm,
-    pub conv3: Option<Conv2d>,
-    pub bn3: Option<BatchNorm>,
-    pub downsample: Option<ConvBn>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: BatchNorm,
+    pub(crate) conv3: Option<Conv2d>,
+    pub(crate) bn3: Option<BatchNorm>,
+    pub(crate) downsample: Option<ConvBn>,
 }
 
 impl ResBlock {
@@ -183,19 +183,19 @@ impl ResBlock {
 /// (PyTorch `deconv_layers.{3i}` / `deconv_layers.{3i+1}`).
 #[derive(Module, Debug)]
 pub struct Deconv {
-    pub up: ConvTranspose2d,
-    pub bn: BatchNorm,
+    pub(crate) up: ConvTranspose2d,
+    pub(crate) bn: BatchNorm,
 }
 
 #[derive(Module, Debug)]
 pub struct ResNet {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
-    pub layer1: Vec<ResBlock>,
-    pub layer2: Vec<ResBlock>,
-    pub layer3: Vec<ResBlock>,
-    pub layer4: Vec<ResBlock>,
-    pub deconv_layers: Vec<Deconv>,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) layer1: Vec<ResBlock>,
+    pub(crate) layer2: Vec<ResBlock>,
+    pub(crate) layer3: Vec<ResBlock>,
+    pub(crate) layer4: Vec<ResBlock>,
+    pub(crate) deconv_layers: Vec<Deconv>,
 }
 
 impl ResNet {

@@ -17,7 +17,7 @@ use crate::model::resnet::ResNet;
 
 #[derive(Module, Debug)]
 pub struct Refiner {
-    pub backbone: ResNet,
+    pub(crate) backbone: ResNet,
     /// 1×1 convolution to one heatmap per landmark.
     pub head: Conv2d,
 }

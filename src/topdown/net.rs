@@ -69,10 +69,10 @@ pub fn interpolation_matrix(n: usize, out: usize) -> Vec<f32> {
 /// channel count changes.
 #[derive(Module, Debug)]
 pub struct Bottleneck {
-    pub conv1: ConvBn,
-    pub conv2: ConvBn,
-    pub conv3: ConvBn,
-    pub shortcut: Option<ConvBn>,
+    pub(crate) conv1: ConvBn,
+    pub(crate) conv2: ConvBn,
+    pub(crate) conv3: ConvBn,
+    pub(crate) shortcut: Option<ConvBn>,
 }
 
 impl Bottleneck {
@@ -110,20 +110,22 @@ pub struct GlobalLevel {
 
 #[derive(Module, Debug)]
 pub struct Cpn {
-    pub backbone: ResNet,
+    pub(crate) backbone: ResNet,
     /// Levels C2..C5.
-    pub global: Vec<GlobalLevel>,
+    pub(crate) global: Vec<GlobalLevel>,
     /// RefineNet's per-level bottlenecks: `refine[i]` has `i` blocks.
-    pub refine: Vec<Vec<Bottleneck>>,
+    pub(crate) refine: Vec<Vec<Bottleneck>>,
     /// The bottleneck after the concatenation.
-    pub fuse: Bottleneck,
-    pub head: Conv2d,
+    pub(crate) fuse: Bottleneck,
+    pub(crate) head: Conv2d,
 }
 
 /// GlobalNet's four heatmaps (C2..C5, each resized to the output size) and RefineNet's.
 #[derive(Debug, Clone)]
 pub struct CpnOutput {
+    /// GlobalNet's heatmaps of levels C2..C5, `[batch, joints, h, w]` each.
     pub global: Vec<Tensor<4>>,
+    /// RefineNet's heatmaps, `[batch, joints, h, w]`: the prediction.
     pub refine: Tensor<4>,
 }
 
