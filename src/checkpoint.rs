@@ -428,7 +428,9 @@ pub fn check_path(weights: &Path) -> PathBuf {
 /// What [`check_path`] holds: the weights file's and its model config's checksums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WeightsCheck {
+    /// CRC-32 and length of the weights file.
     pub weights: Checksum,
+    /// CRC-32 and length of the config file.
     pub config: Checksum,
 }
 

@@ -13,11 +13,14 @@ use crate::model::HeadOutputs;
 /// A host-side f32 tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Values in row-major order.
     pub data: Vec<f32>,
 }
 
 impl HostTensor {
+    /// Reads a 4-d tensor back to the host (as f32).
     pub fn from_tensor(t: &burn::tensor::Tensor<4>) -> Result<Self> {
         let shape = t.dims().to_vec();
         let data = t

@@ -21,7 +21,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 /// Whether `name` is the temporary of an atomic write: ours (`<name>.tmp<pid>`, see
-/// [`tmp_path`]) or Burnpack's own (`<name>.<pid>-<n>.tmp`). A process killed mid-write leaves
+/// `tmp_path`) or Burnpack's own (`<name>.<pid>-<n>.tmp`). A process killed mid-write leaves
 /// one behind; it was never renamed into place, so nothing refers to it.
 pub fn is_temporary_name(name: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -102,6 +102,7 @@ pub struct JsonArrayWriter {
 }
 
 impl JsonArrayWriter {
+    /// Starts writing `path` (a temporary beside it until [`JsonArrayWriter::finish`]).
     pub fn create(path: &Path) -> Result<Self> {
         create_parent(path)?;
         let tmp = tmp_path(path);
@@ -362,11 +363,14 @@ pub fn save_image_atomic(img: &RgbImage, path: &Path) -> Result<()> {
 /// can tell a truncated or bit-rotten file from a good one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Checksum {
+    /// Length in bytes.
     pub bytes: u64,
+    /// CRC-32 (IEEE) of the bytes.
     pub crc32: u32,
 }
 
 impl Checksum {
+    /// The checksum of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Checksum {
             bytes: bytes.len() as u64,

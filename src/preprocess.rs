@@ -20,6 +20,7 @@ pub const STD_BGR: [f64; 3] = [0.288_638_28, 0.274_081_64, 0.278_098_35];
 pub struct Affine(pub [[f64; 3]; 2]);
 
 impl Affine {
+    /// Maps a point.
     pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
         let m = &self.0;
         [
@@ -28,6 +29,7 @@ impl Affine {
         ]
     }
 
+    /// The inverse transform.
     pub fn inverse(&self) -> Affine {
         let m = &self.0;
         let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
@@ -169,8 +171,11 @@ pub fn normalize_hwc(hwc: &[f32]) -> Vec<f32> {
 /// it, whose inverse maps input pixels back to the original image.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The network input, `3 × size × size`.
     pub input: Vec<f32>,
+    /// Side of the square input.
     pub size: usize,
+    /// Original image → input pixels.
     pub transform: Affine,
 }
 

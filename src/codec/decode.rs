@@ -35,8 +35,11 @@ use crate::garment::{Item, NUM_LANDMARKS, category};
 pub struct HeadMaps {
     /// Map height and width.
     pub size: [usize; 2],
+    /// Centre-heatmap channels (clothing categories).
     pub num_classes: usize,
+    /// Landmark groups (channels of `hm_hp`; half the channels of `hps`).
     pub num_groups: usize,
+    /// The six maps, each channel-major `(channels, H, W)`.
     pub maps: Heads<Vec<f32>>,
 }
 
@@ -79,14 +82,18 @@ pub struct PostConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Nms {
+    /// No suppression (CenterNet's default: the 3×3 max-pool already keeps one peak per object).
     None,
     /// Hard NMS per category at this IoU.
     Hard {
+        /// Boxes overlapping a better one of the same category by more than this are dropped.
         iou: f32,
     },
     /// Gaussian soft-NMS per category (CenterNet's `soft_nms_39`: σ 0.5, drop below 0.001).
     Soft {
+        /// Width of the Gaussian score decay, `exp(−IoU² / σ)`.
         sigma: f32,
+        /// Detections whose decayed score falls below this are dropped.
         threshold: f32,
     },
 }
@@ -187,6 +194,7 @@ impl PostConfig {
 pub struct Detection {
     /// 1-based DeepFashion2 category id.
     pub category_id: usize,
+    /// Final score (after DeepMark++'s rescoring with the landmark scores, when on).
     pub score: f32,
     /// Centre-heatmap score before rescoring.
     pub box_score: f32,

@@ -96,29 +96,45 @@ pub struct Grouping {
 /// Why a grouping table breaks the rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupingError {
+    /// The table does not have one entry per landmark.
     #[error("table has {0} entries, expected {NUM_LANDMARKS}")]
     WrongLength(usize),
+    /// A landmark's group index is not below the group count.
     #[error("landmark {landmark} maps to group {group}, out of range")]
-    GroupOutOfRange { landmark: usize, group: usize },
+    GroupOutOfRange {
+        /// The landmark (0-based in the 294 layout).
+        landmark: usize,
+        /// Its group index.
+        group: usize,
+    },
+    /// A group index below the group count that no landmark uses.
     #[error("group {0} has no landmark")]
     UnusedGroup(usize),
+    /// Two landmarks of one category share a group (the decoder could not tell them apart).
     #[error(
         "category {category}: local landmarks {} and {} share group {group}",
         locals.0 + 1,
         locals.1 + 1
     )]
     SharedWithinCategory {
+        /// 1-based category id.
         category: usize,
+        /// The shared group.
         group: usize,
+        /// The two landmarks, 0-based within the category.
         locals: (usize, usize),
     },
+    /// Two landmarks of a group whose horizontal mirrors fall in different groups (flipping
+    /// would mix groups).
     #[error(
         "group {group}: landmarks {} and {} have mirrors in different groups",
         landmarks.0,
         landmarks.1
     )]
     MirrorNotAGroup {
+        /// The group.
         group: usize,
+        /// The two landmarks (0-based in the 294 layout).
         landmarks: (usize, usize),
     },
 }

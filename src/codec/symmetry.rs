@@ -64,7 +64,9 @@ impl Default for SymmetryConfig {
 /// A line through `point` along the unit vector `dir`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Axis {
+    /// A point on the axis (image pixels).
     pub point: [f32; 2],
+    /// The axis direction, a unit vector.
     pub dir: [f32; 2],
 }
 
@@ -97,6 +99,7 @@ impl Axis {
         })
     }
 
+    /// Distance of `p` from the axis.
     pub fn distance(&self, p: [f32; 2]) -> f32 {
         let (dx, dy) = (p[0] - self.point[0], p[1] - self.point[1]);
         (dx * self.dir[1] - dy * self.dir[0]).abs()

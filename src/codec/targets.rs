@@ -77,8 +77,11 @@ impl TargetObject {
 /// Dense targets of one sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Targets {
+    /// Centre-heatmap channels (categories).
     pub num_classes: usize,
+    /// Landmark groups.
     pub num_groups: usize,
+    /// Object slots (CenterNet's `max_objs`).
     pub max_objs: usize,
     /// Output map height and width.
     pub size: [usize; 2],
@@ -90,17 +93,22 @@ pub struct Targets {
     pub wh: Vec<f32>,
     /// `max_objs × 2`.
     pub reg: Vec<f32>,
+    /// `max_objs`: flat index `y·W + x` of each object's integer centre on the output map.
     pub ind: Vec<i64>,
+    /// `max_objs`: 1 for the slots that hold an object.
     pub reg_mask: Vec<f32>,
     /// Class of each object slot (not used by the losses; the centre heatmap alone is ambiguous
     /// when two objects of different classes share a centre cell, and this keeps decoding exact).
     pub class: Vec<i64>,
     /// `max_objs × 2G`.
     pub hps: Vec<f32>,
+    /// `max_objs × 2G`: 1 where the landmark offset is labelled.
     pub hps_mask: Vec<f32>,
     /// `max_objs·G × 2`.
     pub hp_offset: Vec<f32>,
+    /// `max_objs·G`: flat index of each landmark's integer position on the output map.
     pub hp_ind: Vec<i64>,
+    /// `max_objs·G`: 1 where a visible landmark falls inside the map.
     pub hp_mask: Vec<f32>,
 }
 

@@ -82,12 +82,14 @@ pub fn get_border(border: u32, size: u32) -> u32 {
 /// An augmented training sample: the warped image and its items, in input pixels.
 #[derive(Debug, Clone)]
 pub struct Augmented {
+    /// The warped input image (`input_size` square).
     pub image: RgbImage,
     /// Items with boxes `[x1, y1, x2, y2]`-derived `[x, y, w, h]` and landmarks in input pixels
     /// (flipped and pair-swapped when `flipped`).
     pub items: Vec<Item>,
     /// Image (after the optional flip) → input transform.
     pub transform: Affine,
+    /// Whether the sample was mirrored (flip pairs swapped in `items`).
     pub flipped: bool,
     /// Colour jitter factors applied to the normalised image (see [`color_aug`]).
     pub color: Option<ColorJitter>,

@@ -29,7 +29,9 @@ use crate::io::{Limits, create_dir_all, save_image_atomic, write_json_compact};
 /// Per category: box aspect (h / w) and each local landmark's mean `[x, y]` in box units.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Templates {
+    /// Box aspect (height / width) per category id.
     pub aspect: BTreeMap<usize, f32>,
+    /// Mean position of each local landmark in box units, per category id.
     pub landmarks: BTreeMap<usize, Vec<[f32; 2]>>,
 }
 
@@ -109,11 +111,15 @@ impl Templates {
 /// Synthetic set parameters.
 #[derive(Debug, Clone)]
 pub struct SynthConfig {
+    /// Images.
     pub n: usize,
+    /// Seed of every draw (one seed, one data set).
     pub seed: u64,
     /// Image sides are drawn from this range.
     pub min_side: u32,
+    /// Largest image side.
     pub max_side: u32,
+    /// Most garments per image.
     pub max_items: usize,
 }
 

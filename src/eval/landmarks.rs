@@ -40,10 +40,12 @@ pub struct LandmarkStats {
 }
 
 impl LandmarkStats {
+    /// NE: the mean of `d/s` over the labelled landmarks of matched items (module doc).
     pub fn ne(&self) -> f64 {
         self.sum_ne / self.landmarks.max(1) as f64
     }
 
+    /// PCK@0.2: the share of those landmarks with `d/s ≤ 0.2`.
     pub fn pck02(&self) -> f64 {
         self.within_02 as f64 / self.landmarks.max(1) as f64
     }

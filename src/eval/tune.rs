@@ -20,7 +20,9 @@ use crate::io::Limits;
 
 /// One image's fused heads at every scale.
 pub struct CachedHeads {
+    /// The image.
     pub image_id: u64,
+    /// The host heads at each scale of the detector's options.
     pub heads: Vec<ScaleHeads>,
 }
 
@@ -71,13 +73,18 @@ pub fn grid(step: f32) -> Vec<f32> {
 /// A searched parameter: one field of [`PostConfig`] (0 switches a σ off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Param {
+    /// α, the centre rescoring weight of the box score (DeepMark++ technique 1).
     Alpha,
+    /// σ of the 3×3 Gaussian on the centre heatmap (technique 2).
     CenterSigma,
+    /// σ of the 3×3 Gaussian on the landmark heatmaps (technique 2).
     LandmarkSigma,
+    /// γ, the weight of the refined landmark (technique 3).
     Gamma,
 }
 
 impl Param {
+    /// Every parameter, in the search's order.
     pub const ALL: [Param; 4] = [
         Param::Alpha,
         Param::CenterSigma,
@@ -85,6 +92,7 @@ impl Param {
         Param::Gamma,
     ];
 
+    /// The field's name in [`PostConfig`].
     pub fn name(self) -> &'static str {
         match self {
             Param::Alpha => "alpha",
@@ -94,6 +102,7 @@ impl Param {
         }
     }
 
+    /// Sets this field of `p` to `v` (a σ of 0 switches it off).
     pub fn set(self, p: &mut PostConfig, v: f32) {
         let opt = |v: f32| (v > 0.0).then_some(v);
         match self {
@@ -108,15 +117,20 @@ impl Param {
 /// One point of a sweep.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct SweepPoint {
+    /// The parameter's value.
     pub value: f32,
+    /// Box AP at that value.
     pub ap_box: f64,
+    /// Landmark AP at that value.
     pub ap_pt: f64,
 }
 
 /// A parameter's sweep (the others at the best setting so far).
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// The parameter's name.
     pub param: &'static str,
+    /// Its points, in the order tried.
     pub sweep: Vec<SweepPoint>,
 }
 
@@ -125,27 +139,46 @@ pub struct Sweep {
 pub enum TuneEvent {
     /// The starting setting's and plain decoding's `(AP_box, AP_pt)`.
     Start {
+        /// The starting setting's.
         current: (f64, f64),
+        /// Plain decoding's (every technique off).
         plain: (f64, f64),
     },
     /// A parameter swept; the best setting so far.
     Swept {
+        /// The parameter.
         param: Param,
+        /// The best setting so far.
         best: PostConfig,
+        /// Its AP_pt.
         best_pt: f64,
     },
     /// The switches tried; the best setting so far.
-    Switches { best: PostConfig, best_pt: f64 },
+    Switches {
+        /// The best setting so far.
+        best: PostConfig,
+        /// Its AP_pt.
+        best_pt: f64,
+    },
     /// Surface cells done of total.
-    Surface { done: usize, total: usize },
+    Surface {
+        /// Cells evaluated.
+        done: usize,
+        /// Cells in all.
+        total: usize,
+    },
 }
 
 /// The search's outcome.
 #[derive(Debug, Clone)]
 pub struct TuneReport {
+    /// Images searched on.
     pub images: usize,
+    /// The starting setting's `(AP_box, AP_pt)`.
     pub start: (f64, f64),
+    /// Plain decoding's `(AP_box, AP_pt)`.
     pub plain: (f64, f64),
+    /// One sweep per parameter.
     pub sweeps: Vec<Sweep>,
     /// The grid of α (columns) and γ (rows).
     pub axis: Vec<f32>,
@@ -153,7 +186,9 @@ pub struct TuneReport {
     pub surface: Vec<Vec<f64>>,
     /// `(γ index, α index)` of the surface's best cell.
     pub best_cell: (usize, usize),
+    /// The best setting found.
     pub best: PostConfig,
+    /// Its AP_pt.
     pub best_pt: f64,
 }
 

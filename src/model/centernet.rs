@@ -20,7 +20,9 @@ pub enum BackboneConfig {
     Resnet(ResNetConfig),
     /// `pose_dla_dcn` DLA-34 with DLAUp/IDAUp; `deformable: false` is mDLA-34.
     Dla {
+        /// Channels of the six DLA levels (DLA-34: 16, 32, 64, 128, 256, 512).
         channels: [usize; 6],
+        /// Modulated deformable convolutions in the up-sampling path (DLA-34) or plain 3×3 (mDLA-34).
         deformable: bool,
     },
     /// `large_hourglass`.

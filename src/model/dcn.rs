@@ -27,6 +27,7 @@ pub struct Dcn {
 }
 
 impl Dcn {
+    /// A 3×3 convolution `channels[0] → channels[1]`, deformable or plain.
     pub fn new(channels: [usize; 2], deformable: bool, device: &Device) -> Self {
         // Same initialisation as a PyTorch conv (kaiming-uniform, bias uniform in ±1/sqrt(fan_in)).
         let plain = conv(channels, 3, 1, true, device);
@@ -43,6 +44,7 @@ impl Dcn {
         }
     }
 
+    /// The convolution of `x` (offsets and mask predicted from `x` when deformable).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.conv_offset_mask {
             None => conv2d(
@@ -77,6 +79,7 @@ pub struct DeformConvBlock {
 }
 
 impl DeformConvBlock {
+    /// The convolution followed by BatchNorm and ReLU.
     pub fn new(channels: [usize; 2], deformable: bool, device: &Device) -> Self {
         Self {
             conv: Dcn::new(channels, deformable, device),
@@ -84,6 +87,7 @@ impl DeformConvBlock {
         }
     }
 
+    /// Convolution, BatchNorm, ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         relu(norm(&self.actf, self.conv.forward(x)))
     }

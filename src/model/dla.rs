@@ -148,6 +148,7 @@ pub struct Dla {
 }
 
 impl Dla {
+    /// DLA-34 with these level channels.
     pub fn new(channels: [usize; 6], device: &Device) -> Self {
         let c = channels;
         Self {

@@ -153,6 +153,7 @@ impl DlaSeg {
         }
     }
 
+    /// The stride-4 feature map of an image batch.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let levels = self.base.forward(x);
         let startp = self.dla_up.startp;

@@ -28,6 +28,7 @@ pub struct Head {
 }
 
 impl Head {
+    /// A head `in_channels → head_conv` (3×3, ReLU) `→ out` (1×1); a heatmap head's last bias starts at −2.19 (CenterNet's prior).
     pub fn new(
         in_channels: usize,
         head_conv: usize,
@@ -45,6 +46,7 @@ impl Head {
         Self { conv: conv3, out }
     }
 
+    /// The head's map.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.out.forward(relu(self.conv.forward(x)))
     }
@@ -62,6 +64,7 @@ pub struct HeadSet {
 }
 
 impl HeadSet {
+    /// The six heads of `layout` on features of `in_channels` channels.
     pub fn new(layout: HeadLayout, in_channels: usize, head_conv: usize, device: &Device) -> Self {
         let h = Heads::from_fn(|name| name)
             .zip(layout.channels())
@@ -88,6 +91,7 @@ impl HeadSet {
         }
     }
 
+    /// The six maps of a feature batch (raw logits; the heatmaps' sigmoid is decoding's).
     pub fn forward(&self, x: Tensor<4>) -> HeadOutputs {
         self.as_heads().map(|h| h.forward(x.clone()))
     }

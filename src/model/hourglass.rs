@@ -4,7 +4,7 @@
 //! training supervises all stacks, inference reads the last.
 //!
 //! PyTorch nests the hourglass recursively (`kps.0.low2.low2.…`); here each depth is one entry
-//! of [`KpModule::levels`] and the innermost `low2` is [`KpModule::inner`]. The checkpoint
+//! of `KpModule::levels` and the innermost `low2` is `KpModule::inner`. The checkpoint
 //! loader rewrites the nested keys accordingly.
 
 use burn::module::Module;
@@ -33,6 +33,7 @@ pub struct HourglassConfig {
 }
 
 impl HourglassConfig {
+    /// CenterNet's Hourglass-104: two stacks of depth 5.
     pub fn hourglass104() -> Self {
         Self {
             num_stacks: 2,
@@ -48,6 +49,7 @@ impl HourglassConfig {
         self.dims.len() - 1
     }
 
+    /// The network with this shape.
     pub fn init(&self, device: &Device) -> Hourglass {
         let curr = self.dims[0];
         let n = self.num_stacks;
@@ -137,7 +139,7 @@ fn run(blocks: &[Residual], mut x: Tensor<4>) -> Tensor<4> {
 }
 
 /// One depth of the hourglass: `up1` (same resolution), `low1` (first block strided), and
-/// `low3` (back to the outer width); `low2` is the next level (or [`KpModule::inner`]).
+/// `low3` (back to the outer width); `low2` is the next level (or `KpModule::inner`).
 #[derive(Module, Debug)]
 pub struct KpLevel {
     pub(crate) up1: Vec<Residual>,
@@ -146,6 +148,7 @@ pub struct KpLevel {
 }
 
 #[derive(Module, Debug)]
+/// One hourglass: `levels` down and up around the `inner` residuals.
 pub struct KpModule {
     pub(crate) levels: Vec<KpLevel>,
     pub(crate) inner: Vec<Residual>,
@@ -209,6 +212,7 @@ impl KpModule {
 }
 
 #[derive(Module, Debug)]
+/// CenterNet's stacked Hourglass backbone (`large_hourglass`).
 pub struct Hourglass {
     pub(crate) pre_conv: Convolution,
     pub(crate) pre_res: Residual,

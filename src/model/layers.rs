@@ -55,6 +55,7 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
+    /// A `kernel × kernel` convolution (padding `kernel / 2`, no bias) with BatchNorm.
     pub fn new(channels: [usize; 2], kernel: usize, stride: usize, device: &Device) -> Self {
         Self {
             conv: conv(channels, kernel, stride, false, device),
@@ -62,10 +63,12 @@ impl ConvBn {
         }
     }
 
+    /// Convolution and BatchNorm.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         norm(&self.bn, self.conv.forward(x))
     }
 
+    /// Convolution, BatchNorm and ReLU.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
         relu(self.forward(x))
     }

@@ -29,6 +29,7 @@ pub struct ResNetConfig {
 }
 
 impl ResNetConfig {
+    /// ResNet-18 (basic blocks 2, 2, 2, 2).
     pub fn resnet18() -> Self {
         Self {
             bottleneck: false,
@@ -39,6 +40,7 @@ impl ResNetConfig {
         }
     }
 
+    /// ResNet-50 (bottlenecks 3, 4, 6, 3).
     pub fn resnet50() -> Self {
         Self {
             bottleneck: true,
@@ -58,6 +60,7 @@ impl ResNetConfig {
         self.deconv[2]
     }
 
+    /// The network with this shape.
     pub fn init(&self, device: &Device) -> ResNet {
         self.init_with_input(3, device)
     }
@@ -188,6 +191,7 @@ pub struct Deconv {
 }
 
 #[derive(Module, Debug)]
+/// ResNet with CenterNet's three deconvolution layers (`msra_resnet`).
 pub struct ResNet {
     pub(crate) conv1: Conv2d,
     pub(crate) bn1: BatchNorm,

@@ -25,6 +25,7 @@ use crate::model::cast::cast_module;
 /// settings (kept as JSON so that a folder explains itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefinerIndex {
+    /// The trained refiners, by category.
     pub refiners: Vec<RefinerEntry>,
     /// The training settings (`RefinerTrainConfig` as JSON; informational).
     #[serde(default)]
@@ -34,11 +35,13 @@ pub struct RefinerIndex {
 /// One trained refiner in a folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefinerEntry {
+    /// 1-based category id.
     pub category_id: usize,
     /// Weights file name inside the folder (config and checksums beside it).
     pub weights: String,
     /// Garments it was trained on, and how many had a matched detector prediction.
     pub garments: usize,
+    /// Of `garments`, those with a matched detector prediction.
     pub with_predictions: usize,
     /// Mean loss (cross-entropy + L1) of the last epoch.
     pub final_loss: f32,

@@ -27,6 +27,7 @@ pub struct CropJitter {
 }
 
 impl CropJitter {
+    /// No jitter: the plain crop.
     pub const NONE: CropJitter = CropJitter {
         scale: 1.0,
         rotation: 0.0,

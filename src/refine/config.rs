@@ -14,19 +14,24 @@ use burn::tensor::Device;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RefinerArch {
+    /// ResNet-18 backbone.
     Res18,
+    /// ResNet-50 backbone (PoseFix's).
     Res50,
     #[serde(rename = "res18-slim")]
+    /// ResNet-18 at a quarter of the width (quick CPU runs).
     Res18Slim,
 }
 
 impl RefinerArch {
+    /// Every architecture.
     pub const ALL: [RefinerArch; 3] = [
         RefinerArch::Res18,
         RefinerArch::Res50,
         RefinerArch::Res18Slim,
     ];
 
+    /// The name used by the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
             RefinerArch::Res18 => "res18",
@@ -72,7 +77,9 @@ pub struct RefinerConfig {
     pub category_id: usize,
     /// The category's landmark count `J` (input channels `3 + J`, output heatmaps `J`).
     pub num_landmarks: usize,
+    /// The architecture.
     pub arch: RefinerArch,
+    /// Its backbone's shape.
     pub backbone: ResNetConfig,
     /// Input `[height, width]` (PoseFix: 384×288, or 256×192).
     pub input: [usize; 2],
@@ -147,6 +154,7 @@ impl RefinerConfig {
         Ok(())
     }
 
+    /// A refiner with random weights.
     pub fn init(&self, device: &Device) -> Refiner {
         Refiner::new(self, device)
     }

@@ -34,6 +34,7 @@ pub struct RefineAugment {
     pub rotation: f64,
     /// … applied with this probability.
     pub rotation_prob: f64,
+    /// Probability of a horizontal flip.
     pub flip: f64,
     /// Crop centre shift `U(−shift, shift)` of the box's size (the detector's boxes are not
     /// exact at test time).
@@ -117,6 +118,7 @@ struct Entry {
 pub struct RefineItem {
     /// `(3 + J) × H × W`.
     pub input: Vec<f32>,
+    /// The heatmap and coordinate targets.
     pub target: Target,
 }
 
@@ -278,6 +280,7 @@ impl Dataset<RefineItem> for RefineDataset {
 /// A batch of refiner inputs and targets.
 #[derive(Debug, Clone)]
 pub struct RefineBatch {
+    /// `(B, 3 + J, H, W)`: image and input-pose channels.
     pub input: Tensor<4>,
     /// `(B, J, h·w)`.
     pub target: Tensor<3>,
@@ -290,6 +293,7 @@ pub struct RefineBatch {
 /// Stacks [`RefineItem`]s of one refiner (`cfg` gives the shapes).
 #[derive(Debug, Clone)]
 pub struct RefineBatcher {
+    /// The refiner the batches are for.
     pub cfg: RefinerConfig,
 }
 

@@ -25,19 +25,28 @@ use crate::garment::{Category, Item};
 /// What a synthesized landmark is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// Close to the truth (within the jitter radius of PoseFix's error model).
     Good,
+    /// Near the true position, off by more than `Good` allows.
     Jitter,
+    /// Far from the true position.
     Miss,
+    /// At the mirrored landmark's position (left/right confused).
     Inversion,
+    /// At the same landmark of another garment.
     Swap,
 }
 
 /// Probabilities of the error kinds per landmark; `good` takes the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRates {
+    /// Probability of a jitter error.
     pub jitter: f64,
+    /// Probability of a miss.
     pub miss: f64,
+    /// Probability of an inversion.
     pub inversion: f64,
+    /// Probability of a swap.
     pub swap: f64,
 }
 

@@ -16,6 +16,7 @@ use crate::model::layers::conv;
 use crate::model::resnet::ResNet;
 
 #[derive(Module, Debug)]
+/// PoseFix's refiner: a ResNet on the image and the input pose, with heatmap and coordinate outputs.
 pub struct Refiner {
     pub(crate) backbone: ResNet,
     /// 1×1 convolution to one heatmap per landmark.
@@ -23,6 +24,7 @@ pub struct Refiner {
 }
 
 impl Refiner {
+    /// A refiner with random weights.
     pub fn new(cfg: &RefinerConfig, device: &Device) -> Self {
         let j = cfg.num_landmarks;
         Refiner {
@@ -65,6 +67,7 @@ pub struct RefinerLoss {
 }
 
 impl RefinerLoss {
+    /// The sum of both terms.
     pub fn total(&self) -> f32 {
         self.ce + self.l1
     }

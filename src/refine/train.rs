@@ -30,15 +30,23 @@ use crate::train::trainer::steps_per_epoch;
 /// How the refiners are trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefinerTrainConfig {
+    /// The refiner's architecture.
     pub arch: RefinerArch,
     /// `[height, width]`.
     pub input: [usize; 2],
+    /// Crops per step.
     pub batch: usize,
+    /// Passes over each category's garments.
     pub epochs: usize,
+    /// Adam and its learning-rate schedule.
     pub optimizer: OptimizerConfig,
+    /// Crop augmentation.
     pub augment: RefineAugment,
+    /// How often each synthesized input-pose error occurs.
     pub errors: ErrorRates,
+    /// Seed of the initial weights, the shuffling and the augmentation.
     pub seed: u64,
+    /// Data-loading threads.
     pub workers: usize,
     /// The float type the network computes in (`--precision`) and f16's loss scale; the
     /// weights Adam updates stay f32.
@@ -77,24 +85,42 @@ impl RefinerTrainConfig {
 pub enum RefineEvent {
     /// A category starts: its garments, and how many have a matched prediction.
     Start {
+        /// 1-based category id.
         category_id: usize,
+        /// Labelled garments of the category.
         garments: usize,
+        /// Of those, with a matched detector prediction.
         with_predictions: usize,
+        /// Steps per epoch.
         steps_per_epoch: usize,
     },
+    /// An epoch ended.
     Epoch {
+        /// 1-based category id.
         category_id: usize,
+        /// 0-based epoch.
         epoch: usize,
+        /// Epochs in all.
         epochs: usize,
+        /// The epoch's mean loss.
         loss: RefinerLoss,
         /// Steps skipped because their f16 gradients overflowed.
         skipped: usize,
+        /// The epoch's seconds.
         secs: f64,
     },
     /// A category was not trained (no garments, or done before a resume).
-    Skipped { category_id: usize, why: String },
-    Saved {
+    Skipped {
+        /// 1-based category id.
         category_id: usize,
+        /// Why.
+        why: String,
+    },
+    /// A category's refiner was written.
+    Saved {
+        /// 1-based category id.
+        category_id: usize,
+        /// Its weights file.
         path: std::path::PathBuf,
     },
 }

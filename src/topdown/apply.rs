@@ -25,6 +25,7 @@ use crate::refine::codec::{CropJitter, crop_pixels, crop_transform};
 /// The index of a model-set folder (`topdown.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSetIndex {
+    /// The trained models: the universal one and the fine-tuned ones.
     pub models: Vec<ModelEntry>,
     /// The training settings (`TopDownTrainConfig` as JSON; informational).
     #[serde(default)]
@@ -55,6 +56,7 @@ pub fn index_path(dir: &Path) -> PathBuf {
 /// Which model serves a category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
+    /// The universal model (no fine-tuned one for the category).
     Universal,
     /// The category's fine-tuned model.
     FineTuned,
@@ -81,6 +83,7 @@ pub struct TopDownSet {
     universal: Option<Loaded>,
     fine_tuned: Vec<Option<Loaded>>,
     device: Device,
+    /// What becomes of the detector's own landmarks.
     pub combine: Combine,
     /// Average with the mirrored crop.
     pub flip: bool,

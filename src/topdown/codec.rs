@@ -16,6 +16,7 @@ pub struct CpnTarget {
     /// GlobalNet's four targets (levels C2..C5), each `J × h·w`; RefineNet's is
     /// [`CpnTarget::refine`].
     pub global: [Vec<f32>; 4],
+    /// RefineNet's target, `J × h·w`.
     pub refine: Vec<f32>,
     /// `J`: 1 where the group holds a *visible* landmark (DeepFashion2 `v = 2`) on the heatmap
     /// (GlobalNet's loss: CPN's `valid > 1.1`).

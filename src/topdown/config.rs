@@ -20,16 +20,21 @@ pub const CPN_STRIDE: f32 = 4.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CpnArch {
     #[serde(rename = "cpn-res50")]
+    /// ResNet-50 trunk (CPN's).
     CpnRes50,
     #[serde(rename = "cpn-res18")]
+    /// ResNet-18 trunk.
     CpnRes18,
     #[serde(rename = "cpn-res18-slim")]
+    /// ResNet-18 at a quarter of the width (quick CPU runs).
     CpnRes18Slim,
 }
 
 impl CpnArch {
+    /// Every architecture.
     pub const ALL: [CpnArch; 3] = [CpnArch::CpnRes50, CpnArch::CpnRes18, CpnArch::CpnRes18Slim];
 
+    /// The name used by the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
             CpnArch::CpnRes50 => "cpn-res50",
@@ -75,7 +80,9 @@ pub const CPN_KERNELS: [usize; 4] = [15, 11, 9, 7];
 /// Everything needed to rebuild one top-down model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CpnConfig {
+    /// The architecture.
     pub arch: CpnArch,
+    /// Its trunk's shape.
     pub backbone: ResNetConfig,
     /// GlobalNet's channels.
     pub width: usize,
@@ -138,6 +145,7 @@ impl CpnConfig {
         [self.input[0] / 4, self.input[1] / 4]
     }
 
+    /// The landmark-to-channel grouping of the model's scheme.
     pub fn grouping(&self) -> Result<Grouping> {
         Grouping::of_scheme(self.scheme)
     }
@@ -189,6 +197,7 @@ impl CpnConfig {
         Ok(())
     }
 
+    /// A model with random weights.
     pub fn init(&self, device: &Device) -> Cpn {
         Cpn::new(self, device)
     }

@@ -26,6 +26,7 @@ use crate::refine::data::{RefineAugment, sample_rng};
 pub struct TopDownItem {
     /// `3 × H × W`.
     pub input: Vec<f32>,
+    /// GlobalNet's and RefineNet's targets.
     pub target: CpnTarget,
 }
 
@@ -130,13 +131,16 @@ impl Dataset<TopDownItem> for TopDownDataset {
 /// A batch of crops and their targets.
 #[derive(Debug, Clone)]
 pub struct TopDownBatch {
+    /// `(B, 3, H, W)` crops.
     pub input: Tensor<4>,
+    /// Their targets on the device.
     pub targets: CpnTargets,
 }
 
 /// Stacks [`TopDownItem`]s of one model (`cfg` gives the shapes).
 #[derive(Debug, Clone)]
 pub struct TopDownBatcher {
+    /// The model the batches are for.
     pub cfg: CpnConfig,
 }
 

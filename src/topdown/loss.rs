@@ -10,11 +10,14 @@ use crate::error::{Error, Result};
 /// The two terms of one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpnLoss {
+    /// GlobalNet's L2 loss over its four levels.
     pub global: f32,
+    /// RefineNet's L2 loss with online hard keypoint mining.
     pub refine: f32,
 }
 
 impl CpnLoss {
+    /// The sum of both terms.
     pub fn total(&self) -> f32 {
         self.global + self.refine
     }
@@ -25,11 +28,13 @@ impl CpnLoss {
 pub struct CpnTargets {
     /// Levels C2..C5, each `(B, J, h, w)`.
     pub global: Vec<Tensor<4>>,
+    /// RefineNet's target, `(B, J, h, w)`.
     pub refine: Tensor<4>,
     /// `(B, J)`.
     pub visible: Tensor<2>,
     /// `(B, J)`, and the same on the host (OHKM's counts).
     pub labelled: Tensor<2>,
+    /// `labelled` on the host.
     pub labelled_host: Vec<f32>,
 }
 

@@ -76,6 +76,7 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
+    /// A bottleneck `input → inner → inner → out`.
     pub fn new(input: usize, inner: usize, out: usize, device: &Device) -> Self {
         Bottleneck {
             conv1: ConvBn::new([input, inner], 1, 1, device),
@@ -85,6 +86,7 @@ impl Bottleneck {
         }
     }
 
+    /// The block's output.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let skip = match &self.shortcut {
             Some(s) => s.forward(x.clone()),
@@ -109,6 +111,7 @@ pub struct GlobalLevel {
 }
 
 #[derive(Module, Debug)]
+/// Cascaded Pyramid Network: a ResNet trunk, GlobalNet's feature pyramid and RefineNet.
 pub struct Cpn {
     pub(crate) backbone: ResNet,
     /// Levels C2..C5.
@@ -130,6 +133,7 @@ pub struct CpnOutput {
 }
 
 impl Cpn {
+    /// A model with random weights.
     pub fn new(cfg: &CpnConfig, device: &Device) -> Self {
         let (w, j) = (cfg.width, cfg.num_joints);
         let stages = cfg.backbone.stage_channels();

@@ -33,20 +33,28 @@ use crate::train::trainer::steps_per_epoch;
 /// How the models of a set are trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopDownTrainConfig {
+    /// The model's architecture.
     pub arch: CpnArch,
+    /// The landmark scheme its heatmaps follow.
     pub scheme: Scheme,
     /// `[height, width]`.
     pub input: [usize; 2],
+    /// Crops per step.
     pub batch: usize,
+    /// Passes of the universal model over every garment.
     pub epochs: usize,
     /// Fine-tuning epochs per category (Aggregation fine-tunes for fewer than the universal
     /// model's).
     pub finetune_epochs: usize,
+    /// Adam and its learning-rate schedule (the universal model's).
     pub optimizer: OptimizerConfig,
     /// Fine-tuning's learning rate (the schedule's steps scale with `finetune_epochs`).
     pub finetune_lr: f64,
+    /// Crop augmentation.
     pub augment: RefineAugment,
+    /// Seed of the initial weights, the shuffling and the augmentation.
     pub seed: u64,
+    /// Data-loading threads.
     pub workers: usize,
     /// The float type the network computes in (`--precision`) and f16's loss scale; the
     /// weights Adam updates stay f32.
@@ -103,27 +111,44 @@ impl TopDownTrainConfig {
 /// What training reports.
 #[derive(Debug, Clone)]
 pub enum TopDownEvent {
+    /// A model starts training.
     Start {
+        /// Its category (`None`: the universal model).
         category_id: Option<usize>,
+        /// Labelled garments it trains on.
         garments: usize,
+        /// Steps per epoch.
         steps_per_epoch: usize,
+        /// The weights it starts from (fine-tuning: the universal model's).
         init: Option<PathBuf>,
     },
+    /// An epoch ended.
     Epoch {
+        /// Its category (`None`: the universal model).
         category_id: Option<usize>,
+        /// 0-based epoch.
         epoch: usize,
+        /// Epochs in all.
         epochs: usize,
+        /// The epoch's mean loss.
         loss: CpnLoss,
         /// Steps skipped because their f16 gradients overflowed.
         skipped: usize,
+        /// The epoch's seconds.
         secs: f64,
     },
+    /// A model was not trained (no garments, or done before a resume).
     Skipped {
+        /// Its category (`None`: the universal model).
         category_id: Option<usize>,
+        /// Why.
         why: String,
     },
+    /// A model was written.
     Saved {
+        /// Its category (`None`: the universal model).
         category_id: Option<usize>,
+        /// Its weights file.
         path: PathBuf,
     },
 }

@@ -76,6 +76,7 @@ impl AmpConfig {
         }
     }
 
+    /// Refuses a non-positive initial scale or a zero growth interval.
     pub fn check(&self) -> Result<()> {
         if !(self.init_scale.is_finite() && self.init_scale > 0.0) || self.growth_interval == 0 {
             return Err(Error::Invalid(format!(
@@ -172,6 +173,7 @@ pub fn forward_stacks(
 /// with the scale an uninterrupted one has).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LossScale {
+    /// The current loss scale.
     pub scale: f32,
     /// Overflow-free steps since the scale last changed.
     pub good_steps: u32,
@@ -202,6 +204,7 @@ impl LossScaler {
         }
     }
 
+    /// Whether the loss is scaled (f16).
     pub fn active(&self) -> bool {
         self.config.scaled()
     }
@@ -309,6 +312,7 @@ impl AmpSteps {
         }
     }
 
+    /// The loss scaler's state.
     pub fn scaler(&self) -> &LossScaler {
         &self.scaler
     }

@@ -283,18 +283,31 @@ impl TrainConfig {
 pub struct TrainOverrides {
     /// Training data; without it the demo preset is used.
     pub data: Option<PathBuf>,
+    /// Folder of its images (default: `image/` beside the annotations).
     pub images: Option<PathBuf>,
+    /// The network's architecture.
     pub arch: Option<Arch>,
+    /// The landmark scheme.
     pub scheme: Option<Scheme>,
+    /// Square input side in pixels.
     pub input_size: Option<usize>,
+    /// Images per step.
     pub batch: Option<usize>,
+    /// Passes over the data.
     pub epochs: Option<usize>,
+    /// Adam's learning rate.
     pub lr: Option<f64>,
+    /// `(epoch, factor)` steps of the learning rate.
     pub lr_steps: Option<Vec<(usize, f64)>>,
+    /// Weights of the six loss terms.
     pub loss: Option<LossWeights>,
+    /// Turns augmentation off.
     pub no_augment: bool,
+    /// Weights to start from.
     pub init: Option<PathBuf>,
+    /// Seed of the initial weights, the shuffling and the augmentation.
     pub seed: Option<u64>,
+    /// Data-loading threads.
     pub workers: Option<usize>,
     /// Validation data (images in `image/` beside it).
     pub val: Option<PathBuf>,
@@ -302,6 +315,7 @@ pub struct TrainOverrides {
     pub val_every: Option<usize>,
     /// No validation during training and no final evaluation.
     pub no_eval: bool,
+    /// The run folder.
     pub out: Option<PathBuf>,
     /// Fine-tune for this category only ([`TrainConfig::finetune_category`]).
     pub finetune_category: Option<usize>,
@@ -314,9 +328,11 @@ pub struct TrainOverrides {
 /// A resolved run: its config, run directory and final evaluation set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainPlan {
+    /// The run's configuration.
     pub config: TrainConfig,
     /// The architecture `config.model` was built from.
     pub arch: Arch,
+    /// The run folder.
     pub out: PathBuf,
     /// The demo preset (synthetic data, generated on first use).
     pub demo: bool,

@@ -92,7 +92,9 @@ pub fn reg_l1(
 /// head's unweighted, stack-averaged term.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossParts {
+    /// The weighted sum.
     pub total: f32,
+    /// Each head's term, before weighting.
     pub heads: Heads<f32>,
 }
 
@@ -108,6 +110,7 @@ impl LossParts {
         HEAD_NAMES[5],
     ];
 
+    /// The values in the order of [`NAMES`](Self::NAMES).
     pub fn values(&self) -> [f32; 7] {
         let h = self.heads.into_array();
         std::array::from_fn(|i| if i == 0 { self.total } else { h[i - 1] })
@@ -121,6 +124,7 @@ impl LossParts {
         }
     }
 
+    /// Whether every value is finite.
     pub fn is_finite(&self) -> bool {
         self.values().iter().all(|v| v.is_finite())
     }
@@ -131,6 +135,7 @@ impl LossParts {
         *self = Self::from_values(std::array::from_fn(|i| a[i] + b[i]));
     }
 
+    /// Every value multiplied by `k`.
     pub fn scaled(&self, k: f32) -> LossParts {
         Self::from_values(self.values().map(|v| v * k))
     }

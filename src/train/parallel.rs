@@ -1,7 +1,7 @@
 //! Data-parallel steps on Burn's multi-device path: each batch is split into shards
 //! ([`ShardBatcher`](crate::data::dataset::ShardBatcher)), each shard runs on its own thread
 //! through a replica of the model forked onto the shard's device, and the per-device
-//! gradients go to [`ModuleOptimizer::step_multi`], which sums them on one device per
+//! gradients go to [`ModuleOptimizer::step_multi`](burn::optim::ModuleOptimizer::step_multi), which sums them on one device per
 //! parameter and updates it there.
 //!
 //! The arithmetic is CenterNet's `DataParallel` (FACTS: `trains/base_trainer.py` averages the
@@ -58,6 +58,7 @@ pub struct ShardPool {
 }
 
 impl ShardPool {
+    /// A pool of `shards` worker threads, one per shard.
     pub fn new(shards: usize) -> Result<Self> {
         let (mut jobs, mut done, mut handles) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..shards {
@@ -87,7 +88,7 @@ impl ShardPool {
     }
 
     /// Runs every shard of one batch in `precision` and returns the per-device gradients
-    /// (of the loss times `scale`: [`amp`](super::amp)), the batch's loss parts (shard parts
+    /// (of the loss times `scale`: [`amp`]), the batch's loss parts (shard parts
     /// weighted by their share of the images) and its image count.
     pub fn step(
         &self,

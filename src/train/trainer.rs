@@ -35,23 +35,39 @@ use crate::model::heads::HeadSet;
 pub enum Event {
     /// Something the user should know (re-initialised heads, a checkpoint passed over).
     Notice(String),
+    /// The loop starts.
     Start {
+        /// 0-based epoch it starts at (after a resume: the next one).
         first_epoch: usize,
+        /// Epochs in all.
         epochs: usize,
+        /// Steps per epoch.
         steps_per_epoch: usize,
+        /// Training images.
         images: usize,
     },
+    /// A step ended.
     Step {
+        /// 0-based epoch.
         epoch: usize,
+        /// 0-based step within the epoch.
         step_in_epoch: usize,
+        /// Steps per epoch.
         steps_per_epoch: usize,
+        /// The step's loss and its terms.
         parts: LossParts,
+        /// Images per second over the step.
         images_per_s: f64,
     },
+    /// An epoch ended (its checkpoint written).
     Epoch {
+        /// 0-based epoch.
         epoch: usize,
+        /// The epoch's mean loss and terms.
         mean: LossParts,
+        /// The learning rate of the epoch.
         lr: f64,
+        /// The epoch's seconds.
         secs: f64,
         /// Validation `(AP_box, AP_pt)` when evaluated after this epoch.
         val_ap: Option<(f64, f64)>,
@@ -61,8 +77,11 @@ pub enum Event {
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
+    /// The final weights file.
     pub weights: PathBuf,
+    /// One row per epoch (`metrics.csv`).
     pub rows: Vec<EpochRow>,
+    /// Optimiser steps taken by this process.
     pub steps: usize,
 }
 

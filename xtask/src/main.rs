@@ -41,7 +41,7 @@ const FEATURE_SETS: [&str; 12] = [
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks; `check-features` builds the library with each feature set; `spirv-fix` prints the cargo --config for vulkan builds",
+    about = "Runs deepmark commands (train, infer, eval, tune, plot, convert, synth, …) in release mode; `test` runs the checks; `check-features` builds the library with each feature set and its documentation; `spirv-fix` prints the cargo --config for vulkan builds",
     after_help = "Examples:\n  cargo xtask train                      (the CPU demo on synthetic data)\n  \
                   cargo xtask infer photos/ --weights runs/demo/model.bpk --flip\n  \
                   cargo xtask eval --gt val.json --dt results_keypoints.json --json\n  \
@@ -159,7 +159,7 @@ fn run_steps(
 }
 
 /// `cargo xtask check-features`: `cargo check` of the library with each of [`FEATURE_SETS`],
-/// then of every example with the features it declares, in the dev profile under
+/// then of every example with the features it declares, then `cargo doc` of the library, in the dev profile under
 /// `<target dir>/features` (metadata only, no code generation: minutes, not a release build of
 /// Burn per set).
 fn check_features(workspace: &Path) -> Result<ExitCode> {
@@ -207,13 +207,38 @@ fn check_features(workspace: &Path) -> Result<ExitCode> {
     );
     step.push(EXAMPLE_FEATURES.to_string());
     steps.push(step);
+    // The API documentation with docs.rs' features: every public item documented (the library's
+    // `#![warn(missing_docs)]`), every intra-doc link resolved.
+    steps.push(
+        [
+            "doc",
+            "--manifest-path",
+            &manifest,
+            "--target-dir",
+            &target,
+            "--package",
+            "deepmark",
+            "--no-deps",
+            "--no-default-features",
+            "--features",
+            DOC_FEATURES,
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
     run_steps(
         &cargo,
         &steps,
         "check-features",
-        &[("RUSTFLAGS", "-D warnings")],
+        &[
+            ("RUSTFLAGS", "-D warnings"),
+            ("RUSTDOCFLAGS", "-D warnings"),
+        ],
     )
 }
+
+/// The features docs.rs documents (`[package.metadata.docs.rs]` in Cargo.toml).
+const DOC_FEATURES: &str = "flex,train,learner,pytorch,draw,synth";
 
 /// The union of the examples' `required-features` (Cargo.toml).
 const EXAMPLE_FEATURES: &str = "flex,train,synth,learner";

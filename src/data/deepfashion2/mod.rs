@@ -21,10 +21,15 @@ pub use raw::{RawImage, RawItem, convert_raw, convert_raw_dir, read_raw_image};
 /// One image and its garments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The image's id (DeepFashion2: the file number).
     pub image_id: u64,
+    /// File name inside the image folder.
     pub file_name: String,
+    /// Width in pixels, as the annotations say.
     pub width: u32,
+    /// Height in pixels, as the annotations say.
     pub height: u32,
+    /// The garments, in the annotations' order.
     pub items: Vec<Item>,
 }
 
@@ -51,56 +56,88 @@ impl Sample {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CocoFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// COCO's `info` block, kept as it is.
     pub info: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// COCO's `licenses`, kept as they are.
     pub licenses: Option<Value>,
+    /// The images.
     pub images: Vec<CocoImage>,
+    /// The garments.
     pub annotations: Vec<CocoAnnotation>,
+    /// The categories with their landmark names.
     pub categories: Vec<CocoCategory>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One entry of `images`.
 pub struct CocoImage {
     #[serde(default)]
+    /// Unused (COCO's field).
     pub coco_url: String,
     #[serde(default)]
+    /// Unused (COCO's field).
     pub date_captured: String,
+    /// File name inside the image folder.
     pub file_name: String,
     #[serde(default)]
+    /// Unused (COCO's field).
     pub flickr_url: String,
+    /// Unique image id.
     pub id: u64,
     #[serde(default)]
+    /// Unused (COCO's field).
     pub license: i64,
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One entry of `annotations`: a garment.
 pub struct CocoAnnotation {
+    /// Box area `w·h` (as `deepfashion2_to_coco.py` writes it).
     pub area: f64,
+    /// `[x, y, w, h]` in pixels.
     pub bbox: Vec<f64>,
+    /// 1-based category id.
     pub category_id: i64,
+    /// Unique annotation id.
     pub id: u64,
     #[serde(default)]
+    /// The user/shop pair of the image (DeepFashion2).
     pub pair_id: i64,
+    /// The image it belongs to.
     pub image_id: u64,
     #[serde(default)]
+    /// 1 for a crowd region (never in DeepFashion2).
     pub iscrowd: i64,
     #[serde(default)]
+    /// Style number within the pair (0: none).
     pub style: i64,
     #[serde(default)]
+    /// Labelled landmarks.
     pub num_keypoints: i64,
+    /// 294 `x, y, v` triplets: the category's landmarks at its range of the layout, zeros elsewhere.
     pub keypoints: Vec<f64>,
     #[serde(default)]
+    /// Polygons, kept as JSON (not used for detection).
     pub segmentation: Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One entry of `categories`.
 pub struct CocoCategory {
+    /// 1-based id.
     pub id: i64,
+    /// Name (`short_sleeved_shirt`…).
     pub name: String,
+    /// COCO's super-category (DeepFashion2: `clothes`).
     pub supercategory: String,
+    /// Landmark names (DeepFashion2: the 294 numbers).
     pub keypoints: Vec<String>,
+    /// Landmark pairs to draw, as the file gives them.
     pub skeleton: Vec<Value>,
 }
 
@@ -121,6 +158,7 @@ pub fn coco_categories() -> Vec<CocoCategory> {
 /// Samples skipped by `--skip-bad`, with the reason for each.
 #[derive(Debug, Default, Clone)]
 pub struct SkipReport {
+    /// The skipped annotations or images, each with its file, place, field and reason.
     pub skipped: Vec<DataError>,
 }
 

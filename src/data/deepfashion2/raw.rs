@@ -17,31 +17,42 @@ use crate::io::Limits;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RawItem {
     #[serde(default)]
+    /// DeepFashion2's category name (`short_sleeved_shirt`…).
     pub category_name: String,
+    /// 1-based category id.
     pub category_id: i64,
     #[serde(default)]
+    /// Style number (0 = no pair style); together with `pair_id`, which garments match across images.
     pub style: i64,
     /// `[x1, y1, x2, y2]`.
     pub bounding_box: Vec<f64>,
     /// `[x, y, v] × N` in the category's local order.
     pub landmarks: Vec<f64>,
     #[serde(default)]
+    /// Polygons, kept as JSON (not used for detection).
     pub segmentation: Value,
     #[serde(default)]
+    /// 1 small, 2 modest, 3 large.
     pub scale: i64,
     #[serde(default)]
+    /// 1 slight, 2 medium, 3 heavy occlusion.
     pub occlusion: i64,
     #[serde(default)]
+    /// 1 no, 2 medium, 3 large zoom-in.
     pub zoom_in: i64,
     #[serde(default)]
+    /// 1 no wear, 2 frontal, 3 side or back.
     pub viewpoint: i64,
 }
 
 /// A raw per-image JSON: `source`, `pair_id` and the items in key order (`item1`, `item2`, …).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawImage {
+    /// `user` or `shop`.
     pub source: String,
+    /// The user/shop pair the image belongs to.
     pub pair_id: i64,
+    /// The garments under their keys (`item1`, `item2`, …), in file order.
     pub items: Vec<(String, RawItem)>,
 }
 

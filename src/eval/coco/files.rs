@@ -12,11 +12,14 @@ use crate::io::Limits;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IouType {
+    /// Boxes, scored by IoU.
     Bbox,
+    /// Keypoints, scored by OKS.
     Keypoints,
 }
 
 impl IouType {
+    /// `bbox` or `keypoints`, as pycocotools names them.
     pub fn name(self) -> &'static str {
         match self {
             IouType::Bbox => "bbox",
@@ -28,15 +31,21 @@ impl IouType {
 /// One annotation or detection, as the evaluator sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ann {
+    /// Annotation id (results: numbered from 1 in file order, as `loadRes`).
     pub id: u64,
+    /// The image.
     pub image_id: u64,
+    /// The category.
     pub category_id: i64,
     /// `[x, y, w, h]`.
     pub bbox: [f64; 4],
+    /// Area (ground truth: the file's; results: box `w·h`, or the keypoints' extent).
     pub area: f64,
+    /// Crowd regions match without counting as misses.
     pub iscrowd: bool,
     /// Flattened `x, y, v` triplets (may be empty for box-only data).
     pub keypoints: Vec<f64>,
+    /// Labelled keypoints (ground truth without any are ignored by OKS).
     pub num_keypoints: i64,
     /// Detections only.
     pub score: f64,
@@ -49,6 +58,7 @@ pub struct GroundTruth {
     pub image_ids: Vec<u64>,
     /// Sorted, unique.
     pub category_ids: Vec<i64>,
+    /// The annotations.
     pub anns: Vec<Ann>,
     /// Keypoints declared per category (`categories[].keypoints`), the largest count.
     pub declared_keypoints: usize,
@@ -93,12 +103,17 @@ struct GtAnn {
 /// One entry of a results file (unknown keys are ignored, as pycocotools ignores them).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ResultEntry {
+    /// The image.
     pub image_id: u64,
+    /// The category.
     pub category_id: i64,
     #[serde(default)]
+    /// `[x, y, w, h]` (box results).
     pub bbox: Option<Vec<f64>>,
     #[serde(default)]
+    /// `x, y, v` triplets (keypoint results).
     pub keypoints: Option<Vec<f64>>,
+    /// Confidence.
     pub score: f64,
 }
 
@@ -196,6 +211,7 @@ impl GroundTruth {
         self.anns.retain(|a| keep(a.image_id));
     }
 
+    /// Keypoints per annotation: the declared count, else the most any annotation carries.
     pub fn num_keypoints(&self) -> usize {
         if self.declared_keypoints > 0 {
             self.declared_keypoints
@@ -234,6 +250,7 @@ pub fn sigmas_for(num_keypoints: usize) -> Option<Vec<f64>> {
 pub struct Results {
     /// `Keypoints` when the results carry keypoints, else `Bbox`.
     pub kind: IouType,
+    /// The detections.
     pub anns: Vec<Ann>,
 }
 

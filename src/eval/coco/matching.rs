@@ -8,9 +8,13 @@ use super::files::{Ann, GroundTruth, IouType, Results};
 /// Evaluation parameters (pycocotools `Params`).
 #[derive(Debug, Clone)]
 pub struct Params {
+    /// Boxes or keypoints (OKS).
     pub iou_type: IouType,
+    /// IoU/OKS thresholds (COCO: 0.50:0.05:0.95).
     pub iou_thrs: Vec<f64>,
+    /// Recall points of the precision curve (COCO: 0:0.01:1).
     pub rec_thrs: Vec<f64>,
+    /// Detections kept per image (COCO boxes: 1, 10, 100; keypoints: 20).
     pub max_dets: Vec<usize>,
     /// Label and `[min, max]` area.
     pub area_rngs: Vec<(&'static str, [f64; 2])>,
@@ -72,7 +76,9 @@ struct ImgEval {
 /// The accumulated result.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
+    /// The parameters of the run.
     pub params: Params,
+    /// Categories evaluated, in the order of the accumulated arrays.
     pub category_ids: Vec<i64>,
     /// `[t][r][k][a][m]`, −1 where undefined.
     pub precision: Vec<f64>,

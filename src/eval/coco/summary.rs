@@ -7,10 +7,15 @@ use crate::garment::taxonomy;
 /// One line of pycocotools' summary.
 #[derive(Debug, Clone)]
 pub struct SummaryLine {
+    /// Average precision (`true`) or average recall.
     pub ap: bool,
+    /// The IoU/OKS threshold, or `None` for the mean over 0.50:0.95.
     pub iou: Option<f64>,
+    /// Area range: `all`, `small`, `medium` or `large`.
     pub area: &'static str,
+    /// Detections per image.
     pub max_dets: usize,
+    /// The value, −1 where no ground truth qualifies (as pycocotools).
     pub value: f64,
 }
 

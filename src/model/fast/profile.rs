@@ -13,7 +13,9 @@ pub struct OpStat {
     pub module: &'static str,
     /// The operation kind (`conv3x3/s1`, `dcn3x3`, `upsample-dw4/s2`, `maxpool`, …).
     pub op: String,
+    /// Times the operation ran.
     pub calls: usize,
+    /// Total seconds.
     pub seconds: f64,
     /// Multiply-adds × 2 of the calls (0 where not counted).
     pub flops: f64,
