@@ -540,8 +540,10 @@ mod tests {
         // file fails as the truncated PNG it is.
         let small = dir.join("small.png");
         write_atomic(&small, &png_header(200, 100)).unwrap();
-        let mut limits = Limits::default();
-        limits.image_pixels = 10_000;
+        let mut limits = Limits {
+            image_pixels: 10_000,
+            ..Limits::default()
+        };
         let refused = limits.open_rgb(&small).unwrap_err().to_string();
         limits.image_pixels = 20_000;
         let truncated = limits.open_rgb(&small).unwrap_err().to_string();
