@@ -447,6 +447,13 @@ where
     M: ModuleSnapshot,
     C: serde::Serialize,
 {
+    if config_path(path) == path {
+        return Err(Error::file(
+            path,
+            "a weights file cannot be named .json: its model config, written beside it under \
+             the same name, would overwrite it (name it .bpk)",
+        ));
+    }
     let check = check_path(path);
     match std::fs::remove_file(&check) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -659,9 +666,7 @@ where
     M: ModuleSnapshot,
     C: serde::de::DeserializeOwned,
 {
-    if !weights.is_file() {
-        return Err(Error::file(weights, "weights file does not exist"));
-    }
+    crate::io::regular_file(weights).map_err(|m| Error::file(weights, m))?;
     verify(weights)?;
     let path = config_path(weights);
     let config: C = read_config_beside(weights, what)?;

@@ -34,6 +34,27 @@ pub fn is_temporary_name(name: &str) -> bool {
     ours || burnpack
 }
 
+/// `path` made absolute with its links resolved, for comparing paths: the file itself when it
+/// exists, else its folder's resolved path joined with its name, else `path` as given.
+pub fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Whether `a` and `b` name the same file (existing or not; see [`resolved`]).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    resolved(a) == resolved(b)
+}
+
 /// Creates `dir` and its parents.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))
@@ -232,7 +253,22 @@ fn count_objects(text: &[u8]) -> u64 {
     n
 }
 
+/// Refuses anything but a regular file (or a link to one) before it is opened: a FIFO would
+/// block the reader forever, a device would stream without end.
+pub(crate) fn regular_file(path: &Path) -> std::result::Result<std::fs::Metadata, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(if meta.is_dir() {
+            "is a folder, not a file".into()
+        } else {
+            "is not a regular file (a pipe, socket or device)".into()
+        });
+    }
+    Ok(meta)
+}
+
 fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    regular_file(path).map_err(|m| Error::file(path, m))?;
     image::ImageReader::open(path)
         .map_err(|e| Error::io("read image", path, e))?
         .with_guessed_format()
@@ -244,9 +280,7 @@ impl Limits {
     /// object count) when over [`Limits::json_bytes`] or [`Limits::json_items`]. The error
     /// message does not repeat the path: callers put it in their own error type.
     pub fn json_text(&self, path: &Path) -> std::result::Result<String, String> {
-        let len = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read: {e}"))?
-            .len();
+        let len = regular_file(path)?.len();
         if len > self.json_bytes {
             return Err(format!(
                 "the file has {len} bytes, over the JSON size limit of {}; raise \

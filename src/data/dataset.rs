@@ -117,17 +117,31 @@ impl Df2Dataset {
         for s in samples {
             let path = image_dir.join(&s.file_name);
             // The header only (bad and oversized images are reported now, not mid-training).
-            let problem = limits
-                .image_size(&path)
-                .err()
-                .map(|e| format!("missing, unreadable or too large image: {e}"));
+            // An image whose size differs from the annotations' would put every box and
+            // landmark in the wrong place.
+            let problem = match limits.image_size(&path) {
+                Err(e) => Some((
+                    "file_name",
+                    format!("missing, unreadable or too large image: {e}"),
+                )),
+                Ok((w, h)) if (w, h) != (s.width, s.height) => Some((
+                    "width",
+                    format!(
+                        "the image is {w}×{h} pixels, the annotations ({}) say {}×{}",
+                        json.display(),
+                        s.width,
+                        s.height
+                    ),
+                )),
+                Ok(_) => None,
+            };
             match problem {
                 None => kept.push(s),
-                Some(message) => {
+                Some((field, message)) => {
                     let err = DataError {
                         file: path,
                         place: format!("image {}: ", s.image_id),
-                        field: "file_name".into(),
+                        field: field.into(),
                         message,
                     };
                     if skip_bad {

@@ -258,7 +258,9 @@ impl CenterNetConfig {
         let backbone = self.backbone.check()?;
         check_dim("num_classes", self.layout.num_classes, 10_000, false)?;
         check_dim("num_landmarks", self.layout.num_landmarks, 10_000, true)?;
-        check_dim("head_conv", self.head_conv, MAX_WIDTH, true)?;
+        // CenterNet's `head_conv 0` (heads without their 3×3 layer) is not built here: every
+        // head is 3×3 → ReLU → 1×1.
+        check_dim("head_conv", self.head_conv, MAX_WIDTH, false)?;
         let in_ch = self.backbone.out_channels() as f64;
         let hc = self.head_conv.max(1) as f64;
         let out: f64 = self

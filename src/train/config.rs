@@ -14,7 +14,7 @@ use super::loss::LossWeights;
 use crate::Precision;
 use crate::codec::Scheme;
 use crate::data::augment::AugmentConfig;
-use crate::error::{Result, invalid};
+use crate::error::{Error, Result, invalid};
 use crate::io::{Limits, default_image_dir};
 use crate::model::{Arch, CenterNetConfig};
 
@@ -179,6 +179,37 @@ fn one() -> usize {
     1
 }
 
+/// The leaves where `saved` and `given` differ: `path: saved X, given Y`.
+fn json_differences(
+    path: &str,
+    saved: &serde_json::Value,
+    given: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (saved, given) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = Value::Null;
+                json_differences(
+                    &p,
+                    a.get(k.as_str()).unwrap_or(&null),
+                    b.get(k.as_str()).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: saved {a}, given {b}")),
+        _ => {}
+    }
+}
+
 /// The synthetic training and held-out sets of the demo: (folder, images, seed).
 pub const DEMO_SETS: [(&str, usize, u64); 2] = [
     ("datasets/synthetic", 256, 317),
@@ -253,6 +284,26 @@ impl TrainConfig {
                 self.model.layout
             ),
         }
+    }
+
+    /// What a resumed run may change: the epoch count, validation and the loader threads
+    /// (none changes what a step computes). Every other difference between `self` and the
+    /// run's `saved` configuration is listed, one line each with the field's path and both
+    /// values (empty: the run may resume with `self`).
+    pub fn resume_conflicts(&self, saved: &TrainConfig) -> Vec<String> {
+        const MAY_CHANGE: [&str; 3] = ["epochs", "val", "workers"];
+        let as_json = |c: &TrainConfig| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                for k in MAY_CHANGE {
+                    m.remove(k);
+                }
+            }
+            v
+        };
+        let mut out = Vec::new();
+        json_differences("", &as_json(saved), &as_json(self), &mut out);
+        out
     }
 
     /// Checks the settings that would otherwise fail in the middle of a run.
@@ -341,6 +392,129 @@ pub struct TrainPlan {
 }
 
 impl TrainOverrides {
+    /// The plan of resuming the run whose saved configuration is `saved` (its `train.json`):
+    /// the saved configuration, with the choices a resumed run may change applied (`epochs`,
+    /// `workers`, `val`, `val_every`, `no_eval`). Any other choice that differs from the saved
+    /// value is refused: the error lists each one as `field: saved X, given Y`.
+    pub fn resume_plan(&self, saved: TrainConfig) -> Result<TrainPlan> {
+        fn differs<T: PartialEq + std::fmt::Debug>(
+            out: &mut Vec<String>,
+            name: &str,
+            given: Option<T>,
+            saved: T,
+        ) {
+            if let Some(g) = given
+                && g != saved
+            {
+                out.push(format!("{name}: saved {saved:?}, given {g:?}"));
+            }
+        }
+        let mut conflicts = Vec::new();
+        let c = &saved;
+        // Paths compare by the files they name (`./a.json` is `a.json`).
+        let path_differs =
+            |out: &mut Vec<String>, name: &str, given: Option<&PathBuf>, saved: &Path| {
+                if let Some(g) = given
+                    && !crate::io::same_path(g, saved)
+                {
+                    out.push(format!("{name}: saved {saved:?}, given {g:?}"));
+                }
+            };
+        path_differs(&mut conflicts, "data", self.data.as_ref(), &c.data);
+        path_differs(&mut conflicts, "images", self.images.as_ref(), &c.images);
+        let arch = Arch::ALL
+            .into_iter()
+            .find(|a| a.backbone() == c.model.backbone);
+        if let Some(a) = self.arch
+            && arch != Some(a)
+        {
+            let saved = arch.map_or("another backbone", Arch::name);
+            conflicts.push(format!("arch: saved {saved}, given {}", a.name()));
+        }
+        differs(&mut conflicts, "scheme", self.scheme, c.scheme()?);
+        differs(
+            &mut conflicts,
+            "input_size",
+            self.input_size,
+            c.input_size(),
+        );
+        differs(&mut conflicts, "batch", self.batch, c.batch);
+        differs(&mut conflicts, "lr", self.lr, c.optimizer.lr);
+        differs(
+            &mut conflicts,
+            "lr_steps",
+            self.lr_steps.as_ref(),
+            &c.optimizer.lr_steps,
+        );
+        differs(&mut conflicts, "loss", self.loss, c.loss);
+        if self.no_augment && c.augment != AugmentConfig::plain(c.input_size()) {
+            conflicts.push("no_augment: saved augmentation on, given off".into());
+        }
+        path_differs(
+            &mut conflicts,
+            "init",
+            self.init.as_ref(),
+            c.init.as_deref().unwrap_or(Path::new("")),
+        );
+        differs(&mut conflicts, "seed", self.seed, c.seed);
+        differs(
+            &mut conflicts,
+            "finetune_category",
+            self.finetune_category.map(Some),
+            c.finetune_category,
+        );
+        differs(&mut conflicts, "shards", self.shards, c.shards);
+        differs(&mut conflicts, "precision", self.precision, c.amp.precision);
+        if !conflicts.is_empty() {
+            return Err(Error::Training(format!(
+                "a resumed run keeps its saved configuration except epochs, validation and loader \
+                 threads; these choices differ from it:\n  {}",
+                conflicts.join("\n  ")
+            )));
+        }
+        let Some(arch) = arch else {
+            return Err(Error::Invalid(
+                "the run's backbone is none of the named architectures".into(),
+            ));
+        };
+        let mut c = saved;
+        if let Some(e) = self.epochs {
+            c.epochs = e;
+        }
+        if let Some(w) = self.workers {
+            c.workers = w;
+        }
+        if let Some(v) = &self.val {
+            c.val = Some(Validation {
+                data: v.clone(),
+                images: default_image_dir(v),
+                every: c.val.as_ref().map_or(5, |v| v.every),
+            });
+        }
+        if let Some(every) = self.val_every {
+            match &mut c.val {
+                Some(v) if every > 0 => v.every = every,
+                _ => c.val = None,
+            }
+        }
+        let final_eval = c.val.as_ref().map(|v| (v.data.clone(), v.images.clone()));
+        if self.no_eval {
+            c.val = None;
+        }
+        let demo = c.data == Path::new(DEMO_SETS[0].0).join("train.json");
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(if demo { "runs/demo" } else { "runs/train" }));
+        Ok(TrainPlan {
+            config: c,
+            arch,
+            out,
+            demo,
+            final_eval: final_eval.filter(|_| !self.no_eval),
+        })
+    }
+
     /// Applies the choices to the preset they select. Rules beyond "given wins": the CenterNet
     /// rate follows the batch, its steps follow the epochs (the demo's step only holds for its
     /// own 50 epochs), and validation images are `image/` beside an explicit `--val`, else the
@@ -429,6 +603,60 @@ impl TrainOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_plan_keeps_the_saved_config_and_names_what_differs() {
+        let saved = TrainOverrides {
+            data: Some("d/train.json".into()),
+            input_size: Some(64),
+            batch: Some(2),
+            ..Default::default()
+        }
+        .plan()
+        .config;
+        // Nothing given: the saved run, demo or not.
+        let plan = TrainOverrides::default()
+            .resume_plan(saved.clone())
+            .unwrap();
+        assert_eq!(plan.config, saved);
+        assert!(!plan.demo);
+        // What may change, changes.
+        let plan = TrainOverrides {
+            epochs: Some(3),
+            workers: Some(7),
+            no_eval: true,
+            ..Default::default()
+        }
+        .resume_plan(saved.clone())
+        .unwrap();
+        assert_eq!((plan.config.epochs, plan.config.workers), (3, 7));
+        assert!(plan.config.val.is_none() && plan.final_eval.is_none());
+        assert!(plan.config.resume_conflicts(&saved).is_empty());
+        // The rest is refused, each with both values.
+        let e = TrainOverrides {
+            input_size: Some(128),
+            seed: Some(1),
+            arch: Some(Arch::Res50),
+            data: Some("other.json".into()),
+            ..Default::default()
+        }
+        .resume_plan(saved.clone())
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "input_size: saved 64, given 128",
+            "seed: saved 317, given 1",
+            "arch: saved mdla34, given res50",
+            "data: saved",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        // The library's own check, on whole configurations.
+        let mut other = saved.clone();
+        other.batch = 4;
+        other.epochs = 9;
+        assert_eq!(other.resume_conflicts(&saved), ["batch: saved 2, given 4"]);
+    }
 
     #[test]
     fn lr_schedule_steps_and_scales() {

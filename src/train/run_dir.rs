@@ -9,7 +9,12 @@
 //!   written last (atomically), so a run killed at any moment resumes from the last complete
 //!   epoch. The two newest epochs are kept ([`KEEP_EPOCHS`]): when the newest is truncated or
 //!   corrupt, `--resume` falls back to the one before and says so;
-//! - `metrics.csv`: one row per epoch (loss terms, learning rate, time, validation AP).
+//! - `metrics.csv`: one row per epoch (loss terms, learning rate, time, validation AP);
+//! - `run.lock`: locked (an advisory lock of the operating system, released when the process
+//!   ends, however it ends) by the process training into the folder, whose id it holds.
+//!
+//! A folder holds one run: a new run into a folder holding another is refused unless it is
+//! started with [`RunStart::Replace`], and `--resume` continues the saved `train.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +49,38 @@ pub struct TrainState {
     /// f16's loss scale after this epoch (absent for the other types).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
+}
+
+/// How a run starts in its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunStart {
+    /// A new run; refused when the folder holds another run.
+    New,
+    /// Continue the folder's run from its newest intact checkpoint. The configuration must be
+    /// the saved one except where a resumed run may differ ([`TrainConfig::resume_conflicts`]).
+    Resume,
+    /// A new run replacing the folder's run: its files (`train.json`, checkpoints, weights,
+    /// metrics, evaluation) are removed first. Files the runs do not write are left alone.
+    Replace,
+}
+
+/// `true` resumes, `false` starts a new run.
+impl From<bool> for RunStart {
+    fn from(resume: bool) -> Self {
+        if resume {
+            RunStart::Resume
+        } else {
+            RunStart::New
+        }
+    }
+}
+
+/// The lock of a run folder, held while a process trains into it (released when dropped or
+/// when the process ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 /// Epoch checkpoints kept in `checkpoint/` (the newest and a fallback).
@@ -177,6 +214,114 @@ impl RunDir {
     /// Creates the folder and `checkpoint/`.
     pub fn create(&self) -> Result<()> {
         create_dir_all(&self.checkpoint_dir())
+    }
+
+    /// `run.lock`, held by the process training into the folder.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+
+    /// Takes the folder's lock (creating the folder), or fails at once naming the process that
+    /// holds it. The lock is the operating system's (`flock`/`LockFileEx`): a killed process
+    /// leaves no stale lock behind.
+    pub fn lock(&self) -> Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        create_dir_all(&self.root)?;
+        let path = self.lock_path();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(Error::Training(format!(
+                    "another process{} is training into {} (it holds {}); wait for it to end or \
+                     choose another folder",
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (id {holder})")
+                    },
+                    self.root.display(),
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
+        }
+        let id = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(id.as_bytes()))
+            .map_err(|e| Error::io("write", &path, e))?;
+        Ok(RunLock { _file: file })
+    }
+
+    /// Whether `path` is one of the files a run writes into this folder (`train.json`,
+    /// `metrics.csv`, `curves.png`, `run.lock`, the weights and their companions, anything under
+    /// `checkpoint/` or `eval/`), existing or not.
+    pub fn owns(&self, path: &Path) -> bool {
+        let p = crate::io::resolved(path);
+        let weights = self.weights_path();
+        let files = [
+            self.config_path(),
+            self.metrics_path(),
+            self.root.join("curves.png"),
+            self.lock_path(),
+            checkpoint::config_path(&weights),
+            checkpoint::check_path(&weights),
+            options_path(&weights),
+            weights,
+        ];
+        files.iter().any(|f| crate::io::resolved(f) == p)
+            || [self.checkpoint_dir(), self.root.join("eval")]
+                .iter()
+                .any(|d| p.starts_with(crate::io::resolved(d)))
+    }
+
+    /// Whether the folder holds a run: its `train.json`, a checkpoint, weights or metrics.
+    pub fn holds_run(&self) -> bool {
+        self.config_path().exists()
+            || self.metrics_path().exists()
+            || self.weights_path().exists()
+            || std::fs::read_dir(self.checkpoint_dir())
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+    }
+
+    /// Removes the files a run writes (`train.json`, `metrics.csv`, `curves.png`, the weights
+    /// and their companions, `checkpoint/`, `eval/`); anything else in the folder stays.
+    pub fn remove_run(&self) -> Result<()> {
+        let weights = self.weights_path();
+        for f in [
+            self.config_path(),
+            self.metrics_path(),
+            self.root.join("curves.png"),
+            checkpoint::config_path(&weights),
+            checkpoint::check_path(&weights),
+            options_path(&weights),
+            weights,
+        ] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &f, e)),
+            }
+        }
+        for dir in [self.checkpoint_dir(), self.root.join("eval")] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &dir, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The state of the last complete epoch; the error says how to start instead.

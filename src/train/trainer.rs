@@ -16,7 +16,7 @@ use super::amp::{self, AmpSteps};
 use super::config::{TrainConfig, Validation};
 use super::loss::{LossParts, total_loss};
 use super::parallel::{ShardPool, fold_running_stats};
-use super::run_dir::{EpochRow, RunDir, TrainState, epoch_state};
+use super::run_dir::{EpochRow, RunDir, RunStart, TrainState, epoch_state};
 use crate::checkpoint;
 use crate::codec::Grouping;
 use crate::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
@@ -166,7 +166,7 @@ pub fn build_model(cfg: &TrainConfig, device: &Device) -> Result<(CenterNet, Vec
 }
 
 /// A fresh run: the model (noting re-initialised heads), a new optimizer, `train.json`.
-fn start(
+fn start_run(
     run: &RunDir,
     cfg: &TrainConfig,
     device: &Device,
@@ -195,11 +195,18 @@ fn resume(
         run.read_state()?;
     }
     let saved = run.read_config()?;
-    if saved.model != cfg.model {
+    let conflicts = cfg.resume_conflicts(&saved);
+    if !conflicts.is_empty() {
         return Err(Error::Training(format!(
-            "cannot resume: the run in {} has a different model (architecture or landmark scheme)",
-            run.root().display()
+            "cannot resume the run in {} with another configuration (a resumed run may change \
+             only its epochs, validation and loader threads):\n  {}",
+            run.root().display(),
+            conflicts.join("\n  ")
         )));
+    }
+    // The run's configuration now: its epochs and validation as resumed.
+    if cfg != &saved {
+        run.write_config(cfg)?;
     }
     run.resume(|| cfg.optimizer.adam_config().init(), device)
 }
@@ -376,15 +383,19 @@ fn load_error(e: impl std::fmt::Display) -> Error {
     Error::Training(format!("loading a training batch: {e}"))
 }
 
-/// Trains (or resumes) into `out`. `device` is the compute device (autodiff is added here).
+/// Trains into the run folder `out`: a new run (`false` or [`RunStart::New`]), the folder's
+/// run resumed (`true` or [`RunStart::Resume`]), or a new run replacing it
+/// ([`RunStart::Replace`]). The folder is locked for the run's life ([`RunDir::lock`]): a
+/// second process training into it fails at once. `device` is the compute device (autodiff
+/// is added here).
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
     device: &Device,
-    resume_run: bool,
+    start: impl Into<RunStart>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<TrainSummary> {
-    train_on(cfg, out, std::slice::from_ref(device), resume_run, on_event)
+    train_on(cfg, out, std::slice::from_ref(device), start, on_event)
 }
 
 /// [`train`] on several devices (data-parallel, [`TrainConfig::shards`] shards per step, shard
@@ -394,9 +405,10 @@ pub fn train_on(
     cfg: &TrainConfig,
     out: &Path,
     devices: &[Device],
-    resume_run: bool,
+    start: impl Into<RunStart>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<TrainSummary> {
+    let start = start.into();
     cfg.check()?;
     let Some(device) = devices.first() else {
         return Err(Error::Training("no device to train on".into()));
@@ -416,12 +428,40 @@ pub fn train_on(
     }
     cfg.amp.check_devices(devices)?;
     let run = RunDir::new(out);
+    // The run's own files must not be its inputs (a data set's `train.json` in the run folder
+    // would be overwritten by the run's).
+    let inputs = [
+        Some(&cfg.data),
+        cfg.val.as_ref().map(|v| &v.data),
+        cfg.init.as_ref(),
+    ];
+    if let Some(p) = inputs.into_iter().flatten().find(|p| run.owns(p)) {
+        return Err(Error::file(
+            p,
+            format!(
+                "an input of the run is a file the run writes in {}; choose another run folder",
+                out.display()
+            ),
+        ));
+    }
+    let _lock = run.lock()?;
+    match start {
+        RunStart::New if run.holds_run() => {
+            return Err(Error::Training(format!(
+                "{} holds another run ({}): resume it, replace it, or choose another folder",
+                out.display(),
+                run.config_path().display()
+            )));
+        }
+        RunStart::Replace => run.remove_run()?,
+        _ => {}
+    }
     run.create()?;
     let ad = device.clone().autodiff();
-    let (mut model, optim, state, notes) = if resume_run {
+    let (mut model, optim, state, notes) = if start == RunStart::Resume {
         resume(&run, cfg, &ad)?
     } else {
-        start(&run, cfg, &ad)?
+        start_run(&run, cfg, &ad)?
     };
     for n in notes {
         on_event(&Event::Notice(n));

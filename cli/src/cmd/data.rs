@@ -73,6 +73,23 @@ pub struct SynthArgs {
 }
 
 pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
+    // The annotations are read from `annos/` (or the folder itself): the output must not be
+    // one of them.
+    let annos = if a.raw.join("annos").is_dir() {
+        a.raw.join("annos")
+    } else {
+        a.raw.clone()
+    };
+    let out = deepmark::io::resolved(&a.out);
+    if out.parent() == Some(deepmark::io::resolved(&annos).as_path())
+        && out.extension().is_some_and(|e| e == "json")
+    {
+        bail!(
+            "{} is in the folder of the raw annotations being read ({}): choose an output outside it",
+            a.out.display(),
+            annos.display()
+        );
+    }
     let bar = progress_bar("reading annotations and image headers");
     let result = convert_raw_dir(&a.raw, a.skip_bad, crate::cmd::limits(), &mut tick(&bar));
     bar.finish_and_clear();
@@ -91,6 +108,7 @@ pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
 }
 
 pub fn show_data(a: ShowDataArgs) -> Result<()> {
+    crate::cmd::refuse_input_as_output(&a.out, &[("--data", a.data.as_path())])?;
     let grouping = Grouping::of_scheme(a.scheme)?;
     let images = images_or_default(&a.images, &a.data);
     let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
@@ -129,6 +147,7 @@ pub fn show_data(a: ShowDataArgs) -> Result<()> {
 }
 
 pub fn templates(a: TemplatesArgs) -> Result<()> {
+    crate::cmd::refuse_input_as_output(&a.out, &[("--data", a.data.as_path())])?;
     let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     write_json(&a.out, &Templates::derive(&samples))?;
     println!("wrote {} from {} images", a.out.display(), samples.len());

@@ -27,7 +27,9 @@ pub struct InferArgs {
     /// Detections scoring below are neither drawn nor written.
     #[arg(long, default_value_t = 0.3)]
     pub threshold: f32,
-    /// Output folder for `<name>.pred.jpg` and the results JSON.
+    /// Output folder for `<name>.pred.jpg`, the results JSON and `images.json` (each input's
+    /// image id and drawing: ids are the file names' numbers when all are distinct numbers,
+    /// else 1, 2, … in input order; a stem two inputs share draws to `<stem>-<id>.pred.jpg`).
     #[arg(long, default_value = "runs/infer")]
     pub out: PathBuf,
     /// Also write the raw heads (before sigmoid; last Hourglass stack) of the first image as
@@ -69,12 +71,70 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// DeepFashion2 image ids are the numeric file names (`000123.jpg` → 123); others count from 1.
-fn image_id(path: &Path, index: usize) -> u64 {
-    path.file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(index as u64 + 1)
+/// One input's id in the results and the name of its drawing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct Named {
+    image_id: u64,
+    file: PathBuf,
+    drawing: String,
+}
+
+/// Ids and drawing names, unique per input path. Ids: when every input's file name is a number
+/// and no two are the same number (DeepFashion2's `000123.jpg` → 123), those numbers; otherwise
+/// 1, 2, … in input order. Drawings: `<stem>.pred.jpg`, or `<stem>-<id>.pred.jpg` for a stem two
+/// inputs share (`photo.jpg` and `photo.png`), never a name taken by another input.
+fn name_inputs(images: &[PathBuf]) -> Vec<Named> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned())
+    };
+    let numbers: Vec<Option<u64>> = images
+        .iter()
+        .map(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
+        .collect();
+    let distinct: std::collections::HashSet<u64> = numbers.iter().flatten().copied().collect();
+    let numeric = numbers.iter().all(Option::is_some) && distinct.len() == images.len();
+    let ids: Vec<u64> = (0..images.len())
+        .map(|i| match numbers[i] {
+            Some(n) if numeric => n,
+            _ => i as u64 + 1,
+        })
+        .collect();
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for p in images {
+        *count.entry(stem(p)).or_default() += 1;
+    }
+    // Unique stems keep their name; the others take the id, then a counter, avoiding every name
+    // already given.
+    let mut taken: std::collections::HashSet<String> = count
+        .iter()
+        .filter(|(_, n)| **n == 1)
+        .map(|(s, _)| s.clone())
+        .collect();
+    images
+        .iter()
+        .zip(&ids)
+        .map(|(p, &id)| {
+            let s = stem(p);
+            let name = if count[&s] == 1 {
+                s
+            } else {
+                let mut name = format!("{s}-{id}");
+                let mut k = 2;
+                while taken.contains(&name) {
+                    name = format!("{s}-{id}-{k}");
+                    k += 1;
+                }
+                taken.insert(name.clone());
+                name
+            };
+            Named {
+                image_id: id,
+                file: p.clone(),
+                drawing: format!("{name}.pred.jpg"),
+            }
+        })
+        .collect()
 }
 
 pub fn run(a: InferArgs) -> Result<()> {
@@ -112,6 +172,9 @@ pub fn run(a: InferArgs) -> Result<()> {
     if let Some(dump) = &a.dump_heads {
         dump_heads(&det, &crate::cmd::limits().open_rgb(&images[0])?, dump)?;
     }
+    // Which id and drawing each input has, kept beside the results.
+    let names = name_inputs(&images);
+    deepmark::io::write_json(&a.out.join("images.json"), &names)?;
     let bar = (images.len() > 1).then(|| progress_bar("detecting"));
     // Results stream to disk as they come (constant memory on any folder size); the files
     // appear, complete, when the run ends.
@@ -142,7 +205,7 @@ pub fn run(a: InferArgs) -> Result<()> {
                     return Ok(());
                 }
             };
-            let (b, k) = results(image_id(path, i), &dets);
+            let (b, k) = results(names[i].image_id, &dets);
             for r in &b {
                 bbox_out.push(r)?;
             }
@@ -150,10 +213,7 @@ pub fn run(a: InferArgs) -> Result<()> {
                 kp_out.push(r)?;
             }
             draw_detections(&mut canvas, &dets);
-            let stem = path
-                .file_stem()
-                .map_or("image".into(), |s| s.to_string_lossy().into_owned());
-            let out = a.out.join(format!("{stem}.pred.jpg"));
+            let out = a.out.join(&names[i].drawing);
             save_image_atomic(&canvas, &out)?;
             let line = format!(
                 "{}: {} detections → {}",

@@ -37,3 +37,21 @@ pub fn flag_names(message: &str) -> String {
         .replace("io::Limits::json_bytes", "--max-json-bytes")
         .replace("io::Limits::json_items", "--max-json-items")
 }
+
+/// Refuses to run when the output file `out` is one of the command's `inputs` (the same file by
+/// its resolved path, existing or not): writing it would destroy what is being read.
+pub fn refuse_input_as_output(
+    out: &std::path::Path,
+    inputs: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
+    for (flag, input) in inputs {
+        if deepmark::io::same_path(out, input) {
+            anyhow::bail!(
+                "{} is both the output and the input {flag} of this command; writing it would destroy \
+                 the input: choose another output",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

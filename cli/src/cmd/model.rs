@@ -56,6 +56,14 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         },
         (None, None) => bail!("give --arch or --config"),
     };
+    let config_out = checkpoint::config_path(&a.out);
+    for out in [&a.out, &config_out] {
+        let mut inputs = vec![("checkpoint", a.checkpoint.as_path())];
+        if let Some(c) = &a.config {
+            inputs.push(("--config", c.as_path()));
+        }
+        crate::cmd::refuse_input_as_output(out, &inputs)?;
+    }
     let device = BackendKind::Flex.device()?;
     let (model, report) = checkpoint::import_pytorch(&a.checkpoint, &config, &device)?;
     println!("{report}");

@@ -55,6 +55,11 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: PredictArgs) -> Result<()> {
+    let mut inputs = vec![("--data", a.data.as_path())];
+    if let Some(w) = &a.weights {
+        inputs.push(("--weights", w.as_path()));
+    }
+    crate::cmd::refuse_input_as_output(&a.out, &inputs)?;
     let images = images_or_default(&a.images, &a.data);
     let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     let mut out = JsonArrayWriter::create(&a.out)?;
@@ -318,6 +323,13 @@ pub struct RefineArgs {
 }
 
 pub fn refine(a: RefineArgs) -> Result<()> {
+    crate::cmd::refuse_input_as_output(
+        &a.out,
+        &[
+            ("--inputs", a.inputs.as_path()),
+            ("--data", a.data.as_path()),
+        ],
+    )?;
     let device = a.backend.device()?;
     let mut set = RefinerSet::load(&a.refiners, &device)?;
     set.flip = !a.no_flip;

@@ -12,7 +12,9 @@ use deepmark::codec::Scheme;
 use deepmark::infer::Detector;
 use deepmark::model::Arch;
 use deepmark::train::config::DEMO_SETS;
-use deepmark::train::{Event, LossWeights, TrainOverrides, parse_lr_steps, train_on};
+use deepmark::train::{
+    Event, LossWeights, RunDir, RunStart, TrainOverrides, TrainPlan, parse_lr_steps, train_on,
+};
 use deepmark_cli::backend::BackendKind;
 
 use crate::ui::evaluate_weights;
@@ -30,8 +32,9 @@ pub struct TrainArgs {
     /// res18, res50, dla34, mdla34, hourglass104, res18-slim [default: mdla34; demo: res18-slim].
     #[arg(long)]
     pub arch: Option<Arch>,
-    #[arg(long, default_value = "deepmark62")]
-    pub scheme: Scheme,
+    /// Landmark scheme: deepmark62, agg81 or df2-294 [default: deepmark62].
+    #[arg(long)]
+    pub scheme: Option<Scheme>,
     /// Network input side [default: 512; demo: 128].
     #[arg(long)]
     pub input_size: Option<usize>,
@@ -60,26 +63,34 @@ pub struct TrainArgs {
     /// Run directory [default: runs/train; demo: runs/demo].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint (same epoch and step).
+    /// Continue the run in --out from its last checkpoint (same epoch and step), with its saved
+    /// configuration (`train.json`). Only --epochs, --val, --val-every, --no-eval and --workers
+    /// may change; any other flag that differs from the saved value is refused.
     #[arg(long)]
     pub resume: bool,
+    /// Replace the run in --out: its train.json, checkpoints, weights, metrics and evaluation
+    /// are removed first (other files stay). Without it, a folder holding a run is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Turn off augmentation (random scale/shift, flip, colour): for overfitting small sets.
     #[arg(long)]
     pub no_augment: bool,
     /// Data-parallel training on the first N GPUs of --backend wgpu/vulkan: each step splits
     /// the batch into N shards, one per GPU (BatchNorm per shard, as CenterNet's DataParallel);
-    /// --batch is the total over all GPUs.
-    #[arg(long, default_value_t = 1)]
-    pub devices: usize,
+    /// --batch is the total over all GPUs [default: 1].
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// The float type the network computes in: f32, f16 (with a dynamic loss scale), bf16, or
-    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32.
-    #[arg(long, default_value = "f32")]
-    pub precision: Precision,
-    /// Data-loading threads.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    #[arg(long, default_value_t = 317)]
-    pub seed: u64,
+    /// flex32 (wgpu/vulkan). The weights Adam updates, BatchNorm and the loss stay f32
+    /// [default: f32].
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// Data-loading threads [default: 2].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Seed of the initial weights, the shuffling and the augmentation [default: 317].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Evaluate on this COCO-style JSON after training [default: --data; demo: the synthetic
     /// validation set].
     #[arg(long)]
@@ -96,9 +107,9 @@ pub struct TrainArgs {
     /// folder to use them as a model set: `infer`/`eval --landmarks centernet:<folder>`.
     #[arg(long, requires = "init", value_parser = clap::value_parser!(u32).range(1..=13))]
     pub finetune_category: Option<u32>,
-    /// Loss weights hm,wh,reg,hps,hm_hp,hp_offset.
-    #[arg(long, default_value = "1,0.1,1,1,1,1")]
-    pub loss_weights: String,
+    /// Loss weights hm,wh,reg,hps,hm_hp,hp_offset [default: 1,0.1,1,1,1,1].
+    #[arg(long)]
+    pub loss_weights: Option<String>,
 }
 
 impl TrainArgs {
@@ -107,24 +118,28 @@ impl TrainArgs {
             data: self.data.clone(),
             images: self.images.clone(),
             arch: self.arch,
-            scheme: Some(self.scheme),
+            scheme: self.scheme,
             input_size: self.input_size,
             batch: self.batch,
             epochs: self.epochs,
             lr: self.lr,
             lr_steps: self.lr_steps.as_deref().map(parse_lr_steps).transpose()?,
-            loss: Some(LossWeights::parse(&self.loss_weights)?),
+            loss: self
+                .loss_weights
+                .as_deref()
+                .map(LossWeights::parse)
+                .transpose()?,
             no_augment: self.no_augment,
             init: self.init.clone(),
-            seed: Some(self.seed),
-            workers: Some(self.workers),
+            seed: self.seed,
+            workers: self.workers,
             val: self.val.clone(),
             val_every: self.val_every,
             no_eval: self.no_eval,
             out: self.out.clone(),
             finetune_category: self.finetune_category.map(|c| c as usize),
-            shards: Some(self.devices),
-            precision: Some(self.precision),
+            shards: self.devices,
+            precision: self.precision,
         })
     }
 }
@@ -205,12 +220,75 @@ impl Display {
     }
 }
 
+/// The program's flag for a field of [`TrainOverrides`] (`input_size` → `--input-size`).
+fn flag_of(field: &str) -> String {
+    match field {
+        "shards" => "--devices".into(),
+        "loss" => "--loss-weights".into(),
+        f => format!("--{}", f.replace('_', "-")),
+    }
+}
+
+/// The plan of `--resume`: the saved `train.json` with the flags a resumed run may change.
+fn resume_plan(a: &TrainArgs) -> Result<TrainPlan> {
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if a.data.is_none() {
+            "runs/demo"
+        } else {
+            "runs/train"
+        })
+    });
+    let run = RunDir::new(&out);
+    if !run.config_path().is_file() {
+        bail!(
+            "--resume: {} holds no run to resume (no {}); start one without --resume",
+            out.display(),
+            run.config_path().display()
+        );
+    }
+    let saved = run.read_config()?;
+    let overrides = TrainOverrides {
+        out: Some(out),
+        ..a.overrides()?
+    };
+    overrides.resume_plan(saved).map_err(|e| {
+        // Name the flags, not the fields.
+        let text = e.to_string();
+        let lines: Vec<String> = text
+            .lines()
+            .map(
+                |l| match l.strip_prefix("  ").and_then(|l| l.split_once(':')) {
+                    Some((field, rest)) => format!("  {}:{rest}", flag_of(field)),
+                    None => l.replace(
+                        "except epochs, validation and loader threads",
+                        "except --epochs, --val, --val-every, --no-eval and --workers",
+                    ),
+                },
+            )
+            .collect();
+        anyhow::anyhow!("--resume: {}", lines.join("\n"))
+    })
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
-    if a.devices == 0 {
+    if a.devices == Some(0) {
         bail!("--devices must be at least 1");
     }
-    let mut plan = a.overrides()?.plan();
+    let mut plan = if a.resume {
+        resume_plan(&a)?
+    } else {
+        a.overrides()?.plan()
+    };
     plan.config.limits = *crate::cmd::limits();
+    let run_dir = RunDir::new(&plan.out);
+    if !a.resume && !a.overwrite && run_dir.holds_run() && !run_dir.owns(&plan.config.data) {
+        bail!(
+            "{} holds another run ({}): continue it with --resume, replace it with --overwrite, \
+             or choose another --out",
+            plan.out.display(),
+            run_dir.config_path().display()
+        );
+    }
     let cfg = &plan.config;
     if plan.demo {
         for (dir, n, seed) in DEMO_SETS {
@@ -230,7 +308,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         );
     }
     let arch = plan.arch;
-    let devices = a.backend.devices(a.devices)?;
+    let devices = a.backend.devices(plan.config.shards)?;
     let device = devices[0].clone();
     let started = Instant::now();
     let mut display = Display {
@@ -251,7 +329,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
             plan.out.display()
         )
     };
-    let summary = train_on(cfg, &plan.out, &devices, a.resume, &mut |e| {
+    let start = if a.resume {
+        RunStart::Resume
+    } else if a.overwrite {
+        RunStart::Replace
+    } else {
+        RunStart::New
+    };
+    let summary = train_on(cfg, &plan.out, &devices, start, &mut |e| {
         display.event(e, &header)
     });
     if let Some(b) = display.bar.take() {

@@ -327,6 +327,24 @@ pub fn load_coco(
                 "listed twice",
             ));
         }
+        // Image paths stay inside the image folder (a symbolic link inside it may point
+        // elsewhere): the same refusal whether or not such a file exists.
+        let inside = !img.file_name.is_empty()
+            && Path::new(&img.file_name)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(DataError::new(
+                path,
+                format!("image {}: ", img.id),
+                "file_name",
+                format!(
+                    "{:?} is not a relative path inside the image folder (absolute paths and `..` \
+                     are refused)",
+                    img.file_name
+                ),
+            ));
+        }
         samples.push(Sample {
             image_id: img.id,
             file_name: img.file_name.clone(),

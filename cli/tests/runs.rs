@@ -1,0 +1,491 @@
+//! Runs and files that cannot be lost or mixed: `--resume` continues the saved configuration, a
+//! run folder holds one run and one writer, outputs never overwrite inputs.
+
+use std::path::Path;
+use std::process::Output;
+
+use deepmark::train::{RunDir, TrainConfig};
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `train` on `json` (images in `images`) into `out`: res18-slim at 64, batch 2, `epochs`,
+/// no augmentation, no evaluation, one loader thread; `extra` flags appended.
+fn train(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        json.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "64",
+        "--batch",
+        "2",
+        "--epochs",
+        epochs,
+        "--no-augment",
+        "--no-eval",
+        "--workers",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    common::deepmark(&args)
+}
+
+fn saved(run: &Path) -> TrainConfig {
+    RunDir::new(run).read_config().unwrap()
+}
+
+#[test]
+fn resume_continues_the_saved_configuration_and_refuses_other_values() {
+    let dir = common::tempdir("runs-resume");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let o = train(&json, &images, &run, "1", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No --data, no --input-size, no --batch: the saved run goes on (it used to restart from
+    // the demo preset at 128 px, batch 8, on the synthetic set).
+    let o = common::deepmark(&[
+        "train",
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--epochs",
+        "2",
+        "--no-eval",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = saved(&run);
+    assert_eq!((cfg.input_size(), cfg.batch, cfg.epochs), (64, 2, 2));
+    assert!(deepmark::io::same_path(&cfg.data, &json));
+    let infer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("model.infer.json")).unwrap())
+            .unwrap();
+    assert_eq!(infer["input_size"], 64);
+    let state = RunDir::new(&run).read_state().unwrap();
+    assert_eq!((state.epoch, state.step), (2, 4));
+    // A value that changes what a step computes is refused, naming the saved and given values.
+    let o = common::deepmark(&[
+        "train",
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--epochs",
+        "3",
+        "--input-size",
+        "128",
+        "--lr",
+        "0.5",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("--input-size: saved 64, given 128") && e.contains("--lr: saved"),
+        "{e}"
+    );
+    assert_eq!(saved(&run).epochs, 2, "the refused resume changed nothing");
+    // Nothing to resume: said at once.
+    let o = common::deepmark(&[
+        "train",
+        "--out",
+        dir.join("none").to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(
+        stderr(&o).contains("holds no run to resume"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_folder_holds_one_run_replaced_only_on_request() {
+    let dir = common::tempdir("runs-one");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let o = train(&json, &images, &run, "2", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(run.join("train.json")).unwrap();
+    // A fresh run into it is refused (it used to delete its own new checkpoints and keep the
+    // old run's two newest).
+    let o = train(&json, &images, &run, "1", &["--seed", "5"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("holds another run") && e.contains("--overwrite") && e.contains("--resume"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(run.join("train.json")).unwrap(), before);
+    // The library refuses it too.
+    let mut cfg = saved(&run);
+    cfg.seed = 5;
+    let device = common::flex();
+    let err = deepmark::train::train(&cfg, &run, &device, false, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("holds another run"), "{err}");
+    // --overwrite replaces it: the old epochs' checkpoints are gone, a file of the user's stays.
+    std::fs::write(run.join("notes.txt"), "mine").unwrap();
+    let o = train(&json, &images, &run, "1", &["--seed", "5", "--overwrite"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(saved(&run).seed, 5);
+    let state = RunDir::new(&run).read_state().unwrap();
+    assert_eq!(state.epoch, 1);
+    assert!(!run.join("checkpoint/epoch-0002.bpk").exists());
+    assert_eq!(
+        std::fs::read_to_string(run.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let rows = deepmark::train::read_metrics(&run.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn one_writer_per_run_folder() {
+    let dir = common::tempdir("runs-lock");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let folder = RunDir::new(&run);
+    let held = folder.lock().unwrap();
+    // A second lock (another open file, as another process would take) fails at once, naming
+    // the holder.
+    let e = folder.lock().unwrap_err().to_string();
+    assert!(
+        e.contains("another process") && e.contains(&std::process::id().to_string()),
+        "{e}"
+    );
+    let o = train(&json, &images, &run, "1", &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("another process") && e.contains("run.lock"),
+        "{e}"
+    );
+    assert!(
+        !run.join("train.json").exists(),
+        "the refused run wrote nothing"
+    );
+    // Released with its holder (the operating system releases it when a process dies, too).
+    drop(held);
+    let o = train(&json, &images, &run, "1", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let dir = common::tempdir("runs-inputs");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    // A data set whose annotations are named train.json, trained into its own folder: the
+    // run's train.json used to replace the annotations.
+    let data = dir.join("set");
+    std::fs::create_dir_all(&data).unwrap();
+    let annotations = data.join("train.json");
+    std::fs::copy(&json, &annotations).unwrap();
+    let original = std::fs::read(&annotations).unwrap();
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let o = train(&annotations, &images, &data, "1", extra);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        assert!(e.contains("an input of the run"), "{e}");
+        assert_eq!(std::fs::read(&annotations).unwrap(), original);
+    }
+    // Weights named .json: their config would overwrite them (it used to, with exit 0).
+    let w = dir.join("w.json");
+    let o = common::deepmark(&["init", "--arch", "res18-slim", "--out", w.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot be named .json"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!w.exists());
+    // refine/predict/show-data/templates: the output may not be an input.
+    let inputs = dir.join("dets.json");
+    std::fs::write(&inputs, "[]").unwrap();
+    let o = common::deepmark(&[
+        "refine",
+        "--refiners",
+        dir.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--data",
+        json.to_str().unwrap(),
+        "--out",
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("both the output and the input --inputs"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&inputs).unwrap(), "[]");
+    for cmd in ["templates", "show-data"] {
+        let o = common::deepmark(&[
+            cmd,
+            "--data",
+            json.to_str().unwrap(),
+            "--out",
+            json.to_str().unwrap(),
+        ]);
+        assert!(
+            stderr(&o).contains("both the output and the input --data"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+    assert!(deepmark::data::deepfashion2::load_coco(&json, false, &Default::default()).is_ok());
+}
+
+#[test]
+fn infer_ids_and_drawings_are_unique_per_input() {
+    let dir = common::tempdir("runs-ids");
+    let inputs = dir.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = common::root().join("datasets/samples/matplotlib_grace_hopper.jpg");
+    let img = deepmark::io::open_rgb(&photo).unwrap();
+    // `2` and `000002` are one number; `photo.jpg` and `photo.png` one stem.
+    for name in ["2.jpg", "000002.jpg", "photo.jpg"] {
+        std::fs::copy(&photo, inputs.join(name)).unwrap();
+    }
+    deepmark::io::save_image_atomic(&img, &inputs.join("photo.png")).unwrap();
+    let out = dir.join("out");
+    let o = common::deepmark(&[
+        "infer",
+        inputs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--threshold",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("images.json")).unwrap()).unwrap();
+    assert_eq!(names.len(), 4);
+    let ids: std::collections::BTreeSet<u64> = names
+        .iter()
+        .map(|n| n["image_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=4).collect(), "{names:?}");
+    let drawings: std::collections::BTreeSet<&str> = names
+        .iter()
+        .map(|n| n["drawing"].as_str().unwrap())
+        .collect();
+    assert_eq!(drawings.len(), 4, "{names:?}");
+    for d in &drawings {
+        assert!(out.join(d).is_file(), "{d}");
+    }
+    let boxes: Vec<deepmark::infer::output::BboxResult> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results_bbox.json")).unwrap())
+            .unwrap();
+    let seen: std::collections::BTreeSet<u64> = boxes.iter().map(|b| b.image_id).collect();
+    assert_eq!(seen, ids, "every input keeps its own detections");
+    // DeepFashion2's numbered files keep their numbers.
+    let numbered = dir.join("numbered");
+    std::fs::create_dir_all(&numbered).unwrap();
+    for name in ["000007.jpg", "000012.jpg"] {
+        std::fs::copy(&photo, numbered.join(name)).unwrap();
+    }
+    let o = common::deepmark(&[
+        "infer",
+        numbered.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("images.json")).unwrap()).unwrap();
+    let ids: Vec<u64> = names
+        .iter()
+        .map(|n| n["image_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [7, 12]);
+}
+
+/// The fixture subset with the first image's `field` set to `value`.
+fn edited_subset(
+    dir: &Path,
+    field: &str,
+    value: serde_json::Value,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (json, images) = common::fixture_subset(4, dir)?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    v["images"][0][field] = value;
+    let edited = dir.join(format!("edited-{field}.json"));
+    std::fs::write(&edited, v.to_string()).unwrap();
+    Some((edited, images))
+}
+
+#[test]
+fn dataset_paths_stay_inside_the_image_folder() {
+    let dir = common::tempdir("runs-paths");
+    let real = common::fixture_subset(4, &dir).map(|(json, _)| json);
+    let Some(real) = real else {
+        return;
+    };
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    let first = first["images"][0]["file_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // An existing file reached through `..`, a missing one, an absolute path: one refusal.
+    for name in [
+        format!("../image/{first}"),
+        "../../nothing.jpg".into(),
+        "/etc/hostname".into(),
+        String::new(),
+    ] {
+        let (json, images) = edited_subset(&dir, "file_name", name.clone().into()).unwrap();
+        let e = deepmark::data::deepfashion2::load_coco(&json, false, &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("file_name") && e.contains("is not a relative path inside the image folder"),
+            "{name}: {e}"
+        );
+        let o = common::deepmark(&[
+            "show-data",
+            "--data",
+            json.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            dir.join("show.png").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(
+            stderr(&o).contains("not a relative path inside"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(!dir.join("show.png").exists());
+}
+
+#[test]
+fn training_refuses_images_whose_size_differs_from_the_annotations() {
+    let dir = common::tempdir("runs-size");
+    let Some((json, _)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let wider = v["images"][0]["width"].as_u64().unwrap() + 8;
+    let (json, images) = edited_subset(&dir, "width", wider.into()).unwrap();
+    let sample =
+        deepmark::data::dataset::SampleConfig::new(64, deepmark::codec::Scheme::Deepmark62, false)
+            .unwrap();
+    let open = |skip| {
+        deepmark::data::dataset::Df2Dataset::open(
+            &json,
+            &images,
+            sample.clone(),
+            skip,
+            &Default::default(),
+        )
+    };
+    let e = open(false).err().unwrap().to_string();
+    assert!(
+        e.contains("width")
+            && e.contains("the annotations")
+            && e.contains(&format!("say {wider}×")),
+        "{e}"
+    );
+    let (ds, report) = open(true).unwrap();
+    assert_eq!((ds.samples().len(), report.skipped.len()), (3, 1));
+}
+
+#[cfg(unix)]
+#[test]
+fn only_regular_files_are_opened() {
+    use std::time::{Duration, Instant};
+    let dir = common::tempdir("runs-fifo");
+    let fifo = |name: &str| {
+        let p = dir.join(name);
+        let made = std::process::Command::new("mkfifo").arg(&p).status();
+        made.is_ok_and(|s| s.success()).then_some(p)
+    };
+    let (Some(image), Some(json), Some(weights)) = (fifo("x.jpg"), fifo("x.json"), fifo("x.bpk"))
+    else {
+        eprintln!("mkfifo is not available: skipped");
+        return;
+    };
+    // Each command must end (it used to block forever on the pipe) and name the file.
+    let bounded = |args: &[&str]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_deepmark"))
+            .args(args)
+            .current_dir(common::root())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(120) {
+                child.kill().unwrap();
+                panic!("{args:?} blocked on a pipe");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        (o.status.code(), stderr(&o))
+    };
+    let out = dir.join("out");
+    let (code, e) = bounded(&[
+        "infer",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("x.jpg") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let (code, e) = bounded(&["show-data", "--data", json.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("x.json") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let (code, e) = bounded(&["info", "--weights", weights.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(
+        e.contains("x.bpk") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_zero_head_conv_is_refused_before_any_layer_is_built() {
+    let dir = common::tempdir("runs-headconv");
+    let demo = common::root().join("model-weights/demo.bpk");
+    let weights = dir.join("w.bpk");
+    std::fs::copy(&demo, &weights).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deepmark::checkpoint::config_path(&demo)).unwrap(),
+    )
+    .unwrap();
+    cfg["head_conv"] = 0.into();
+    std::fs::write(deepmark::checkpoint::config_path(&weights), cfg.to_string()).unwrap();
+    // It used to pass the check and panic inside Burn (exit 101).
+    let o = common::deepmark(&["info", "--weights", weights.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("head_conv is 0"), "{}", stderr(&o));
+}
