@@ -192,6 +192,9 @@ impl DetectorFlags {
             }
             det.refiner = Some(std::sync::Arc::new(set));
         }
+        det.options
+            .check()
+            .map_err(|e| anyhow::anyhow!("--input-size, --scales or --batch: {e}"))?;
         det.check_input_size()?;
         Ok(det)
     }

@@ -489,3 +489,223 @@ fn a_zero_head_conv_is_refused_before_any_layer_is_built() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("head_conv is 0"), "{}", stderr(&o));
 }
+
+#[test]
+fn numeric_flags_have_the_limits_of_their_config_twins() {
+    let dir = common::tempdir("runs-flags");
+    let photo = common::root().join("datasets/samples/matplotlib_grace_hopper.jpg");
+    let out = dir.join("out");
+    let infer = |extra: &[&str]| {
+        let mut args = vec![
+            "infer",
+            photo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        common::deepmark(&args)
+    };
+    // Each used to be accepted (100000 aborted allocating 30 GB, exit 134).
+    for (extra, said) in [
+        (&["--input-size", "100000"][..], "input_size is 100000"),
+        (&["--input-size", "4128"][..], "input_size is 4128"),
+        (
+            &["--scales", "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"][..],
+            "1 to 16 multipliers",
+        ),
+        (&["--scales", "100"][..], "1 to 16 multipliers"),
+        (
+            &["--threshold", "NaN"][..],
+            "--threshold: threshold NaN is not a number",
+        ),
+        (&["--threshold", "inf"][..], "--threshold"),
+    ] {
+        let o = infer(extra);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{extra:?}: {}", stderr(&o));
+    }
+    let Some((json, images)) = common::fixture_subset(2, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    for (extra, said) in [
+        (&["--input-size", "100000"][..], "input size is 100000"),
+        (&["--batch", "5000"][..], "batch is 5000"),
+        (
+            &["--lr", "0"][..],
+            "learning rate 0 must be a positive number",
+        ),
+        (&["--lr=-1"][..], "learning rate -1"),
+        (&["--lr", "NaN"][..], "learning rate NaN"),
+    ] {
+        let mut args = vec![
+            "train",
+            "--data",
+            json.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--arch",
+            "res18-slim",
+            "--epochs",
+            "1",
+            "--no-eval",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::deepmark(&args);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{extra:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_damaged_metrics_file_neither_blocks_a_resume_nor_is_lost() {
+    let dir = common::tempdir("runs-metrics");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let o = train(&json, &images, &run, "2", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = run.join("metrics.csv");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    // The last line cut in the middle (it used to block --resume).
+    let last = text.trim_end().rfind('\n').unwrap() + 1;
+    let cut = &text[..last + (text.trim_end().len() - last) / 3];
+    std::fs::write(&metrics, cut).unwrap();
+    let o = train(&json, &images, &run, "3", &["--resume"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("line 3") && out.contains("metrics.csv.bad"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv.bad")).unwrap(),
+        cut
+    );
+    let rows = deepmark::train::read_metrics(&metrics).unwrap();
+    assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0, 2]);
+    // Not a metrics file at all (it used to be dropped without a word).
+    std::fs::write(&metrics, "hello\nworld\n").unwrap();
+    let o = train(&json, &images, &run, "4", &["--resume"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("not the header of a deepmark metrics file"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv.bad")).unwrap(),
+        "hello\nworld\n"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn interrupted_runs_say_where_they_stopped_and_leave_no_temporaries() {
+    use std::time::{Duration, Instant};
+    let dir = common::tempdir("runs-sigint");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .current_dir(common::root())
+        .args([
+            "train",
+            "--arch",
+            "res18-slim",
+            "--input-size",
+            "64",
+            "--batch",
+            "2",
+        ])
+        .args(["--epochs", "200", "--no-eval", "--workers", "1", "--out"])
+        .arg(&run)
+        .arg("--data")
+        .arg(&json)
+        .arg("--images")
+        .arg(&images)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while RunDir::new(&run).read_state().map_or(true, |s| s.epoch < 1) {
+        assert!(start.elapsed() < Duration::from_secs(120), "no epoch ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling a child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{e}");
+    assert!(
+        e.contains("epoch(s) of the run") && e.contains("--resume"),
+        "{e}"
+    );
+    // A temporary an earlier killed infer left behind (above Linux's largest process id) is removed.
+    let out = dir.join("infer");
+    std::fs::create_dir_all(&out).unwrap();
+    let stale = out.join("results_bbox.json.tmp4194305");
+    std::fs::write(&stale, "[").unwrap();
+    let photo = common::root().join("datasets/samples/matplotlib_grace_hopper.jpg");
+    let o = common::deepmark(&[
+        "infer",
+        photo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("removed 1 unfinished temporary file"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn one_seed_one_loader_thread_reproduces_a_run_bit_for_bit() {
+    let dir = common::tempdir("runs-seed");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    // Augmentation on: the draws follow the seed too.
+    let run = |name: &str| {
+        let out = dir.join(name);
+        let o = common::deepmark(&[
+            "train",
+            "--data",
+            json.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--arch",
+            "res18-slim",
+            "--input-size",
+            "64",
+            "--batch",
+            "2",
+            "--epochs",
+            "2",
+            "--no-eval",
+            "--workers",
+            "1",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let losses: Vec<[f32; 7]> = deepmark::train::read_metrics(&out.join("metrics.csv"))
+            .unwrap()
+            .iter()
+            .map(|r| r.loss.values())
+            .collect();
+        (losses, common::weight_tensors(&out.join("model.bpk")))
+    };
+    let (a, wa) = run("a");
+    let (b, wb) = run("b");
+    assert_eq!(a, b);
+    assert!(wa == wb, "the weights differ");
+}

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use burn::store::ModuleSnapshot;
 use deepmark::checkpoint;
 use deepmark::train::TrainState;
 
@@ -62,22 +61,7 @@ fn temporaries(run: &Path) -> Vec<String> {
 
 /// Every tensor of the final weights, by path.
 fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {
-    let (model, _) = checkpoint::load(&run.join("model.bpk"), &common::flex()).unwrap();
-    let mut v: Vec<(String, Vec<f32>)> = model
-        .collect(None, None, false)
-        .into_iter()
-        .map(|t| {
-            let name = t.name.clone();
-            let bytes = t.to_bytes().unwrap();
-            let values = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            (name, values)
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
+    common::weight_tensors(&run.join("model.bpk"))
 }
 
 /// SplitMix64 for the kill moments (fixed seed: a failure reproduces).

@@ -209,7 +209,8 @@ fn sigkill_then_resume_ends_with_the_uninterrupted_step_count() {
 #[test]
 fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     let dir = common::tempdir("train-nan");
-    let Some((json, images)) = common::fixture_subset(2, &dir) else {
+    // Four images, two steps per epoch: the second step of the resumed epoch diverges.
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
         return;
     };
     let device = common::flex();
@@ -223,8 +224,13 @@ fn non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     )
     .unwrap();
     let before = state(&run).unwrap();
+    // A resumed run keeps its configuration: the divergent rate comes in through an edited
+    // train.json (weights of 1e30 overflow f32 at the next forward).
     let mut bad = config(json, images, 2, 2);
-    bad.loss.0.hm = f32::NAN;
+    bad.optimizer.lr = 1e30;
+    deepmark::train::RunDir::new(&run)
+        .write_config(&bad)
+        .unwrap();
     let err = train(&bad, &run, &device, true, &mut |_| {}).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("non-finite loss"), "{msg}");

@@ -311,6 +311,47 @@ impl TrainConfig {
         if self.batch == 0 || self.epochs == 0 {
             invalid!("batch and epochs must be positive");
         }
+        // The limits of the inference options' file (`DetectorOptions::check`), and bounds no
+        // run comes near, checked before anything is allocated.
+        if self.batch > 1024 {
+            invalid!("batch is {}; it must be in 1..=1024", self.batch);
+        }
+        if self.input_size() > 4096 {
+            invalid!(
+                "input size is {}; it must be at most 4096",
+                self.input_size()
+            );
+        }
+        if self.epochs > 1_000_000 || self.workers > 1024 {
+            invalid!(
+                "{} epochs and {} loader threads: at most 1,000,000 and 1,024",
+                self.epochs,
+                self.workers
+            );
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            invalid!("learning rate {} must be a positive number", o.lr);
+        }
+        if let Some((e, f)) = o
+            .lr_steps
+            .iter()
+            .find(|(_, f)| !(f.is_finite() && *f > 0.0))
+        {
+            invalid!("learning-rate step {e}:{f}: the multiplier must be a positive number");
+        }
+        if !self
+            .loss
+            .0
+            .into_array()
+            .iter()
+            .all(|w| w.is_finite() && *w >= 0.0)
+        {
+            invalid!(
+                "loss weights {:?} must be numbers ≥ 0",
+                self.loss.0.into_array()
+            );
+        }
         if self.shards == 0 || self.shards > self.batch {
             invalid!(
                 "{} shards (devices) for a batch of {}: each shard needs at least one image",

@@ -128,43 +128,66 @@ fn csv_line(r: &EpochRow) -> String {
     )
 }
 
-/// Reads `metrics.csv` rows (none when the file does not exist).
+/// Reads `metrics.csv` rows (none when the file does not exist); a header that is not
+/// [`csv_header`]'s or an unreadable line is an error naming the file and the line.
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochRow>> {
+    match parse_metrics(path)? {
+        (rows, None) => Ok(rows),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// The rows of `metrics.csv` up to its first problem, and the problem.
+fn parse_metrics(path: &Path) -> Result<(Vec<EpochRow>, Option<Error>)> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let text = read_to_string(path)?;
     let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let bad = |what: &str| Error::file(path, format!("line {}: {what}", i + 1));
-        let cols: Vec<&str> = line.split(',').collect();
-        if cols.len() < NUMERIC {
-            return Err(bad(&format!("expected at least {NUMERIC} columns")));
-        }
-        let v: Vec<f64> = cols[..NUMERIC]
-            .iter()
-            .map(|x| x.parse::<f64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad("not numbers"))?;
-        let val_ap = match (cols.get(NUMERIC), cols.get(NUMERIC + 1)) {
-            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Some((
-                b.parse::<f64>()
-                    .map_err(|_| bad("val_ap_box is not a number"))?,
-                k.parse::<f64>()
-                    .map_err(|_| bad("val_ap_pt is not a number"))?,
-            )),
-            _ => None,
-        };
-        rows.push(EpochRow {
-            epoch: (v[0] as usize).saturating_sub(1),
-            steps: v[1] as usize,
-            lr: v[2],
-            secs: v[3],
-            loss: LossParts::from_values(std::array::from_fn(|k| v[LEADING + k] as f32)),
-            val_ap,
-        });
+    let mut lines = text.lines();
+    if lines.next().is_some_and(|h| h != csv_header()) {
+        let e = Error::file(path, "line 1: not the header of a deepmark metrics file");
+        return Ok((rows, Some(e)));
     }
-    Ok(rows)
+    for (i, line) in lines.enumerate() {
+        match parse_row(line) {
+            Ok(r) => rows.push(r),
+            Err(what) => {
+                let e = Error::file(path, format!("line {}: {what}", i + 2));
+                return Ok((rows, Some(e)));
+            }
+        }
+    }
+    Ok((rows, None))
+}
+
+fn parse_row(line: &str) -> std::result::Result<EpochRow, String> {
+    let cols: Vec<&str> = line.split(',').collect();
+    if cols.len() < NUMERIC {
+        return Err(format!("expected at least {NUMERIC} columns"));
+    }
+    let v: Vec<f64> = cols[..NUMERIC]
+        .iter()
+        .map(|x| x.parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| "not numbers".to_string())?;
+    let val_ap = match (cols.get(NUMERIC), cols.get(NUMERIC + 1)) {
+        (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Some((
+            b.parse::<f64>()
+                .map_err(|_| "val_ap_box is not a number".to_string())?,
+            k.parse::<f64>()
+                .map_err(|_| "val_ap_pt is not a number".to_string())?,
+        )),
+        _ => None,
+    };
+    Ok(EpochRow {
+        epoch: (v[0] as usize).saturating_sub(1),
+        steps: v[1] as usize,
+        lr: v[2],
+        secs: v[3],
+        loss: LossParts::from_values(std::array::from_fn(|k| v[LEADING + k] as f32)),
+        val_ap,
+    })
 }
 
 /// A run directory.
@@ -350,6 +373,27 @@ impl RunDir {
     /// Reads `metrics.csv`.
     pub fn read_metrics(&self) -> Result<Vec<EpochRow>> {
         read_metrics(&self.metrics_path())
+    }
+
+    /// The `metrics.csv` rows a resumed run continues. A damaged file (another header, an
+    /// unreadable line) neither stops the resume nor is lost: the rows before the damage are
+    /// kept, the file is moved to `metrics.csv.bad`, and the returned note says so.
+    pub fn recover_metrics(&self) -> Result<(Vec<EpochRow>, Option<String>)> {
+        let path = self.metrics_path();
+        let (rows, problem) = parse_metrics(&path)?;
+        let Some(problem) = problem else {
+            return Ok((rows, None));
+        };
+        let aside = path.with_extension("csv.bad");
+        std::fs::rename(&path, &aside).map_err(|e| Error::io("move", &path, e))?;
+        Ok((
+            rows.clone(),
+            Some(format!(
+                "{problem}; kept its {} row(s) before that and moved the file to {}",
+                rows.len(),
+                aside.display()
+            )),
+        ))
     }
 
     /// Writes `metrics.csv` (atomically).

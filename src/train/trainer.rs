@@ -473,7 +473,10 @@ pub fn train_on(
         .as_ref()
         .map(|v| ValidationData::load(v, &cfg.limits))
         .transpose()?;
-    let mut rows = run.read_metrics()?;
+    let (mut rows, note) = run.recover_metrics()?;
+    if let Some(n) = note {
+        on_event(&Event::Notice(n));
+    }
     rows.retain(|r| r.epoch < state.epoch);
     on_event(&Event::Start {
         first_epoch: state.epoch,

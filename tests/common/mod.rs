@@ -160,6 +160,27 @@ pub fn broken_model_folders_are_refused(
     );
 }
 
+/// Every tensor of a weights file, by path, sorted (for bit-for-bit comparisons).
+#[cfg(feature = "flex")]
+pub fn weight_tensors(weights: &Path) -> Vec<(String, Vec<f32>)> {
+    use burn::store::ModuleSnapshot;
+    let (model, _) = deepmark::checkpoint::load(weights, &flex()).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            let bytes = t.to_bytes().unwrap();
+            let values = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (t.name.clone(), values)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// Runs the `deepmark` binary in the repository root and returns its output (in the
 /// command-line crate's tests, where cargo builds the binary for them).
 pub fn deepmark(args: &[&str]) -> std::process::Output {

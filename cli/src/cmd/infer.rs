@@ -168,7 +168,27 @@ pub fn run(a: InferArgs) -> Result<()> {
         );
     }
     det.options.threshold = a.threshold;
+    det.options
+        .check()
+        .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
     deepmark::io::create_dir_all(&a.out)?;
+    // Temporaries of an earlier run that was killed mid-write; this run's own on SIGINT/SIGTERM.
+    let removed = crate::cmd::remove_temporaries(&a.out, false);
+    if removed > 0 {
+        println!(
+            "removed {removed} unfinished temporary file(s) of an interrupted run from {}",
+            a.out.display()
+        );
+    }
+    let out_dir = a.out.clone();
+    crate::cmd::on_interrupt(move || {
+        crate::cmd::remove_temporaries(&out_dir, true);
+        eprintln!(
+            "\ninterrupted: the results in {} are those of the previous complete run, if any \
+             (this run's were not finished)",
+            out_dir.display()
+        );
+    });
     if let Some(dump) = &a.dump_heads {
         dump_heads(&det, &crate::cmd::limits().open_rgb(&images[0])?, dump)?;
     }

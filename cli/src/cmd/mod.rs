@@ -55,3 +55,76 @@ pub fn refuse_input_as_output(
     }
     Ok(())
 }
+
+/// On SIGINT or SIGTERM: `on_stop()` says where the work stopped, then the process exits with
+/// 128 + the signal's number. The handler only records the signal; a watcher thread does the
+/// rest, outside the handler. Writes that matter are atomic, so stopping between them loses
+/// nothing but the unfinished step.
+#[cfg(unix)]
+pub fn on_interrupt(on_stop: impl Fn() + Send + 'static) {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static SIGNAL: AtomicI32 = AtomicI32::new(0);
+    extern "C" fn record(sig: libc::c_int) {
+        SIGNAL.store(sig, Ordering::SeqCst);
+    }
+    let handler = record as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: `record` only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    std::thread::spawn(move || {
+        loop {
+            let sig = SIGNAL.load(Ordering::SeqCst);
+            if sig != 0 {
+                on_stop();
+                std::process::exit(128 + sig);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+}
+
+/// Elsewhere the default handling stays.
+#[cfg(not(unix))]
+pub fn on_interrupt(_on_stop: impl Fn() + Send + 'static) {}
+
+/// Whether process `pid` runs (on Unix; elsewhere every other process counts as ended).
+fn process_runs(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let rc = unsafe { libc::kill(pid, 0) };
+        rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        pid == std::process::id()
+    }
+}
+
+/// Removes from `dir` the temporaries of atomic writes (`<name>.tmp<pid>`) whose process no
+/// longer runs (a run killed mid-write leaves them), and this process's own with `own`.
+/// Returns how many were removed.
+pub fn remove_temporaries(dir: &std::path::Path, own: bool) -> usize {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .rsplit_once(".tmp")
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mine = pid == std::process::id();
+        if ((mine && own) || (!mine && !process_runs(pid)))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}

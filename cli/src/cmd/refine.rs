@@ -104,6 +104,9 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     let weights = a.weights.as_ref().expect("clap requires --weights");
     let mut det = a.detector.load(weights)?;
     det.options.threshold = a.threshold;
+    det.options
+        .check()
+        .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
     let bar = progress_bar("predicting");
     let total = samples.len();
     let mut done = 0;

@@ -329,6 +329,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
             plan.out.display()
         )
     };
+    let out = plan.out.clone();
+    crate::cmd::on_interrupt(move || {
+        let run = RunDir::new(&out);
+        match run.read_state() {
+            Ok(s) => eprintln!(
+                "\nstopped: {} epoch(s) of the run in {} are saved; continue with \
+                 `deepmark train --out {} --resume`",
+                s.epoch,
+                out.display(),
+                out.display()
+            ),
+            Err(_) => eprintln!(
+                "\nstopped before the first epoch ended: nothing to resume in {}",
+                out.display()
+            ),
+        }
+    });
     let start = if a.resume {
         RunStart::Resume
     } else if a.overwrite {
