@@ -30,6 +30,16 @@ fn parameter_counts_match_pytorch() {
                 .init(&device)
                 .num_trainable_params();
             assert_eq!(n, expected, "{arch} {scheme}");
+            // The config-only estimate that refuses mismatched weights before building is an
+            // upper bound within the factor the loader allows (8).
+            let est = CenterNetConfig::new(arch, scheme.layout())
+                .estimated_params()
+                .unwrap();
+            let ratio = est / n as f64;
+            assert!(
+                (1.0..=8.0).contains(&ratio),
+                "{arch} {scheme}: {est} vs {n}"
+            );
         }
     }
 }

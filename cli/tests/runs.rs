@@ -709,3 +709,28 @@ fn one_seed_one_loader_thread_reproduces_a_run_bit_for_bit() {
     assert_eq!(a, b);
     assert!(wa == wb, "the weights differ");
 }
+
+#[test]
+fn a_config_of_other_weights_is_refused_before_its_network_is_built() {
+    let dir = common::tempdir("runs-bigcfg");
+    let weights = dir.join("w.bpk");
+    std::fs::copy(common::root().join("model-weights/demo.bpk"), &weights).unwrap();
+    // Hourglass-104's config beside the 1 M-parameter demo weights: it used to build the
+    // 190 M-parameter network (6 GB) before comparing shapes.
+    let cfg = deepmark::model::CenterNetConfig::new(
+        deepmark::model::Arch::Hourglass104,
+        deepmark::codec::Scheme::Deepmark62.layout(),
+    );
+    std::fs::write(
+        deepmark::checkpoint::config_path(&weights),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    let o = common::deepmark(&["info", "--weights", weights.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("do not belong together") && e.contains("w.json"),
+        "{e}"
+    );
+}

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deepmark::checkpoint;
 use deepmark::train::TrainState;
 
 #[path = "../../tests/common/mod.rs"]

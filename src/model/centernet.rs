@@ -255,6 +255,12 @@ impl CenterNetConfig {
     /// Refuses configs that no network could have (zero or absurd widths, inconsistent
     /// Hourglass lists, more than [`MAX_PARAMS`] parameters) before anything is allocated.
     pub fn check(&self) -> Result<()> {
+        self.estimated_params().map(drop)
+    }
+
+    /// An estimate of the parameter count from the config alone (nothing is built): an upper
+    /// bound within a small factor. Errors as [`check`](Self::check).
+    pub fn estimated_params(&self) -> Result<f64> {
         let backbone = self.backbone.check()?;
         check_dim("num_classes", self.layout.num_classes, 10_000, false)?;
         check_dim("num_landmarks", self.layout.num_landmarks, 10_000, true)?;
@@ -279,7 +285,7 @@ impl CenterNetConfig {
                 MAX_PARAMS / 1e9
             );
         }
-        Ok(())
+        Ok(params)
     }
 
     /// Builds the network on `device` with CenterNet's initialisation (heatmap biases −2.19,
