@@ -380,6 +380,27 @@ pub fn import_pytorch(
             ),
         ));
     }
+    // NaN or infinite weights (a diverged run's) would load and then detect noise.
+    for t in model.collect(None, None, false) {
+        if t.dtype != burn::tensor::DType::F32 {
+            continue;
+        }
+        let bytes = t
+            .to_bytes()
+            .map_err(|e| Error::file(path, format!("cannot read tensor {}: {e:?}", t.name)))?;
+        if let Some(i) = bytes
+            .chunks_exact(4)
+            .position(|c| !f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite())
+        {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor {} holds a non-finite value (at index {i}): the weights are not usable",
+                    t.name
+                ),
+            ));
+        }
+    }
     Ok((model, report))
 }
 
@@ -489,7 +510,11 @@ pub fn verify(weights: &Path) -> Result<()> {
     sums.config.verify(&config_path(weights)).map_err(|e| {
         Error::file(
             weights,
-            format!("its model config does not match the one saved with it: {e}"),
+            format!(
+                "its model config does not match the one saved with it ({e}); if the config was \
+                 edited on purpose, remove {} to load it unchecked",
+                check.display()
+            ),
         )
     })
 }

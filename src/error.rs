@@ -84,7 +84,7 @@ impl Error {
 
 /// A problem with one input file, naming where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{}: {place}field `{field}`: {message}", file.display())]
+#[error("{}: {place}{}{message}", file.display(), field_label(field))]
 #[non_exhaustive]
 pub struct DataError {
     /// The input file.
@@ -95,6 +95,16 @@ pub struct DataError {
     pub field: String,
     /// What is wrong with the field.
     pub message: String,
+}
+
+/// `field `x`: ` for a named field; nothing for the placeholders of file-level problems (`-`,
+/// `(json)`, …), whose message says what is wrong.
+fn field_label(field: &str) -> String {
+    if field.is_empty() || field == "-" || field.starts_with('(') {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
+    }
 }
 
 impl DataError {

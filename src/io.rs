@@ -234,23 +234,39 @@ impl Default for Limits {
 
 /// Objects (`{`) outside strings: one linear pass, no allocation.
 fn count_objects(text: &[u8]) -> u64 {
-    let (mut n, mut in_str, mut escaped) = (0u64, false, false);
-    for &b in text {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
+    let mut counter = ObjectCounter::default();
+    counter.feed(text);
+    counter.objects
+}
+
+/// [`count_objects`] over a stream read in pieces (the string state carries over).
+#[derive(Default)]
+struct ObjectCounter {
+    objects: u64,
+    in_str: bool,
+    escaped: bool,
+}
+
+impl ObjectCounter {
+    fn feed(&mut self, text: &[u8]) {
+        let (mut n, mut in_str, mut escaped) = (self.objects, self.in_str, self.escaped);
+        for &b in text {
+            if in_str {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
             } else if b == b'"' {
-                in_str = false;
+                in_str = true;
+            } else if b == b'{' {
+                n += 1;
             }
-        } else if b == b'"' {
-            in_str = true;
-        } else if b == b'{' {
-            n += 1;
         }
+        (self.objects, self.in_str, self.escaped) = (n, in_str, escaped);
     }
-    n
 }
 
 /// Refuses anything but a regular file (or a link to one) before it is opened: a FIFO would
@@ -276,26 +292,62 @@ fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std
 }
 
 impl Limits {
+    fn size_error(&self, len: u64) -> String {
+        format!(
+            "the file has {len} bytes, over the JSON size limit of {}; raise \
+             io::Limits::json_bytes to {len} if the file is genuine",
+            self.json_bytes
+        )
+    }
+
+    fn items_error(&self, items: u64) -> String {
+        format!(
+            "the file holds {items} JSON objects, over the limit of {}; raise \
+             io::Limits::json_items to {items} if the file is genuine",
+            self.json_items
+        )
+    }
+
+    /// Checks a JSON file against these limits without holding its text: a regular file, its
+    /// size, then its objects counted in one streaming pass (for readers that parse the file
+    /// as a stream). The message does not repeat the path.
+    pub fn check_json_file(&self, path: &Path) -> std::result::Result<(), String> {
+        use std::io::Read;
+        let len = regular_file(path)?.len();
+        if len > self.json_bytes {
+            return Err(self.size_error(len));
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+        let mut counter = ObjectCounter::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| format!("cannot read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            counter.feed(&buf[..n]);
+        }
+        let items = counter.objects;
+        if items > self.json_items {
+            return Err(self.items_error(items));
+        }
+        Ok(())
+    }
+
     /// The text of a JSON file, refused (before reading, for the size; before parsing, for the
     /// object count) when over [`Limits::json_bytes`] or [`Limits::json_items`]. The error
     /// message does not repeat the path: callers put it in their own error type.
     pub fn json_text(&self, path: &Path) -> std::result::Result<String, String> {
         let len = regular_file(path)?.len();
         if len > self.json_bytes {
-            return Err(format!(
-                "the file has {len} bytes, over the JSON size limit of {}; raise \
-                 io::Limits::json_bytes to {len} if the file is genuine",
-                self.json_bytes
-            ));
+            return Err(self.size_error(len));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
         let items = count_objects(text.as_bytes());
         if items > self.json_items {
-            return Err(format!(
-                "the file holds {items} JSON objects, over the limit of {}; raise \
-                 io::Limits::json_items to {items} if the file is genuine",
-                self.json_items
-            ));
+            return Err(self.items_error(items));
         }
         Ok(text)
     }
@@ -433,7 +485,7 @@ impl Checksum {
         }
         let what = if found.bytes != self.bytes {
             format!(
-                "{} bytes instead of the {} written (truncated or partly copied)",
+                "{} bytes instead of the {} written (edited, truncated or partly copied since)",
                 found.bytes, self.bytes
             )
         } else {
@@ -442,7 +494,10 @@ impl Checksum {
                 found.crc32, self.crc32
             )
         };
-        Err(Error::file(path, format!("corrupt file: {what}")))
+        Err(Error::file(
+            path,
+            format!("corrupt file (it differs from the checksum written with it): {what}"),
+        ))
     }
 }
 

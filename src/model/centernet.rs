@@ -189,12 +189,16 @@ impl ResNetConfig {
             check_dim("resnet deconvolution width", d, MAX_WIDTH, false)?;
         }
         let e = if self.bottleneck { 4.0 } else { 1.0 };
+        // Per block, with w the wider of its input and output: a basic block (two 3×3 convs
+        // and a 1×1 projection) has at most 19 w² weights; a bottleneck (1×1 to p = w/4, 3×3,
+        // 1×1 to 4p, and the projection) at most 2.06 w².
+        let per_block = if self.bottleneck { 2.1 } else { 20.0 };
         let mut inp = self.stem as f64;
         let mut params = 49.0 * 3.0 * inp;
         for i in 0..4 {
             let p = self.planes[i] as f64;
             let w = inp.max(e * p);
-            params += self.layers[i] as f64 * 20.0 * w * w;
+            params += self.layers[i] as f64 * per_block * w * w;
             inp = e * p;
         }
         for &d in &self.deconv {

@@ -622,9 +622,12 @@ mod tests {
             "epoch,step,lr,time_s,total,hm,wh,reg,hps,hm_hp,hp_offset,val_ap_box,val_ap_pt\n"
         ));
         assert_eq!(run.read_metrics().unwrap(), rows);
-        std::fs::write(run.metrics_path(), "header\n1,2,x\n").unwrap();
+        std::fs::write(run.metrics_path(), format!("{}\n1,2,x\n", csv_header())).unwrap();
         let e = run.read_metrics().unwrap_err().to_string();
         assert!(e.contains("metrics.csv") && e.contains("line 2"), "{e}");
+        std::fs::write(run.metrics_path(), "header\n").unwrap();
+        let e = run.read_metrics().unwrap_err().to_string();
+        assert!(e.contains("line 1: not the header"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

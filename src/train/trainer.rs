@@ -212,7 +212,8 @@ fn resume(
 }
 
 /// The training set, its images' headers checked up front (bad ones skipped and reported).
-fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
+/// What was skipped, and how much is left, go to `on_event` as notices.
+fn open_dataset(cfg: &TrainConfig, on_event: &mut dyn FnMut(&Event)) -> Result<Arc<Df2Dataset>> {
     let sample_cfg = SampleConfig {
         augment: cfg.augment.clone(),
         grouping: Grouping::of_scheme(cfg.scheme()?)?,
@@ -229,7 +230,23 @@ fn open_dataset(cfg: &TrainConfig) -> Result<Arc<Df2Dataset>> {
         cfg.finetune_category,
     )?;
     if !report.skipped.is_empty() {
-        println!("{report}");
+        on_event(&Event::Notice(report.to_string()));
+    }
+    let garments: usize = dataset.samples().iter().map(|s| s.items.len()).sum();
+    if !dataset.samples().is_empty() && garments == 0 {
+        return Err(Error::Training(format!(
+            "{} has no usable garment annotation ({} skipped): there is nothing to learn",
+            cfg.data.display(),
+            report.skipped.len()
+        )));
+    }
+    if !report.skipped.is_empty() {
+        on_event(&Event::Notice(format!(
+            "training on {} image(s) with {garments} garment(s); {} annotation(s) or image(s) \
+             were skipped (listed above)",
+            dataset.samples().len(),
+            report.skipped.len()
+        )));
     }
     if dataset.samples().is_empty() {
         return Err(Error::Training(match cfg.finetune_category {
@@ -368,13 +385,25 @@ impl Loop<'_> {
     /// `why` (a non-finite loss, or f16 gradients that kept overflowing) with where it
     /// happened and what is intact.
     fn stop(&self, why: String, epoch: usize) -> Error {
-        Error::Training(format!(
-            "{why} at epoch {} step {}; stopping. The last good checkpoint ({} completed \
-             epochs) is intact in {}; lower the learning rate and resume from it",
+        let at = format!(
+            "{why} at epoch {} step {}; stopping.",
             epoch + 1,
-            self.step + 1,
-            epoch,
-            self.run.checkpoint_dir().display()
+            self.step + 1
+        );
+        if epoch == 0 {
+            return Error::Training(format!(
+                "{at} No epoch completed, so nothing was saved: lower the learning rate and \
+                 start again"
+            ));
+        }
+        let weights = self
+            .run
+            .checkpoint_dir()
+            .join(epoch_state(epoch, 0).weights);
+        Error::Training(format!(
+            "{at} The last good checkpoint ({epoch} completed epochs) is intact; a resumed run \
+             keeps its learning rate, so start a new run from its weights ({}) with a lower one",
+            weights.display()
         ))
     }
 }
@@ -466,7 +495,7 @@ pub fn train_on(
     for n in notes {
         on_event(&Event::Notice(n));
     }
-    let dataset = open_dataset(cfg)?;
+    let dataset = open_dataset(cfg, on_event)?;
     // Read (and check) the validation set before the first step, not at every evaluation.
     let validation = cfg
         .val

@@ -81,7 +81,20 @@ fn evaluate_with_sigmas(
 ) -> Result<Evaluation> {
     let sigmas = match (res.kind, sigmas) {
         (IouType::Bbox, _) => Vec::new(),
-        (IouType::Keypoints, Some(p)) => deepmark::io::read_json(p, "JSON list of OKS sigmas")?,
+        (IouType::Keypoints, Some(p)) => {
+            let s: Vec<f64> = deepmark::io::read_json(p, "JSON list of OKS sigmas")?;
+            if let Some((i, v)) = s
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+            {
+                bail!(
+                    "{}: sigma {i} is {v}; OKS sigmas must be positive numbers",
+                    p.display()
+                );
+            }
+            s
+        }
         (IouType::Keypoints, None) => {
             let k = gt.num_keypoints();
             match sigmas_for(k) {

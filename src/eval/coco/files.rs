@@ -158,7 +158,29 @@ impl GroundTruth {
         let file: GtFile = read_json(path, limits)?;
         let mut image_ids: Vec<u64> = file.images.iter().map(|i| i.id).collect();
         image_ids.sort_unstable();
-        image_ids.dedup();
+        // What the trainer refuses, the evaluator refuses too: an image listed twice, an
+        // annotation of no listed image.
+        if let Some(w) = image_ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(DataError::new(
+                path,
+                format!("image {}: ", w[0]),
+                "id",
+                "listed twice",
+            ));
+        }
+        if let Some((i, a)) = file
+            .annotations
+            .iter()
+            .enumerate()
+            .find(|(_, a)| image_ids.binary_search(&a.image_id).is_err())
+        {
+            return Err(DataError::new(
+                path,
+                format!("annotation {i} (id {}): ", a.id),
+                "image_id",
+                format!("no image has id {}", a.image_id),
+            ));
+        }
         let mut category_ids: Vec<i64> = file.categories.iter().map(|c| c.id).collect();
         category_ids.sort_unstable();
         category_ids.dedup();
@@ -256,10 +278,36 @@ pub struct Results {
 
 impl Results {
     /// Reads a results file (a JSON list) and applies `loadRes`' rules. A file over `limits` is
-    /// refused unread.
+    /// refused unread. The list is read as a stream, one entry at a time: memory holds the
+    /// detections (about the file's size for keypoint results), not the file's text as well.
     pub fn load(path: &Path, gt: &GroundTruth, limits: &Limits) -> Result<Results, DataError> {
-        let list: Vec<ResultEntry> = read_json(path, limits)?;
-        Self::from_entries(path, list, gt)
+        limits
+            .check_json_file(path)
+            .map_err(|m| DataError::new(path, "", "(file)", m))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| DataError::new(path, "", "(file)", format!("cannot read: {e}")))?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut builder = ResultsBuilder::new(path, gt);
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let parsed = serde::Deserializer::deserialize_seq(
+            &mut de,
+            EntryVisitor {
+                builder: &mut builder,
+            },
+        )
+        .and_then(|()| de.end());
+        if let Some(e) = builder.error.take() {
+            return Err(e);
+        }
+        parsed.map_err(|e| {
+            DataError::new(
+                path,
+                format!("line {} column {}: ", e.line(), e.column()),
+                "(json)",
+                e.to_string(),
+            )
+        })?;
+        builder.finish()
     }
 
     /// Results from entries in memory (`path` only labels errors).
@@ -268,92 +316,160 @@ impl Results {
         list: Vec<ResultEntry>,
         gt: &GroundTruth,
     ) -> Result<Results, DataError> {
-        let Some(first) = list.first() else {
-            return Err(DataError::new(path, "", "(list)", "no results"));
+        let mut builder = ResultsBuilder::new(path, gt);
+        for d in list {
+            builder.push(d)?;
+        }
+        builder.finish()
+    }
+}
+
+/// `loadRes`' rules applied one entry at a time: the first entry fixes the kind (keypoints, or
+/// boxes).
+struct ResultsBuilder<'a> {
+    path: &'a Path,
+    gt: &'a GroundTruth,
+    /// `(kind, box rule)` once the first entry is read.
+    kind: Option<(IouType, bool)>,
+    anns: Vec<Ann>,
+    /// The first entry's problem, when the stream stopped on it.
+    error: Option<DataError>,
+}
+
+impl<'a> ResultsBuilder<'a> {
+    fn new(path: &'a Path, gt: &'a GroundTruth) -> Self {
+        ResultsBuilder {
+            path,
+            gt,
+            kind: None,
+            anns: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn finish(self) -> Result<Results, DataError> {
+        match self.kind {
+            Some((kind, _)) => Ok(Results {
+                kind,
+                anns: self.anns,
+            }),
+            None => Err(DataError::new(self.path, "", "(list)", "no results")),
+        }
+    }
+
+    fn push(&mut self, d: ResultEntry) -> Result<(), DataError> {
+        let path = self.path;
+        let i = self.anns.len();
+        let (kind, box_rule) = match self.kind {
+            Some(k) => k,
+            None => {
+                let box_rule = d.bbox.as_ref().is_some_and(|b| !b.is_empty());
+                let kind = if d.keypoints.is_some() {
+                    IouType::Keypoints
+                } else if box_rule {
+                    IouType::Bbox
+                } else {
+                    return Err(DataError::new(
+                        path,
+                        "result 0: ",
+                        "bbox",
+                        "results need `bbox` or `keypoints`",
+                    ));
+                };
+                self.kind = Some((kind, box_rule));
+                (kind, box_rule)
+            }
         };
-        let box_rule = first.bbox.as_ref().is_some_and(|b| !b.is_empty());
-        let kind = if first.keypoints.is_some() {
-            IouType::Keypoints
-        } else if box_rule {
-            IouType::Bbox
-        } else {
+        let place = format!("result {i}: ");
+        if self.gt.image_ids.binary_search(&d.image_id).is_err() {
             return Err(DataError::new(
                 path,
-                "result 0: ",
-                "bbox",
-                "results need `bbox` or `keypoints`",
+                place,
+                "image_id",
+                format!("{} is not an image of the ground truth", d.image_id),
             ));
-        };
-        let mut anns = Vec::with_capacity(list.len());
-        for (i, d) in list.into_iter().enumerate() {
-            let place = format!("result {i}: ");
-            if gt.image_ids.binary_search(&d.image_id).is_err() {
-                return Err(DataError::new(
-                    path,
-                    place,
-                    "image_id",
-                    format!("{} is not an image of the ground truth", d.image_id),
-                ));
-            }
-            if !d.score.is_finite() {
-                return Err(DataError::new(path, place, "score", "not a finite number"));
-            }
-            let keypoints = d.keypoints.unwrap_or_default();
-            let (bbox, area) = if box_rule {
-                let b = d.bbox.as_deref().ok_or_else(|| {
-                    DataError::new(path, place.clone(), "bbox", "missing (result 0 has one)")
-                })?;
-                let b = bbox4(path, &place, b)?;
-                (b, b[2] * b[3])
-            } else {
-                if keypoints.is_empty() || keypoints.len() % 3 != 0 {
-                    return Err(DataError::new(
-                        path,
-                        place,
-                        "keypoints",
-                        format!("length {} is not a positive multiple of 3", keypoints.len()),
-                    ));
-                }
-                if let Some(k) = keypoints.iter().position(|v| !v.is_finite()) {
-                    return Err(DataError::new(
-                        path,
-                        place,
-                        "keypoints",
-                        format!("value {k} is {}, not a finite number", keypoints[k]),
-                    ));
-                }
-                let xs = keypoints.iter().step_by(3);
-                let ys = keypoints.iter().skip(1).step_by(3);
-                let (x0, x1) = min_max(xs);
-                let (y0, y1) = min_max(ys);
-                ([x0, y0, x1 - x0, y1 - y0], (x1 - x0) * (y1 - y0))
-            };
-            let k = gt.num_keypoints();
-            if kind == IouType::Keypoints && k > 0 && keypoints.len() != 3 * k {
+        }
+        if !d.score.is_finite() {
+            return Err(DataError::new(path, place, "score", "not a finite number"));
+        }
+        let keypoints = d.keypoints.unwrap_or_default();
+        let (bbox, area) = if box_rule {
+            let b = d.bbox.as_deref().ok_or_else(|| {
+                DataError::new(path, place.clone(), "bbox", "missing (result 0 has one)")
+            })?;
+            let b = bbox4(path, &place, b)?;
+            (b, b[2] * b[3])
+        } else {
+            if keypoints.is_empty() || !keypoints.len().is_multiple_of(3) {
                 return Err(DataError::new(
                     path,
                     place,
                     "keypoints",
-                    format!(
-                        "has {} values; the ground truth has {k} keypoints ({} values)",
-                        keypoints.len(),
-                        3 * k
-                    ),
+                    format!("length {} is not a positive multiple of 3", keypoints.len()),
                 ));
             }
-            anns.push(Ann {
-                id: i as u64 + 1,
-                image_id: d.image_id,
-                category_id: d.category_id,
-                bbox,
-                area,
-                iscrowd: false,
-                keypoints,
-                num_keypoints: 0,
-                score: d.score,
-            });
+            if let Some(k) = keypoints.iter().position(|v| !v.is_finite()) {
+                return Err(DataError::new(
+                    path,
+                    place,
+                    "keypoints",
+                    format!("value {k} is {}, not a finite number", keypoints[k]),
+                ));
+            }
+            let xs = keypoints.iter().step_by(3);
+            let ys = keypoints.iter().skip(1).step_by(3);
+            let (x0, x1) = min_max(xs);
+            let (y0, y1) = min_max(ys);
+            ([x0, y0, x1 - x0, y1 - y0], (x1 - x0) * (y1 - y0))
+        };
+        let k = self.gt.num_keypoints();
+        if kind == IouType::Keypoints && k > 0 && keypoints.len() != 3 * k {
+            return Err(DataError::new(
+                path,
+                place,
+                "keypoints",
+                format!(
+                    "has {} values; the ground truth has {k} keypoints ({} values)",
+                    keypoints.len(),
+                    3 * k
+                ),
+            ));
         }
-        Ok(Results { kind, anns })
+        self.anns.push(Ann {
+            id: i as u64 + 1,
+            image_id: d.image_id,
+            category_id: d.category_id,
+            bbox,
+            area,
+            iscrowd: false,
+            keypoints,
+            num_keypoints: 0,
+            score: d.score,
+        });
+        Ok(())
+    }
+}
+
+/// Feeds a JSON list's entries to a [`ResultsBuilder`] as they are parsed.
+struct EntryVisitor<'b, 'a> {
+    builder: &'b mut ResultsBuilder<'a>,
+}
+
+impl<'de> serde::de::Visitor<'de> for EntryVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of results")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(d) = seq.next_element::<ResultEntry>()? {
+            if let Err(e) = self.builder.push(d) {
+                self.builder.error = Some(e);
+                return Err(serde::de::Error::custom("invalid result"));
+            }
+        }
+        Ok(())
     }
 }
 
