@@ -16,6 +16,13 @@ fn stderr(o: &Output) -> String {
 /// `train` on `json` (images in `images`) into `out`: res18-slim at 64, batch 2, `epochs`,
 /// no augmentation, no evaluation, one loader thread; `extra` flags appended.
 fn train(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let mut args = extra.to_vec();
+    args.push("--no-eval");
+    train_evaluated(json, images, out, epochs, &args)
+}
+
+/// [`train`] with validation and the final evaluation as `extra` sets them.
+fn train_evaluated(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "train",
         "--data",
@@ -33,7 +40,6 @@ fn train(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -
         "--epochs",
         epochs,
         "--no-augment",
-        "--no-eval",
         "--workers",
         "1",
     ];
@@ -732,5 +738,97 @@ fn a_config_of_other_weights_is_refused_before_its_network_is_built() {
     assert!(
         e.contains("do not belong together") && e.contains("w.json"),
         "{e}"
+    );
+}
+
+#[test]
+fn train_help_shows_the_recipe_and_long_run_controls() {
+    let o = common::deepmark(&["train", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--adam-eps",
+        "--beta1",
+        "--beta2",
+        "--weight-decay",
+        "--best-by",
+        "--patience",
+        "--config",
+        "--overwrite",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn a_run_keeps_its_best_epoch_stops_early_and_reruns_from_its_config() {
+    let dir = common::tempdir("runs-best");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    let run = dir.join("run");
+    // A rate so small that validation AP cannot improve: the first validation is the best,
+    // the second makes the patience of 1 run out.
+    // Validation on the training set itself (its images are --images).
+    let val = ["--val-every", "1"];
+    let mut extra = vec!["--lr", "1e-12", "--patience", "1", "--best-by", "box"];
+    extra.extend(val);
+    let o = train_evaluated(&json, &images, &run, "6", &extra);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("stopping early after epoch 2"), "{out}");
+    assert!(
+        out.contains("best: ") && out.contains("model-best.bpk (epoch 1"),
+        "{out}"
+    );
+    let state = RunDir::new(&run).read_state().unwrap();
+    assert_eq!(state.epoch, 2);
+    let best = state.best.unwrap();
+    assert_eq!((best.epoch, best.stale), (1, 1));
+    assert!(run.join("model-best.bpk").is_file() && run.join("model-best.infer.json").is_file());
+    deepmark::checkpoint::load(&run.join("model-best.bpk"), &common::flex()).unwrap();
+    let cfg = saved(&run);
+    assert_eq!(cfg.optimizer.epsilon, 1e-8, "PyTorch's Adam ε by default");
+    assert_eq!(cfg.selection.patience, Some(1));
+    // Resumed with the patience lifted, it trains on and keeps its best epoch's record.
+    let mut extra = vec!["--resume", "--patience", "0"];
+    extra.extend(val);
+    let o = train_evaluated(&json, &images, &run, "3", &extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state = RunDir::new(&run).read_state().unwrap();
+    assert_eq!(state.epoch, 3);
+    assert_eq!(state.best.unwrap().epoch, 1);
+    // A different optimiser on resume is refused.
+    let o = train(
+        &json,
+        &images,
+        &run,
+        "4",
+        &["--resume", "--adam-eps", "1e-5"],
+    );
+    assert!(
+        stderr(&o).contains("--adam-eps: saved 1e-8, given 1e-5"),
+        "{}",
+        stderr(&o)
+    );
+    // The run's own train.json re-runs it elsewhere, flags overriding the file.
+    let other = dir.join("other");
+    let o = common::deepmark(&[
+        "train",
+        "--config",
+        run.join("train.json").to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--seed",
+        "9",
+        "--no-eval",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (saved(&run), saved(&other));
+    assert_eq!((b.epochs, b.seed), (1, 9));
+    assert_eq!(
+        (b.input_size(), b.batch, b.optimizer.lr, b.model.clone()),
+        (a.input_size(), a.batch, a.optimizer.lr, a.model.clone())
     );
 }

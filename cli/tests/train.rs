@@ -32,6 +32,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         finetune_category: None,
         shards: 1,
         amp: Default::default(),
+        selection: Default::default(),
         limits: Default::default(),
     }
 }

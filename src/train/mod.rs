@@ -14,8 +14,9 @@ pub mod trainer;
 
 pub use amp::{AmpConfig, LossScale};
 pub use config::{
-    OptimizerConfig, TrainConfig, TrainOverrides, TrainPlan, Validation, parse_lr_steps, scaled_lr,
+    BestMetric, OptimizerConfig, Selection, TrainConfig, TrainOverrides, TrainPlan, Validation,
+    parse_lr_steps, scaled_lr,
 };
 pub use loss::{LossParts, LossWeights, loss_terms};
-pub use run_dir::{EpochRow, RunDir, RunLock, RunStart, TrainState, read_metrics};
+pub use run_dir::{BestEpoch, EpochRow, RunDir, RunLock, RunStart, TrainState, read_metrics};
 pub use trainer::{Event, TrainSummary, steps_per_epoch, train, train_on};

@@ -49,6 +49,20 @@ pub struct TrainState {
     /// f16's loss scale after this epoch (absent for the other types).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
+    /// The best validation so far (absent before the first validation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestEpoch>,
+}
+
+/// The best validated epoch of a run (`model-best.bpk`'s) and the validations since it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// Its AP by the run's [`Selection`](super::config::Selection) metric.
+    pub ap: f64,
+    /// Validations after it without a better value.
+    pub stale: usize,
 }
 
 /// How a run starts in its folder.
@@ -234,6 +248,22 @@ impl RunDir {
         self.root.join("model.bpk")
     }
 
+    /// The best validated weights (`model-best.bpk`; see [`BestEpoch`]).
+    pub fn best_weights_path(&self) -> PathBuf {
+        self.root.join("model-best.bpk")
+    }
+
+    /// Writes the best validated weights with their config and inference defaults.
+    pub fn save_best(&self, model: &CenterNet, cfg: &TrainConfig) -> Result<()> {
+        let weights = self.best_weights_path();
+        checkpoint::save(model, &cfg.model, &weights)?;
+        let opts = DetectorOptions {
+            input_size: cfg.input_size(),
+            ..Default::default()
+        };
+        write_json(&options_path(&weights), &opts)
+    }
+
     /// Creates the folder and `checkpoint/`.
     pub fn create(&self) -> Result<()> {
         create_dir_all(&self.checkpoint_dir())
@@ -291,17 +321,20 @@ impl RunDir {
     /// `checkpoint/` or `eval/`), existing or not.
     pub fn owns(&self, path: &Path) -> bool {
         let p = crate::io::resolved(path);
-        let weights = self.weights_path();
-        let files = [
+        let mut files = vec![
             self.config_path(),
             self.metrics_path(),
             self.root.join("curves.png"),
             self.lock_path(),
-            checkpoint::config_path(&weights),
-            checkpoint::check_path(&weights),
-            options_path(&weights),
-            weights,
         ];
+        for weights in [self.weights_path(), self.best_weights_path()] {
+            files.extend([
+                checkpoint::config_path(&weights),
+                checkpoint::check_path(&weights),
+                options_path(&weights),
+                weights,
+            ]);
+        }
         files.iter().any(|f| crate::io::resolved(f) == p)
             || [self.checkpoint_dir(), self.root.join("eval")]
                 .iter()
@@ -321,16 +354,21 @@ impl RunDir {
     /// Removes the files a run writes (`train.json`, `metrics.csv`, `curves.png`, the weights
     /// and their companions, `checkpoint/`, `eval/`); anything else in the folder stays.
     pub fn remove_run(&self) -> Result<()> {
-        let weights = self.weights_path();
-        for f in [
+        let mut files = vec![
             self.config_path(),
             self.metrics_path(),
+            self.metrics_path().with_extension("csv.bad"),
             self.root.join("curves.png"),
-            checkpoint::config_path(&weights),
-            checkpoint::check_path(&weights),
-            options_path(&weights),
-            weights,
-        ] {
+        ];
+        for weights in [self.weights_path(), self.best_weights_path()] {
+            files.extend([
+                checkpoint::config_path(&weights),
+                checkpoint::check_path(&weights),
+                options_path(&weights),
+                weights,
+            ]);
+        }
+        for f in files {
             match std::fs::remove_file(&f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -587,6 +625,7 @@ pub fn epoch_state(epoch: usize, step: usize) -> TrainState {
         optim: format!("epoch-{epoch:04}.optim.bpk"),
         optim_check: None,
         loss_scale: None,
+        best: None,
     }
 }
 

@@ -16,7 +16,7 @@ use super::amp::{self, AmpSteps};
 use super::config::{TrainConfig, Validation};
 use super::loss::{LossParts, total_loss};
 use super::parallel::{ShardPool, fold_running_stats};
-use super::run_dir::{EpochRow, RunDir, RunStart, TrainState, epoch_state};
+use super::run_dir::{BestEpoch, EpochRow, RunDir, RunStart, TrainState, epoch_state};
 use crate::checkpoint;
 use crate::codec::Grouping;
 use crate::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
@@ -76,6 +76,7 @@ pub enum Event {
 
 /// The result of a run.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TrainSummary {
     /// The final weights file.
     pub weights: PathBuf,
@@ -83,6 +84,8 @@ pub struct TrainSummary {
     pub rows: Vec<EpochRow>,
     /// Optimiser steps taken by this process.
     pub steps: usize,
+    /// The best validated weights (`model-best.bpk`) and their epoch, when the run validated.
+    pub best: Option<(PathBuf, BestEpoch)>,
 }
 
 /// A validation set read once per run.
@@ -180,6 +183,7 @@ fn start_run(
         optim: String::new(),
         optim_check: None,
         loss_scale: None,
+        best: None,
     };
     Ok((model, cfg.optimizer.adam_config().init(), state, notes))
 }
@@ -199,7 +203,7 @@ fn resume(
     if !conflicts.is_empty() {
         return Err(Error::Training(format!(
             "cannot resume the run in {} with another configuration (a resumed run may change \
-             only its epochs, validation and loader threads):\n  {}",
+             only its epochs, validation, patience and loader threads):\n  {}",
             run.root().display(),
             conflicts.join("\n  ")
         )));
@@ -525,20 +529,52 @@ pub fn train_on(
         step: state.step,
         amp: AmpSteps::new(cfg.amp, state.loss_scale),
     };
-    for epoch in state.epoch..cfg.epochs {
+    let mut best = state.best;
+    // A run that stopped early stays stopped unless resumed with more patience.
+    let stopped = matches!((best, cfg.selection.patience), (Some(b), Some(p)) if b.stale >= p);
+    if stopped {
+        on_event(&Event::Notice(
+            "the run stopped early before; nothing to train with this patience".into(),
+        ));
+    }
+    for epoch in (state.epoch..cfg.epochs).filter(|_| !stopped) {
         let t_epoch = Instant::now();
         let (trained, mean) = lp.epoch(model, epoch, &dataset, on_event)?;
         model = trained;
-        let state = TrainState {
-            loss_scale: lp.amp.scaler().state(),
-            ..epoch_state(epoch + 1, lp.step)
-        };
-        let next = lp.run.save_epoch(&state, &model, &lp.optim, cfg)?;
         let secs = t_epoch.elapsed().as_secs_f64();
+        // BatchNorm's pending update folded in before the model is validated and saved.
+        crate::model::sync::SyncRunningStats::sync_running_stats(&model);
         let val_ap = match &validation {
             Some(v) if v.due(epoch, cfg.epochs) => Some(v.evaluate(&model, cfg, device)?),
             _ => None,
         };
+        // The best validation so far keeps its weights in `model-best.bpk`.
+        let improved = match val_ap.map(|ap| cfg.selection.value(ap)) {
+            Some(ap) if best.is_none_or(|b| ap > b.ap) => {
+                best = Some(BestEpoch {
+                    epoch: epoch + 1,
+                    ap,
+                    stale: 0,
+                });
+                true
+            }
+            Some(_) => {
+                if let Some(b) = &mut best {
+                    b.stale += 1;
+                }
+                false
+            }
+            None => false,
+        };
+        if improved {
+            lp.run.save_best(&model, cfg)?;
+        }
+        let state = TrainState {
+            loss_scale: lp.amp.scaler().state(),
+            best,
+            ..epoch_state(epoch + 1, lp.step)
+        };
+        let next = lp.run.save_epoch(&state, &model, &lp.optim, cfg)?;
         let lr = cfg.optimizer.lr_at(epoch);
         rows.push(EpochRow {
             epoch,
@@ -559,10 +595,25 @@ pub fn train_on(
             secs,
             val_ap,
         });
+        if let (Some(b), Some(patience)) = (best, cfg.selection.patience)
+            && b.stale >= patience
+            && epoch + 1 < cfg.epochs
+        {
+            on_event(&Event::Notice(format!(
+                "stopping early after epoch {}: {patience} validation(s) without a better {} AP \
+                 than epoch {}'s {:.4} (model-best.bpk)",
+                epoch + 1,
+                cfg.selection.metric,
+                b.epoch,
+                b.ap
+            )));
+            break;
+        }
     }
     Ok(TrainSummary {
         weights: lp.run.weights_path(),
         rows,
         steps: lp.step,
+        best: best.map(|b| (lp.run.best_weights_path(), b)),
     })
 }

@@ -13,7 +13,8 @@ use deepmark::infer::Detector;
 use deepmark::model::Arch;
 use deepmark::train::config::DEMO_SETS;
 use deepmark::train::{
-    Event, LossWeights, RunDir, RunStart, TrainOverrides, TrainPlan, parse_lr_steps, train_on,
+    BestMetric, Event, LossWeights, RunDir, RunStart, TrainConfig, TrainOverrides, TrainPlan,
+    parse_lr_steps, train_on,
 };
 use deepmark_cli::backend::BackendKind;
 
@@ -107,6 +108,30 @@ pub struct TrainArgs {
     /// folder to use them as a model set: `infer`/`eval --landmarks centernet:<folder>`.
     #[arg(long, requires = "init", value_parser = clap::value_parser!(u32).range(1..=13))]
     pub finetune_category: Option<u32>,
+    /// Adam's ε [default: 1e-8, PyTorch's, as CenterNet; runs saved before kept Burn's 1e-5].
+    #[arg(long)]
+    pub adam_eps: Option<f32>,
+    /// Adam's β₁ [default: 0.9].
+    #[arg(long)]
+    pub beta1: Option<f32>,
+    /// Adam's β₂ [default: 0.999].
+    #[arg(long)]
+    pub beta2: Option<f32>,
+    /// L2 weight decay [default: 0, none, as CenterNet].
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// The validation AP that keeps `model-best.bpk` (the best epoch's weights, beside the last
+    /// `model.bpk`): landmarks (AP_pt) or box [default: landmarks].
+    #[arg(long)]
+    pub best_by: Option<BestMetric>,
+    /// Stop after this many validations in a row without a better --best-by AP [default: 0,
+    /// never]. May change on --resume.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Every training option from a file in the format the run's `train.json` is saved in
+    /// (re-run a run from its own `train.json`); flags given as well override the file's values.
+    #[arg(long, conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
     /// Loss weights hm,wh,reg,hps,hm_hp,hp_offset [default: 1,0.1,1,1,1,1].
     #[arg(long)]
     pub loss_weights: Option<String>,
@@ -140,6 +165,12 @@ impl TrainArgs {
             finetune_category: self.finetune_category.map(|c| c as usize),
             shards: self.devices,
             precision: self.precision,
+            adam_eps: self.adam_eps,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            best_by: self.best_by,
+            patience: self.patience,
         })
     }
 }
@@ -260,8 +291,8 @@ fn resume_plan(a: &TrainArgs) -> Result<TrainPlan> {
                 |l| match l.strip_prefix("  ").and_then(|l| l.split_once(':')) {
                     Some((field, rest)) => format!("  {}:{rest}", flag_of(field)),
                     None => l.replace(
-                        "except epochs, validation and loader threads",
-                        "except --epochs, --val, --val-every, --no-eval and --workers",
+                        "except epochs, validation, patience and loader threads",
+                        "except --epochs, --val, --val-every, --no-eval, --patience and --workers",
                     ),
                 },
             )
@@ -276,6 +307,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let mut plan = if a.resume {
         resume_plan(&a)?
+    } else if let Some(path) = &a.config {
+        let base: TrainConfig = deepmark::io::read_json(path, "training configuration")?;
+        a.overrides()?
+            .plan_from(Some(base))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
     } else {
         a.overrides()?.plan()
     };
@@ -379,6 +415,15 @@ pub fn run(a: TrainArgs) -> Result<()> {
         deepmark::checkpoint::config_path(&summary.weights).display(),
         plan.out.join("metrics.csv").display()
     );
+    if let Some((path, b)) = &summary.best {
+        println!(
+            "best: {} (epoch {}, validation {} AP {:.4})",
+            path.display(),
+            b.epoch,
+            cfg.selection.metric,
+            b.ap
+        );
+    }
     let Some((val, val_images)) = &plan.final_eval else {
         return Ok(());
     };
