@@ -558,34 +558,24 @@ fn read_config_beside<C: serde::de::DeserializeOwned>(weights: &Path, what: &str
 
 /// Load weights saved by [`save`] (config from the JSON beside them).
 pub fn load(weights: &Path, device: &Device) -> Result<(CenterNet, CenterNetConfig)> {
-    // Before anything is built: a config far larger than the file's tensors (a config that
-    // belongs to other weights) is refused from the header's element count, without building
-    // the network it describes.
-    crate::io::regular_file(weights).map_err(|m| Error::file(weights, m))?;
-    verify(weights)?;
-    let config: CenterNetConfig = read_config_beside(weights, "model config")?;
-    let estimate = config
-        .estimated_params()
-        .map_err(|e| Error::file(&config_path(weights), e.to_string()))?;
-    let mut store = BurnpackStore::from_file(weights).auto_extension(false);
-    let stored: f64 = stored_shapes(&mut store, weights, "cannot read weights")?
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>() as f64)
-        .sum();
-    if estimate > 8.0 * stored + 1e6 {
-        return Err(Error::file(
-            weights,
-            format!(
-                "its config {} describes a network of about {:.1} M parameters, the file holds \
-                 {:.1} M values: they do not belong together",
-                config_path(weights).display(),
-                estimate / 1e6,
-                stored / 1e6
-            ),
-        ));
-    }
     load_module(weights, "model config", |c: &CenterNetConfig| {
-        c.check()?;
+        // Before anything is built: a config far larger than the file's tensors (one that
+        // belongs to other weights) is refused from the header's element count.
+        let estimate = c.estimated_params()?;
+        let mut store = BurnpackStore::from_file(weights).auto_extension(false);
+        let stored: f64 = stored_shapes(&mut store, weights, "cannot read weights")?
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>() as f64)
+            .sum();
+        if estimate > 8.0 * stored + 1e6 {
+            return Err(Error::Invalid(format!(
+                "it describes a network of about {:.1} M parameters, the weights file {} holds \
+                 {:.1} M values: they do not belong together",
+                estimate / 1e6,
+                weights.display(),
+                stored / 1e6
+            )));
+        }
         Ok(c.init(device))
     })
 }

@@ -24,14 +24,30 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// `tmp_path`) or Burnpack's own (`<name>.<pid>-<n>.tmp`). A process killed mid-write leaves
 /// one behind; it was never renamed into place, so nothing refers to it.
 pub fn is_temporary_name(name: &str) -> bool {
+    temporary_pid(name).is_some()
+}
+
+/// The id of the process that wrote the temporary `name` ([`is_temporary_name`]); `None` when
+/// `name` is no temporary or its id does not fit a process id.
+pub fn temporary_owner(name: &str) -> Option<u32> {
+    temporary_pid(name)?.parse().ok()
+}
+
+/// The process-id digits of a temporary's name.
+fn temporary_pid(name: &str) -> Option<&str> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let ours = name.rsplit_once(".tmp").is_some_and(|(_, pid)| digits(pid));
-    let burnpack = name
-        .strip_suffix(".tmp")
-        .and_then(|rest| rest.rsplit_once('.'))
-        .and_then(|(_, ids)| ids.split_once('-'))
-        .is_some_and(|(pid, n)| digits(pid) && digits(n));
-    ours || burnpack
+    let ours = name
+        .rsplit_once(".tmp")
+        .map(|(_, pid)| pid)
+        .filter(|pid| digits(pid));
+    let burnpack = || {
+        name.strip_suffix(".tmp")
+            .and_then(|rest| rest.rsplit_once('.'))
+            .and_then(|(_, ids)| ids.split_once('-'))
+            .filter(|(pid, n)| digits(pid) && digits(n))
+            .map(|(pid, _)| pid)
+    };
+    ours.or_else(burnpack)
 }
 
 /// `path` made absolute with its links resolved, for comparing paths: the file itself when it
@@ -292,12 +308,17 @@ fn image_reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std
 }
 
 impl Limits {
-    fn size_error(&self, len: u64) -> String {
-        format!(
-            "the file has {len} bytes, over the JSON size limit of {}; raise \
-             io::Limits::json_bytes to {len} if the file is genuine",
-            self.json_bytes
-        )
+    /// A regular file within [`Limits::json_bytes`], checked before anything is read.
+    fn check_json_size(&self, path: &Path) -> std::result::Result<(), String> {
+        let len = regular_file(path)?.len();
+        if len > self.json_bytes {
+            return Err(format!(
+                "the file has {len} bytes, over the JSON size limit of {}; raise \
+                 io::Limits::json_bytes to {len} if the file is genuine",
+                self.json_bytes
+            ));
+        }
+        Ok(())
     }
 
     fn items_error(&self, items: u64) -> String {
@@ -313,10 +334,7 @@ impl Limits {
     /// as a stream). The message does not repeat the path.
     pub fn check_json_file(&self, path: &Path) -> std::result::Result<(), String> {
         use std::io::Read;
-        let len = regular_file(path)?.len();
-        if len > self.json_bytes {
-            return Err(self.size_error(len));
-        }
+        self.check_json_size(path)?;
         let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
         let mut counter = ObjectCounter::default();
         let mut buf = vec![0u8; 1 << 20];
@@ -340,10 +358,7 @@ impl Limits {
     /// object count) when over [`Limits::json_bytes`] or [`Limits::json_items`]. The error
     /// message does not repeat the path: callers put it in their own error type.
     pub fn json_text(&self, path: &Path) -> std::result::Result<String, String> {
-        let len = regular_file(path)?.len();
-        if len > self.json_bytes {
-            return Err(self.size_error(len));
-        }
+        self.check_json_size(path)?;
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
         let items = count_objects(text.as_bytes());
         if items > self.json_items {

@@ -23,6 +23,13 @@ fn train(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -
 
 /// [`train`] with validation and the final evaluation as `extra` sets them.
 fn train_evaluated(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--no-augment"];
+    args.extend_from_slice(extra);
+    train_augmented(json, images, out, epochs, &args)
+}
+
+/// [`train_evaluated`] with augmentation on.
+fn train_augmented(json: &Path, images: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "train",
         "--data",
@@ -39,7 +46,6 @@ fn train_evaluated(json: &Path, images: &Path, out: &Path, epochs: &str, extra: 
         "2",
         "--epochs",
         epochs,
-        "--no-augment",
         "--workers",
         "1",
     ];
@@ -682,26 +688,7 @@ fn one_seed_one_loader_thread_reproduces_a_run_bit_for_bit() {
     // Augmentation on: the draws follow the seed too.
     let run = |name: &str| {
         let out = dir.join(name);
-        let o = common::deepmark(&[
-            "train",
-            "--data",
-            json.to_str().unwrap(),
-            "--images",
-            images.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--arch",
-            "res18-slim",
-            "--input-size",
-            "64",
-            "--batch",
-            "2",
-            "--epochs",
-            "2",
-            "--no-eval",
-            "--workers",
-            "1",
-        ]);
+        let o = train_augmented(&json, &images, &out, "2", &["--no-eval"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let losses: Vec<[f32; 7]> = deepmark::train::read_metrics(&out.join("metrics.csv"))
             .unwrap()

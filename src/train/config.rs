@@ -340,7 +340,7 @@ impl TrainConfig {
     /// 50 epochs, lr 1e-3 (×0.1 from epoch 43) on the synthetic set ([`DEMO_SETS`]), validated
     /// on the held-out synthetic set every 10 epochs.
     pub fn demo() -> Self {
-        let train = Path::new(DEMO_SETS[0].0).join("train.json");
+        let train = demo_data();
         let val = Path::new(DEMO_SETS[1].0).join("train.json");
         TrainConfig {
             model: CenterNetConfig::new(Arch::Res18Slim, Scheme::Deepmark62.layout()),
@@ -656,18 +656,8 @@ impl TrainOverrides {
         if self.no_eval {
             c.val = None;
         }
-        let demo = c.data == Path::new(DEMO_SETS[0].0).join("train.json");
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(if demo { "runs/demo" } else { "runs/train" }));
-        Ok(TrainPlan {
-            config: c,
-            arch,
-            out,
-            demo,
-            final_eval: final_eval.filter(|_| !self.no_eval),
-        })
+        let demo = c.data == demo_data();
+        Ok(self.finish(c, arch, demo, final_eval))
     }
 
     /// Applies the choices to the preset they select. Rules beyond "given wins": the CenterNet
@@ -684,10 +674,9 @@ impl TrainOverrides {
     /// rules. Errors when the file's backbone is none of the named architectures and no `arch`
     /// is chosen.
     pub fn plan_from(&self, base: Option<TrainConfig>) -> Result<TrainPlan> {
-        let demo_data = Path::new(DEMO_SETS[0].0).join("train.json");
         let from_file = base.is_some();
         let demo = match &base {
-            Some(b) => self.data.is_none() && b.data == demo_data,
+            Some(b) => self.data.is_none() && b.data == demo_data(),
             None => self.data.is_none(),
         };
         let mut c = match (base, &self.data) {
@@ -813,18 +802,35 @@ impl TrainOverrides {
         if self.no_eval || c.val.as_ref().is_some_and(|v| v.every == 0) {
             c.val = None;
         }
+        Ok(self.finish(c, arch, demo, final_eval))
+    }
+
+    /// The plan of `config`: the run folder (`out`, else `runs/demo` or `runs/train`) and the
+    /// final evaluation on `final_eval` unless `no_eval`.
+    fn finish(
+        &self,
+        config: TrainConfig,
+        arch: Arch,
+        demo: bool,
+        final_eval: Option<(PathBuf, PathBuf)>,
+    ) -> TrainPlan {
         let out = self
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from(if demo { "runs/demo" } else { "runs/train" }));
-        Ok(TrainPlan {
-            config: c,
+        TrainPlan {
+            config,
             arch,
             out,
             demo,
             final_eval: final_eval.filter(|_| !self.no_eval),
-        })
+        }
     }
+}
+
+/// The demo's training annotations ([`DEMO_SETS`]).
+fn demo_data() -> PathBuf {
+    Path::new(DEMO_SETS[0].0).join("train.json")
 }
 
 #[cfg(test)]

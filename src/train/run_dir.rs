@@ -255,13 +255,27 @@ impl RunDir {
 
     /// Writes the best validated weights with their config and inference defaults.
     pub fn save_best(&self, model: &CenterNet, cfg: &TrainConfig) -> Result<()> {
-        let weights = self.best_weights_path();
-        checkpoint::save(model, &cfg.model, &weights)?;
-        let opts = DetectorOptions {
-            input_size: cfg.input_size(),
-            ..Default::default()
-        };
-        write_json(&options_path(&weights), &opts)
+        save_servable(model, cfg, &self.best_weights_path())
+    }
+
+    /// The files a run writes in the folder (its lock aside), existing or not, and the folders
+    /// it fills.
+    fn run_files(&self) -> (Vec<PathBuf>, [PathBuf; 2]) {
+        let mut files = vec![
+            self.config_path(),
+            self.metrics_path(),
+            self.metrics_path().with_extension("csv.bad"),
+            self.root.join("curves.png"),
+        ];
+        for weights in [self.weights_path(), self.best_weights_path()] {
+            files.extend([
+                checkpoint::config_path(&weights),
+                checkpoint::check_path(&weights),
+                options_path(&weights),
+                weights,
+            ]);
+        }
+        (files, [self.checkpoint_dir(), self.root.join("eval")])
     }
 
     /// Creates the folder and `checkpoint/`.
@@ -321,24 +335,10 @@ impl RunDir {
     /// `checkpoint/` or `eval/`), existing or not.
     pub fn owns(&self, path: &Path) -> bool {
         let p = crate::io::resolved(path);
-        let mut files = vec![
-            self.config_path(),
-            self.metrics_path(),
-            self.root.join("curves.png"),
-            self.lock_path(),
-        ];
-        for weights in [self.weights_path(), self.best_weights_path()] {
-            files.extend([
-                checkpoint::config_path(&weights),
-                checkpoint::check_path(&weights),
-                options_path(&weights),
-                weights,
-            ]);
-        }
+        let (mut files, dirs) = self.run_files();
+        files.push(self.lock_path());
         files.iter().any(|f| crate::io::resolved(f) == p)
-            || [self.checkpoint_dir(), self.root.join("eval")]
-                .iter()
-                .any(|d| p.starts_with(crate::io::resolved(d)))
+            || dirs.iter().any(|d| p.starts_with(crate::io::resolved(d)))
     }
 
     /// Whether the folder holds a run: its `train.json`, a checkpoint, weights or metrics.
@@ -354,20 +354,7 @@ impl RunDir {
     /// Removes the files a run writes (`train.json`, `metrics.csv`, `curves.png`, the weights
     /// and their companions, `checkpoint/`, `eval/`); anything else in the folder stays.
     pub fn remove_run(&self) -> Result<()> {
-        let mut files = vec![
-            self.config_path(),
-            self.metrics_path(),
-            self.metrics_path().with_extension("csv.bad"),
-            self.root.join("curves.png"),
-        ];
-        for weights in [self.weights_path(), self.best_weights_path()] {
-            files.extend([
-                checkpoint::config_path(&weights),
-                checkpoint::check_path(&weights),
-                options_path(&weights),
-                weights,
-            ]);
-        }
+        let (files, dirs) = self.run_files();
         for f in files {
             match std::fs::remove_file(&f) {
                 Ok(()) => {}
@@ -375,7 +362,7 @@ impl RunDir {
                 Err(e) => return Err(Error::io("remove", &f, e)),
             }
         }
-        for dir in [self.checkpoint_dir(), self.root.join("eval")] {
+        for dir in dirs {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -424,14 +411,12 @@ impl RunDir {
         };
         let aside = path.with_extension("csv.bad");
         std::fs::rename(&path, &aside).map_err(|e| Error::io("move", &path, e))?;
-        Ok((
-            rows.clone(),
-            Some(format!(
-                "{problem}; kept its {} row(s) before that and moved the file to {}",
-                rows.len(),
-                aside.display()
-            )),
-        ))
+        let note = format!(
+            "{problem}; kept its {} row(s) before that and moved the file to {}",
+            rows.len(),
+            aside.display()
+        );
+        Ok((rows, Some(note)))
     }
 
     /// Writes `metrics.csv` (atomically).
@@ -490,13 +475,7 @@ impl RunDir {
             ..state.clone()
         };
         write_json(&dir.join(state_file(state.epoch)), &state)?;
-        let weights = self.weights_path();
-        checkpoint::save(model, &cfg.model, &weights)?;
-        let opts = DetectorOptions {
-            input_size: cfg.input_size(),
-            ..Default::default()
-        };
-        write_json(&options_path(&weights), &opts)?;
+        save_servable(model, cfg, &self.weights_path())?;
         Ok(state)
     }
 
@@ -609,6 +588,17 @@ impl RunDir {
             notes.join("\n")
         )))
     }
+}
+
+/// Weights others can serve: the network with its config, checksums and inference defaults
+/// (the training input size).
+fn save_servable(model: &CenterNet, cfg: &TrainConfig, weights: &Path) -> Result<()> {
+    checkpoint::save(model, &cfg.model, weights)?;
+    let opts = DetectorOptions {
+        input_size: cfg.input_size(),
+        ..Default::default()
+    };
+    write_json(&options_path(weights), &opts)
 }
 
 /// The state file of epoch `epoch` (1-based).

@@ -106,17 +106,14 @@ fn process_runs(pid: u32) -> bool {
     }
 }
 
-/// Removes from `dir` the temporaries of atomic writes (`<name>.tmp<pid>`) whose process no
-/// longer runs (a run killed mid-write leaves them), and this process's own with `own`.
-/// Returns how many were removed.
+/// Removes from `dir` the temporaries of atomic writes ([`deepmark::io::is_temporary_name`])
+/// whose process no longer runs (a run killed mid-write leaves them), and this process's own
+/// with `own`. Returns how many were removed.
 pub fn remove_temporaries(dir: &std::path::Path, own: bool) -> usize {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .rsplit_once(".tmp")
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
-        else {
+        let Some(pid) = deepmark::io::temporary_owner(&name) else {
             continue;
         };
         let mine = pid == std::process::id();
