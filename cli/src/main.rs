@@ -94,9 +94,50 @@ enum Command {
 fn main() {
     // Silent unless RUST_LOG asks: Burn, CubeCL and wgpu log through `log`.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    pin_default_device(&cli.command);
+    if let Err(e) = run(cli) {
         eprintln!("error: {}", cmd::flag_names(&format!("{e:#}")));
         std::process::exit(1);
+    }
+}
+
+impl Command {
+    /// The backend the command computes on, where it takes `--backend`.
+    fn backend(&self) -> Option<deepmark_cli::backend::BackendKind> {
+        Some(match self {
+            Command::Train(a) => a.backend,
+            Command::Eval(a) => a.detector.backend,
+            Command::Infer(a) => a.detector.backend,
+            Command::Profile(a) => a.detector.backend,
+            Command::Tune(a) => a.detector.backend,
+            Command::Predict(a) => a.detector.backend,
+            Command::TrainRefiner(a) => a.backend,
+            Command::Refine(a) => a.backend,
+            Command::TrainTopdown(a) => a.backend,
+            Command::EvalTopdown(a) => a.backend,
+            _ => return None,
+        })
+    }
+}
+
+/// Burn creates a few things on its *default* device rather than on the one it is given: the
+/// optimizer state read back on `--resume` (burn-optim's `ModuleOptimizer::load_record` takes
+/// `Device::default()`, and moves each tensor to its parameter's device at the next step). The
+/// default is the GPU backend whenever one is compiled in, so a CPU run would start the Vulkan
+/// loader just for that (on a machine without a GPU session it prints "XDG_RUNTIME_DIR is
+/// invalid" four times). Unless a GPU backend is chosen or the user set `BURN_DEVICE`, the
+/// default is pinned to the CPU backend here, while the program is still single-threaded.
+fn pin_default_device(command: &Command) {
+    use deepmark_cli::backend::BackendKind;
+    let gpu = matches!(
+        command.backend(),
+        Some(BackendKind::Wgpu | BackendKind::Vulkan)
+    );
+    if !gpu && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called first thing in `main`, before any thread is started, so nothing reads
+        // the environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
 }
 

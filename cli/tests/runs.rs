@@ -66,18 +66,27 @@ fn resume_continues_the_saved_configuration_and_refuses_other_values() {
     let run = dir.join("run");
     let o = train(&json, &images, &run, "1", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // No --data, no --input-size, no --batch: the saved run goes on (it used to restart from
-    // the demo preset at 128 px, batch 8, on the synthetic set).
-    let o = common::deepmark(&[
-        "train",
-        "--out",
-        run.to_str().unwrap(),
-        "--resume",
-        "--epochs",
-        "2",
-        "--no-eval",
-    ]);
+    // No --data, no --input-size, no --batch: the saved run goes on (not the demo preset at
+    // 128 px, batch 8, on the synthetic set). Run without a desktop session's XDG_RUNTIME_DIR:
+    // a CPU resume must not start the Vulkan loader (which complains about it on stderr) to
+    // read back the optimizer state.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deepmark"))
+        .args([
+            "train",
+            "--out",
+            run.to_str().unwrap(),
+            "--resume",
+            "--epochs",
+            "2",
+            "--no-eval",
+        ])
+        .current_dir(common::root())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("BURN_DEVICE")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
     let cfg = saved(&run);
     assert_eq!((cfg.input_size(), cfg.batch, cfg.epochs), (64, 2, 2));
     assert!(deepmark::io::same_path(&cfg.data, &json));
@@ -421,6 +430,38 @@ fn training_refuses_images_whose_size_differs_from_the_annotations() {
     );
     let (ds, report) = open(true).unwrap();
     assert_eq!((ds.samples().len(), report.skipped.len()), (3, 1));
+}
+
+#[test]
+fn training_refuses_a_set_whose_images_are_mostly_unusable() {
+    let dir = common::tempdir("runs-unusable");
+    let Some((json, images)) = common::fixture_subset(4, &dir) else {
+        return;
+    };
+    // Three of the four images missing (a half-copied folder): refused before anything is
+    // built, naming how many and one of them; --max-unusable lets the run use the one left.
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let few = dir.join("few");
+    std::fs::create_dir_all(&few).unwrap();
+    let kept = v["images"][3]["file_name"].as_str().unwrap();
+    std::fs::copy(images.join(kept), few.join(kept)).unwrap();
+    let run = dir.join("run");
+    let o = train(&json, &few, &run, "1", &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("3 of the 4 images") && e.contains("raise --max-unusable"),
+        "{e}"
+    );
+    // Refused before the folder was touched: no half-made run blocks the next start.
+    assert!(!run.join("train.json").exists());
+    let o = train(&json, &few, &run, "1", &["--max-unusable", "0.75"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(saved(&run).max_unusable, 0.75);
+    // A fraction outside [0, 1] is refused.
+    let o = train(&json, &images, &dir.join("r2"), "1", &["--max-unusable", "1.5"]);
+    assert!(stderr(&o).contains("max_unusable is 1.5"), "{}", stderr(&o));
 }
 
 #[cfg(unix)]

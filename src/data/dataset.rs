@@ -146,6 +146,7 @@ impl Df2Dataset {
                     };
                     if skip_bad {
                         report.skipped.push(err);
+                        report.unusable_images += 1;
                     } else {
                         return Err(err);
                     }

@@ -258,6 +258,12 @@ pub struct TrainConfig {
     /// Which validation AP keeps `model-best.bpk`, and early stopping.
     #[serde(default)]
     pub selection: Selection,
+    /// The largest fraction of the listed training images that may be unusable (missing,
+    /// unreadable, too large, or of another size than the annotations say) and skipped: above
+    /// it the run refuses to start, as a wrong image folder or a half-copied data set looks
+    /// like that. Default 0.5; may change on resume.
+    #[serde(default = "half")]
+    pub max_unusable: f64,
     /// How large an annotation file or image the run reads (training and validation sets). Not
     /// saved: a property of the process reading the files, not of the run.
     #[serde(skip)]
@@ -266,6 +272,10 @@ pub struct TrainConfig {
 
 fn one() -> usize {
     1
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 /// The leaves where `saved` and `given` differ: `path: saved X, given Y`.
@@ -327,6 +337,7 @@ impl TrainConfig {
             shards: 1,
             amp: AmpConfig::default(),
             selection: Selection::default(),
+            max_unusable: 0.5,
             limits: Limits::default(),
             val: Some(Validation {
                 data: data.to_path_buf(),
@@ -376,12 +387,13 @@ impl TrainConfig {
         }
     }
 
-    /// What a resumed run may change: the epoch count, validation, early stopping's patience
-    /// and the loader threads (none changes what a step computes). Every other difference between `self` and the
+    /// What a resumed run may change: the epoch count, validation, early stopping's patience,
+    /// the unusable-image tolerance and the loader threads (none changes what a step
+    /// computes). Every other difference between `self` and the
     /// run's `saved` configuration is listed, one line each with the field's path and both
     /// values (empty: the run may resume with `self`).
     pub fn resume_conflicts(&self, saved: &TrainConfig) -> Vec<String> {
-        const MAY_CHANGE: [&str; 3] = ["epochs", "val", "workers"];
+        const MAY_CHANGE: [&str; 4] = ["epochs", "val", "workers", "max_unusable"];
         let as_json = |c: &TrainConfig| {
             let mut v = serde_json::to_value(c).unwrap_or_default();
             if let Some(m) = v.as_object_mut() {
@@ -421,6 +433,12 @@ impl TrainConfig {
                 "{} epochs and {} loader threads: at most 1,000,000 and 1,024",
                 self.epochs,
                 self.workers
+            );
+        }
+        if !(0.0..=1.0).contains(&self.max_unusable) {
+            invalid!(
+                "max_unusable is {}; it must be a fraction in [0, 1]",
+                self.max_unusable
             );
         }
         self.optimizer.check()?;
@@ -511,6 +529,8 @@ pub struct TrainOverrides {
     pub best_by: Option<BestMetric>,
     /// Stop after this many validations without a better AP (0: never).
     pub patience: Option<usize>,
+    /// [`TrainConfig::max_unusable`].
+    pub max_unusable: Option<f64>,
 }
 
 /// A resolved run: its config, run directory and final evaluation set.
@@ -531,7 +551,7 @@ pub struct TrainPlan {
 impl TrainOverrides {
     /// The plan of resuming the run whose saved configuration is `saved` (its `train.json`):
     /// the saved configuration, with the choices a resumed run may change applied (`epochs`,
-    /// `workers`, `val`, `val_every`, `no_eval`, `patience`). Any other choice that differs from the saved
+    /// `workers`, `val`, `val_every`, `no_eval`, `patience`, `max_unusable`). Any other choice that differs from the saved
     /// value is refused: the error lists each one as `field: saved X, given Y`.
     pub fn resume_plan(&self, saved: TrainConfig) -> Result<TrainPlan> {
         fn differs<T: PartialEq + std::fmt::Debug>(
@@ -619,8 +639,8 @@ impl TrainOverrides {
         differs(&mut conflicts, "best_by", self.best_by, c.selection.metric);
         if !conflicts.is_empty() {
             return Err(Error::Training(format!(
-                "a resumed run keeps its saved configuration except epochs, validation, patience \
-                 and loader threads; these choices differ from it:\n  {}",
+                "a resumed run keeps its saved configuration except epochs, validation, patience, \
+                 max_unusable and loader threads; these choices differ from it:\n  {}",
                 conflicts.join("\n  ")
             )));
         }
@@ -638,6 +658,9 @@ impl TrainOverrides {
         }
         if let Some(p) = self.patience {
             c.selection.patience = (p > 0).then_some(p);
+        }
+        if let Some(m) = self.max_unusable {
+            c.max_unusable = m;
         }
         if let Some(v) = &self.val {
             c.val = Some(Validation {
@@ -782,6 +805,9 @@ impl TrainOverrides {
         }
         if let Some(p) = self.patience {
             c.selection.patience = (p > 0).then_some(p);
+        }
+        if let Some(m) = self.max_unusable {
+            c.max_unusable = m;
         }
         c.seed = self.seed.unwrap_or(c.seed);
         c.workers = self.workers.unwrap_or(c.workers);

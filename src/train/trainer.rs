@@ -203,7 +203,7 @@ fn resume(
     if !conflicts.is_empty() {
         return Err(Error::Training(format!(
             "cannot resume the run in {} with another configuration (a resumed run may change \
-             only its epochs, validation, patience and loader threads):\n  {}",
+             only its epochs, validation, patience, max_unusable and loader threads):\n  {}",
             run.root().display(),
             conflicts.join("\n  ")
         )));
@@ -244,6 +244,25 @@ fn open_dataset(cfg: &TrainConfig, on_event: &mut dyn FnMut(&Event)) -> Result<A
             report.skipped.len()
         )));
     }
+    let listed = dataset.samples().len() + report.unusable_images;
+    if report.unusable_images > 0 && report.unusable_images as f64 > cfg.max_unusable * listed as f64
+    {
+        let first = report
+            .skipped
+            .iter()
+            .rev()
+            .find(|e| e.place.starts_with("image "))
+            .map_or(String::new(), |e| format!(" (one of them: {e})"));
+        return Err(Error::Training(format!(
+            "{} of the {listed} images {} lists are unusable{first}: more than the {}% \
+             max_unusable allows. Check the image folder ({}) or mend the data; to train on \
+             the rest, raise TrainConfig::max_unusable",
+            report.unusable_images,
+            cfg.data.display(),
+            cfg.max_unusable * 100.0,
+            cfg.images.display(),
+        )));
+    }
     if !report.skipped.is_empty() {
         on_event(&Event::Notice(format!(
             "training on {} image(s) with {garments} garment(s); {} annotation(s) or image(s) \
@@ -262,6 +281,21 @@ fn open_dataset(cfg: &TrainConfig, on_event: &mut dyn FnMut(&Event)) -> Result<A
         }));
     }
     Ok(Arc::new(dataset))
+}
+
+/// The training set and (read and checked before the first step, not at every evaluation) the
+/// validation set.
+fn open_data<'c>(
+    cfg: &'c TrainConfig,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(Arc<Df2Dataset>, Option<ValidationData<'c>>)> {
+    let dataset = open_dataset(cfg, on_event)?;
+    let validation = cfg
+        .val
+        .as_ref()
+        .map(|v| ValidationData::load(v, &cfg.limits))
+        .transpose()?;
+    Ok((dataset, validation))
 }
 
 /// The loop's moving parts.
@@ -478,16 +512,21 @@ pub fn train_on(
         ));
     }
     let _lock = run.lock()?;
-    match start {
-        RunStart::New if run.holds_run() => {
-            return Err(Error::Training(format!(
-                "{} holds another run ({}): resume it, replace it, or choose another folder",
-                out.display(),
-                run.config_path().display()
-            )));
-        }
-        RunStart::Replace => run.remove_run()?,
-        _ => {}
+    if start == RunStart::New && run.holds_run() {
+        return Err(Error::Training(format!(
+            "{} holds another run ({}): resume it, replace it, or choose another folder",
+            out.display(),
+            run.config_path().display()
+        )));
+    }
+    // A new run reads its data before its folder is touched: a refused data set leaves no
+    // half-made run behind, and the run `--overwrite` would replace is still there.
+    let data = match start {
+        RunStart::Resume => None,
+        _ => Some(open_data(cfg, on_event)?),
+    };
+    if start == RunStart::Replace {
+        run.remove_run()?;
     }
     run.create()?;
     let ad = device.clone().autodiff();
@@ -499,13 +538,10 @@ pub fn train_on(
     for n in notes {
         on_event(&Event::Notice(n));
     }
-    let dataset = open_dataset(cfg, on_event)?;
-    // Read (and check) the validation set before the first step, not at every evaluation.
-    let validation = cfg
-        .val
-        .as_ref()
-        .map(|v| ValidationData::load(v, &cfg.limits))
-        .transpose()?;
+    let (dataset, validation) = match data {
+        Some(d) => d,
+        None => open_data(cfg, on_event)?,
+    };
     let (mut rows, note) = run.recover_metrics()?;
     if let Some(n) = note {
         on_event(&Event::Notice(n));

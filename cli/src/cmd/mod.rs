@@ -36,6 +36,7 @@ pub fn flag_names(message: &str) -> String {
         .replace("io::Limits::image_pixels", "--max-image-pixels")
         .replace("io::Limits::json_bytes", "--max-json-bytes")
         .replace("io::Limits::json_items", "--max-json-items")
+        .replace("TrainConfig::max_unusable", "--max-unusable")
 }
 
 /// Refuses to run when the output file `out` is one of the command's `inputs` (the same file by

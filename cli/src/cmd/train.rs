@@ -65,8 +65,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint (same epoch and step), with its saved
-    /// configuration (`train.json`). Only --epochs, --val, --val-every, --no-eval and --workers
-    /// may change; any other flag that differs from the saved value is refused.
+    /// configuration (`train.json`). Only --epochs, --val, --val-every, --no-eval, --patience,
+    /// --max-unusable and --workers may change; any other flag that differs from the saved value is refused.
     #[arg(long)]
     pub resume: bool,
     /// Replace the run in --out: its train.json, checkpoints, weights, metrics and evaluation
@@ -128,6 +128,11 @@ pub struct TrainArgs {
     /// never]. May change on --resume.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// The largest fraction of the listed training images that may be unusable (missing,
+    /// unreadable, or of another size than the annotations say) and skipped; above it the run
+    /// refuses to start [default: 0.5]. May change on --resume.
+    #[arg(long, value_name = "FRACTION")]
+    pub max_unusable: Option<f64>,
     /// Every training option from a file in the format the run's `train.json` is saved in
     /// (re-run a run from its own `train.json`); flags given as well override the file's values.
     #[arg(long, conflicts_with = "resume")]
@@ -171,6 +176,7 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
             best_by: self.best_by,
             patience: self.patience,
+            max_unusable: self.max_unusable,
         })
     }
 }
@@ -291,8 +297,9 @@ fn resume_plan(a: &TrainArgs) -> Result<TrainPlan> {
                 |l| match l.strip_prefix("  ").and_then(|l| l.split_once(':')) {
                     Some((field, rest)) => format!("  {}:{rest}", flag_of(field)),
                     None => l.replace(
-                        "except epochs, validation, patience and loader threads",
-                        "except --epochs, --val, --val-every, --no-eval, --patience and --workers",
+                        "except epochs, validation, patience, max_unusable and loader threads",
+                        "except --epochs, --val, --val-every, --no-eval, --patience, \
+                         --max-unusable and --workers",
                     ),
                 },
             )

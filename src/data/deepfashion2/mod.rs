@@ -160,6 +160,9 @@ pub fn coco_categories() -> Vec<CocoCategory> {
 pub struct SkipReport {
     /// The skipped annotations or images, each with its file, place, field and reason.
     pub skipped: Vec<DataError>,
+    /// How many of the skipped entries are whole images (missing, unreadable, too large, or of
+    /// another size than the annotations say); the rest are single annotations.
+    pub unusable_images: usize,
 }
 
 impl std::fmt::Display for SkipReport {
