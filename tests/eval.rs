@@ -265,6 +265,11 @@ fn bad_results_name_the_file_and_field() {
             "[{\"image_id\": 785, \"category_id\": 1, \"bbox\": [1, 2, 3, 4]}]",
             "(json)",
         ),
+        // Another data set's results (DeepFashion2's category 3 against COCO persons).
+        (
+            "[{\"image_id\": 785, \"category_id\": 3, \"bbox\": [1, 2, 3, 4], \"score\": 0.5}]",
+            "category_id",
+        ),
         ("[]", "(list)"),
         ("{not json", "(json)"),
     ] {
@@ -304,6 +309,45 @@ fn bad_results_name_the_file_and_field() {
     );
     assert!(
         err.to_string().contains("882") && err.to_string().contains("r.json"),
+        "{err}"
+    );
+}
+
+/// A ground truth the trainer would refuse is refused by the evaluator too, naming the file,
+/// the annotation or image, and the field.
+#[test]
+fn bad_ground_truth_names_the_file_and_field() {
+    let Some(dir) = common::shared_data("coco_person_keypoints") else {
+        return;
+    };
+    let text = std::fs::read_to_string(dir.join("test_coco.json")).unwrap();
+    let real: Value = serde_json::from_str(&text).unwrap();
+    let tmp = common::tempdir("eval-bad-gt");
+    let edits: [(&str, fn(&mut Value)); 4] = [
+        ("category_id", |v| v["annotations"][2]["category_id"] = 0.into()),
+        ("category_id", |v| v["annotations"][0]["category_id"] = 14.into()),
+        ("id", |v| {
+            let first = v["images"][0].clone();
+            v["images"].as_array_mut().unwrap().push(first);
+        }),
+        ("image_id", |v| v["annotations"][1]["image_id"] = 4.into()),
+    ];
+    for (field, edit) in edits {
+        let mut v = real.clone();
+        edit(&mut v);
+        let p = tmp.join("gt.json");
+        std::fs::write(&p, v.to_string()).unwrap();
+        let err = GroundTruth::load(&p, &deepmark::io::Limits::default()).unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+        assert!(err.to_string().contains("gt.json"), "{err}");
+    }
+    let mut v = real.clone();
+    v["annotations"][0]["category_id"] = 14.into();
+    std::fs::write(tmp.join("gt.json"), v.to_string()).unwrap();
+    let err = GroundTruth::load(&tmp.join("gt.json"), &Default::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("14 is not one of the file's categories (1)"),
         "{err}"
     );
 }

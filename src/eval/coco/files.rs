@@ -193,6 +193,20 @@ impl GroundTruth {
         let mut anns = Vec::with_capacity(file.annotations.len());
         for (i, a) in file.annotations.into_iter().enumerate() {
             let place = format!("annotation {i} (id {}): ", a.id);
+            // As the trainer: a garment of an undeclared category (0, or 14 in DeepFashion2)
+            // would be scored against nothing.
+            if category_ids.binary_search(&a.category_id).is_err() {
+                return Err(DataError::new(
+                    path,
+                    place,
+                    "category_id",
+                    format!(
+                        "{} is not one of the file's categories ({})",
+                        a.category_id,
+                        id_ranges(&category_ids)
+                    ),
+                ));
+            }
             let bbox = if a.bbox.is_empty() {
                 [0.0; 4]
             } else {
@@ -244,6 +258,29 @@ impl GroundTruth {
                 .max()
                 .unwrap_or(0)
         }
+    }
+}
+
+/// Sorted ids as ranges: `1–13`, `1, 3, 5–7`; `none` when empty.
+fn id_ranges(ids: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}–{}", ids[i], ids[j])
+        } else {
+            ids[i].to_string()
+        });
+        i = j + 1;
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -387,6 +424,21 @@ impl<'a> ResultsBuilder<'a> {
                 place,
                 "image_id",
                 format!("{} is not an image of the ground truth", d.image_id),
+            ));
+        }
+        // pycocotools drops a result of a category the ground truth does not have without a
+        // word; such a result is another data set's (or a mislabelled one), and is refused.
+        if self.gt.category_ids.binary_search(&d.category_id).is_err() {
+            return Err(DataError::new(
+                path,
+                place,
+                "category_id",
+                format!(
+                    "{} is not a category of the ground truth ({}): are these results of \
+                     another data set?",
+                    d.category_id,
+                    id_ranges(&self.gt.category_ids)
+                ),
             ));
         }
         if !d.score.is_finite() {
