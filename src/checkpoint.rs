@@ -486,9 +486,16 @@ where
         let mut store = BurnpackStore::from_file(tmp)
             .auto_extension(false)
             .overwrite(true);
-        model
-            .save_into(&mut store)
-            .map_err(|e| Error::file(tmp, format!("cannot write weights: {e}")))
+        model.save_into(&mut store).map_err(|e| {
+            // Burn's message names the temporary files it writes through (ours, and its own
+            // beside it); the user asked for `path`.
+            let tmp = Regex::new(&format!(r"{}[^'\s]*", regex::escape(&tmp.to_string_lossy())))
+                .map(|re| re.replace_all(&e.to_string(), &*path.to_string_lossy()).into_owned());
+            Error::file(
+                path,
+                format!("cannot write weights: {}", tmp.unwrap_or_else(|_| e.to_string())),
+            )
+        })
     })?;
     write_json(&config_path(path), config)?;
     let sums = WeightsCheck {

@@ -96,13 +96,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     if let Err(e) = std::fs::write(&tmp, bytes) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("write", &tmp, e));
+        return Err(Error::io("write", path, e));
     }
     rename(&tmp, path)
 }
 
 /// Runs `write` on the temporary path, then renames it onto `path` (for writers that take a
-/// path, such as Burn's stores and image encoders).
+/// path, such as Burn's stores and image encoders). `write`'s errors should name `path`, the
+/// file the user asked for, not the temporary one.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     create_parent(path)?;
     let tmp = tmp_path(path);
@@ -143,7 +144,7 @@ impl JsonArrayWriter {
     pub fn create(path: &Path) -> Result<Self> {
         create_parent(path)?;
         let tmp = tmp_path(path);
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", path, e))?;
         let mut w = JsonArrayWriter {
             path: path.to_path_buf(),
             tmp,
@@ -158,7 +159,7 @@ impl JsonArrayWriter {
         use std::io::Write;
         let out = self.out.as_mut().expect("open until finished");
         out.write_all(bytes)
-            .map_err(|e| Error::io("write", &self.tmp, e))
+            .map_err(|e| Error::io("write", &self.path, e))
     }
 
     /// Appends one element.
@@ -179,9 +180,9 @@ impl JsonArrayWriter {
         let out = self.out.take().expect("open until finished");
         let file = out
             .into_inner()
-            .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+            .map_err(|e| Error::io("write", &self.path, e.into_error()))?;
         file.sync_all()
-            .map_err(|e| Error::io("write", &self.tmp, e))?;
+            .map_err(|e| Error::io("write", &self.path, e))?;
         rename(&self.tmp, &self.path)?;
         Ok(self.count)
     }
@@ -454,7 +455,7 @@ pub fn save_image_atomic(img: &RgbImage, path: &Path) -> Result<()> {
         img.save_with_format(tmp, format)
             .map_err(|source| Error::Image {
                 action: "write",
-                path: tmp.to_path_buf(),
+                path: path.to_path_buf(),
                 error: source,
             })
     })

@@ -230,6 +230,8 @@ fn a_full_disk_during_checkpointing_is_a_clear_error_and_keeps_the_last_checkpoi
         err.contains("File too large") && err.contains(&*run.to_string_lossy()),
         "the error names the file and the cause: {err}"
     );
+    // The file the run writes, not the temporary it is written through.
+    assert!(!err.contains(".tmp"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // The committed state may only move forward to an epoch whose files are complete; here no
     // epoch could be written, so nothing changed: same state, same bytes, no temporaries.
@@ -302,6 +304,10 @@ fn a_full_disk_or_read_only_folder_while_writing_results_keeps_the_previous_resu
     assert!(
         err.contains("File too large") && !err.contains("panicked"),
         "{err}"
+    );
+    assert!(
+        err.contains("results_") && !err.contains(".tmp"),
+        "names the results file, not its temporary: {err}"
     );
     assert_eq!(
         std::fs::read(&results).unwrap(),
