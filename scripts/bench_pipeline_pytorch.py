@@ -5,7 +5,8 @@ the network (eval, no_grad), sigmoid of hm and hm_hp, `multi_pose_decode` (K = 1
 landmark replacement) and `post_process` (decoded boxes and landmarks mapped back to the image).
 Same full-size models and random weights as scripts/bench_pytorch.py; 62 landmark groups.
 
-Written from the steps described in ../shared/reference/FACTS.md §1.8-1.9; not CenterNet's code.
+Written from the steps of xingyizhou/CenterNet's src/lib/models/decode.py (multi_pose_decode),
+src/lib/detectors/base_detector.py and src/lib/utils/image.py; not CenterNet's code.
 
     python scripts/bench_pipeline_pytorch.py [--threads 2] [--archs mdla34,res18] [--sizes 256,512]
 """

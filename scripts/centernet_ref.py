@@ -1,6 +1,7 @@
 """PyTorch reference models for parity tests: CenterNet's msra_resnet, pose_dla_dcn (DLA-34 and
-mDLA-34) and large_hourglass, written from the structure described in
-../shared/reference/FACTS.md §1 (module names chosen so that state_dict keys are CenterNet's).
+mDLA-34) and large_hourglass, written from the structure of xingyizhou/CenterNet's
+src/lib/models/networks/{msra_resnet,pose_dla_dcn,large_hourglass}.py (module names chosen so
+that state_dict keys are CenterNet's).
 
 Widths are parameters so that fixtures can use reduced models. Not a copy of CenterNet's code.
 """

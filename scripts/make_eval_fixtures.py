@@ -5,7 +5,9 @@
 2. DeepFashion2 (../shared/data/deepfashion2/kgdet_demo32): predictions derived from the real GT by
    the deterministic rule in `perturb()` (noise, swapped categories, missing and extra detections;
    tests/eval.rs implements the same rule), evaluated as DeepFashion2's evaluator does: pycocotools
-   COCOeval with the 294 OKS sigmas (its only change), parsed from ../shared/reference/FACTS.md.
+   COCOeval with the 294 OKS sigmas (its only change; deepfashion2_api/PythonAPI/pycocotools/
+   cocoeval.py), parsed from the table of them in the reference notes beside the repository
+   (../shared/reference/FACTS.md).
 
 Only the numbers are written (tests/fixtures/eval/expected.json); the DeepFashion2 data stays out
 of the repository. Run: python scripts/make_eval_fixtures.py

@@ -1,8 +1,8 @@
 //! Host-side decoding of CenterNet multi-pose heads into detections, with DeepMark++'s four
 //! post-processing techniques (each switchable; `PostConfig`).
 //!
-//! Decoding follows CenterNet's `multi_pose_decode` (FACTS §1.8): 3×3 max-pool peaks of the
-//! centre heatmap, top-K over classes, boxes from `wh` + `reg`, coarse landmarks = `hps` added
+//! Decoding follows CenterNet's `multi_pose_decode` (xingyizhou/CenterNet,
+//! `src/lib/models/decode.py`): 3×3 max-pool peaks of the centre heatmap, top-K over classes, boxes from `wh` + `reg`, coarse landmarks = `hps` added
 //! to the *integer* centre, refined landmarks from `hm_hp` peaks (+ `hp_offset`), and the rule
 //! that keeps the coarse point unless the chosen peak lies inside the box, scores ≥ 0.1 and is
 //! within 0.3·max(w, h). Landmark groups are mapped back to the detected category's landmarks.

@@ -1,4 +1,5 @@
-//! Test-time fusion of heads: horizontal flip (CenterNet `--flip_test`, FACTS §1.11).
+//! Test-time fusion of heads: horizontal flip (CenterNet `--flip_test`:
+//! `src/lib/detectors/multi_pose.py` averages the flipped heads).
 //!
 //! The flipped pass's maps are mirrored left–right; `hm` and `wh` are averaged as they are;
 //! `hm_hp` and `hps` also swap mirror groups, and `hps`' x offsets change sign. `reg` and

@@ -3,8 +3,8 @@
 //!
 //! * `none`: one channel per landmark (294).
 //! * `agg81`: the public 294 → 81 aggregation of lzhbrian/deepfashion2-kps-agg-finetune (MIT;
-//!   table in `../shared/reference/FACTS.md` §3): collar ring, sleeves, body sides, hems, straps,
-//!   waist, legs… shared across categories.
+//!   `get_kpsname_to_id_map` in
+//!   `HRNet-Human-Pose-Estimation/lib/dataset/deepfashion2agg81kps_util.py`): collar ring, sleeves, body sides, hems, straps, waist, legs… shared across categories.
 //! * `deepmark62`: our 62-group table following DeepMark++'s rule (landmarks with the same
 //!   semantic meaning in different categories share a group; two landmarks of one category never
 //!   share one; the mirror image of every group is a group). The 62-group table of the paper is
@@ -35,7 +35,9 @@ use std::collections::BTreeMap;
 use super::scheme::Scheme;
 use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, flip_permutation};
 
-/// 0-based 81-group of each local landmark, per category (FACTS §3).
+/// 0-based 81-group of each local landmark, per category: `get_kpsname_to_id_map` of
+/// lzhbrian/deepfashion2-kps-agg-finetune (`deepfashion2agg81kps_util.py`; its 1-based ids minus
+/// one, as its code subtracts one).
 #[rustfmt::skip]
 const AGG81: [&[usize]; 13] = [
     &[0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 40, 41, 42, 46, 43, 44, 45, 14, 15, 16, 17, 18, 19],

@@ -1,5 +1,5 @@
 //! CenterNet `multi_pose` training targets, generalised to C classes and G landmark groups
-//! (`src/lib/datasets/sample/multi_pose.py`; FACTS §1.7), and their exact inverse for tests.
+//! (xingyizhou/CenterNet, `src/lib/datasets/sample/multi_pose.py` and `src/lib/utils/image.py`), and their exact inverse for tests.
 //!
 //! All coordinates are in output-map pixels (input / 4). For object k (at most `max_objs`):
 //! the box is clipped to the map; if it has a positive size, its CornerNet radius `r` is

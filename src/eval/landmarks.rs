@@ -5,7 +5,8 @@
 //! distance between prediction and GT and `s` the item's normaliser. The CPN paper normalises by
 //! the distance between the armpits for tops, coats and dresses and between the two ends of the
 //! waistband for trousers and skirts. DeepFashion2 does not name its landmarks, so we take them
-//! from the public 81-group aggregation (FACTS §3): the first landmark of each body side
+//! from the public 81-group aggregation (lzhbrian/deepfashion2-kps-agg-finetune,
+//! `deepfashion2agg81kps_util.py`): the first landmark of each body side
 //! (agg81 groups 40 and 45, the side seam's top at the armpit) for the ten upper-body and dress
 //! categories, and the waistband ends (groups 62 and 64) for shorts, trousers and skirts.
 //! Items whose two normalising landmarks are not both labelled are skipped (counted).

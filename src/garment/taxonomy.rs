@@ -5,8 +5,8 @@
 //! `deepfashion2_api/PythonAPI/pycocotools/cocoeval.py` (sigmas); flip pairs from
 //! lzhbrian/deepfashion2-kps-agg-finetune, plus `9-17` for vest_dress and sling_dress (which it
 //! omits; svip-lab's HRNet-for-Fashion has it). svip-lab's short_sleeved_outwear pairs `2-26, 4-6`
-//! are a known bug; the correct `2-6, 4-26` is confirmed by the sigmas
-//! (see `../shared/reference/FACTS.md` §2.2).
+//! are a known bug; the correct `2-6, 4-26` is confirmed by the sigmas (DeepFashion2's OKS
+//! sigmas in `deepfashion2_api/PythonAPI/pycocotools/cocoeval.py` are equal within each pair).
 
 /// Number of landmarks in DeepFashion2's global layout.
 pub const NUM_LANDMARKS: usize = 294;

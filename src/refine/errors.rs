@@ -1,4 +1,4 @@
-//! PoseFix's error synthesis (FACTS §5, `gen_batch.py:synthesize_pose`), on garments: each
+//! PoseFix's error synthesis (mks0601/PoseFix_RELEASE, `main/gen_batch.py:synthesize_pose`), on garments: each
 //! labelled landmark of a ground-truth item becomes one of five kinds of input, with radii set
 //! through OKS so that each kind lands in its OKS band. With `d(ks) = √(−2·A·(2σ)²·ln ks)`
 //! (A the item's box area, σ the landmark's DeepFashion2 OKS sigma):

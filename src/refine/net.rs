@@ -1,5 +1,5 @@
-//! PoseFix's network on Burn (FACTS §5): a ResNet whose first convolution reads the crop and
-//! one heatmap per input landmark (`3 + J` channels), three 4×4 stride-2 deconvolutions
+//! PoseFix's network on Burn (Moon et al., 2019; mks0601/PoseFix_RELEASE, `main/model.py`): a
+//! ResNet whose first convolution reads the crop and one heatmap per input landmark (`3 + J` channels), three 4×4 stride-2 deconvolutions
 //! (BN + ReLU) and a 1×1 convolution to `J` heatmaps at a quarter of the input resolution.
 //! The heatmaps are logits of a spatial softmax; the landmark is its expectation (integral
 //! regression, "soft-argmax"). The loss is PoseFix's: softmax cross-entropy against a one-hot

@@ -68,12 +68,14 @@ impl CpnArch {
 crate::named::impl_named!(CpnArch, "top-down architecture");
 
 /// σ of OpenCV's Gaussian kernel of side `k` when σ is left to it (`0.3·((k−1)/2 − 1) + 0.8`):
-/// CPN blurs its targets with `cv2.GaussianBlur(kernel, 0)` (FACTS §6).
+/// CPN blurs its targets with `cv2.GaussianBlur(kernel, 0)` (chenyilun95/tf-cpn,
+/// `models/COCO.res50.256x192.CPN/dataset.py`).
 pub fn kernel_sigma(k: usize) -> f32 {
     0.3 * ((k as f32 - 1.0) * 0.5 - 1.0) + 0.8
 }
 
-/// CPN's target kernels for GlobalNet's levels C2..C5 at a 64-row heatmap (FACTS §6); the
+/// CPN's target kernels for GlobalNet's levels C2..C5 at a 64-row heatmap (tf-cpn's
+/// `config.py` and `network.py`, paired with the levels as coded there); the
 /// refine target uses the smallest.
 pub const CPN_KERNELS: [usize; 4] = [15, 11, 9, 7];
 

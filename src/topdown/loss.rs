@@ -1,4 +1,4 @@
-//! CPN's losses (FACTS §6): GlobalNet's L2 against each level's Gaussian target over visible
+//! CPN's losses (chenyilun95/tf-cpn, `models/COCO.res50.256x192.CPN/network.py`): GlobalNet's L2 against each level's Gaussian target over visible
 //! landmarks, averaged over the four levels and halved; RefineNet's per-landmark L2 with
 //! online hard keypoint mining — per sample only the largest losses count.
 

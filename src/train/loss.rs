@@ -1,4 +1,5 @@
-//! CenterNet multi-pose losses (FACTS §1.6; `src/lib/models/losses.py`, `trains/multi_pose.py`):
+//! CenterNet multi-pose losses (xingyizhou/CenterNet, `src/lib/models/losses.py`,
+//! `src/lib/trains/multi_pose.py`):
 //!
 //! - modified focal loss (CornerNet) on `hm` and `hm_hp`, sigmoid clamped to [1e-4, 1 − 1e-4]:
 //!   `L = −[Σ_pos log(p)(1−p)² + Σ_neg log(1−p)·p²·(1−gt)⁴] / max(num_pos, 1)` (with no

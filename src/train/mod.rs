@@ -14,7 +14,8 @@ pub mod trainer;
 
 pub use amp::{AmpConfig, LossScale};
 pub use config::{
-    BestMetric, OptimizerConfig, Selection, TrainConfig, TrainOverrides, TrainPlan, Validation,
+    BestMetric, MemoryEstimate, OptimizerConfig, Selection, TrainConfig, TrainOverrides,
+    TrainPlan, Validation,
     parse_lr_steps, scaled_lr,
 };
 pub use loss::{LossParts, LossWeights, loss_terms};

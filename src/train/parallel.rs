@@ -4,8 +4,8 @@
 //! gradients go to [`ModuleOptimizer::step_multi`](burn::optim::ModuleOptimizer::step_multi), which sums them on one device per
 //! parameter and updates it there.
 //!
-//! The arithmetic is CenterNet's `DataParallel` (FACTS: `trains/base_trainer.py` averages the
-//! per-GPU losses): every shard computes CenterNet's loss on its own images (focal-loss and L1
+//! The arithmetic is CenterNet's `DataParallel` (xingyizhou/CenterNet,
+//! `src/lib/trains/base_trainer.py`, averages the per-GPU losses): every shard computes CenterNet's loss on its own images (focal-loss and L1
 //! normalisers per shard) and BatchNorm normalises with the shard's own statistics. The shard
 //! losses are weighted by their share of the batch, so equal shards give CenterNet's mean.
 //! BatchNorm's running statistics stay one value: every worker thread records its update and

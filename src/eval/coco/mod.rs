@@ -2,7 +2,8 @@
 //! (`evaluate`, `accumulate`, `summarize`) and `COCO.loadRes` number for number, with the
 //! DeepFashion2 evaluator's only change (a 294-entry OKS sigma vector) as a parameter.
 //!
-//! The rules reproduced (facts from pycocotools 2.0 `cocoeval.py`/`coco.py` and FACTS §2.4):
+//! The rules reproduced (pycocotools 2.0 `cocoeval.py`/`coco.py`, and DeepFashion2's copy of it,
+//! `deepfashion2_api/PythonAPI/pycocotools/cocoeval.py`):
 //! - `loadRes`: results get ids `1..=N` in file order. If the *first* result has a non-empty
 //!   `bbox`, every result's `area` is `w·h`; otherwise (keypoints) the box and area come from the
 //!   min/max of all predicted x and y, zeros included.
