@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a lent GPU machine needs for issue 12's measurements. Its image has no Rust
 # toolchain, so everything is built here: the `deepmark` binary and the train/forward bench
-# binaries, all with the `vulkan` feature and the SPIR-V fix (README, "The SPIR-V fix"). They
+# binaries, all with the `vulkan` feature and the SPIR-V fix (docs/install.md, "The SPIR-V fix"). They
 # are stripped and xz-compressed into gpu/. The Vulkan loader's Debian packages go into .gl/,
 # as the device tool's README prescribes. Both folders are in .gitignore and are meant for the
 # device tool's `carry`. Then, on the device: `bash scripts/gpu_run.sh <step>`.

@@ -489,11 +489,20 @@ where
         model.save_into(&mut store).map_err(|e| {
             // Burn's message names the temporary files it writes through (ours, and its own
             // beside it); the user asked for `path`.
-            let tmp = Regex::new(&format!(r"{}[^'\s]*", regex::escape(&tmp.to_string_lossy())))
-                .map(|re| re.replace_all(&e.to_string(), &*path.to_string_lossy()).into_owned());
+            let tmp = Regex::new(&format!(
+                r"{}[^'\s]*",
+                regex::escape(&tmp.to_string_lossy())
+            ))
+            .map(|re| {
+                re.replace_all(&e.to_string(), &*path.to_string_lossy())
+                    .into_owned()
+            });
             Error::file(
                 path,
-                format!("cannot write weights: {}", tmp.unwrap_or_else(|_| e.to_string())),
+                format!(
+                    "cannot write weights: {}",
+                    tmp.unwrap_or_else(|_| e.to_string())
+                ),
             )
         })
     })?;

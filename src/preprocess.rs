@@ -113,31 +113,60 @@ pub fn fix_res_transform(width: u32, height: u32, input: usize) -> Affine {
 }
 
 /// Bilinear warp of an RGB image by `m` (image → output coordinates) into `out_w × out_h`,
-/// black outside the source, rounded to 8 bits.
+/// black outside the source, as `cv2.warpAffine(img, m, (out_w, out_h),
+/// flags=cv2.INTER_LINEAR)` computes it in OpenCV 4.11 and later (`BORDER_CONSTANT`, value 0),
+/// the version the reference scripts here use: the map is inverted in `f64`
+/// (`invertAffineTransform`), then each output pixel's source position, the bilinear fractions
+/// and the two-step interpolation `v₀ = p₀₀ + α(p₀₁ − p₀₀)`, `v₁ = p₁₀ + α(p₁₁ − p₁₀)`,
+/// `v = v₀ + β(v₁ − v₀)` are `f32`, rounded half to even to 8 bits. A neighbour outside the
+/// image counts as 0; a pixel whose four neighbours are all outside is 0.
+/// `tests/preprocess.rs` holds it to OpenCV 5.0's output pixel for pixel. OpenCV 4.10 and
+/// earlier interpolate 8-bit images in fixed point (1/32 pixel, 15-bit weights), so their
+/// pixels can differ from these by a grey level or two.
 pub fn warp_affine(img: &RgbImage, m: &Affine, out_w: u32, out_h: u32) -> RgbImage {
-    let inv = m.inverse();
+    let inv = opencv_inverse(m);
+    let mf: [[f32; 3]; 2] = [inv[0].map(|v| v as f32), inv[1].map(|v| v as f32)];
     let (w, h) = (img.width() as i64, img.height() as i64);
     let src = img.as_raw();
     let mut out = RgbImage::new(out_w, out_h);
-    let px = |x: i64, y: i64, c: usize| -> f64 {
+    let at = |x: i64, y: i64, c: usize| -> f32 {
         if x < 0 || y < 0 || x >= w || y >= h {
             0.0
         } else {
-            src[((y * w + x) * 3) as usize + c] as f64
+            src[((y * w + x) * 3) as usize + c] as f32
         }
     };
     for (x, y, p) in out.enumerate_pixels_mut() {
-        let [sx, sy] = inv.apply([x as f64, y as f64]);
+        let (xf, yf) = (x as f32, y as f32);
+        let sx = mf[0][0] * xf + mf[0][1] * yf + mf[0][2];
+        let sy = mf[1][0] * xf + mf[1][1] * yf + mf[1][2];
         let (x0, y0) = (sx.floor(), sy.floor());
-        let (fx, fy) = (sx - x0, sy - y0);
+        let (alpha, beta) = (sx - x0, sy - y0);
         let (x0, y0) = (x0 as i64, y0 as i64);
+        if x0 >= w || y0 >= h || x0 + 1 < 0 || y0 + 1 < 0 {
+            continue; // all four neighbours outside: the border value, 0
+        }
         for c in 0..3 {
-            let v = (1.0 - fy) * ((1.0 - fx) * px(x0, y0, c) + fx * px(x0 + 1, y0, c))
-                + fy * ((1.0 - fx) * px(x0, y0 + 1, c) + fx * px(x0 + 1, y0 + 1, c));
-            p.0[c] = v.round().clamp(0.0, 255.0) as u8;
+            let (p00, p01) = (at(x0, y0, c), at(x0 + 1, y0, c));
+            let (p10, p11) = (at(x0, y0 + 1, c), at(x0 + 1, y0 + 1, c));
+            let v0 = p00 + alpha * (p01 - p00);
+            let v1 = p10 + alpha * (p11 - p10);
+            let v = v0 + beta * (v1 - v0);
+            p.0[c] = v.round_ties_even().clamp(0.0, 255.0) as u8;
         }
     }
     out
+}
+
+/// OpenCV's `invertAffineTransform`, in its order of operations.
+fn opencv_inverse(m: &Affine) -> [[f64; 3]; 2] {
+    let m = &m.0;
+    let d = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+    let d = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (a11, a22, a12, a21) = (m[1][1] * d, m[0][0] * d, -m[0][1] * d, -m[1][0] * d);
+    let b1 = -a11 * m[0][2] - a12 * m[1][2];
+    let b2 = -a21 * m[0][2] - a22 * m[1][2];
+    [[a11, a12, b1], [a21, a22, b2]]
 }
 
 /// `(B, G, R)/255` normalised with CenterNet's mean/std, as a CHW `Vec` (channel 0 = blue).

@@ -323,9 +323,14 @@ fn bad_ground_truth_names_the_file_and_field() {
     let text = std::fs::read_to_string(dir.join("test_coco.json")).unwrap();
     let real: Value = serde_json::from_str(&text).unwrap();
     let tmp = common::tempdir("eval-bad-gt");
-    let edits: [(&str, fn(&mut Value)); 4] = [
-        ("category_id", |v| v["annotations"][2]["category_id"] = 0.into()),
-        ("category_id", |v| v["annotations"][0]["category_id"] = 14.into()),
+    type Edit = fn(&mut Value);
+    let edits: [(&str, Edit); 4] = [
+        ("category_id", |v| {
+            v["annotations"][2]["category_id"] = 0.into()
+        }),
+        ("category_id", |v| {
+            v["annotations"][0]["category_id"] = 14.into()
+        }),
         ("id", |v| {
             let first = v["images"][0].clone();
             v["images"].as_array_mut().unwrap().push(first);

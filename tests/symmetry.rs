@@ -4,7 +4,7 @@
 //! (NE and AP_pt improve). The same refinement on the untouched ground truth shows what it costs
 //! where nothing is wrong (real garments are not exactly symmetric), with the paper's rule (both
 //! endpoints move) and with ours (only a clearly less confident one). The numbers are printed
-//! (`cargo test --release --workspace --features deepmark/cli --test symmetry -- --nocapture`) and recorded in README.
+//! (`cargo test --release --test symmetry -- --nocapture`) and recorded in `docs/inference.md`.
 
 use deepmark::codec::symmetry::refine_symmetric;
 use deepmark::codec::{Detection, SymmetryConfig};

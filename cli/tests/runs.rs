@@ -460,7 +460,13 @@ fn training_refuses_a_set_whose_images_are_mostly_unusable() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(saved(&run).max_unusable, 0.75);
     // A fraction outside [0, 1] is refused.
-    let o = train(&json, &images, &dir.join("r2"), "1", &["--max-unusable", "1.5"]);
+    let o = train(
+        &json,
+        &images,
+        &dir.join("r2"),
+        "1",
+        &["--max-unusable", "1.5"],
+    );
     assert!(stderr(&o).contains("max_unusable is 1.5"), "{}", stderr(&o));
 }
 
@@ -590,6 +596,17 @@ fn numeric_flags_have_the_limits_of_their_config_twins() {
         ),
         (&["--lr=-1"][..], "learning rate -1"),
         (&["--lr", "NaN"][..], "learning rate NaN"),
+        // Within the limits one by one, beyond any machine together (about 9 TiB): refused
+        // with the estimate, before anything is allocated.
+        (
+            &["--batch", "1024", "--input-size", "4096"][..],
+            "this run needs an estimated",
+        ),
+        (
+            &["--input-size", "512", "--batch", "32", "--max-memory", "1"][..],
+            "more than --max-memory 1 GiB: lower --batch or --input-size",
+        ),
+        (&["--max-memory=-1"][..], "--max-memory -1: give GiB"),
     ] {
         let mut args = vec![
             "train",

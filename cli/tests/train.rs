@@ -33,6 +33,7 @@ fn config(data: PathBuf, images: PathBuf, epochs: usize, batch: usize) -> TrainC
         shards: 1,
         amp: Default::default(),
         selection: Default::default(),
+        max_unusable: 0.5,
         limits: Default::default(),
     }
 }

@@ -169,8 +169,6 @@ impl Selection {
 /// The process, its libraries and the data loader's queue, without the network (measured:
 /// about 90 MB resident for res18-slim at 64 × 64).
 const PROCESS_BYTES: f64 = 150e6;
-const DLA34_PER_PIXEL: f64 = 0.0;
-const HOURGLASS_PER_PIXEL: f64 = 0.0;
 
 /// [`TrainConfig::estimated_memory`]: bytes at a training step's peak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,21 +418,26 @@ impl TrainConfig {
 
     /// An estimate of the memory a training step takes at its peak on a CPU backend (flex),
     /// made from the configuration alone: the process and the loader, the weights with their
-    /// gradients and Adam's two moments (16 bytes per parameter), and per image of the batch
+    /// gradients and Adam's two moments (16 bytes per parameter of
+    /// [`CenterNetConfig::estimated_params`]), and per image of the batch
     /// the activations kept for the backward pass, which grow with the input's area (halved in
-    /// f16 and bf16). The per-pixel costs were measured as the peak resident memory of `train`
-    /// at 512 × 512 with batches of 2 and 4 (`benches/RESULTS.md`, "Training memory"); a
-    /// backbone that is none of the named architectures takes its family's largest. GPU
-    /// backends keep about the same activations in device memory.
+    /// f16 and bf16). The per-pixel costs come from the peak resident memory of one-step
+    /// `train` runs at 512 × 512 (`benches/RESULTS.md`, "Training memory per architecture"):
+    /// the estimate meets the batch-4 peak and lies within 0.93–1.55× of the batch-1 and
+    /// batch-2 peaks. A backbone that is none of the named architectures takes its family's
+    /// largest. GPU backends keep about the same activations in device memory.
     pub fn estimated_memory(&self) -> Result<MemoryEstimate> {
-        // Bytes per input pixel per image, f32, measured (see above).
+        // Bytes per input pixel per image, f32: what a one-step run of batch 4 at 512 × 512
+        // measured beyond the fixed part (see above). DLA-34 is taken as mDLA-34 (the same
+        // network with deformable convolutions in the up-sampling path; a DCN training step at
+        // 512 takes over 15 minutes on the measuring CPU, so it was not measured).
         const PER_PIXEL: [(Arch, f64); 6] = [
-            (Arch::Res18Slim, 567.0),
-            (Arch::Res18, 1052.0),
-            (Arch::Res50, 2602.0),
-            (Arch::Mdla34, 2488.0),
-            (Arch::Dla34, DLA34_PER_PIXEL),
-            (Arch::Hourglass104, HOURGLASS_PER_PIXEL),
+            (Arch::Res18Slim, 505.0),
+            (Arch::Res18, 1067.0),
+            (Arch::Res50, 2433.0),
+            (Arch::Mdla34, 2490.0),
+            (Arch::Dla34, 2490.0),
+            (Arch::Hourglass104, 3828.0),
         ];
         let params = self.model.estimated_params()?;
         let family = |a: &Arch| {
@@ -452,9 +455,8 @@ impl TrainConfig {
                 .fold(0.0, f64::max),
         };
         let half = matches!(self.amp.precision, Precision::F16 | Precision::Bf16);
-        let per_image = per_pixel
-            * (self.input_size() as f64).powi(2)
-            * if half { 0.5 } else { 1.0 };
+        let per_image =
+            per_pixel * (self.input_size() as f64).powi(2) * if half { 0.5 } else { 1.0 };
         Ok(MemoryEstimate {
             fixed: (PROCESS_BYTES + 16.0 * params) as u64,
             per_image: per_image as u64,

@@ -14,9 +14,8 @@ pub mod trainer;
 
 pub use amp::{AmpConfig, LossScale};
 pub use config::{
-    BestMetric, MemoryEstimate, OptimizerConfig, Selection, TrainConfig, TrainOverrides,
-    TrainPlan, Validation,
-    parse_lr_steps, scaled_lr,
+    BestMetric, MemoryEstimate, OptimizerConfig, Selection, TrainConfig, TrainOverrides, TrainPlan,
+    Validation, parse_lr_steps, scaled_lr,
 };
 pub use loss::{LossParts, LossWeights, loss_terms};
 pub use run_dir::{BestEpoch, EpochRow, RunDir, RunLock, RunStart, TrainState, read_metrics};

@@ -245,7 +245,8 @@ fn open_dataset(cfg: &TrainConfig, on_event: &mut dyn FnMut(&Event)) -> Result<A
         )));
     }
     let listed = dataset.samples().len() + report.unusable_images;
-    if report.unusable_images > 0 && report.unusable_images as f64 > cfg.max_unusable * listed as f64
+    if report.unusable_images > 0
+        && report.unusable_images as f64 > cfg.max_unusable * listed as f64
     {
         let first = report
             .skipped

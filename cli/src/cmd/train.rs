@@ -133,6 +133,11 @@ pub struct TrainArgs {
     /// refuses to start [default: 0.5]. May change on --resume.
     #[arg(long, value_name = "FRACTION")]
     pub max_unusable: Option<f64>,
+    /// Refuse to start when the run's estimated peak memory (weights, Adam's state, and the
+    /// activations of a batch at the input size) is above this many GiB; 0 = no check
+    /// [default: this machine's memory on flex/ndarray; no check on wgpu/vulkan].
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
     /// Every training option from a file in the format the run's `train.json` is saved in
     /// (re-run a run from its own `train.json`); flags given as well override the file's values.
     #[arg(long, conflicts_with = "resume")]
@@ -308,6 +313,58 @@ fn resume_plan(a: &TrainArgs) -> Result<TrainPlan> {
     })
 }
 
+/// Refuses a run whose estimated peak memory (`TrainConfig::estimated_memory`) is over
+/// `--max-memory`: by default, on the CPU backends, this machine's memory (the smaller of
+/// `/proc/meminfo`'s total and the control group's limit); on the GPU backends only when given
+/// (per device, for the device's share of the batch). Checked before anything is allocated.
+fn check_memory(a: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let gpu = matches!(a.backend, BackendKind::Wgpu | BackendKind::Vulkan);
+    let (limit, what) = match a.max_memory {
+        Some(g) if !g.is_finite() || g < 0.0 => {
+            bail!("--max-memory {g}: give GiB as a number ≥ 0 (0: no check)")
+        }
+        Some(0.0) => return Ok(()),
+        Some(g) => ((g * GIB) as u64, format!("--max-memory {g} GiB")),
+        None if gpu => return Ok(()),
+        None => match machine_memory() {
+            Some(m) => (m, format!("this machine's {:.1} GiB", m as f64 / GIB)),
+            None => return Ok(()),
+        },
+    };
+    cfg.check()?;
+    let mut estimate = cfg.estimated_memory()?;
+    if gpu {
+        estimate.batch = cfg.batch.div_ceil(cfg.shards.max(1));
+    }
+    if estimate.total() > limit {
+        bail!(
+            "this run needs an estimated {estimate} at {} × {}, more than {what}: lower --batch \
+             or --input-size, or set --max-memory (GiB; 0: no check)",
+            cfg.input_size(),
+            cfg.input_size()
+        );
+    }
+    Ok(())
+}
+
+/// Physical memory, or the control group's limit when lower (Linux); `None` elsewhere.
+fn machine_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let total_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(total_kb * 1024, |c| c.min(total_kb * 1024)))
+}
+
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.devices == Some(0) {
         bail!("--devices must be at least 1");
@@ -323,6 +380,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.overrides()?.plan()
     };
     plan.config.limits = *crate::cmd::limits();
+    check_memory(&a, &plan.config)?;
     let run_dir = RunDir::new(&plan.out);
     if !a.resume && !a.overwrite && run_dir.holds_run() && !run_dir.owns(&plan.config.data) {
         bail!(

@@ -174,7 +174,8 @@ fn raw_json(p: &Path) -> Result<()> {
     )
 }
 
-/// The ground truth results are checked against: three images, a DeepFashion2 category.
+/// The ground truth results are checked against: three images, DeepFashion2's 13 categories
+/// (results of other categories are refused), one garment.
 fn fuzz_gt() -> &'static GroundTruth {
     static GT: OnceLock<GroundTruth> = OnceLock::new();
     GT.get_or_init(|| {
@@ -184,10 +185,13 @@ fn fuzz_gt() -> &'static GroundTruth {
         let kps: Vec<f64> = (0..294 * 3)
             .map(|i| if i % 3 == 2 { 2.0 } else { 50.0 })
             .collect();
+        let categories: Vec<serde_json::Value> = (1..=13)
+            .map(|id| serde_json::json!({"id": id, "name": "garment", "keypoints": vec!["k"; 294]}))
+            .collect();
         let gt = serde_json::json!({
             "images": [{"id": 1, "width": 100, "height": 80}, {"id": 2, "width": 100, "height": 80},
                        {"id": 3, "width": 100, "height": 80}],
-            "categories": [{"id": 1, "name": "short_sleeved_shirt", "keypoints": vec!["k"; 294]}],
+            "categories": categories,
             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 50, 40],
                              "area": 2000, "iscrowd": 0, "keypoints": kps, "num_keypoints": 294}]
         });
