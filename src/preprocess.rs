@@ -71,7 +71,10 @@ impl Affine {
 
 /// CenterNet's `get_affine_transform(center, scale, rot, output_size)`: maps a square of side
 /// `scale` (width; CenterNet uses `scale[0]` for both axes) centred on `center`, rotated by
-/// `rot_deg`, onto an `output_size = [w, h]` image. `inv` returns the inverse map.
+/// `rot_deg`, onto an `output_size = [w, h]` image. `inv` returns the inverse map. As in
+/// CenterNet (`src/lib/utils/image.py`), the three point pairs are `float32` arrays: the
+/// second source point is computed in `f64` and stored as `f32`, the third ones in `f32`; the
+/// map is then solved from them in `f64` (`cv2.getAffineTransform`).
 pub fn get_affine_transform(
     center: [f64; 2],
     scale: f64,
@@ -86,17 +89,22 @@ pub fn get_affine_transform(
         let p = [0.0, -0.5 * scale];
         [p[0] * cs - p[1] * sn, p[0] * sn + p[1] * cs]
     };
-    let dst_dir = [0.0, -0.5 * dst_w];
-    let third = |a: [f64; 2], b: [f64; 2]| {
+    let dst_dir = [0.0f32, (-0.5 * dst_w) as f32];
+    // `get_3rd_point`: the point a quarter turn from `a` about `b`, in f32.
+    let third = |a: [f32; 2], b: [f32; 2]| {
         let d = [a[0] - b[0], a[1] - b[1]];
         [b[0] - d[1], b[1] + d[0]]
     };
-    let s0 = center;
-    let s1 = [center[0] + src_dir[0], center[1] + src_dir[1]];
-    let d0 = [dst_w * 0.5, dst_h * 0.5];
+    let s0 = center.map(|v| v as f32);
+    let s1 = [
+        (f64::from(s0[0]) + src_dir[0]) as f32,
+        (f64::from(s0[1]) + src_dir[1]) as f32,
+    ];
+    let d0 = [(dst_w * 0.5) as f32, (dst_h * 0.5) as f32];
     let d1 = [d0[0] + dst_dir[0], d0[1] + dst_dir[1]];
-    let src = [s0, s1, third(s0, s1)];
-    let dst = [d0, d1, third(d0, d1)];
+    let wide = |p: [f32; 2]| p.map(f64::from);
+    let src = [s0, s1, third(s0, s1)].map(wide);
+    let dst = [d0, d1, third(d0, d1)].map(wide);
     if inv {
         Affine::from_points(dst, src)
     } else {

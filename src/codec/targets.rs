@@ -56,6 +56,41 @@ pub fn objects_from_items(items: &[Item], grouping: &Grouping) -> Vec<TargetObje
         .collect()
 }
 
+/// A garment on the output map, as CenterNet's `MultiPoseDataset`
+/// (`src/lib/datasets/sample/multi_pose.py`) computes it for the targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputGarment {
+    /// DeepFashion2 category id (1–13).
+    pub category_id: usize,
+    /// `[x1, y1, x2, y2]`, not clipped.
+    pub corners: [f32; 4],
+    /// The 294 landmarks `[x, y, v]` (labelled ones moved to the output map).
+    pub keypoints: Vec<[f32; 3]>,
+}
+
+/// The target objects of garments already on the output map (CenterNet's rule, as
+/// `data::augment::output_garment` computes them): corners as they are, labelled landmarks
+/// moved to their groups. Items of an unknown category are left out.
+pub fn objects_from_output(garments: &[OutputGarment], grouping: &Grouping) -> Vec<TargetObject> {
+    garments
+        .iter()
+        .filter_map(|g| {
+            let cat = category(g.category_id)?;
+            let landmarks = grouping
+                .encode(cat, &g.keypoints)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(g, p)| p.filter(|p| p[2] > 0.0).map(|p| (g, [p[0], p[1]])))
+                .collect();
+            Some(TargetObject {
+                class: g.category_id - 1,
+                bbox: g.corners,
+                landmarks,
+            })
+        })
+        .collect()
+}
+
 impl TargetObject {
     /// The garment this object encodes, back in network-input pixels (landmarks "visible").
     pub fn to_item(&self, grouping: &Grouping) -> Option<Item> {

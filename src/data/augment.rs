@@ -15,6 +15,8 @@ use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::codec::STRIDE;
+use crate::codec::targets::OutputGarment;
 use crate::garment::Item;
 use crate::garment::taxonomy::flip_permutation;
 use crate::preprocess::{Affine, get_affine_transform, warp_affine};
@@ -93,6 +95,57 @@ pub struct Augmented {
     pub flipped: bool,
     /// Colour jitter factors applied to the normalised image (see [`color_aug`]).
     pub color: Option<ColorJitter>,
+    /// The garments on the output map (input / [`STRIDE`]), computed as CenterNet computes the
+    /// training targets' boxes and landmarks ([`output_garment`]).
+    pub output: Vec<OutputGarment>,
+}
+
+/// CenterNet's box and landmark rule for the targets: the box's corners `[x, y, x + w, y + h]`
+/// in `f32`, mirrored as `width − x − 1` when `flipped` (landmarks too, with their flip
+/// partners swapped), then each corner and each labelled landmark mapped by the image → output
+/// transform in `f64` and stored as `f32`. The width and height come later from the clipped
+/// corners, so the Gaussian's radius is rounded from them (not from a width carried through
+/// another transform).
+pub fn output_garment(
+    item: &Item,
+    image_width: u32,
+    flipped: bool,
+    to_output: &Affine,
+) -> OutputGarment {
+    // `_coco_box_to_bbox`: the sums in f64 (JSON numbers), the corners stored as f32.
+    let b = item.bbox.map(f64::from);
+    let mut corners = [b[0], b[1], b[0] + b[2], b[1] + b[3]].map(|v| v as f32);
+    let mut keypoints = item.keypoints.clone();
+    let w = image_width as f32;
+    if flipped {
+        corners = [
+            w - corners[2] - 1.0,
+            corners[1],
+            w - corners[0] - 1.0,
+            corners[3],
+        ];
+        let perm = flip_permutation();
+        keypoints = (0..keypoints.len())
+            .map(|g| {
+                let k = item.keypoints[perm[g]];
+                [w - k[0] - 1.0, k[1], k[2]]
+            })
+            .collect();
+    }
+    let map = |x: f32, y: f32| {
+        let p = to_output.apply([f64::from(x), f64::from(y)]);
+        [p[0] as f32, p[1] as f32]
+    };
+    let (p1, p2) = (map(corners[0], corners[1]), map(corners[2], corners[3]));
+    for k in keypoints.iter_mut().filter(|k| k[2] > 0.0) {
+        let p = map(k[0], k[1]);
+        (k[0], k[1]) = (p[0], p[1]);
+    }
+    OutputGarment {
+        category_id: item.category_id,
+        corners: [p1[0], p1[1], p2[0], p2[1]],
+        keypoints,
+    }
 }
 
 /// Random factors of one colour augmentation.
@@ -135,6 +188,12 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
     };
     let n = cfg.input_size;
     let transform = get_affine_transform(c, s, 0.0, [n, n], false);
+    let out = n / STRIDE;
+    let to_output = get_affine_transform(c, s, 0.0, [out, out], false);
+    let output = items
+        .iter()
+        .map(|it| output_garment(it, w, flipped, &to_output))
+        .collect();
     let image = warp_affine(&source, &transform, n as u32, n as u32);
     let perm = flip_permutation();
     let items = items
@@ -191,6 +250,7 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
         transform,
         flipped,
         color,
+        output,
     }
 }
 

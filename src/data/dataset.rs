@@ -16,7 +16,7 @@ use super::augment::{AugmentConfig, augment, color_aug};
 use super::deepfashion2::{Sample, SkipReport, load_coco};
 use crate::codec::STRIDE;
 use crate::codec::grouping::Grouping;
-use crate::codec::targets::{Targets, objects_from_items};
+use crate::codec::targets::{Targets, objects_from_output};
 use crate::error::DataError;
 use crate::io::Limits;
 use crate::preprocess::{bgr_unit, normalize_hwc};
@@ -190,7 +190,8 @@ impl Df2Dataset {
             color_aug(&mut hwc, j);
         }
         let input = normalize_hwc(&hwc);
-        let objects = objects_from_items(&aug.items, &self.cfg.grouping);
+        // Boxes and landmarks on the output map as CenterNet's `MultiPoseDataset` computes them.
+        let objects = objects_from_output(&aug.output, &self.cfg.grouping);
         let out = n / STRIDE;
         let targets = Targets::encode(
             &objects,
