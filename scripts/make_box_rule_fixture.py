@@ -14,62 +14,19 @@ import json
 import math
 import os
 
+import sys
+
 import cv2
 import numpy as np
 
-HERE = os.path.dirname(__file__)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from centernet_rules import affine_transform, gaussian_radius, get_affine_transform  # noqa: E402
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "targets", "box_rule.json")
 # Flip pairs of category 1 (short sleeved shirt), 1-based local landmarks (DeepFashion2's layout).
 FLIP_1 = [(2, 6), (3, 5), (7, 25), (8, 24), (9, 23), (10, 22), (11, 21), (12, 20), (13, 19),
           (14, 18), (15, 17)]
 NUM = 25
-
-
-def get_dir(src_point, rot_rad):
-    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
-    return [src_point[0] * cs - src_point[1] * sn, src_point[0] * sn + src_point[1] * cs]
-
-
-def get_3rd_point(a, b):
-    direct = a - b
-    return b + np.array([-direct[1], direct[0]], dtype=np.float32)
-
-
-def get_affine_transform(center, scale, rot, output_size):
-    src_w = scale
-    dst_w, dst_h = output_size
-    src_dir = get_dir([0, src_w * -0.5], np.pi * rot / 180)
-    dst_dir = np.array([0, dst_w * -0.5], np.float32)
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    src[0, :] = center
-    src[1, :] = center + src_dir
-    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5], np.float32) + dst_dir
-    src[2:, :] = get_3rd_point(src[0, :], src[1, :])
-    dst[2:, :] = get_3rd_point(dst[0, :], dst[1, :])
-    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
-
-
-def affine_transform(pt, t):
-    new_pt = np.array([pt[0], pt[1], 1.], dtype=np.float32).T
-    new_pt = np.dot(t, new_pt)
-    return new_pt[:2]
-
-
-def gaussian_radius(det_size, min_overlap=0.7):
-    height, width = det_size
-    b1 = height + width
-    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + np.sqrt(b1 ** 2 - 4 * c1)) / 2
-    b2 = 2 * (height + width)
-    c2 = (1 - min_overlap) * width * height
-    r2 = (b2 + np.sqrt(b2 ** 2 - 4 * 4 * c2)) / 2
-    a3 = 4 * min_overlap
-    b3 = -2 * min_overlap * (height + width)
-    c3 = (min_overlap - 1) * width * height
-    r3 = (b3 + np.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
-    return min(r1, r2, r3)
 
 
 def targets(width, box, keypoints, c, s, flipped, input_res):

@@ -36,24 +36,22 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The text outside fenced code blocks, with inline code blanked (links inside code are not
-/// links).
-fn prose(text: &str) -> String {
+/// The text outside fenced code blocks; with `blank_code`, inline code blanked too (links
+/// inside code are not links, but a heading's anchor keeps its code spans' text).
+fn prose(text: &str, blank_code: bool) -> String {
     let mut out = String::new();
     let mut fenced = false;
     for line in text.lines() {
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
-            out.push('\n');
-            continue;
-        }
-        if !fenced {
+        } else if !fenced {
             let mut code = false;
             for c in line.chars() {
                 if c == '`' {
                     code = !code;
                 }
-                out.push(if code || c == '`' { ' ' } else { c });
+                let hidden = blank_code && (code || c == '`');
+                out.push(if hidden { ' ' } else { c });
             }
         }
         out.push('\n');
@@ -78,31 +76,16 @@ fn slug(heading: &str) -> String {
 
 /// The anchors of a document's headings (outside code blocks).
 fn anchors(text: &str) -> BTreeSet<String> {
-    prose_keep_code(text)
+    prose(text, false)
         .lines()
         .filter(|l| l.starts_with('#'))
         .map(|l| slug(l.trim_start_matches('#')))
         .collect()
 }
 
-/// Like [`prose`], but inline code kept (headings keep their code spans' text in anchors).
-fn prose_keep_code(text: &str) -> String {
-    let mut out = String::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-        } else if !fenced {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
-}
-
 /// Link targets `[text](target)` of a document's prose.
 fn links(text: &str) -> Vec<String> {
-    let p = prose(text);
+    let p = prose(text, true);
     let mut out = Vec::new();
     let mut rest = p.as_str();
     while let Some(i) = rest.find("](") {

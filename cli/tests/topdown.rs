@@ -621,8 +621,8 @@ fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
         cfg.optimizer.lr = 2e-3;
         cfg.augment = RefineAugment::NONE;
         cfg.amp = AmpConfig::new(precision);
-        // One loader thread: batches in a fixed order, so the run is the same every time (with
-        // two, the order the threads finish in varied the f16 run's epoch means).
+        // One loader thread: batches in a fixed order (with two, the order the threads finish in
+        // varied the f16 run's epoch means too).
         cfg.workers = 1;
         let mut losses = Vec::new();
         train_model_set(
@@ -660,8 +660,12 @@ fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
         "bf16 loss {first} → {last}: {bf16_run:?}"
     );
     let f32_last = f32_run[5].0;
+    // CPN training on flex is not reproducible run to run (with one loader thread too): over
+    // twelve runs of this test (2026-12-05) the f32 run ended between 0.0315 and 0.0420, 33 %
+    // apart, and bf16 between 0.0324 and 0.0408. The bound leaves room for that spread; a bf16
+    // run that does not learn fails the fall above.
     assert!(
-        (last - f32_last).abs() < 0.2 * f32_last,
+        (last - f32_last).abs() < 0.35 * f32_last,
         "bf16 ends at {last}, f32 at {f32_last}: {bf16_run:?} vs {f32_run:?}"
     );
     assert!(

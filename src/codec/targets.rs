@@ -33,27 +33,22 @@ pub struct TargetObject {
 /// out (the readers reject them before this point).
 pub fn objects_from_items(items: &[Item], grouping: &Grouping) -> Vec<TargetObject> {
     let scale = 1.0 / STRIDE as f32;
-    items
+    let garments: Vec<OutputGarment> = items
         .iter()
-        .filter_map(|it| {
-            let cat = category(it.category_id)?;
-            let landmarks = grouping
-                .encode(cat, &it.keypoints)
-                .into_iter()
-                .enumerate()
-                .filter_map(|(g, p)| {
-                    p.filter(|p| p[2] > 0.0)
-                        .map(|p| (g, [p[0] * scale, p[1] * scale]))
-                })
-                .collect();
+        .map(|it| {
             let [x, y, w, h] = it.bbox.map(|v| v * scale);
-            Some(TargetObject {
-                class: it.category_id - 1,
-                bbox: [x, y, x + w, y + h],
-                landmarks,
-            })
+            OutputGarment {
+                category_id: it.category_id,
+                corners: [x, y, x + w, y + h],
+                keypoints: it
+                    .keypoints
+                    .iter()
+                    .map(|k| [k[0] * scale, k[1] * scale, k[2]])
+                    .collect(),
+            }
         })
-        .collect()
+        .collect();
+    objects_from_output(&garments, grouping)
 }
 
 /// A garment on the output map, as CenterNet's `MultiPoseDataset`
