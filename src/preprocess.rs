@@ -29,15 +29,17 @@ impl Affine {
         ]
     }
 
-    /// The inverse transform.
+    /// The inverse transform, in the order of operations of OpenCV's `invertAffineTransform`
+    /// (the cofactors times the reciprocal of the determinant; all zero for a singular map), so
+    /// that [`warp_affine`] steps through the same source positions as `cv2.warpAffine`.
     pub fn inverse(&self) -> Affine {
         let m = &self.0;
-        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
-        let (a, b, c, d) = (m[1][1] / det, -m[0][1] / det, -m[1][0] / det, m[0][0] / det);
-        Affine([
-            [a, b, -(a * m[0][2] + b * m[1][2])],
-            [c, d, -(c * m[0][2] + d * m[1][2])],
-        ])
+        let d = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        let d = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (a11, a22, a12, a21) = (m[1][1] * d, m[0][0] * d, -m[0][1] * d, -m[1][0] * d);
+        let b1 = -a11 * m[0][2] - a12 * m[1][2];
+        let b2 = -a21 * m[0][2] - a22 * m[1][2];
+        Affine([[a11, a12, b1], [a21, a22, b2]])
     }
 
     /// The affine that maps the three `src` points onto the three `dst` points
@@ -127,8 +129,7 @@ pub fn fix_res_transform(width: u32, height: u32, input: usize) -> Affine {
 /// (`BORDER_CONSTANT`, value 0). From OpenCV's `modules/imgproc/src/imgwarp.cpp`
 /// (`WarpAffineInvoker`, `remapBilinear`, `initInterTab2D`):
 ///
-/// * the map is inverted in `f64` (`invertAffineTransform`: the cofactors times the
-///   reciprocal of the determinant);
+/// * the map is inverted in `f64` as `invertAffineTransform` does ([`Affine::inverse`]);
 /// * an output pixel's source position is fixed point with 10 fractional bits,
 ///   `round((M₀₁·y + M₀₂)·1024) + 16` per row plus `round(M₀₀·x·1024)` per column (rounding
 ///   half to even, as `cvRound`), then shifted to 5 fractional bits (1/32 pixel);
@@ -146,7 +147,7 @@ pub fn warp_affine(img: &RgbImage, m: &Affine, out_w: u32, out_h: u32) -> RgbIma
     const AB_BITS: i64 = 10;
     const AB_SCALE: f64 = (1 << AB_BITS) as f64;
     const ROUND_DELTA: i64 = (1 << AB_BITS) / TAB / 2;
-    let inv = opencv_inverse(m);
+    let inv = m.inverse().0;
     let weights = bilinear_weights();
     let (w, h) = (img.width() as i64, img.height() as i64);
     let src = img.as_raw();
@@ -193,35 +194,27 @@ pub fn warp_affine(img: &RgbImage, m: &Affine, out_w: u32, out_h: u32) -> RgbIma
 /// OpenCV's bilinear weights for 8-bit images (`initInterTab2D` with `INTER_LINEAR`): for each
 /// of the 32 × 32 sub-pixel positions, the weights of the top-left, top-right, bottom-left and
 /// bottom-right neighbours in units of 1/32768: the `f32` products of the 1-D weights, rounded
-/// (`saturate_cast<short>`). Every row of this table sums to 32768, so OpenCV's correction of
-/// the sum never applies.
-fn bilinear_weights() -> Vec<[i32; 4]> {
-    const TAB: usize = 32;
-    let one_d = |k: usize| {
-        let f = k as f32 / TAB as f32;
-        [1.0 - f, f]
-    };
-    (0..TAB * TAB)
-        .map(|i| {
-            let (ty, tx) = (one_d(i / TAB), one_d(i % TAB));
-            let mut w = [0; 4];
-            for (k, wk) in w.iter_mut().enumerate() {
-                *wk = (f64::from(ty[k / 2] * tx[k % 2]) * 32768.0).round_ties_even() as i32;
-            }
-            w
-        })
-        .collect()
-}
-
-/// OpenCV's `invertAffineTransform`, in its order of operations.
-fn opencv_inverse(m: &Affine) -> [[f64; 3]; 2] {
-    let m = &m.0;
-    let d = m[0][0] * m[1][1] - m[0][1] * m[1][0];
-    let d = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let (a11, a22, a12, a21) = (m[1][1] * d, m[0][0] * d, -m[0][1] * d, -m[1][0] * d);
-    let b1 = -a11 * m[0][2] - a12 * m[1][2];
-    let b2 = -a21 * m[0][2] - a22 * m[1][2];
-    [[a11, a12, b1], [a21, a22, b2]]
+/// (`saturate_cast<short>`). Every row of this table sums to 32768 (a unit test checks it), so
+/// OpenCV's correction of the sum never applies. Made once per process.
+fn bilinear_weights() -> &'static [[i32; 4]] {
+    static TABLE: std::sync::OnceLock<Vec<[i32; 4]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        const TAB: usize = 32;
+        let one_d = |k: usize| {
+            let f = k as f32 / TAB as f32;
+            [1.0 - f, f]
+        };
+        (0..TAB * TAB)
+            .map(|i| {
+                let (ty, tx) = (one_d(i / TAB), one_d(i % TAB));
+                let mut w = [0; 4];
+                for (k, wk) in w.iter_mut().enumerate() {
+                    *wk = (f64::from(ty[k / 2] * tx[k % 2]) * 32768.0).round_ties_even() as i32;
+                }
+                w
+            })
+            .collect()
+    })
 }
 
 /// `(B, G, R)/255` normalised with CenterNet's mean/std, as a CHW `Vec` (channel 0 = blue).
@@ -298,6 +291,17 @@ pub fn prepare(img: &RgbImage, size: usize, scale: f64) -> Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bilinear_weights_sum_to_one_and_follow_the_fractions() {
+        let table = bilinear_weights();
+        assert_eq!(table.len(), 32 * 32);
+        assert!(table.iter().all(|w| w.iter().sum::<i32>() == 32768));
+        // No fraction: all weight on the top-left neighbour; half a pixel right and down: a
+        // quarter each.
+        assert_eq!(table[0], [32768, 0, 0, 0]);
+        assert_eq!(table[16 * 32 + 16], [8192; 4]);
+    }
 
     #[test]
     fn fix_res_maps_centre_and_scales_isotropically() {

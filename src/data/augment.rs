@@ -100,6 +100,18 @@ pub struct Augmented {
     pub output: Vec<OutputGarment>,
 }
 
+/// The landmarks of an image `width` pixels wide, mirrored left–right as CenterNet mirrors them
+/// (`x ↦ width − x − 1`), each landmark taking its flip partner's place (`perm`, from
+/// [`flip_permutation`]).
+fn mirrored_keypoints(keypoints: &[[f32; 3]], perm: &[usize], width: f32) -> Vec<[f32; 3]> {
+    (0..keypoints.len())
+        .map(|g| {
+            let k = keypoints[perm[g]];
+            [width - k[0] - 1.0, k[1], k[2]]
+        })
+        .collect()
+}
+
 /// CenterNet's box and landmark rule for the targets: the box's corners `[x, y, x + w, y + h]`
 /// in `f32`, mirrored as `width − x − 1` when `flipped` (landmarks too, with their flip
 /// partners swapped), then each corner and each labelled landmark mapped by the image → output
@@ -124,13 +136,7 @@ pub fn output_garment(
             w - corners[0] - 1.0,
             corners[3],
         ];
-        let perm = flip_permutation();
-        keypoints = (0..keypoints.len())
-            .map(|g| {
-                let k = item.keypoints[perm[g]];
-                [w - k[0] - 1.0, k[1], k[2]]
-            })
-            .collect();
+        keypoints = mirrored_keypoints(&item.keypoints, &flip_permutation(), w);
     }
     let map = |x: f32, y: f32| {
         let p = to_output.apply([f64::from(x), f64::from(y)]);
@@ -204,13 +210,7 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
             let mut kps = it.keypoints.clone();
             if flipped {
                 (x1, x2) = (w as f64 - x2 - 1.0, w as f64 - x1 - 1.0);
-                let mirrored: Vec<[f32; 3]> = (0..kps.len())
-                    .map(|g| {
-                        let k = it.keypoints[perm[g]];
-                        [w as f32 - k[0] - 1.0, k[1], k[2]]
-                    })
-                    .collect();
-                kps = mirrored;
+                kps = mirrored_keypoints(&it.keypoints, &perm, w as f32);
             }
             let p1 = transform.apply([x1, y]);
             let p2 = transform.apply([x2, y + bh]);

@@ -741,15 +741,7 @@ impl TrainOverrides {
         if let Some(e) = self.epochs {
             c.epochs = e;
         }
-        if let Some(w) = self.workers {
-            c.workers = w;
-        }
-        if let Some(p) = self.patience {
-            c.selection.patience = (p > 0).then_some(p);
-        }
-        if let Some(m) = self.max_unusable {
-            c.max_unusable = m;
-        }
+        self.apply_run_controls(&mut c);
         if let Some(v) = &self.val {
             c.val = Some(Validation {
                 data: v.clone(),
@@ -891,14 +883,8 @@ impl TrainOverrides {
         if let Some(m) = self.best_by {
             c.selection.metric = m;
         }
-        if let Some(p) = self.patience {
-            c.selection.patience = (p > 0).then_some(p);
-        }
-        if let Some(m) = self.max_unusable {
-            c.max_unusable = m;
-        }
+        self.apply_run_controls(&mut c);
         c.seed = self.seed.unwrap_or(c.seed);
-        c.workers = self.workers.unwrap_or(c.workers);
         if let Some(v) = &self.val {
             let every = c.val.as_ref().map_or(5, |v| v.every);
             c.val = Some(Validation {
@@ -917,6 +903,20 @@ impl TrainOverrides {
             c.val = None;
         }
         Ok(self.finish(c, arch, demo, final_eval))
+    }
+
+    /// The choices that do not change what a step computes, applied alike to a new run and a
+    /// resumed one: loader threads, early stopping's patience, the unusable-image tolerance.
+    fn apply_run_controls(&self, c: &mut TrainConfig) {
+        if let Some(w) = self.workers {
+            c.workers = w;
+        }
+        if let Some(p) = self.patience {
+            c.selection.patience = (p > 0).then_some(p);
+        }
+        if let Some(m) = self.max_unusable {
+            c.max_unusable = m;
+        }
     }
 
     /// The plan of `config`: the run folder (`out`, else `runs/demo` or `runs/train`) and the
