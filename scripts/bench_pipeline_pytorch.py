@@ -5,10 +5,18 @@ the network (eval, no_grad), sigmoid of hm and hm_hp, `multi_pose_decode` (K = 1
 landmark replacement) and `post_process` (decoded boxes and landmarks mapped back to the image).
 Same full-size models and random weights as scripts/bench_pytorch.py; 62 landmark groups.
 
+`--runtimes pytorch,onnxruntime` also runs the same network exported with `torch.onnx` (opset
+17, the six heads as named outputs) in ONNX Runtime (PyPI `onnxruntime`, CPU provider, all graph
+optimisations, `intra_op_num_threads` = --threads, one inter-op thread), around the same
+pre-processing and decoding; the runtimes alternate per round so that both see the same machine
+state. DCN models (dla34) have no ONNX export (torchvision's deform_conv2d exports only to
+opset 19's DeformConv, which ONNX Runtime's CPU provider lacks) and run in PyTorch only.
+
 Written from the steps of xingyizhou/CenterNet's src/lib/models/decode.py (multi_pose_decode),
 src/lib/detectors/base_detector.py and src/lib/utils/image.py; not CenterNet's code.
 
     python scripts/bench_pipeline_pytorch.py [--threads 2] [--archs mdla34,res18] [--sizes 256,512]
+        [--runtimes pytorch,onnxruntime] [--rounds 3] [--ours target/release/deepmark]
 """
 import argparse
 import os
@@ -118,14 +126,101 @@ def post_process(dets, c, s, size):
     return d
 
 
-def pipeline(model, path, size):
-    img = cv2.imread(path)
-    x, c, s = pre_process(img, size)
+HEADS = ("hm", "wh", "hps", "reg", "hm_hp", "hp_offset")
+
+
+class Heads(torch.nn.Module):
+    """The network with its head dict flattened to a tuple (ONNX outputs are positional)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        out = self.m(x)[-1]
+        return tuple(out[h] for h in HEADS)
+
+
+def ort_session(model, size, threads, tmp, spinning):
+    """Exports `model` at `size` with torch.onnx and opens it in ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    path = os.path.join(tmp, f"model-{size}.onnx")
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    # eval(): the exporter puts the module it is given back into that module's mode afterwards,
+    # recursively, so a wrapper in training mode would leave BatchNorm on batch statistics.
+    heads = Heads(model).eval()
+    torch.onnx.export(heads, (x,), path, input_names=["input"], output_names=list(HEADS),
+                      opset_version=17, dynamo=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:
+        # Without this, ORT's pool keeps spinning after each run and takes the cores from the
+        # decoding that follows (decode+post 2-3x slower in a pipeline).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        out = model(x)[-1]
-        dets = multi_pose_decode(out["hm"].sigmoid_(), out["wh"], out["hps"], out["reg"],
-                                 out["hm_hp"].sigmoid_(), out["hp_offset"])
-    return post_process(dets, c, s, size)
+        want = heads(x)
+    got = sess.run(None, {"input": x.numpy()})
+    for h, a, b in zip(HEADS, want, got):
+        err = float(np.abs(a.numpy() - b).max() / max(1e-6, float(np.abs(a.numpy()).max())))
+        assert err < 1e-4, f"onnxruntime's {h} differs from PyTorch's by {err:.2e} (relative)"
+    return sess
+
+
+def forward_ort(sess):
+    def run(x):
+        outs = sess.run(None, {"input": x.numpy()})
+        return {h: torch.from_numpy(o) for h, o in zip(HEADS, outs)}
+    return run
+
+
+def forward_torch(model):
+    def run(x):
+        return model(x)[-1]
+    return run
+
+
+def timed(forward, path, size, iters):
+    """Median stage times (ms) of `iters` runs of the whole pipeline."""
+    stages = {"pre": [], "forward": [], "decode+post": [], "total": []}
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        img = cv2.imread(path)
+        x, c, s = pre_process(img, size)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            out = forward(x)
+            t2 = time.perf_counter()
+            dets = multi_pose_decode(out["hm"].sigmoid_(), out["wh"], out["hps"], out["reg"],
+                                     out["hm_hp"].sigmoid_(), out["hp_offset"])
+        d = post_process(dets, c, s, size)
+        t3 = time.perf_counter()
+        assert d.shape == (100, 4 + 1 + 124 + 1), d.shape
+        for k, v in zip(stages, [t1 - t0, t2 - t1, t3 - t2, t3 - t0]):
+            stages[k].append(v)
+    return {k: 1000 * sorted(v)[len(v) // 2] for k, v in stages.items()}
+
+
+def ours(program, arch, size, iters, image, r):
+    """`deepmark profile` of the same architecture, size and image: its mean stage times."""
+    import subprocess
+
+    out = subprocess.run([program, "profile", "--arch", arch, "--input-size", str(size),
+                          "--runs", str(iters), "--image", image],
+                         check=True, capture_output=True, text=True).stdout
+    ms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("preprocess", "forward", "decode", "post", "total", "load"):
+            ms[parts[0]] = float(parts[-2])
+    pre = ms["load"] + ms["preprocess"]
+    return (f"ours-pipeline/{arch}/{size}: mean {ms['total']:.1f} ms (load+pre {pre:.1f}, "
+            f"forward {ms['forward']:.1f}, decode+post {ms['decode'] + ms['post']:.1f}; "
+            f"{iters} runs, round {r + 1})")
 
 
 def main():
@@ -134,36 +229,51 @@ def main():
     ap.add_argument("--archs", default="mdla34,res18,dla34")
     ap.add_argument("--sizes", default="256,512")
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of the runtimes")
+    ap.add_argument("--runtimes", default="pytorch", help="pytorch, onnxruntime or both")
+    ap.add_argument("--ort-spinning", action="store_true",
+                    help="leave ONNX Runtime's spinning thread pool on (its default)")
+    ap.add_argument("--ours", metavar="DEEPMARK",
+                    help="also run `DEEPMARK profile` (ours, random weights, same image) in each round")
     ap.add_argument("--image", default=SAMPLE)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
-    print(f"torch {torch.__version__}, opencv {cv2.__version__}, {torch.get_num_threads()} threads")
-    for name in a.archs.split(","):
-        bb, hc = FULL[name]
-        m = R.build({"backbone": bb, "layout": {"num_classes": 13, "num_landmarks": 62}, "head_conv": hc}).eval()
-        for size in [int(s) for s in a.sizes.split(",")]:
-            d = pipeline(m, a.image, size)  # warm-up
-            assert d.shape == (100, 4 + 1 + 124 + 1), d.shape
-            stages = {"pre": [], "forward": [], "decode+post": [], "total": []}
-            for _ in range(a.iters):
-                t0 = time.perf_counter()
-                img = cv2.imread(a.image)
-                x, c, s = pre_process(img, size)
-                t1 = time.perf_counter()
-                with torch.no_grad():
-                    out = m(x)[-1]
-                    t2 = time.perf_counter()
-                    dets = multi_pose_decode(out["hm"].sigmoid_(), out["wh"], out["hps"], out["reg"],
-                                             out["hm_hp"].sigmoid_(), out["hp_offset"])
-                post_process(dets, c, s, size)
-                t3 = time.perf_counter()
-                for k, v in zip(stages, [t1 - t0, t2 - t1, t3 - t2, t3 - t0]):
-                    stages[k].append(v)
-            med = {k: 1000 * sorted(v)[len(v) // 2] for k, v in stages.items()}
-            print(f"pytorch-pipeline/{name}/{size}: median {med['total']:.1f} ms "
-                  f"(load+pre {med['pre']:.1f}, forward {med['forward']:.1f}, decode+post {med['decode+post']:.1f}; "
-                  f"{a.iters} runs)")
+    runtimes = a.runtimes.split(",")
+    versions = f"torch {torch.__version__}, opencv {cv2.__version__}"
+    if "onnxruntime" in runtimes:
+        import onnxruntime
+        versions += f", onnxruntime {onnxruntime.__version__}"
+    print(f"{versions}, {torch.get_num_threads()} threads")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.archs.split(","):
+            bb, hc = FULL[name]
+            m = R.build({"backbone": bb, "layout": {"num_classes": 13, "num_landmarks": 62}, "head_conv": hc}).eval()
+            for size in [int(s) for s in a.sizes.split(",")]:
+                forwards = {}
+                for rt in runtimes:
+                    if rt == "pytorch":
+                        forwards[rt] = forward_torch(m)
+                    elif rt == "onnxruntime" and bb.get("deformable"):
+                        print(f"onnxruntime-pipeline/{name}/{size}: skipped (DCNv2 has no ONNX Runtime CPU kernel)")
+                    elif rt == "onnxruntime":
+                        forwards[rt] = forward_ort(ort_session(m, size, a.threads, tmp, a.ort_spinning))
+                    else:
+                        sys.exit(f"--runtimes: unknown runtime {rt!r} (pytorch, onnxruntime)")
+                assert not m.training
+                for rt, fwd in forwards.items():  # warm-up
+                    with torch.no_grad():
+                        timed(fwd, a.image, size, 1)
+                for r in range(a.rounds):
+                    if a.ours:
+                        print(ours(a.ours, name, size, a.iters, a.image, r), flush=True)
+                    for rt, fwd in forwards.items():
+                        med = timed(fwd, a.image, size, a.iters)
+                        print(f"{rt}-pipeline/{name}/{size}: median {med['total']:.1f} ms "
+                              f"(load+pre {med['pre']:.1f}, forward {med['forward']:.1f}, "
+                              f"decode+post {med['decode+post']:.1f}; {a.iters} runs, round {r + 1})",
+                              flush=True)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,15 @@ use common::*;
 use deepmark::checkpoint::import_pytorch;
 use deepmark::codec::HEAD_NAMES;
 use deepmark::heads_io::{heads_to_host, read_safetensors};
-use deepmark::model::fast::{FastCenterNet, is_host_cpu};
+use deepmark::model::fast::{FastCenterNet, WinogradTiles, is_host_cpu};
 
 const ARCHS: [&str; 5] = ["res18", "res50", "dla34", "mdla34", "hourglass104"];
 
-fn check(arch: &str, device: &Device) {
+fn check(arch: &str, device: &Device, winograd: WinogradTiles) {
     let cfg = fixture_config(arch);
     let (model, _) =
         import_pytorch(&fixtures().join(format!("parity/{arch}.pth")), &cfg, device).unwrap();
-    let fast = FastCenterNet::compile(&model).unwrap();
+    let fast = FastCenterNet::compile_with(&model, winograd).unwrap();
     let io = read_safetensors(&fixtures().join(format!("parity/{arch}.io.safetensors"))).unwrap();
     let input = to_tensor(&io["input"], device);
     // A batch of two different images: the input and its mirror image.
@@ -26,23 +26,48 @@ fn check(arch: &str, device: &Device) {
     let generic = heads_to_host(&model.forward(batch.clone())).unwrap();
     let ours = heads_to_host(&fast.forward(batch).unwrap()).unwrap();
     let last = cfg.backbone.num_stacks() - 1;
+    let (mut worst_generic, mut worst_torch) = (0.0f64, 0.0f64);
     for name in HEAD_NAMES {
         let (g, f) = (&generic[name], &ours[name]);
         assert_eq!(f.shape, g.shape, "{arch} {name}");
         let e = rel_err(&f.data, &g.data);
-        assert!(e <= 1e-4, "{arch} {name}: fast vs generic {e:.3e} > 1e-4");
+        assert!(
+            e <= 1e-4,
+            "{arch} {name} ({winograd:?}): fast vs generic {e:.3e} > 1e-4"
+        );
+        worst_generic = worst_generic.max(e);
         // The first image against PyTorch's own output.
         let theirs = &io[&format!("stack{last}.{name}")];
         let e = rel_err(&f.data[..theirs.data.len()], &theirs.data);
-        assert!(e <= 1e-4, "{arch} {name}: fast vs PyTorch {e:.3e} > 1e-4");
+        assert!(
+            e <= 1e-4,
+            "{arch} {name} ({winograd:?}): fast vs PyTorch {e:.3e} > 1e-4"
+        );
+        worst_torch = worst_torch.max(e);
     }
+    println!(
+        "{arch} ({winograd:?}): fast vs generic {worst_generic:.2e}, fast vs PyTorch \
+         {worst_torch:.2e} (max relative error over the heads)"
+    );
 }
 
 #[test]
 fn fast_equals_generic_and_pytorch_on_flex() {
     assert!(is_host_cpu(&flex()));
     for arch in ARCHS {
-        check(arch, &flex());
+        check(arch, &flex(), WinogradTiles::Auto);
+    }
+}
+
+/// Each form of the 3×3 convolutions on its own (F(4×4)'s float32 error is the largest), on
+/// every fixture: `Auto` picks per map size, so a fixture's small maps would leave a form
+/// unchecked.
+#[test]
+fn every_winograd_form_equals_pytorch() {
+    for winograd in [WinogradTiles::F2, WinogradTiles::F4, WinogradTiles::Off] {
+        for arch in ARCHS {
+            check(arch, &flex(), winograd);
+        }
     }
 }
 
@@ -50,6 +75,6 @@ fn fast_equals_generic_and_pytorch_on_flex() {
 fn fast_equals_generic_on_ndarray() {
     assert!(is_host_cpu(&ndarray()));
     for arch in ["res18", "dla34"] {
-        check(arch, &ndarray());
+        check(arch, &ndarray(), WinogradTiles::Auto);
     }
 }

@@ -1,6 +1,8 @@
 //! Compiled layers: a Burn convolution (+ BatchNorm) read once into host memory, BatchNorm folded
 //! into the weights and bias, ReLU fused.
 
+use std::sync::OnceLock;
+
 use burn::nn::BatchNorm;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
@@ -10,7 +12,7 @@ use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles,
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::map::{Map, View};
 use super::profile;
-use super::winograd::Winograd;
+use super::winograd::{Tile, Winograd};
 use crate::error::{Error, Result};
 
 /// A tensor's values on the host.
@@ -37,6 +39,35 @@ fn unsupported(what: &str) -> Error {
     ))
 }
 
+/// How the fast CPU form runs 3×3 stride-1 convolutions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WinogradTiles {
+    /// F(4×4, 3×3) on maps of at least 32 × 32, F(2×2, 3×3) on smaller ones, im2col + GEMM below
+    /// 8 × 8: the fastest measured choice.
+    #[default]
+    Auto,
+    /// F(2×2, 3×3) wherever a map has at least 64 pixels: half of F(4×4)'s float32 rounding
+    /// error.
+    F2,
+    /// F(4×4, 3×3) wherever a map has at least 64 pixels.
+    F4,
+    /// im2col + GEMM everywhere (the plain convolution).
+    Off,
+}
+
+thread_local! {
+    /// The policy of the compilation running on this thread.
+    static POLICY: std::cell::Cell<WinogradTiles> = const { std::cell::Cell::new(WinogradTiles::Auto) };
+}
+
+/// Runs `f` (a compilation) with `policy` for the Winograd convolutions it makes.
+pub fn compiling_with<T>(policy: WinogradTiles, f: impl FnOnce() -> T) -> T {
+    let before = POLICY.with(|p| p.replace(policy));
+    let out = f();
+    POLICY.with(|p| p.set(before));
+    out
+}
+
 /// A convolution with folded BatchNorm, bias and optional ReLU.
 #[derive(Debug, Clone)]
 pub struct FConv {
@@ -49,13 +80,23 @@ pub struct FConv {
     w: Vec<f32>,
     bias: Vec<f32>,
     relu: bool,
-    /// The weights in the Winograd domain, for 3×3 stride-1 convolutions.
-    wino: Option<Winograd>,
+    /// Which Winograd form a 3×3 stride-1 convolution runs as (`Off` for other convolutions).
+    winograd: WinogradTiles,
+    /// Its weights in the Winograd domain, F(2×2) and F(4×4), each made the first time a map
+    /// needs it (a layer usually sees one map size, so one of the two).
+    wino: Box<[OnceLock<Winograd>; 2]>,
 }
 
 /// Below this many output pixels a 3×3 convolution stays im2col + GEMM: Winograd's blocks
 /// would be too narrow to pay for the transforms.
 const WINOGRAD_MIN_PIXELS: usize = 64;
+
+/// From this many 4×4 output tiles (a 32 × 32 map) on, a 3×3 stride-1 convolution runs as
+/// F(4×4, 3×3) (its GEMMs do 9/16 of F(2×2)'s work and its transformed maps are 9/16 as large),
+/// below as F(2×2, 3×3): on small maps F(4×4)'s GEMMs are too narrow for its transformed
+/// weights, 36 × O × C floats against 16 × O × C, read once per block (measured per layer on
+/// mdla34 at 256 and 512, benches/RESULTS.md).
+const WINOGRAD_F4_MIN_TILES: usize = 64;
 
 impl FConv {
     /// `conv → [bn] → [relu]`.
@@ -109,16 +150,40 @@ impl FConv {
             w,
             bias,
             relu,
-            wino: None,
+            winograd: WinogradTiles::Off,
+            wino: Box::default(),
         }
         .with_winograd(true))
     }
 
-    /// Adds (`on`) or drops the Winograd form of a 3×3 stride-1 convolution (others: no-op).
+    /// Turns the Winograd form of a 3×3 stride-1 convolution on or off (others: no-op); on
+    /// means the policy of the compilation in progress ([`compiling_with`]).
     pub fn with_winograd(mut self, on: bool) -> Self {
         let eligible = self.k == [3, 3] && self.stride == 1 && self.dilation == 1;
-        self.wino = (on && eligible).then(|| Winograd::new(&self.w, self.o, self.c));
+        self.winograd = if on && eligible {
+            POLICY.with(|p| p.get())
+        } else {
+            WinogradTiles::Off
+        };
+        self.wino = Box::default();
         self
+    }
+
+    /// The Winograd form for an output of `size`, if this convolution has one and the map is
+    /// large enough.
+    fn winograd_for(&self, [oh, ow]: [usize; 2]) -> Option<&Winograd> {
+        let tile = match self.winograd {
+            WinogradTiles::Off => return None,
+            _ if oh * ow < WINOGRAD_MIN_PIXELS => return None,
+            WinogradTiles::F2 => Tile::F2,
+            WinogradTiles::F4 => Tile::F4,
+            WinogradTiles::Auto if oh.div_ceil(4) * ow.div_ceil(4) >= WINOGRAD_F4_MIN_TILES => {
+                Tile::F4
+            }
+            WinogradTiles::Auto => Tile::F2,
+        };
+        let cell = &self.wino[(tile == Tile::F4) as usize];
+        Some(cell.get_or_init(|| Winograd::new(&self.w, self.o, self.c, tile)))
     }
 
     pub fn in_channels(&self) -> usize {
@@ -138,7 +203,8 @@ impl FConv {
             o: 0,
             w: Vec::new(),
             bias: Vec::new(),
-            wino: None,
+            winograd: WinogradTiles::Off,
+            wino: Box::default(),
             ..first.clone()
         };
         for c in convs {
@@ -157,8 +223,8 @@ impl FConv {
             out.w.extend_from_slice(&c.w);
             out.bias.extend_from_slice(&c.bias);
         }
-        let wino = first.wino.is_some();
-        out.with_winograd(wino)
+        out.winograd = first.winograd;
+        out
     }
 
     /// Output size on input `x`.
@@ -173,12 +239,8 @@ impl FConv {
         debug_assert_eq!(x.c, self.c);
         let size = self.out_dims(x);
         let ep = self.epilogue(residual);
-        if let Some(wg) = self
-            .wino
-            .as_ref()
-            .filter(|_| size[0] * size[1] >= WINOGRAD_MIN_PIXELS)
-        {
-            let what = || ("conv3x3/s1 winograd".into(), self.flops(size));
+        if let Some(wg) = self.winograd_for(size) {
+            let what = || (format!("conv3x3/s1 {}", wg.name()), self.flops(size));
             return profile::op(what, || wg.forward(x, self.pad, size, &ep));
         }
         let what = || {

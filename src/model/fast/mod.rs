@@ -24,10 +24,12 @@ pub(crate) mod layers;
 pub(crate) mod map;
 mod nets;
 pub mod profile;
+pub(crate) mod simd;
 mod winograd;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+pub use layers::WinogradTiles;
 pub(crate) use map::{Map, View};
 use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
 
@@ -55,8 +57,19 @@ impl std::fmt::Debug for FastCenterNet {
 }
 
 impl FastCenterNet {
-    /// Reads the model's weights once and folds/fuses them (see the module docs).
+    /// Reads the model's weights once and folds/fuses them (see the module docs), with the
+    /// default (fastest) choice of Winograd convolutions.
     pub fn compile(model: &CenterNet) -> Result<Self> {
+        Self::compile_with(model, WinogradTiles::Auto)
+    }
+
+    /// [`compile`](Self::compile) with a chosen form for the 3×3 stride-1 convolutions. Their
+    /// Winograd weights are made the first time a map size needs them.
+    pub fn compile_with(model: &CenterNet, winograd: WinogradTiles) -> Result<Self> {
+        layers::compiling_with(winograd, || Self::build(model))
+    }
+
+    fn build(model: &CenterNet) -> Result<Self> {
         let backbone = match &model.backbone {
             Backbone::Resnet(m) => FBackbone::Resnet(Box::new(FResNet::new(m)?)),
             Backbone::Dla(m) => FBackbone::Dla(Box::new(FDlaSeg::new(m)?)),

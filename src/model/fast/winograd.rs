@@ -1,73 +1,145 @@
-//! Winograd F(2×2, 3×3) for 3×3 stride-1 convolutions (Lavin & Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", 2016): each 2×2 output tile costs 16 multiplies per
-//! (input, output) channel pair instead of 36, so the GEMM work drops to 4/9 of im2col's.
+//! Winograd convolutions for 3×3 stride-1 layers (Lavin & Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016): an `m × m` output tile costs `(m + 2)²` multiplies per
+//! (input, output) channel pair instead of `9 m²`.
 //!
-//! With `d` a 4×4 input patch, `g` a 3×3 kernel and
-//! `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]`, `G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]`,
-//! `Aᵀ = [1 1 1 0; 0 1 −1 −1]`, the 2×2 output tile is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over
-//! input channels, the element-wise product becomes 16 GEMMs `M[e] = U[e] · V[e]`
-//! (`U[e]`: `O × C` transformed weights, computed once; `V[e]`: `C × tiles` transformed input).
-//! Tiles run in blocks in parallel; each block's 16 GEMMs, then the output transform with the
-//! fused epilogue (bias, residual, ReLU), stay in cache.
+//! - F(2×2, 3×3): 16 multiplies for 4 outputs (4/9 of im2col's GEMM work), with
+//!   `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]`, `G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]`,
+//!   `Aᵀ = [1 1 1 0; 0 1 −1 −1]`.
+//! - F(4×4, 3×3): 36 multiplies for 16 outputs (1/4 of im2col's), interpolation points
+//!   0, ±1, ±2 and ∞: `Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
+//!   0 2 −1 −2 1 0; 0 4 0 −5 0 1]`, `G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1⁄24 1⁄12 ⅙;
+//!   1⁄24 −1⁄12 ⅙; 0 0 1]`, `Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]`
+//!   (the paper's §4.2 matrices). Its float32 error is larger than F(2×2)'s (the ±8 and 1/24
+//!   entries); `tests/parity.rs` holds every architecture's heads to PyTorch with it.
+//!
+//! With `d` an `(m+2)²` input patch and `g` a 3×3 kernel, the output tile is
+//! `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the element-wise product becomes
+//! `(m+2)²` GEMMs `M[e] = U[e] · V[e]` (`U[e]`: `O × C` transformed weights, computed once;
+//! `V[e]`: `C × tiles` transformed input). Tiles run in blocks in parallel; each block's GEMMs,
+//! then the output transform with the fused epilogue (bias, residual, ReLU), stay in cache.
 
 use super::conv::{Epilogue, OutPtr, run_blocks};
 use super::map::{Map, View};
+use super::simd::multiversion;
 
-/// A 3×3 stride-1 convolution's weights in the Winograd domain: `u[e][o][c]`, `e = 4i + j`.
+/// Output tile of a Winograd convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tile {
+    /// F(2×2, 3×3).
+    F2,
+    /// F(4×4, 3×3).
+    F4,
+}
+
+impl Tile {
+    /// Output tile side `m`.
+    fn m(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// Transformed elements per tile, `(m + 2)²`.
+    fn elems(self) -> usize {
+        (self.m() + 2) * (self.m() + 2)
+    }
+
+    /// The kernel transform `G` (`(m + 2) × 3`), row-major.
+    fn g(self) -> &'static [[f32; 3]] {
+        const G2: [[f32; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        const G4: [[f32; 3]; 6] = [
+            [1.0 / 4.0, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        match self {
+            Tile::F2 => &G2,
+            Tile::F4 => &G4,
+        }
+    }
+}
+
+/// A 3×3 stride-1 convolution's weights in the Winograd domain: `u[e][o][c]`,
+/// `e = (m + 2) i + j`.
 #[derive(Debug, Clone)]
 pub struct Winograd {
+    tile: Tile,
     o: usize,
     c: usize,
     u: Vec<f32>,
 }
 
 impl Winograd {
-    /// From `[o, c, 3, 3]` weights: `U = G g Gᵀ` per channel pair.
-    pub fn new(w: &[f32], o: usize, c: usize) -> Self {
+    /// From `[o, c, 3, 3]` weights: `U = G g Gᵀ` per channel pair (accumulated in f64).
+    pub fn new(w: &[f32], o: usize, c: usize, tile: Tile) -> Self {
         debug_assert_eq!(w.len(), o * c * 9);
-        const G: [[f32; 3]; 4] = [
-            [1.0, 0.0, 0.0],
-            [0.5, 0.5, 0.5],
-            [0.5, -0.5, 0.5],
-            [0.0, 0.0, 1.0],
-        ];
-        let mut u = vec![0.0; 16 * o * c];
+        let g = tile.g();
+        let a = g.len();
+        let mut u = vec![0.0; a * a * o * c];
         for oc in 0..o {
             for ic in 0..c {
-                let g = &w[(oc * c + ic) * 9..][..9];
-                // t = G g (4×3), then U = t Gᵀ (4×4).
-                let mut t = [[0.0f32; 3]; 4];
-                for (i, row) in t.iter_mut().enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|k| G[i][k] * g[k * 3 + j]).sum();
-                    }
-                }
+                let k = &w[(oc * c + ic) * 9..][..9];
+                // t = G k (a×3), then U = t Gᵀ (a×a).
+                let t: Vec<[f64; 3]> = g
+                    .iter()
+                    .map(|gi| {
+                        std::array::from_fn(|j| {
+                            (0..3).map(|l| gi[l] as f64 * k[l * 3 + j] as f64).sum()
+                        })
+                    })
+                    .collect();
                 for (i, ti) in t.iter().enumerate() {
-                    for (j, gj) in G.iter().enumerate() {
-                        let v: f32 = (0..3).map(|k| ti[k] * gj[k]).sum();
-                        u[((4 * i + j) * o + oc) * c + ic] = v;
+                    for (j, gj) in g.iter().enumerate() {
+                        let v: f64 = (0..3).map(|l| ti[l] * gj[l] as f64).sum();
+                        u[((a * i + j) * o + oc) * c + ic] = v as f32;
                     }
                 }
             }
         }
-        Winograd { o, c, u }
+        Winograd { tile, o, c, u }
+    }
+
+    /// The profile's name of this form.
+    pub fn name(&self) -> &'static str {
+        match self.tile {
+            Tile::F2 => "winograd F2",
+            Tile::F4 => "winograd F4",
+        }
     }
 
     /// `epilogue(conv(x))` with padding `pad`, output `oh × ow`.
     pub fn forward(&self, x: View<'_>, pad: usize, [oh, ow]: [usize; 2], ep: &Epilogue<'_>) -> Map {
         debug_assert_eq!(x.c, self.c);
         let (o, c) = (self.o, self.c);
+        let (m, elems) = (self.tile.m(), self.tile.elems());
         let mut out = Map::zeros(o, oh, ow);
-        let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
+        let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
         let tiles = th * tw;
         if tiles == 0 || o == 0 {
             return out;
         }
-        // Block size: the block's V and M (16 × (C + O) × tiles floats) near 1 MiB, at least 16
-        // tiles (the GEMMs' width), and enough blocks for every thread.
+        // Block size: the block's V and M (elems × (C + O) × tiles floats) near 1 MiB, and enough
+        // blocks for every thread; at least 16 tiles (the GEMMs' width), and for F(4×4) with
+        // C ≥ 128 at least 64: each of the block's GEMMs packs its whole `U[e]` (O × C), which
+        // narrow blocks do not amortise (res18's F(4×4) layers at 512: 116 → 94 ms; smaller C
+        // lost with it, mdla34's at 256: 50 → 55 ms).
         let threads = rayon::current_num_threads();
-        let tb = ((1usize << 14) / (c + o))
-            .clamp(16, 256)
+        let min = if self.tile == Tile::F4 && c >= 128 {
+            64
+        } else {
+            16
+        };
+        let tb = ((1usize << 18) / (elems * (c + o)))
+            .clamp(min, 256)
             .min(tiles.div_ceil(2 * threads).max(16));
         let blocks = tiles.div_ceil(tb);
         let ptr = OutPtr(out.data.as_mut_ptr());
@@ -82,18 +154,21 @@ impl Winograd {
         let run = |b: usize, buf: &mut Buffers, par: gemm::Parallelism| {
             let t0 = b * tb;
             let len = tb.min(tiles - t0);
-            let Buffers { v, m, scratch } = buf;
-            v.resize(16 * c * len, 0.0);
-            m.resize(16 * o * len, 0.0);
-            input_transform(x, &geo, t0, len, v, scratch);
-            for e in 0..16 {
+            let Buffers { v, m: mm, scratch } = buf;
+            v.resize(elems * c * len, 0.0);
+            mm.resize(elems * o * len, 0.0);
+            match self.tile {
+                Tile::F2 => input_transform(x, &geo, t0, len, v, scratch),
+                Tile::F4 => input_transform4(x, &geo, t0, len, v, scratch),
+            }
+            for e in 0..elems {
                 // Safety: the slices hold o×len, o×c and c×len floats, row-major.
                 unsafe {
                     gemm::gemm(
                         o,
                         len,
                         c,
-                        m[e * o * len..].as_mut_ptr(),
+                        mm[e * o * len..].as_mut_ptr(),
                         1,
                         len as isize,
                         false,
@@ -114,7 +189,12 @@ impl Winograd {
             }
             let p = ptr;
             // Safety: this block writes only the output pixels of its own tiles.
-            unsafe { output_transform(m, o, &geo, t0, len, ep, p.0, scratch) };
+            unsafe {
+                match self.tile {
+                    Tile::F2 => output_transform(mm, o, &geo, t0, len, ep, p.0, scratch),
+                    Tile::F4 => output_transform4(mm, o, &geo, t0, len, ep, p.0, scratch),
+                }
+            }
         };
         run_blocks(blocks, run);
         out
@@ -139,22 +219,28 @@ struct Geometry {
     tw: usize,
 }
 
-/// Runs `f(tl0, ty, tx0, n)` over the tile-row segments of tiles `t0..t0+len`: `n` tiles of
-/// tile row `ty` from column `tx0`, the first being block tile `tl0`.
-fn segments(g: &Geometry, t0: usize, len: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+/// The tile-row segments of tiles `t0..t0+len`, as `(tl0, ty, tx0, n)`: `n` tiles of tile row
+/// `ty` from column `tx0`, the first being block tile `tl0`.
+#[inline(always)]
+fn segments(g: &Geometry, t0: usize, len: usize) -> impl Iterator<Item = [usize; 4]> {
+    let tw = g.tw;
     let mut t = t0;
-    while t < t0 + len {
-        let (ty, tx0) = (t / g.tw, t % g.tw);
-        let n = (g.tw - tx0).min(t0 + len - t);
-        f(t - t0, ty, tx0, n);
-        t += n;
-    }
+    std::iter::from_fn(move || {
+        (t < t0 + len).then(|| {
+            let (ty, tx0) = (t / tw, t % tw);
+            let n = (tw - tx0).min(t0 + len - t);
+            let seg = [t - t0, ty, tx0, n];
+            t += n;
+            seg
+        })
+    })
 }
 
 /// `V[e][ch][t] = (Bᵀ d B)[e]` for tiles `t0..t0+len`. Along a tile row, the input columns are
 /// split into even and odd ones (a tile starts at an even column), so that every step of the
 /// transform reads and writes contiguous arrays.
-fn input_transform(
+#[inline(always)]
+fn input_transform_body(
     x: View<'_>,
     g: &Geometry,
     t0: usize,
@@ -163,7 +249,7 @@ fn input_transform(
     scratch: &mut Vec<f32>,
 ) {
     let c = x.c;
-    segments(g, t0, len, |tl0, ty, tx0, n| {
+    for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let m = n + 1;
         scratch.clear();
         scratch.resize(16 * m, 0.0);
@@ -225,7 +311,7 @@ fn input_transform(
                 lin2(&mut v[out(3)..out(3) + n], o0, o1, |a, b| a - b);
             }
         }
-    });
+    }
 }
 
 /// `Aᵀ M A` per tile and output channel, plus bias, residual and ReLU, into the output map.
@@ -233,7 +319,8 @@ fn input_transform(
 /// # Safety
 /// `out` points to an `o × oh × ow` map; no other thread writes these tiles' pixels.
 #[allow(clippy::too_many_arguments)]
-unsafe fn output_transform(
+#[inline(always)]
+unsafe fn output_transform_body(
     m: &[f32],
     o: usize,
     g: &Geometry,
@@ -244,7 +331,7 @@ unsafe fn output_transform(
     scratch: &mut Vec<f32>,
 ) {
     let plane = g.oh * g.ow;
-    segments(g, t0, len, |tl0, ty, tx0, n| {
+    for [tl0, ty, tx0, n] in segments(g, t0, len) {
         scratch.clear();
         scratch.resize(12 * n, 0.0);
         for oc in 0..o {
@@ -303,8 +390,237 @@ unsafe fn output_transform(
                 }
             }
         }
-    });
+    }
 }
+
+/// F(4×4): `V[e][ch][t] = (Bᵀ d B)[e]` for tiles `t0..t0+len`. Per input row the horizontal
+/// transform (`d B`) reads the tiles' six columns; the vertical one (`Bᵀ ·`) then runs over
+/// contiguous arrays of tiles.
+#[inline(always)]
+fn input_transform4_body(
+    x: View<'_>,
+    g: &Geometry,
+    t0: usize,
+    len: usize,
+    v: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let c = x.c;
+    for [tl0, ty, tx0, n] in segments(g, t0, len) {
+        scratch.clear();
+        scratch.resize(42 * n, 0.0);
+        // h[i][j'][t]: row i of tile t after the horizontal transform; r: one vertical result.
+        let (h, r) = scratch.split_at_mut(36 * n);
+        // Input column of tile t, tap j: x0 + 4t + j.
+        let x0 = 4 * tx0 as isize - g.pad as isize;
+        let inside = x0 >= 0 && x0 + 4 * n as isize + 2 <= g.w as isize;
+        for ch in 0..c {
+            let src = &x.data[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+            for i in 0..6 {
+                let hi = &mut h[6 * i * n..6 * (i + 1) * n];
+                let y = (4 * ty + i) as isize - g.pad as isize;
+                if y < 0 || y >= g.h as isize {
+                    hi.fill(0.0);
+                    continue;
+                }
+                let row = &src[y as usize * g.w..(y as usize + 1) * g.w];
+                let (h0, rest) = hi.split_at_mut(n);
+                let (h1, rest) = rest.split_at_mut(n);
+                let (h2, rest) = rest.split_at_mut(n);
+                let (h3, rest) = rest.split_at_mut(n);
+                let (h4, h5) = rest.split_at_mut(n);
+                let mut put = |t: usize, z: [f32; 6]| {
+                    let b = bt6(z);
+                    h0[t] = b[0];
+                    h1[t] = b[1];
+                    h2[t] = b[2];
+                    h3[t] = b[3];
+                    h4[t] = b[4];
+                    h5[t] = b[5];
+                };
+                if inside {
+                    let row = &row[x0 as usize..x0 as usize + 4 * n + 2];
+                    for t in 0..n {
+                        let z = &row[4 * t..4 * t + 6];
+                        put(t, [z[0], z[1], z[2], z[3], z[4], z[5]]);
+                    }
+                } else {
+                    let at = |xx: isize| {
+                        if xx >= 0 && xx < g.w as isize {
+                            row[xx as usize]
+                        } else {
+                            0.0
+                        }
+                    };
+                    for t in 0..n {
+                        let b = x0 + 4 * t as isize;
+                        put(t, std::array::from_fn(|j| at(b + j as isize)));
+                    }
+                }
+            }
+            // Vertical, column j' of every tile at once.
+            for jp in 0..6 {
+                let z: [&[f32]; 6] = std::array::from_fn(|i| &h[(6 * i + jp) * n..][..n]);
+                bt6_rows(z, r);
+                for ip in 0..6 {
+                    let at = ((6 * ip + jp) * c + ch) * len + tl0;
+                    v[at..at + n].copy_from_slice(&r[ip * n..(ip + 1) * n]);
+                }
+            }
+        }
+    }
+}
+
+/// `Bᵀ z` of F(4×4) for one six-vector.
+#[inline(always)]
+fn bt6(z: [f32; 6]) -> [f32; 6] {
+    [
+        4.0 * z[0] - 5.0 * z[2] + z[4],
+        -4.0 * (z[1] + z[2]) + z[3] + z[4],
+        4.0 * (z[1] - z[2]) - z[3] + z[4],
+        2.0 * (z[3] - z[1]) - z[2] + z[4],
+        2.0 * (z[1] - z[3]) - z[2] + z[4],
+        4.0 * z[1] - 5.0 * z[3] + z[5],
+    ]
+}
+
+/// `Bᵀ z` for arrays: `out[i' n + t] = (Bᵀ [z_0[t], …, z_5[t]])[i']`.
+#[inline(always)]
+fn bt6_rows(z: [&[f32]; 6], out: &mut [f32]) {
+    let n = z[0].len();
+    let z: [&[f32]; 6] = std::array::from_fn(|i| &z[i][..n]);
+    let (o0, rest) = out.split_at_mut(n);
+    let (o1, rest) = rest.split_at_mut(n);
+    let (o2, rest) = rest.split_at_mut(n);
+    let (o3, rest) = rest.split_at_mut(n);
+    let (o4, rest) = rest.split_at_mut(n);
+    let o5 = &mut rest[..n];
+    for t in 0..n {
+        let b = bt6([z[0][t], z[1][t], z[2][t], z[3][t], z[4][t], z[5][t]]);
+        o0[t] = b[0];
+        o1[t] = b[1];
+        o2[t] = b[2];
+        o3[t] = b[3];
+        o4[t] = b[4];
+        o5[t] = b[5];
+    }
+}
+
+/// `Aᵀ z` of F(4×4) for arrays: `out[k n + t] = (Aᵀ [z_0[t], …, z_5[t]])[k]`.
+#[inline(always)]
+fn at6_rows(z: [&[f32]; 6], out: &mut [f32]) {
+    let n = z[0].len();
+    let z: [&[f32]; 6] = std::array::from_fn(|i| &z[i][..n]);
+    let (o0, rest) = out.split_at_mut(n);
+    let (o1, rest) = rest.split_at_mut(n);
+    let (o2, rest) = rest.split_at_mut(n);
+    let o3 = &mut rest[..n];
+    for t in 0..n {
+        let (a, b) = (z[1][t] + z[2][t], z[1][t] - z[2][t]);
+        let (c, d) = (z[3][t] + z[4][t], z[3][t] - z[4][t]);
+        o0[t] = z[0][t] + a + c;
+        o1[t] = b + 2.0 * d;
+        o2[t] = a + 4.0 * c;
+        o3[t] = b + 8.0 * d + z[5][t];
+    }
+}
+
+/// F(4×4): `Aᵀ M A` per tile and output channel, plus bias, residual and ReLU, into the output
+/// map.
+///
+/// # Safety
+/// `out` points to an `o × oh × ow` map; no other thread writes these tiles' pixels.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn output_transform4_body(
+    m: &[f32],
+    o: usize,
+    g: &Geometry,
+    t0: usize,
+    len: usize,
+    ep: &Epilogue<'_>,
+    out: *mut f32,
+    scratch: &mut Vec<f32>,
+) {
+    let plane = g.oh * g.ow;
+    for [tl0, ty, tx0, n] in segments(g, t0, len) {
+        scratch.clear();
+        scratch.resize(28 * n, 0.0);
+        // s[j][k][t]: after the vertical transform; y[l][t]: one output row of every tile.
+        let (s, y) = scratch.split_at_mut(24 * n);
+        // Tiles whose four columns are all inside the output.
+        let full = (g.ow / 4).saturating_sub(tx0).min(n);
+        for oc in 0..o {
+            let bias = ep.bias.get(oc).copied().unwrap_or(0.0);
+            let q = |e: usize| &m[(e * o + oc) * len + tl0..][..n];
+            for j in 0..6 {
+                let z = std::array::from_fn(|i| q(6 * i + j));
+                at6_rows(z, &mut s[4 * j * n..4 * (j + 1) * n]);
+            }
+            for k in 0..4 {
+                let yy = 4 * ty + k;
+                if yy >= g.oh {
+                    break;
+                }
+                let z = std::array::from_fn(|j| &s[(4 * j + k) * n..][..n]);
+                at6_rows(z, y);
+                // This segment's columns of row `yy` of channel `oc`.
+                let (lo, hi) = (4 * tx0, (4 * (tx0 + n)).min(g.ow));
+                let base = oc * plane + yy * g.ow + lo;
+                // Safety: see the function's contract.
+                let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
+                let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
+                let put = |d: &mut f32, v: f32, r: f32| {
+                    let v = v + bias + r;
+                    *d = if ep.relu && v < 0.0 { 0.0 } else { v };
+                };
+                let (y0, y1, y2, y3) = (&y[..n], &y[n..2 * n], &y[2 * n..3 * n], &y[3 * n..4 * n]);
+                match res {
+                    Some(r) => {
+                        for t in 0..full {
+                            let (d, rr) = (&mut cols[4 * t..4 * t + 4], &r[4 * t..4 * t + 4]);
+                            put(&mut d[0], y0[t], rr[0]);
+                            put(&mut d[1], y1[t], rr[1]);
+                            put(&mut d[2], y2[t], rr[2]);
+                            put(&mut d[3], y3[t], rr[3]);
+                        }
+                    }
+                    None => {
+                        for t in 0..full {
+                            let d = &mut cols[4 * t..4 * t + 4];
+                            put(&mut d[0], y0[t], 0.0);
+                            put(&mut d[1], y1[t], 0.0);
+                            put(&mut d[2], y2[t], 0.0);
+                            put(&mut d[3], y3[t], 0.0);
+                        }
+                    }
+                }
+                // The partial tile at the right edge.
+                for t in full..n {
+                    for (l, yl) in [y0, y1, y2, y3].into_iter().enumerate() {
+                        let xx = 4 * t + l;
+                        if xx < cols.len() {
+                            put(&mut cols[xx], yl[t], res.map_or(0.0, |r| r[xx]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion!(fn input_transform(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform_body);
+multiversion!(fn input_transform4(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform4_body);
+multiversion!(
+    /// # Safety
+    /// As [`output_transform_body`].
+    unsafe fn output_transform(m: &[f32], o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform_body
+);
+multiversion!(
+    /// # Safety
+    /// As [`output_transform4_body`].
+    unsafe fn output_transform4(m: &[f32], o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform4_body
+);
 
 /// `out[k] = f(a[k], b[k])`.
 #[inline(always)]
@@ -341,6 +657,9 @@ mod tests {
             (8, 33, 20, 16, 1, true),
             (16, 64, 64, 24, 1, false),
             (3, 70, 90, 8, 1, true),
+            (4, 13, 11, 5, 1, true), // partial F(4×4) tiles at both edges
+            (4, 7, 9, 3, 0, false),
+            (6, 4, 4, 2, 1, true),
         ] {
             let x = Map {
                 c,
@@ -371,14 +690,16 @@ mod tests {
                     o,
                     &ep,
                 );
-                let got = Winograd::new(&wt, o, c).forward(x.view(), p, [oh, ow], &ep);
-                assert_eq!((got.c, got.h, got.w), (o, oh, ow));
                 let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * scale,
-                        "c{c} {h}×{w} o{o} p{p} at {i}: {a} vs {b}"
-                    );
+                for tile in [Tile::F2, Tile::F4] {
+                    let got = Winograd::new(&wt, o, c, tile).forward(x.view(), p, [oh, ow], &ep);
+                    assert_eq!((got.c, got.h, got.w), (o, oh, ow));
+                    for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{tile:?} c{c} {h}×{w} o{o} p{p} at {i}: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }
