@@ -24,7 +24,7 @@ pub(crate) mod layers;
 pub(crate) mod map;
 mod nets;
 pub mod profile;
-pub(crate) mod simd;
+pub mod simd;
 mod winograd;
 
 use burn::tensor::{Device, Tensor, TensorData};

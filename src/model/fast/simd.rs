@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 /// Instruction sets this crate's loops are compiled for.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Avx512,
