@@ -1,6 +1,6 @@
 //! The vector width of this crate's own loops (Winograd transforms, im2col, epilogues), chosen
 //! once per process from the CPU: the hot functions are compiled three times — for AVX-512F,
-//! for AVX2 + FMA, and for the target's baseline — and [`multiversion!`] calls the widest one
+//! for AVX2 + FMA, and for the target's baseline — and the `multiversion!` macro calls the widest one
 //! the CPU runs. (The `gemm` crate dispatches its own kernels the same way.) Without this the
 //! loops would be vectorised for x86-64's baseline, SSE2, only.
 //!
