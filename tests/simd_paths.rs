@@ -35,15 +35,19 @@ fn fast_form_equals_pytorch_at_this_cpus_level() {
     );
     for arch in ["res18", "dla34", "mdla34"] {
         let cfg = fixture_config(arch);
-        let (model, _) =
-            import_pytorch(&fixtures().join(format!("parity/{arch}.pth")), &cfg, &device).unwrap();
+        let (model, _) = import_pytorch(
+            &fixtures().join(format!("parity/{arch}.pth")),
+            &cfg,
+            &device,
+        )
+        .unwrap();
         let io =
             read_safetensors(&fixtures().join(format!("parity/{arch}.io.safetensors"))).unwrap();
         let last = cfg.backbone.num_stacks() - 1;
         for winograd in [WinogradTiles::F2, WinogradTiles::F4] {
             let fast = FastCenterNet::compile_with(&model, winograd).unwrap();
-            let ours = heads_to_host(&fast.forward(to_tensor(&io["input"], &device)).unwrap())
-                .unwrap();
+            let ours =
+                heads_to_host(&fast.forward(to_tensor(&io["input"], &device)).unwrap()).unwrap();
             let mut worst = 0.0f64;
             for name in HEAD_NAMES {
                 let theirs = &io[&format!("stack{last}.{name}")];
