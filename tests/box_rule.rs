@@ -19,6 +19,15 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap()
 }
 
+/// A JSON array of numbers.
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| num(x) as f32)
+        .collect()
+}
+
 fn pair(v: &Value) -> [f32; 2] {
     [num(&v[0]) as f32, num(&v[1]) as f32]
 }
@@ -34,21 +43,11 @@ fn per_object_targets_equal_centernets() {
     let mut landmarks_checked = 0;
     for (i, c) in cases.iter().enumerate() {
         let mut keypoints = vec![[0.0f32; 3]; 294];
-        let kps: Vec<f32> = c["keypoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| num(x) as f32)
-            .collect();
+        let kps = floats(&c["keypoints"]);
         for (j, k) in kps.chunks(3).enumerate() {
             keypoints[j] = [k[0], k[1], k[2]];
         }
-        let b: Vec<f32> = c["bbox"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| num(x) as f32)
-            .collect();
+        let b = floats(&c["bbox"]);
         let item = Item {
             category_id: 1,
             bbox: [b[0], b[1], b[2], b[3]],

@@ -13,9 +13,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use deepmark::checkpoint::import_pytorch;
-use deepmark::codec::HEAD_NAMES;
-use deepmark::heads_io::{heads_to_host, read_safetensors};
+use deepmark::heads_io::heads_to_host;
 use deepmark::model::fast::{FastCenterNet, WinogradTiles, simd};
 
 /// Set in the emulated child run.
@@ -34,27 +32,14 @@ fn fast_form_equals_pytorch_at_this_cpus_level() {
         std::arch::is_x86_feature_detected!("fma"),
     );
     for arch in ["res18", "dla34", "mdla34"] {
-        let cfg = fixture_config(arch);
-        let (model, _) = import_pytorch(
-            &fixtures().join(format!("parity/{arch}.pth")),
-            &cfg,
-            &device,
-        )
-        .unwrap();
-        let io =
-            read_safetensors(&fixtures().join(format!("parity/{arch}.io.safetensors"))).unwrap();
+        let (cfg, model, io) = parity_fixture(arch, &device);
         let last = cfg.backbone.num_stacks() - 1;
         for winograd in [WinogradTiles::F2, WinogradTiles::F4] {
             let fast = FastCenterNet::compile_with(&model, winograd).unwrap();
             let ours =
                 heads_to_host(&fast.forward(to_tensor(&io["input"], &device)).unwrap()).unwrap();
-            let mut worst = 0.0f64;
-            for name in HEAD_NAMES {
-                let theirs = &io[&format!("stack{last}.{name}")];
-                let e = rel_err(&ours[name].data, &theirs.data);
-                assert!(e <= 1e-4, "{arch} {name} ({winograd:?}): {e:.3e} > 1e-4");
-                worst = worst.max(e);
-            }
+            let worst =
+                max_err_against_pytorch(&ours, &io, last, &format!("{arch} ({winograd:?})"));
             println!("{arch} ({winograd:?}): max relative error {worst:.2e}");
         }
     }

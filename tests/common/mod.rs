@@ -41,6 +41,51 @@ pub fn fixture_config(arch: &str) -> deepmark::model::CenterNetConfig {
         .unwrap()
 }
 
+/// A parity fixture (`scripts/make_parity_fixtures.py`): its config, the checkpoint imported on
+/// `device`, and PyTorch's input and heads (`input`, `stack<s>.<head>`).
+#[cfg(feature = "pytorch")]
+pub fn parity_fixture(
+    arch: &str,
+    device: &Device,
+) -> (
+    deepmark::model::CenterNetConfig,
+    deepmark::model::CenterNet,
+    std::collections::BTreeMap<String, HostTensor>,
+) {
+    let cfg = fixture_config(arch);
+    let (model, _) = deepmark::checkpoint::import_pytorch(
+        &fixtures().join(format!("parity/{arch}.pth")),
+        &cfg,
+        device,
+    )
+    .unwrap();
+    let io = deepmark::heads_io::read_safetensors(
+        &fixtures().join(format!("parity/{arch}.io.safetensors")),
+    )
+    .unwrap();
+    (cfg, model, io)
+}
+
+/// The largest relative error of `ours` (the heads of a batch whose first image is the
+/// fixture's input) against PyTorch's last-stack heads in `io`; panics naming `what` and the
+/// head when one is above 1e-4.
+pub fn max_err_against_pytorch(
+    ours: &std::collections::BTreeMap<String, HostTensor>,
+    io: &std::collections::BTreeMap<String, HostTensor>,
+    last: usize,
+    what: &str,
+) -> f64 {
+    deepmark::codec::HEAD_NAMES
+        .iter()
+        .map(|name| {
+            let theirs = &io[&format!("stack{last}.{name}")];
+            let e = rel_err(&ours[*name].data[..theirs.data.len()], &theirs.data);
+            assert!(e <= 1e-4, "{what} {name}: fast vs PyTorch {e:.3e} > 1e-4");
+            e
+        })
+        .fold(0.0, f64::max)
+}
+
 /// A fresh, empty temporary folder unique to this process and `tag`.
 pub fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("deepmark-{tag}-{}", std::process::id()));

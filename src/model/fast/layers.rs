@@ -150,23 +150,15 @@ impl FConv {
             w,
             bias,
             relu,
-            winograd: WinogradTiles::Off,
+            // 3×3 stride-1 convolutions take the policy of the compilation in progress
+            // ([`compiling_with`]).
+            winograd: if k == [3, 3] && stride == 1 && dilation == 1 {
+                POLICY.with(|p| p.get())
+            } else {
+                WinogradTiles::Off
+            },
             wino: Box::default(),
-        }
-        .with_winograd(true))
-    }
-
-    /// Turns the Winograd form of a 3×3 stride-1 convolution on or off (others: no-op); on
-    /// means the policy of the compilation in progress ([`compiling_with`]).
-    pub fn with_winograd(mut self, on: bool) -> Self {
-        let eligible = self.k == [3, 3] && self.stride == 1 && self.dilation == 1;
-        self.winograd = if on && eligible {
-            POLICY.with(|p| p.get())
-        } else {
-            WinogradTiles::Off
-        };
-        self.wino = Box::default();
-        self
+        })
     }
 
     /// The Winograd form for an output of `size`, if this convolution has one and the map is
@@ -199,13 +191,20 @@ impl FConv {
     /// outputs concatenated along channels): one column buffer for all of them.
     pub fn stack(convs: &[FConv]) -> FConv {
         let first = &convs[0];
+        // Fields spelt out: `..first.clone()` would copy the first weights (and any Winograd
+        // form made of them) only to drop them.
         let mut out = FConv {
             o: 0,
+            c: first.c,
+            k: first.k,
+            stride: first.stride,
+            pad: first.pad,
+            dilation: first.dilation,
             w: Vec::new(),
             bias: Vec::new(),
-            winograd: WinogradTiles::Off,
+            relu: first.relu,
+            winograd: first.winograd,
             wino: Box::default(),
-            ..first.clone()
         };
         for c in convs {
             debug_assert_eq!(
@@ -223,7 +222,6 @@ impl FConv {
             out.w.extend_from_slice(&c.w);
             out.bias.extend_from_slice(&c.bias);
         }
-        out.winograd = first.winograd;
         out
     }
 

@@ -1,8 +1,8 @@
-//! The vector width of this crate's own loops (Winograd transforms, im2col, epilogues), chosen
-//! once per process from the CPU: the hot functions are compiled three times — for AVX-512F,
-//! for AVX2 + FMA, and for the target's baseline — and the `multiversion!` macro calls the widest one
-//! the CPU runs. (The `gemm` crate dispatches its own kernels the same way.) Without this the
-//! loops would be vectorised for x86-64's baseline, SSE2, only.
+//! The vector width of this crate's own hot loops (today the Winograd input and output
+//! transforms), chosen once per process from the CPU: such a function is compiled three times —
+//! for AVX-512F, for AVX2 + FMA, and for the target's baseline — and the `multiversion!` macro
+//! calls the widest copy the CPU runs. (The `gemm` crate dispatches its own kernels the same
+//! way.) Loops not wrapped this way are vectorised for x86-64's baseline, SSE2, only.
 //!
 //! A function body wrapped this way must be `#[inline(always)]`, and so must what it calls in
 //! its hot loops, so that it is compiled inside each feature-enabled copy.
@@ -34,20 +34,17 @@ pub fn level() -> Level {
 }
 
 fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
     {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Level::Avx2;
-            }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Level::Avx512;
         }
-        Level::Baseline
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx2;
+        }
     }
+    Level::Baseline
 }
 
 /// `multiversion!(fn name(args) -> R => body);` defines `name`, which runs `body` (an

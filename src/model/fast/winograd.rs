@@ -10,7 +10,7 @@
 //!   0 2 −1 −2 1 0; 0 4 0 −5 0 1]`, `G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1⁄24 1⁄12 ⅙;
 //!   1⁄24 −1⁄12 ⅙; 0 0 1]`, `Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]`
 //!   (the paper's §4.2 matrices). Its float32 error is larger than F(2×2)'s (the ±8 and 1/24
-//!   entries); `tests/parity.rs` holds every architecture's heads to PyTorch with it.
+//!   entries); `tests/fast_cpu.rs` holds every architecture's heads to PyTorch with each form.
 //!
 //! With `d` an `(m+2)²` input patch and `g` a 3×3 kernel, the output tile is
 //! `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the element-wise product becomes
