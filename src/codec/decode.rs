@@ -250,29 +250,54 @@ pub fn gaussian_kernel3(sigma: f32) -> [[f32; 3]; 3] {
     k
 }
 
-/// Convolves every `(H, W)` channel of `maps` with a 3×3 kernel (zero padding).
+/// Convolves every `(H, W)` channel of `maps` with a 3×3 kernel (zero padding). Every output
+/// sums its in-map taps row by row, left to right, starting from zero: interior pixels take the
+/// branch-free loop, border pixels skip the taps outside the map.
 pub fn smooth3(maps: &[f32], size: [usize; 2], sigma: f32) -> Vec<f32> {
     let k = gaussian_kernel3(sigma);
     let [h, w] = size;
     let mut out = vec![0.0; maps.len()];
     for (src, dst) in maps.chunks(h * w).zip(out.chunks_mut(h * w)) {
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0.0;
-                for (ky, krow) in k.iter().enumerate() {
-                    let yy = y as isize + ky as isize - 1;
-                    if yy < 0 || yy >= h as isize {
+        let border = |y: usize, x: usize| {
+            let mut acc = 0.0;
+            for (ky, krow) in k.iter().enumerate() {
+                let yy = y as isize + ky as isize - 1;
+                if yy < 0 || yy >= h as isize {
+                    continue;
+                }
+                for (kx, kv) in krow.iter().enumerate() {
+                    let xx = x as isize + kx as isize - 1;
+                    if xx < 0 || xx >= w as isize {
                         continue;
                     }
-                    for (kx, kv) in krow.iter().enumerate() {
-                        let xx = x as isize + kx as isize - 1;
-                        if xx < 0 || xx >= w as isize {
-                            continue;
-                        }
-                        acc += kv * src[yy as usize * w + xx as usize];
-                    }
+                    acc += kv * src[yy as usize * w + xx as usize];
                 }
-                dst[y * w + x] = acc;
+            }
+            acc
+        };
+        for y in 0..h {
+            if y == 0 || y + 1 >= h || w < 3 {
+                for x in 0..w {
+                    dst[y * w + x] = border(y, x);
+                }
+                continue;
+            }
+            let rows = [
+                &src[(y - 1) * w..y * w],
+                &src[y * w..(y + 1) * w],
+                &src[(y + 1) * w..(y + 2) * w],
+            ];
+            let out_row = &mut dst[y * w..(y + 1) * w];
+            out_row[0] = border(y, 0);
+            out_row[w - 1] = border(y, w - 1);
+            for (i, o) in out_row[1..w - 1].iter_mut().enumerate() {
+                let mut acc = 0.0;
+                for (row, krow) in rows.iter().zip(&k) {
+                    acc += krow[0] * row[i];
+                    acc += krow[1] * row[i + 1];
+                    acc += krow[2] * row[i + 2];
+                }
+                *o = acc;
             }
         }
     }
@@ -280,26 +305,45 @@ pub fn smooth3(maps: &[f32], size: [usize; 2], sigma: f32) -> Vec<f32> {
 }
 
 /// Positions `(index in the channel)` that equal the maximum of their 3×3 neighbourhood
-/// (CenterNet's `_nms`: max-pool stride 1, pad 1, keep where equal).
+/// (CenterNet's `_nms`: max-pool stride 1, pad 1, keep where equal): no neighbour is greater.
 pub fn peaks(map: &[f32], size: [usize; 2]) -> Vec<usize> {
     let [h, w] = size;
     let mut out = Vec::new();
+    let border = |y: usize, x: usize| {
+        let v = map[y * w + x];
+        !(y.saturating_sub(1)..=(y + 1).min(h - 1))
+            .any(|yy| (x.saturating_sub(1)..=(x + 1).min(w - 1)).any(|xx| map[yy * w + xx] > v))
+    };
+    let mut flags = vec![false; w];
     for y in 0..h {
-        for x in 0..w {
-            let v = map[y * w + x];
-            let mut is_max = true;
-            'n: for yy in y.saturating_sub(1)..=(y + 1).min(h - 1) {
-                for xx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
-                    if map[yy * w + xx] > v {
-                        is_max = false;
-                        break 'n;
-                    }
-                }
-            }
-            if is_max {
-                out.push(y * w + x);
-            }
+        if y == 0 || y + 1 >= h || w < 3 {
+            out.extend((0..w).filter(|&x| border(y, x)).map(|x| y * w + x));
+            continue;
         }
+        let rows = [
+            &map[(y - 1) * w..y * w],
+            &map[y * w..(y + 1) * w],
+            &map[(y + 1) * w..(y + 2) * w],
+        ];
+        flags[0] = border(y, 0);
+        flags[w - 1] = border(y, w - 1);
+        // Branch-free over the interior; a comparison with NaN is false, so a NaN never
+        // disqualifies and a NaN centre is kept, as in the definition.
+        for (i, f) in flags[1..w - 1].iter_mut().enumerate() {
+            let v = rows[1][i + 1];
+            let mut greater = false;
+            for row in rows {
+                greater |= (row[i] > v) | (row[i + 1] > v) | (row[i + 2] > v);
+            }
+            *f = !greater;
+        }
+        out.extend(
+            flags
+                .iter()
+                .enumerate()
+                .filter(|&(_, &f)| f)
+                .map(|(x, _)| y * w + x),
+        );
     }
     out
 }
@@ -406,6 +450,13 @@ pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<De
     out
 }
 
+/// `e^x`, with the arguments whose float32 result rounds to zero (`x < -104`, below half the
+/// smallest subnormal) answered without calling into libm's slow underflow path: far
+/// candidates are common in the landmark mask and each one would take it.
+fn exp_or_zero(x: f32) -> f32 {
+    if x < -104.0 { 0.0 } else { x.exp() }
+}
+
 /// Chooses a landmark position for one detection (CenterNet's rule + techniques 3 and 4).
 fn refine(
     coarse: [f32; 2],
@@ -421,7 +472,13 @@ fn refine(
         let sigma = (bw.min(bh) / 9.0).max(1e-3);
         cands
             .iter()
-            .map(|p| [p[0], p[1], p[2] * (-d2(p) / (2.0 * sigma * sigma)).exp()])
+            .map(|p| {
+                [
+                    p[0],
+                    p[1],
+                    p[2] * exp_or_zero(-d2(p) / (2.0 * sigma * sigma)),
+                ]
+            })
             .max_by(|a, b| a[2].total_cmp(&b[2]))
     } else {
         cands.iter().min_by(|a, b| d2(a).total_cmp(&d2(b))).copied()
@@ -504,6 +561,80 @@ pub fn suppress(mut dets: Vec<Detection>, nms: Nms) -> Vec<Detection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definitions: every pixel through the bounds-checked loop.
+    fn smooth3_naive(src: &[f32], [h, w]: [usize; 2], sigma: f32) -> Vec<f32> {
+        let k = gaussian_kernel3(sigma);
+        let mut out = vec![0.0; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0.0;
+                for (ky, krow) in k.iter().enumerate() {
+                    for (kx, kv) in krow.iter().enumerate() {
+                        let (yy, xx) = (y as isize + ky as isize - 1, x as isize + kx as isize - 1);
+                        if yy >= 0 && xx >= 0 && yy < h as isize && xx < w as isize {
+                            acc += kv * src[yy as usize * w + xx as usize];
+                        }
+                    }
+                }
+                out[y * w + x] = acc;
+            }
+        }
+        out
+    }
+
+    fn peaks_naive(map: &[f32], [h, w]: [usize; 2]) -> Vec<usize> {
+        (0..h * w)
+            .filter(|&i| {
+                let (y, x) = ((i / w) as isize, (i % w) as isize);
+                !(-1..=1).any(|dy| {
+                    (-1..=1).any(|dx| {
+                        let (yy, xx) = (y + dy, x + dx);
+                        yy >= 0
+                            && xx >= 0
+                            && yy < h as isize
+                            && xx < w as isize
+                            && map[yy as usize * w + xx as usize] > map[i]
+                    })
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exp_or_zero_equals_exp() {
+        for i in 0..40_000 {
+            let x = -120.0 + i as f32 * 1e-3;
+            assert_eq!(exp_or_zero(x).to_bits(), x.exp().to_bits(), "{x}");
+        }
+    }
+
+    #[test]
+    fn smoothing_and_peaks_equal_their_definitions_bit_for_bit() {
+        for (h, w) in [(1, 1), (1, 6), (5, 1), (2, 2), (3, 3), (7, 9), (16, 13)] {
+            // Coarse values make ties (plateaus) common; a NaN tests the comparisons.
+            let mut map: Vec<f32> = (0..h * w)
+                .map(|i| ((i * 7919 + 13) % 11) as f32 / 10.0)
+                .collect();
+            if h * w > 4 {
+                map[h * w / 2] = f32::NAN;
+            }
+            assert_eq!(peaks(&map, [h, w]), peaks_naive(&map, [h, w]), "{h}×{w}");
+            map.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.3);
+            let two = [map.clone(), map.iter().map(|v| 1.0 - v).collect()].concat();
+            let got = smooth3(&two, [h, w], 0.8);
+            for (c, ch) in two.chunks(h * w).enumerate() {
+                let want = smooth3_naive(ch, [h, w], 0.8);
+                let got = &got[c * h * w..(c + 1) * h * w];
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{h}×{w} channel {c}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn detections_write_their_category_slice_of_the_294_layout() {

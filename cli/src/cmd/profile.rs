@@ -33,6 +33,10 @@ pub struct ProfileArgs {
     /// Timed runs (after one untimed warm-up run).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
+    /// One row per operation kind and input shape (`conv3x3/s2 64x64x64->128`: input
+    /// channels × height × width, then output channels) instead of per kind.
+    #[arg(long)]
+    pub by_shape: bool,
 }
 
 pub fn run(a: ProfileArgs) -> Result<()> {
@@ -54,7 +58,11 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     let mut times = StageTimes::default();
     let mut rows: Vec<OpStat> = Vec::new();
     for _ in 0..runs {
-        profile::start();
+        if a.by_shape {
+            profile::start_by_shape();
+        } else {
+            profile::start();
+        }
         let (_, t) = det.detect_timed(&img)?;
         times += t;
         profile::merge(&mut rows, profile::finish());
@@ -131,13 +139,14 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     // Per operation kind, most expensive first.
     let mut kinds = totals(&rows, |r| r.op.as_str());
     kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let width = kinds.iter().map(|k| k.0.len()).max().unwrap_or(0).max(24);
     println!(
-        "\n{:<24} {:>9} {:>10} {:>9} {:>9}",
+        "\n{:<width$} {:>9} {:>10} {:>9} {:>9}",
         "operation", "calls/img", "ms/image", "% fwd", "GFLOP/s"
     );
     for (op, calls, secs, flops) in &kinds {
         println!(
-            "{op:<24} {:>9} {:>10.2} {:>8.1}% {:>9}",
+            "{op:<width$} {:>9} {:>10.2} {:>8.1}% {:>9}",
             calls / runs,
             1e3 * secs / n,
             100.0 * secs / n / forward,

@@ -62,7 +62,10 @@ impl FDcnBlock {
                 };
                 let size = [x.h, x.w];
                 profile::op(
-                    || ("dcn3x3 (sample+gemm)".into(), main.flops(size)),
+                    || {
+                        let name = format!("dcn3x3 (sample+gemm){}", main.shape_of(x.view()));
+                        (name, main.flops(size))
+                    },
                     || main.apply(&cols, size, None),
                 )
             }

@@ -5,8 +5,9 @@
 //!   `ky ≡ a + p (mod s)`, at input row `y + (a + p - ky) / s`, so each phase is an ordinary
 //!   stride-1 convolution with a `(k/s) × (k/s)` kernel — one GEMM, no zero-stuffing, no
 //!   scatter of partial products.
-//! - A depthwise transposed convolution (DLA's bilinear `up` layers) is gathered directly: every
-//!   output pixel reads at most `⌈k/s⌉²` inputs of its own channel.
+//! - A depthwise transposed convolution (DLA's bilinear `up` layers) uses the same phases: each
+//!   output row's column phase is a few multiply-add passes over whole input rows of its own
+//!   channel (at most `⌈k/s⌉²` taps), interleaved into the output row afterwards.
 
 use super::conv::{Epilogue, Taps, conv_gemm};
 use super::map::{Map, View};
@@ -95,7 +96,8 @@ impl FDeconv {
             );
             let flops =
                 2.0 * (self.o * x.c * self.k * self.k * oh * ow) as f64 / (self.s * self.s) as f64;
-            (format!("deconv{}x{0}/s{}", self.k, self.s), flops)
+            let shape = profile::shape(|| format!("{}x{}x{}->{}", x.c, x.h, x.w, self.o));
+            (format!("deconv{}x{0}/s{}{shape}", self.k, self.s), flops)
         };
         profile::op(what, || self.run(x))
     }
@@ -152,50 +154,60 @@ impl FDepthwiseDeconv {
     }
 
     pub fn forward(&self, x: View<'_>) -> Map {
-        let what = || (format!("upsample-dw{}/s{}", self.k, self.s), 0.0);
+        let what = || {
+            let shape = profile::shape(|| format!("{}x{}x{}", x.c, x.h, x.w));
+            (format!("upsample-dw{}/s{}{shape}", self.k, self.s), 0.0)
+        };
         profile::op(what, || self.run(x))
     }
 
     fn run(&self, x: View<'_>) -> Map {
         use rayon::prelude::*;
-        let (k, s) = (self.k, self.s);
-        let oh = out_size(x.h, k, s, self.p);
-        let ow = out_size(x.w, k, s, self.p);
-        // Per output row/column: the (tap, input index) pairs inside the input.
-        let pairs = |o: usize, len: usize| -> Vec<Vec<(usize, usize)>> {
-            (0..o)
-                .map(|oy| {
-                    (0..k)
-                        .filter_map(|t| {
-                            let d = oy as isize + self.p as isize - t as isize;
-                            let i = d.div_euclid(s as isize);
-                            (d.rem_euclid(s as isize) == 0 && i >= 0 && (i as usize) < len)
-                                .then_some((t, i as usize))
-                        })
-                        .collect()
-                })
-                .collect()
-        };
-        let (ry, rx) = (pairs(oh, x.h), pairs(ow, x.w));
+        let (k, s, p) = (self.k, self.s, self.p);
+        let oh = out_size(x.h, k, s, p);
+        let ow = out_size(x.w, k, s, p);
+        // Output row `s·y + a` reads input rows `y + d` for the taps `(ky, d)` of phase `a`;
+        // columns likewise. Each column phase is accumulated contiguously (one multiply-add
+        // pass per tap over a whole input row) and then interleaved into the output row.
+        let phases: Vec<Vec<(usize, isize)>> = (0..s).map(|a| phase_taps(a, k, s, p)).collect();
         let mut out = Map::zeros(x.c, oh, ow);
-        out.data
-            .par_chunks_mut(oh * ow)
-            .enumerate()
-            .for_each(|(c, dst)| {
+        out.data.par_chunks_mut(oh * ow).enumerate().for_each_init(
+            || vec![0.0f32; ow.div_ceil(s)],
+            |acc, (c, dst)| {
                 let src = x.plane(c);
                 let wc = &self.w[c * k * k..(c + 1) * k * k];
-                for (oy, ty) in ry.iter().enumerate() {
-                    for (ox, tx) in rx.iter().enumerate() {
-                        let mut acc = 0.0;
-                        for &(ky, iy) in ty {
-                            for &(kx, ix) in tx {
-                                acc += wc[ky * k + kx] * src[iy * x.w + ix];
+                for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+                    let (y, a) = ((oy / s) as isize, oy % s);
+                    for (b, col_taps) in phases.iter().enumerate().take(ow) {
+                        // Output columns s·j + b for j < n.
+                        let n = (ow - b).div_ceil(s);
+                        let acc = &mut acc[..n];
+                        acc.fill(0.0);
+                        for &(ky, dy) in &phases[a] {
+                            let iy = y + dy;
+                            if iy < 0 || iy >= x.h as isize {
+                                continue;
+                            }
+                            let srow = &src[iy as usize * x.w..(iy as usize + 1) * x.w];
+                            for &(kx, dx) in col_taps {
+                                let wv = wc[ky * k + kx];
+                                // Valid j: 0 <= j + dx < x.w.
+                                let lo = (-dx).clamp(0, n as isize) as usize;
+                                let hi =
+                                    (x.w as isize - dx).clamp(lo as isize, n as isize) as usize;
+                                let from = (lo as isize + dx) as usize;
+                                for (o, i) in acc[lo..hi].iter_mut().zip(&srow[from..]) {
+                                    *o += wv * i;
+                                }
                             }
                         }
-                        dst[oy * ow + ox] = acc;
+                        for (j, v) in acc.iter().enumerate() {
+                            row[s * j + b] = *v;
+                        }
                     }
                 }
-            });
+            },
+        );
         out
     }
 }
@@ -269,7 +281,13 @@ mod tests {
 
     #[test]
     fn depthwise_gather_equals_the_scatter_definition() {
-        for (c, h, w, k, s, p) in [(3, 5, 6, 4, 2, 1), (2, 4, 3, 8, 4, 2), (2, 3, 3, 16, 8, 4)] {
+        for (c, h, w, k, s, p) in [
+            (3, 5, 6, 4, 2, 1),
+            (2, 4, 3, 8, 4, 2),
+            (2, 3, 3, 16, 8, 4),
+            (2, 3, 4, 3, 2, 1), // odd output side
+            (1, 2, 5, 5, 2, 0), // taps reaching past both ends
+        ] {
             let x = Map {
                 c,
                 h,

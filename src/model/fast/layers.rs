@@ -238,11 +238,15 @@ impl FConv {
         let size = self.out_dims(x);
         let ep = self.epilogue(residual);
         if let Some(wg) = self.winograd_for(size) {
-            let what = || (format!("conv3x3/s1 {}", wg.name()), self.flops(size));
+            let what = || {
+                let name = format!("conv3x3/s1 {}{}", wg.name(), self.shape_of(x));
+                (name, self.flops(size))
+            };
             return profile::op(what, || wg.forward(x, self.pad, size, &ep));
         }
         let what = || {
-            let name = format!("conv{}x{}/s{}", self.k[0], self.k[1], self.stride);
+            let (k, s) = (self.k, self.stride);
+            let name = format!("conv{}x{}/s{s}{}", k[0], k[1], self.shape_of(x));
             (name, self.flops(size))
         };
         let taps = Taps::conv(self.k, self.stride, self.pad, self.dilation);
@@ -252,6 +256,11 @@ impl FConv {
             ow: size[1],
         };
         profile::op(what, || gemm_tiles(&cols, size, &self.w, self.o, &ep))
+    }
+
+    /// The input shape and output channels, when profiling by shape.
+    pub(crate) fn shape_of(&self, x: View<'_>) -> String {
+        profile::shape(|| format!("{}x{}x{}->{}", x.c, x.h, x.w, self.o))
     }
 
     /// This convolution's weights and epilogue over other columns (DCN's sampled ones).

@@ -22,6 +22,7 @@ pub struct OpStat {
 }
 
 struct State {
+    by_shape: bool,
     module: &'static str,
     depth: usize,
     rows: Vec<OpStat>,
@@ -33,8 +34,19 @@ thread_local! {
 
 /// Starts recording on this thread (clearing what was recorded).
 pub fn start() {
+    start_with(false)
+}
+
+/// Starts recording with a row per operation kind *and* input shape: convolutions name their
+/// input `C×H×W` and output channels (`conv3x3/s2 64x64x64->128`).
+pub fn start_by_shape() {
+    start_with(true)
+}
+
+fn start_with(by_shape: bool) {
     STATE.with(|s| {
         *s.borrow_mut() = Some(State {
+            by_shape,
             module: "other",
             depth: 0,
             rows: Vec::new(),
@@ -62,6 +74,16 @@ pub fn merge(into: &mut Vec<OpStat>, rows: impl IntoIterator<Item = OpStat>) {
             }
             None => into.push(r),
         }
+    }
+}
+
+/// `" {shape()}"` when recording by shape, else nothing (for operation names).
+pub(crate) fn shape(shape: impl FnOnce() -> String) -> String {
+    let on = STATE.with(|s| s.borrow().as_ref().is_some_and(|st| st.by_shape));
+    if on {
+        format!(" {}", shape())
+    } else {
+        String::new()
     }
 }
 
@@ -157,5 +179,22 @@ mod tests {
         assert!(rows.iter().all(|r| r.seconds >= 0.0));
         op(|| ("after".into(), 1.0), || ());
         assert!(finish().is_empty());
+    }
+
+    #[test]
+    fn shapes_are_named_only_when_recording_by_shape() {
+        let named = || {
+            op(
+                || (format!("conv{}", shape(|| "3x8x8->4".into())), 1.0),
+                || (),
+            )
+        };
+        start();
+        named();
+        assert_eq!(finish()[0].op, "conv");
+        start_by_shape();
+        named();
+        assert_eq!(finish()[0].op, "conv 3x8x8->4");
+        assert_eq!(shape(|| "ignored".into()), "");
     }
 }
