@@ -181,16 +181,35 @@ pub fn gemm_tiles(
     out
 }
 
+thread_local! {
+    /// Set while this thread runs one of several convolutions computed side by side.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every GEMM it starts on this thread alone: for independent convolutions run
+/// in parallel with each other, each too small to split well by itself.
+pub(crate) fn serial<T>(f: impl FnOnce() -> T) -> T {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
+}
+
 /// Runs `run(block, scratch, parallelism)` for blocks `0..blocks` of one output map: in
 /// parallel on rayon's pool with one scratch per task and single-threaded GEMMs when there are
 /// enough blocks to keep every thread busy (two per thread), else one after the other with the
-/// GEMMs themselves using the threads.
+/// GEMMs themselves using the threads (or alone, inside [`serial`]).
 pub(crate) fn run_blocks<S: Default>(
     blocks: usize,
     run: impl Fn(usize, &mut S, gemm::Parallelism) + Sync,
 ) {
     let threads = rayon::current_num_threads();
-    if blocks >= 2 * threads {
+    if SERIAL.with(|s| s.get()) {
+        let mut s = S::default();
+        for b in 0..blocks {
+            run(b, &mut s, gemm::Parallelism::None);
+        }
+    } else if blocks >= 2 * threads {
         (0..blocks)
             .into_par_iter()
             .for_each_init(S::default, |s, b| run(b, s, gemm::Parallelism::None));

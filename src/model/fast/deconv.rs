@@ -4,12 +4,13 @@
 //!   its `s × s` output phases: output pixels `(s·y + a, s·x + b)` only see the taps with
 //!   `ky ≡ a + p (mod s)`, at input row `y + (a + p - ky) / s`, so each phase is an ordinary
 //!   stride-1 convolution with a `(k/s) × (k/s)` kernel — one GEMM, no zero-stuffing, no
-//!   scatter of partial products.
+//!   scatter of partial products. The phases run side by side, each GEMM on one thread, and are
+//!   interleaved into the output channel by channel in parallel.
 //! - A depthwise transposed convolution (DLA's bilinear `up` layers) uses the same phases: each
 //!   output row's column phase is a few multiply-add passes over whole input rows of its own
 //!   channel (at most `⌈k/s⌉²` taps), interleaved into the output row afterwards.
 
-use super::conv::{Epilogue, Taps, conv_gemm};
+use super::conv::{Epilogue, Taps, conv_gemm, serial};
 use super::map::{Map, View};
 use super::profile;
 
@@ -106,35 +107,46 @@ impl FDeconv {
         let (s, o) = (self.s, self.o);
         let oh = out_size(x.h, self.k, s, self.p);
         let ow = out_size(x.w, self.k, s, self.p);
+        // The phases side by side, each GEMM on one thread: one phase's GEMM alone is too
+        // narrow (the input's pixels) to split well across threads (on res18 at 512 the three
+        // layers took 90 ms one phase after the other, 60-64 ms side by side: RESULTS.md).
+        use rayon::prelude::*;
+        let phase_size = |q: usize| {
+            let (a, b) = (q / s, q % s);
+            [
+                oh.saturating_sub(a).div_ceil(s),
+                ow.saturating_sub(b).div_ceil(s),
+            ]
+        };
+        let parts: Vec<Map> = self
+            .phases
+            .par_iter()
+            .enumerate()
+            .map(|(q, (taps, wp))| {
+                let ep = Epilogue {
+                    bias: &self.bias,
+                    residual: None,
+                    relu: self.relu,
+                };
+                serial(|| conv_gemm(x.view(), taps, phase_size(q), wp, o, &ep))
+            })
+            .collect();
         let mut out = Map::zeros(o, oh, ow);
-        for a in 0..s.min(oh) {
-            for b in 0..s.min(ow) {
-                let (taps, wp) = &self.phases[a * s + b];
-                let (ph, pw) = ((oh - a).div_ceil(s), (ow - b).div_ceil(s));
-                let part = conv_gemm(
-                    x.view(),
-                    taps,
-                    [ph, pw],
-                    wp,
-                    o,
-                    &Epilogue {
-                        bias: &self.bias,
-                        residual: None,
-                        relu: self.relu,
-                    },
-                );
-                for r in 0..o {
-                    let src = &part.data[r * ph * pw..(r + 1) * ph * pw];
-                    let dst = &mut out.data[r * oh * ow..(r + 1) * oh * ow];
-                    for y in 0..ph {
+        out.data
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(r, dst)| {
+                for (q, part) in parts.iter().enumerate() {
+                    let (a, b) = (q / s, q % s);
+                    let src = part.view().plane(r);
+                    for (y, line) in src.chunks_exact(part.w.max(1)).take(part.h).enumerate() {
                         let row = &mut dst[(s * y + a) * ow..];
-                        for (x, v) in src[y * pw..(y + 1) * pw].iter().enumerate() {
+                        for (x, v) in line.iter().enumerate() {
                             row[s * x + b] = *v;
                         }
                     }
                 }
-            }
-        }
+            });
         out
     }
 }
@@ -253,6 +265,9 @@ mod tests {
             (3, 4, 5, 6, 4, 2, 1),
             (2, 3, 4, 4, 3, 2, 1),
             (2, 2, 3, 5, 8, 4, 2),
+            (2, 3, 4, 5, 5, 2, 0), // phases larger than the input
+            (1, 2, 1, 1, 4, 2, 1), // a 1 × 1 input
+            (3, 4, 40, 33, 4, 2, 1),
         ] {
             let x = Map {
                 c,
@@ -261,7 +276,12 @@ mod tests {
                 data: ramp(c * h * w, 0.2),
             };
             let wt = ramp(c * o * k * k, 1.1);
-            let want = naive(&x, &wt, o, k, s, p, 1);
+            let bias = ramp(o, 0.4);
+            let mut want = naive(&x, &wt, o, k, s, p, 1);
+            let hw = want.h * want.w;
+            for (i, v) in want.data.iter_mut().enumerate() {
+                *v = (*v + bias[i / hw]).max(0.0);
+            }
             // The same weights as [o, c, k, k].
             let kk = k * k;
             let mut w_oc = vec![0.0; wt.len()];
@@ -271,7 +291,7 @@ mod tests {
                         .copy_from_slice(&wt[(ci * o + r) * kk..(ci * o + r + 1) * kk]);
                 }
             }
-            let got = FDeconv::new(&w_oc, [c, o], k, s, p, vec![0.0; o], false).forward(&x);
+            let got = FDeconv::new(&w_oc, [c, o], k, s, p, bias, true).forward(&x);
             assert_eq!((got.h, got.w), (want.h, want.w));
             for (a, b) in got.data.iter().zip(&want.data) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
