@@ -206,7 +206,9 @@ def timed(forward, path, size, iters):
 
 
 def ours(program, arch, size, iters, image, r):
-    """`deepmark profile` of the same architecture, size and image: its mean stage times."""
+    """`deepmark profile` of the same architecture, size and image: its median stage times
+    (each stage's median over the runs, like the runtimes' medians here; the total is the
+    median of the runs' totals)."""
     import subprocess
 
     out = subprocess.run([program, "profile", "--arch", arch, "--input-size", str(size),
@@ -216,9 +218,9 @@ def ours(program, arch, size, iters, image, r):
     for line in out.splitlines():
         parts = line.split()
         if parts and parts[0] in ("preprocess", "forward", "decode", "post", "total", "load"):
-            ms[parts[0]] = float(parts[-2])
+            ms[parts[0]] = float(parts[-2])  # `stage  mean  median  share%`
     pre = ms["load"] + ms["preprocess"]
-    return (f"ours-pipeline/{arch}/{size}: mean {ms['total']:.1f} ms (load+pre {pre:.1f}, "
+    return (f"ours-pipeline/{arch}/{size}: median {ms['total']:.1f} ms (load+pre {pre:.1f}, "
             f"forward {ms['forward']:.1f}, decode+post {ms['decode'] + ms['post']:.1f}; "
             f"{iters} runs, round {r + 1})")
 

@@ -394,3 +394,49 @@ fn refiner_commands_predict_train_refine_and_plug_into_infer_and_eval() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn profile_prints_stages_with_mean_and_median_and_operations_by_shape() {
+    let o = deepmark(&[
+        "profile",
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "64",
+        "--runs",
+        "3",
+        "--by-shape",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // `stage  mean  median  share%` rows; the shares of the five stages add up to the total's.
+    let row = |name: &str| -> Vec<f64> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{out}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(|v| v.trim_end_matches('%').parse().unwrap())
+            .collect()
+    };
+    let stages = [
+        "load (read + decode file)",
+        "preprocess",
+        "forward",
+        "decode (+ flip fusion)",
+        "post (NMS, threshold)",
+    ];
+    let total = row("total");
+    assert_eq!(total.len(), 3, "{out}");
+    assert!((total[2] - 100.0).abs() < 1e-9);
+    let shares: f64 = stages.iter().map(|s| row(s)[2]).sum();
+    assert!((shares - 100.0).abs() < 0.5, "{out}");
+    let forward = row("forward");
+    assert!(forward[0] > 0.0 && forward[1] > 0.0, "{out}");
+    // Operations named with their input shape: res18-slim's stem reads the 3×64×64 input.
+    assert!(
+        out.lines().any(|l| l.starts_with("conv7x7/s2 3x64x64->")),
+        "{out}"
+    );
+}

@@ -56,6 +56,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
     det.detect(&img)?; // warm-up: allocations, thread pools, autotuning
     let runs = a.runs as usize;
     let mut times = StageTimes::default();
+    let mut per_run: Vec<StageTimes> = Vec::with_capacity(runs);
     let mut rows: Vec<OpStat> = Vec::new();
     for _ in 0..runs {
         if a.by_shape {
@@ -64,6 +65,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
             profile::start();
         }
         let (_, t) = det.detect_timed(&img)?;
+        per_run.push(t);
         times += t;
         profile::merge(&mut rows, profile::finish());
     }
@@ -87,19 +89,38 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         img.width(),
         img.height()
     );
-    let total = load + (times.preprocess + times.forward + times.decode + times.post) / n;
-    println!("\n{:<28} {:>10} {:>7}", "stage", "ms/image", "%");
-    for (stage, secs) in [
-        ("load (read + decode file)", load),
-        ("preprocess", times.preprocess / n),
-        ("forward", times.forward / n),
-        ("decode (+ flip fusion)", times.decode / n),
-        ("post (NMS, threshold)", times.post / n),
-        ("total", total),
+    let sum = |t: &StageTimes| t.preprocess + t.forward + t.decode + t.post;
+    let total = load + sum(&times) / n;
+    // The median over runs beside the mean: the machine's hiccups move the mean only.
+    let median = |f: &dyn Fn(&StageTimes) -> f64| {
+        let mut v: Vec<f64> = per_run.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n{:<28} {:>10} {:>10} {:>7}",
+        "stage", "ms/image", "median", "%"
+    );
+    for (stage, secs, med) in [
+        ("load (read + decode file)", load, load),
+        (
+            "preprocess",
+            times.preprocess / n,
+            median(&|t| t.preprocess),
+        ),
+        ("forward", times.forward / n, median(&|t| t.forward)),
+        (
+            "decode (+ flip fusion)",
+            times.decode / n,
+            median(&|t| t.decode),
+        ),
+        ("post (NMS, threshold)", times.post / n, median(&|t| t.post)),
+        ("total", total, load + median(&sum)),
     ] {
         println!(
-            "{stage:<28} {:>10.2} {:>6.1}%",
+            "{stage:<28} {:>10.2} {:>10.2} {:>6.1}%",
             1e3 * secs,
+            1e3 * med,
             100.0 * secs / total
         );
     }
