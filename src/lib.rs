@@ -64,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attributes;
 pub mod checkpoint;
 pub mod codec;
 pub mod data;

@@ -99,3 +99,52 @@ fn reg_l1_gathers_at_indices_and_averages_over_valid_coordinates() {
     let got = scalar(masked_l1(pred, m, target));
     assert!((got - 0.5 / (1.0 + 1e-4)).abs() < 1e-6, "{got}");
 }
+
+#[test]
+fn maybe_cross_entropy_matches_the_formula() {
+    use deepmark::attributes::{maybe_weights, parse_marks};
+    use deepmark::train::loss::maybe_cross_entropy;
+    // Rows: one `y` and one `m` (t = 1), one `y` and two `m` (t = 2), all `n`.
+    let labels = ["nmyn", "mmny", "nnnn"];
+    let logits = [
+        [0.5f64, -1.0, 2.0, 0.0],
+        [1.5, 0.2, -0.3, 0.7],
+        [3.0, 0.0, 0.0, -2.0],
+    ];
+    let beta = 0.1;
+    let mut want = 0.0;
+    let mut weights = Vec::new();
+    for (label, z) in labels.iter().zip(&logits) {
+        let w = maybe_weights(&parse_marks(label, 4).unwrap(), beta).unwrap();
+        let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+        want -= w
+            .iter()
+            .zip(z)
+            .map(|(&w, &v)| w as f64 * (v - lse))
+            .sum::<f64>();
+        weights.extend(w);
+    }
+    want /= 3.0;
+    // By hand for row 1: 0.9·(2 − lse) + 0.1·(−1 − lse); row 2: 0.8 and 0.1, 0.1; row 3: 0.
+    assert_eq!(&weights[..4], &[0.0, 0.1, 0.9, 0.0]);
+    assert!(
+        weights[4..8]
+            .iter()
+            .zip([0.1, 0.1, 0.0, 0.8])
+            .all(|(a, b)| (a - b).abs() < 1e-7)
+    );
+    assert_eq!(&weights[8..], &[0.0; 4]);
+    let t2 = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [3, 4]), &common::flex());
+    let flat: Vec<f32> = logits.iter().flatten().map(|&v| v as f32).collect();
+    let got = scalar(maybe_cross_entropy(t2(flat.clone()), t2(weights.clone())));
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    // β = 0 is plain cross-entropy on the `y` class (the all-`n` row adds nothing).
+    let plain: Vec<f32> = labels
+        .iter()
+        .flat_map(|l| maybe_weights(&parse_marks(l, 4).unwrap(), 0.0).unwrap())
+        .collect();
+    let ce = |z: &[f64; 4], k: usize| -(z[k] - z.iter().map(|v| v.exp()).sum::<f64>().ln());
+    let want0 = (ce(&logits[0], 2) + ce(&logits[1], 3)) / 3.0;
+    let got0 = scalar(maybe_cross_entropy(t2(flat), t2(plain)));
+    assert!((got0 - want0).abs() < 1e-5, "{got0} vs {want0}");
+}

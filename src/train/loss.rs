@@ -10,7 +10,10 @@
 //! - total `hm·1 + wh·0.1 + reg·1 + hps·1 + hm_hp·1 + hp_offset·1`, each term averaged over the
 //!   Hourglass stacks.
 
-use burn::tensor::{Int, Tensor, activation::sigmoid};
+use burn::tensor::{
+    Int, Tensor,
+    activation::{log_softmax, sigmoid},
+};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::heads::{HEAD_NAMES, Heads};
@@ -46,6 +49,18 @@ impl Default for LossWeights {
     fn default() -> Self {
         Self::centernet()
     }
+}
+
+/// Weighted cross-entropy of one attribute task, `[rows, classes]` logits against per-class
+/// weights (from `attributes::maybe_weights`: β on "maybe" classes, `1 − t·β` on the "yes"
+/// class, 0 on "no"): the mean over rows of `−Σ_k w_k · log softmax(z)_k`. All-"no" rows add
+/// zero but count in the mean.
+pub fn maybe_cross_entropy(logits: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+    let rows = logits.dims()[0].max(1) as f64;
+    (log_softmax(logits, 1) * weights)
+        .sum()
+        .neg()
+        .div_scalar(rows)
 }
 
 /// Modified focal loss of raw logits against a Gaussian-splatted target heatmap.
