@@ -97,11 +97,7 @@ pub fn read_fashionai_csv(path: &Path, tasks: &[AttributeTask]) -> Result<Vec<At
             )
             .into());
         };
-        let inside = !image.is_empty()
-            && Path::new(image)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside {
+        if !crate::io::stays_inside(image) {
             return Err(err(
                 "image",
                 format!(

@@ -50,6 +50,16 @@ fn temporary_pid(name: &str) -> Option<&str> {
     ours.or_else(burnpack)
 }
 
+/// Whether a path read from a data file stays inside the folder it is relative to: not empty,
+/// and only plain names (no root, no `.` or `..`). The same answer whether or not the file
+/// exists; a symbolic link inside the folder may still point elsewhere.
+pub(crate) fn stays_inside(rel: &str) -> bool {
+    !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
 /// `path` made absolute with its links resolved, for comparing paths: the file itself when it
 /// exists, else its folder's resolved path joined with its name, else `path` as given.
 pub fn resolved(path: &Path) -> PathBuf {

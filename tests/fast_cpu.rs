@@ -28,12 +28,8 @@ fn check(arch: &str, device: &Device, forms: &[WinogradTiles]) {
         for name in HEAD_NAMES {
             let (g, f) = (&generic[name], &ours[name]);
             assert_eq!(f.shape, g.shape, "{arch} {name}");
-            let e = rel_err(&f.data, &g.data);
-            assert!(
-                e <= 1e-4,
-                "{arch} {name} ({winograd:?}): fast vs generic {e:.3e} > 1e-4"
-            );
-            worst_generic = worst_generic.max(e);
+            let what = format!("{arch} {name} ({winograd:?}): fast vs generic");
+            worst_generic = worst_generic.max(within_parity(&f.data, &g.data, &what));
         }
         // The first image against PyTorch's own output.
         let worst_torch =

@@ -30,6 +30,13 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     (num / den.max(1e-30)).sqrt()
 }
 
+/// `rel_err(ours, theirs)`, asserted within the parity bar (≤ 1e-4); the panic names `what`.
+pub fn within_parity(ours: &[f32], theirs: &[f32], what: &str) -> f64 {
+    let e = rel_err(ours, theirs);
+    assert!(e <= 1e-4, "{what}: relative error {e:.3e} > 1e-4");
+    e
+}
+
 pub fn to_tensor(t: &HostTensor, device: &Device) -> Tensor<4> {
     let shape: [usize; 4] = t.shape.clone().try_into().expect("4-D tensor");
     Tensor::from_data(TensorData::new(t.data.clone(), shape), device)
@@ -79,9 +86,12 @@ pub fn max_err_against_pytorch(
         .iter()
         .map(|name| {
             let theirs = &io[&format!("stack{last}.{name}")];
-            let e = rel_err(&ours[*name].data[..theirs.data.len()], &theirs.data);
-            assert!(e <= 1e-4, "{what} {name}: fast vs PyTorch {e:.3e} > 1e-4");
-            e
+            let ours = &ours[*name].data[..theirs.data.len()];
+            within_parity(
+                ours,
+                &theirs.data,
+                &format!("{what} {name}: fast vs PyTorch"),
+            )
         })
         .fold(0.0, f64::max)
 }

@@ -330,13 +330,8 @@ pub fn load_coco(
                 "listed twice",
             ));
         }
-        // Image paths stay inside the image folder (a symbolic link inside it may point
-        // elsewhere): the same refusal whether or not such a file exists.
-        let inside = !img.file_name.is_empty()
-            && Path::new(&img.file_name)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !inside {
+        // Image paths stay inside the image folder.
+        if !crate::io::stays_inside(&img.file_name) {
             return Err(DataError::new(
                 path,
                 format!("image {}: ", img.id),

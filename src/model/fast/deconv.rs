@@ -109,7 +109,8 @@ impl FDeconv {
         let ow = out_size(x.w, self.k, s, self.p);
         // The phases side by side, each GEMM on one thread: one phase's GEMM alone is too
         // narrow (the input's pixels) to split well across threads (on res18 at 512 the three
-        // layers took 90 ms one phase after the other, 60-64 ms side by side: RESULTS.md).
+        // layers took 73.6-73.9 ms one phase after the other, 61.9-62.9 ms side by side:
+        // benches/RESULTS.md).
         use rayon::prelude::*;
         let phase_size = |q: usize| {
             let (a, b) = (q / s, q % s);
