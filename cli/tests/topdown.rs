@@ -672,10 +672,13 @@ fn a_model_set_trains_in_reduced_precision_with_f32_weights() {
         bf16_run.iter().all(|&(_, s)| s == 0),
         "bf16 has no loss scale"
     );
-    let f16_run = run(Precision::F16, 2);
+    // Four f16 epochs: the first step or two overflow the initial loss scale and are skipped,
+    // and after two epochs the fall varied with the machine (0.58-0.61x of the first epoch on
+    // the EPYC Zen 4 development machine, 0.80x on CI's); after four it was 0.15-0.18x here.
+    let f16_run = run(Precision::F16, 4);
     eprintln!("epoch losses, skipped steps: f32 {f32_run:?}\nbf16 {bf16_run:?}\nf16 {f16_run:?}");
     assert!(
-        f16_run.iter().all(|&(l, _)| l.is_finite()) && f16_run[1].0 < 0.8 * f16_run[0].0,
+        f16_run.iter().all(|&(l, _)| l.is_finite()) && f16_run[3].0 < 0.5 * f16_run[0].0,
         "f16 epoch losses {f16_run:?}"
     );
 }
