@@ -72,6 +72,7 @@ pub mod data;
 pub mod draw;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod garment;
 pub mod heads_io;
 pub mod infer;
