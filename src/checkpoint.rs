@@ -128,6 +128,108 @@ pub fn torch_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
     r
 }
 
+/// The inverse of [`torch_key_rules`]: rules (regex, replacement) that turn a Burn module path
+/// into CenterNet's PyTorch key, applied in order, each to the result of the previous ones
+/// (`export::pytorch` writes state dicts with them and checks each key against
+/// [`torch_key_rules`]). Every rule that consumes the `backbone.`/`heads.` prefix produces a
+/// PyTorch first segment, so later rules anchored on Burn prefixes cannot fire twice.
+/// BatchNorm's `gamma`/`beta` become PyTorch's `weight`/`bias`.
+pub fn burn_key_rules(backbone: &BackboneConfig) -> Vec<(String, String)> {
+    let mut r: Vec<(String, String)> = Vec::new();
+    let mut rule = |from: String, to: String| r.push((from, to));
+    let heads = HEAD_NAMES.join("|");
+    let heads = heads.as_str();
+    match backbone {
+        BackboneConfig::Hourglass(cfg) => {
+            rule(
+                format!(r"^heads\.(\d+)\.({heads})\.conv\."),
+                "${2}.${1}.0.conv.".into(),
+            );
+            rule(
+                format!(r"^heads\.(\d+)\.({heads})\.out\."),
+                "${2}.${1}.1.".into(),
+            );
+            rule(r"\.skip\.conv\.".into(), ".skip.0.".into());
+            rule(r"\.skip\.bn\.".into(), ".skip.1.".into());
+            rule(
+                r"^backbone\.(inters_|cnvs_)\.(\d+)\.conv\.".into(),
+                "${1}.${2}.0.".into(),
+            );
+            rule(
+                r"^backbone\.(inters_|cnvs_)\.(\d+)\.bn\.".into(),
+                "${1}.${2}.1.".into(),
+            );
+            rule(r"^backbone\.pre_conv\.".into(), "pre.0.".into());
+            rule(r"^backbone\.pre_res\.".into(), "pre.1.".into());
+            // Level d of stack S is `kps.S.(low2.)^d`, the innermost residuals `(low2.)^n`.
+            let n = cfg.depth();
+            rule(
+                r"^backbone\.kps\.(\d+)\.inner\.".into(),
+                format!("kps.${{1}}.{}", "low2.".repeat(n)),
+            );
+            for d in 0..n {
+                rule(
+                    format!(r"^backbone\.kps\.(\d+)\.levels\.{d}\.(up1|low1|low3)\."),
+                    format!("kps.${{1}}.{}${{2}}.", "low2.".repeat(d)),
+                );
+            }
+            rule(r"^backbone\.(cnvs|inters)\.".into(), "${1}.".into());
+        }
+        BackboneConfig::Resnet(cfg) => {
+            rule(format!(r"^heads\.0\.({heads})\.conv\."), "${1}.0.".into());
+            rule(format!(r"^heads\.0\.({heads})\.out\."), "${1}.2.".into());
+            rule(
+                r"^backbone\.(layer[1-4])\.(\d+)\.downsample\.conv\.".into(),
+                "${1}.${2}.downsample.0.".into(),
+            );
+            rule(
+                r"^backbone\.(layer[1-4])\.(\d+)\.downsample\.bn\.".into(),
+                "${1}.${2}.downsample.1.".into(),
+            );
+            for i in 0..cfg.deconv.len() {
+                rule(
+                    format!(r"^backbone\.deconv_layers\.{i}\.up\."),
+                    format!("deconv_layers.{}.", 3 * i),
+                );
+                rule(
+                    format!(r"^backbone\.deconv_layers\.{i}\.bn\."),
+                    format!("deconv_layers.{}.", 3 * i + 1),
+                );
+            }
+            rule(r"^backbone\.".into(), String::new());
+        }
+        BackboneConfig::Dla { .. } => {
+            rule(format!(r"^heads\.0\.({heads})\.conv\."), "${1}.0.".into());
+            rule(format!(r"^heads\.0\.({heads})\.out\."), "${1}.2.".into());
+            rule(r"\.actf\.".into(), ".actf.0.".into());
+            for i in 1..=3 {
+                rule(
+                    format!(r"\.(proj|up|node)\.{}\.", i - 1),
+                    format!(".${{1}}_{i}."),
+                );
+            }
+            rule(r"\.project\.conv\.".into(), ".project.0.".into());
+            rule(r"\.project\.bn\.".into(), ".project.1.".into());
+            rule(
+                r"^backbone\.base\.(base_layer|level0|level1)\.conv\.".into(),
+                "base.${1}.0.".into(),
+            );
+            rule(
+                r"^backbone\.base\.(base_layer|level0|level1)\.bn\.".into(),
+                "base.${1}.1.".into(),
+            );
+            rule(
+                r"^backbone\.dla_up\.ida\.(\d+)\.".into(),
+                "dla_up.ida_${1}.".into(),
+            );
+            rule(r"^backbone\.".into(), String::new());
+        }
+    }
+    rule(r"\.gamma$".into(), ".weight".into());
+    rule(r"\.beta$".into(), ".bias".into());
+    r
+}
+
 /// Apply [`torch_key_rules`] to one key (the same transformation `PytorchStore` applies).
 pub fn torch_to_burn_key(rules: &[(Regex, String)], key: &str) -> String {
     let mut k = key.to_string();

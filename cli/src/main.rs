@@ -8,7 +8,7 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, fuzz, infer, model, plot, profile, refine, topdown, train, tune};
+use cmd::{data, eval, export, fuzz, infer, model, plot, profile, refine, topdown, train, tune};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +54,9 @@ enum Command {
     Synth(data::SynthArgs),
     /// Print a weights file's config and parameter count.
     Info(model::InfoArgs),
+    /// Write a model for other runtimes: ONNX (opset 19; the six heads as named outputs, the
+    /// config and preprocessing as metadata).
+    Export(export::ExportArgs),
     /// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas): of a results file
     /// (`--gt --dt`), or of a model run on a dataset (`--weights --data`).
     Eval(eval::EvalArgs),
@@ -154,6 +157,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => model::convert(a),
         Command::Init(a) => model::init(a),
         Command::Info(a) => model::info(a),
+        Command::Export(a) => export::run(a),
         Command::ConvertDataset(a) => data::convert_dataset(a),
         Command::ShowData(a) => data::show_data(a),
         Command::Templates(a) => data::templates(a),

@@ -440,3 +440,137 @@ fn profile_prints_stages_with_mean_and_median_and_operations_by_shape() {
         "{out}"
     );
 }
+
+#[test]
+fn export_writes_onnx_with_the_weights_settings_and_refuses_bad_requests() {
+    let dir = common::tempdir("cli-export");
+    let out = dir.join("demo.onnx");
+    let o = deepmark(&[
+        "export",
+        "--weights",
+        "model-weights/demo.bpk",
+        "--out",
+        out.to_str().unwrap(),
+        "--dynamic-batch",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("input input (batch, 3, 128, 128)"),
+        "{}",
+        stdout(&o)
+    );
+    let model = deepmark::export::onnx::read(&std::fs::read(&out).unwrap()).unwrap();
+    let meta = |key: &str| {
+        model
+            .metadata_props
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .value
+            .clone()
+    };
+    // The input size and the detector options saved with the weights travel in the metadata.
+    assert_eq!(meta("deepmark.input_size"), "128x128");
+    let saved = deepmark::infer::detector::read_options(
+        &common::root().join("model-weights/demo.infer.json"),
+    )
+    .unwrap();
+    let exported: deepmark::infer::DetectorOptions =
+        serde_json::from_str(&meta("deepmark.detector_options")).unwrap();
+    assert_eq!(exported, saved);
+    assert_eq!(meta("deepmark.scheme"), "deepmark62");
+    let before = std::fs::read(&out).unwrap();
+
+    // Weights without their config; the weights as the output; a size the backbone cannot take.
+    let lone = dir.join("lone.bpk");
+    std::fs::copy(common::root().join("model-weights/demo.bpk"), &lone).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--weights", lone.to_str().unwrap()], "lone.json"),
+        (
+            &[
+                "--weights",
+                "model-weights/demo.bpk",
+                "--out",
+                "model-weights/demo.bpk",
+            ],
+            "both the output and the input --weights",
+        ),
+        (
+            &["--weights", "model-weights/demo.bpk", "--input-size", "100"],
+            "input size 100 must be a positive multiple of 32",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["export"];
+        all.extend_from_slice(args);
+        if !args.contains(&"--out") {
+            all.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        }
+        let o = deepmark(&all);
+        let e = stderr(&o);
+        assert!(
+            !o.status.success() && e.contains(expected) && !e.contains("panicked"),
+            "{all:?}: {e}"
+        );
+    }
+    // A refused export leaves an earlier file at the output untouched.
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let o = deepmark(&[
+        "export",
+        "--format",
+        "pytorch",
+        "--weights",
+        "model-weights/demo.bpk",
+        "--out",
+        out.to_str().unwrap(),
+        "--dynamic-batch",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("ONNX settings"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+
+    // `--format pytorch` and `convert` are inverses: the same tensors, bit for bit.
+    let pth = dir.join("demo.pth");
+    let back = dir.join("back.bpk");
+    let o = deepmark(&[
+        "export",
+        "--format",
+        "pytorch",
+        "--weights",
+        "model-weights/demo.bpk",
+        "--out",
+        pth.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = deepmark(&[
+        "convert",
+        pth.to_str().unwrap(),
+        "--config",
+        "model-weights/demo.json",
+        "--scheme",
+        "deepmark62",
+        "--out",
+        back.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = stdout(&o);
+    assert!(
+        report.contains("missing: 0") || !report.contains("missing"),
+        "{report}"
+    );
+    let original = common::weight_tensors(&common::root().join("model-weights/demo.bpk"));
+    let round = common::weight_tensors(&back);
+    assert_eq!(original.len(), round.len());
+    for ((n1, v1), (n2, v2)) in original.iter().zip(&round) {
+        assert_eq!(n1, n2);
+        assert!(
+            v1.iter().zip(v2).all(|(a, b)| a.to_bits() == b.to_bits()) && v1.len() == v2.len(),
+            "{n1}"
+        );
+    }
+    assert!(common::root().join("model-weights/demo.bpk").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}

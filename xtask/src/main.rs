@@ -23,8 +23,9 @@ const SPIRV_TESTS: [&str; 3] = ["wgpu", "vulkan", "kernel_cache"];
 /// The library's feature sets that must each build on their own (`cargo check`; a user embeds
 /// the library with any of them). `vulkan` is checked with the SPIR-V fix. The binary's set is
 /// the workspace build of the test step.
-const FEATURE_SETS: [&str; 12] = [
+const FEATURE_SETS: [&str; 13] = [
     "",
+    "onnx",
     "flex",
     "ndarray",
     "flex,train",
@@ -238,7 +239,7 @@ fn check_features(workspace: &Path) -> Result<ExitCode> {
 }
 
 /// The features docs.rs documents (`[package.metadata.docs.rs]` in Cargo.toml).
-const DOC_FEATURES: &str = "flex,train,learner,pytorch,draw,synth";
+const DOC_FEATURES: &str = "flex,train,learner,pytorch,draw,synth,onnx";
 
 /// The union of the examples' `required-features` (Cargo.toml).
 const EXAMPLE_FEATURES: &str = "flex,train,synth,learner";
