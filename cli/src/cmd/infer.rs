@@ -17,8 +17,23 @@ const SAMPLES: &str = "datasets/samples";
 
 #[derive(Args, Debug)]
 pub struct InferArgs {
-    /// Images and/or folders of images [default: the bundled samples in datasets/samples].
+    /// Images and/or folders of images [default: the bundled samples in datasets/samples]; or
+    /// one video file (mp4, mov, mkv, avi, webm, ts, …), camera (/dev/video0) or stream URL
+    /// (rtsp://, http://, …), decoded by FFmpeg: per-frame detections as JSON lines
+    /// (`<out>/<name>.jsonl`) and an annotated video (`<out>/<name>.pred.mp4`).
     pub inputs: Vec<PathBuf>,
+    /// Video: run the detector on every N-th frame (the annotated video holds those frames, at
+    /// the input's frame rate divided by N).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub every: u32,
+    /// Video: stop after this many input frames (a camera or live stream otherwise runs until
+    /// Ctrl-C, which finishes the files).
+    #[arg(long)]
+    pub max_frames: Option<u64>,
+    /// Video: the annotated video's path (.mp4, .m4v, .mov or .mkv) [default:
+    /// `<out>/<name>.pred.mp4`].
+    #[arg(long)]
+    pub video_out: Option<PathBuf>,
     /// Weights (.bpk with its .json config) [default: the bundled demo weights].
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -158,7 +173,24 @@ pub fn run(a: InferArgs) -> Result<()> {
         }
         bail!("weights file {} does not exist", weights.display());
     }
-    let images = collect_images(&inputs)?;
+    let videos: Vec<&PathBuf> = inputs
+        .iter()
+        .filter(|p| deepmark_cli::video::is_video(&p.to_string_lossy()))
+        .collect();
+    if !videos.is_empty() && inputs.len() > 1 {
+        bail!(
+            "give one video, camera or stream at a time, without images (got {} inputs)",
+            inputs.len()
+        );
+    }
+    let images = if videos.is_empty() {
+        collect_images(&inputs)?
+    } else {
+        Vec::new()
+    };
+    if videos.is_empty() && (a.every != 1 || a.max_frames.is_some() || a.video_out.is_some()) {
+        bail!("--every, --max-frames and --video-out apply to a video, camera or stream input");
+    }
     let mut det = a.detector.load(&weights)?;
     if demo_weights {
         println!(
@@ -172,6 +204,9 @@ pub fn run(a: InferArgs) -> Result<()> {
         .check()
         .map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
     deepmark::io::create_dir_all(&a.out)?;
+    if let Some(video) = videos.first() {
+        return run_video(&a, &det, &video.to_string_lossy());
+    }
     // Temporaries of an earlier run that was killed mid-write; this run's own on SIGINT/SIGTERM.
     let removed = crate::cmd::remove_temporaries(&a.out, false);
     if removed > 0 {
@@ -295,5 +330,146 @@ fn dump_heads(det: &Detector, img: &image::RgbImage, path: &Path) -> Result<()> 
         println!("{name}: {:?}", t.shape);
     }
     println!("wrote raw heads to {}", path.display());
+    Ok(())
+}
+
+/// One detection of a video frame (`infer` on a video: a line of `<name>.jsonl` per frame).
+#[derive(serde::Serialize)]
+struct FrameDetection<'a> {
+    category_id: usize,
+    category: &'a str,
+    score: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    bbox: [f32; 4],
+    /// The category's landmarks, `[x, y, score]`.
+    landmarks: &'a [[f32; 3]],
+}
+
+/// `infer` on a video, camera or stream: detections per frame as JSON lines (each line written
+/// and flushed when its frame is done, so the file can be followed while it grows) and the
+/// annotated video. A decoder that fails part-way (a truncated file, a dropped stream) still
+/// leaves both files complete up to the last frame done, then reports the error.
+fn run_video(a: &InferArgs, det: &Detector, input: &str) -> Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+
+    use deepmark_cli::video::{Frames, VideoWriter, is_camera, is_url};
+
+    let mut frames = Frames::open(input)?;
+    let p = frames.probe;
+    let name = if is_url(input) {
+        "stream".to_string()
+    } else if is_camera(input) {
+        "camera".to_string()
+    } else {
+        Path::new(input)
+            .file_stem()
+            .map_or("video".into(), |s| s.to_string_lossy().into_owned())
+    };
+    let jsonl_path = a.out.join(format!("{name}.jsonl"));
+    let video_path = a
+        .video_out
+        .clone()
+        .unwrap_or_else(|| a.out.join(format!("{name}.pred.mp4")));
+    for out in [&jsonl_path, &video_path] {
+        crate::cmd::refuse_input_as_output(out, &[("input", Path::new(input))])?;
+    }
+    let every = a.every as usize;
+    let fps = p.fps / every as f64;
+    let mut writer = VideoWriter::create(&video_path, p.width, p.height, fps)?;
+    let file = std::fs::File::create(&jsonl_path)
+        .with_context(|| format!("cannot create {}", jsonl_path.display()))?;
+    let mut jsonl = std::io::BufWriter::new(file);
+    let stop = crate::cmd::stop_flag();
+    println!(
+        "{input}: {}×{} at {:.2} frames/s; detecting every {} frame(s) → {} and {}",
+        p.width,
+        p.height,
+        p.fps,
+        every,
+        jsonl_path.display(),
+        video_path.display()
+    );
+    let start = std::time::Instant::now();
+    let mut last_report = start;
+    let mut processed = 0usize;
+    let mut failure = None;
+    let mut stopped = false;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            stopped = true;
+            break;
+        }
+        if a.max_frames.is_some_and(|m| frames.count() as u64 >= m) {
+            break;
+        }
+        let frame = match frames.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let index = frames.count() - 1;
+        if index % every != 0 {
+            continue;
+        }
+        let dets = det.detect(&frame)?;
+        let records: Vec<FrameDetection> = dets
+            .iter()
+            .map(|d| FrameDetection {
+                category_id: d.category_id,
+                category: deepmark::garment::category(d.category_id).map_or("?", |c| c.name),
+                score: d.score,
+                bbox: d.bbox,
+                landmarks: &d.landmarks,
+            })
+            .collect();
+        let line = serde_json::json!({
+            "frame": index,
+            "time": index as f64 / p.fps,
+            "detections": records,
+        });
+        writeln!(jsonl, "{line}")
+            .and_then(|_| jsonl.flush())
+            .with_context(|| format!("cannot write {}", jsonl_path.display()))?;
+        let mut canvas = frame;
+        draw_detections(&mut canvas, &dets);
+        writer.write(&canvas)?;
+        processed += 1;
+        if last_report.elapsed().as_secs_f64() >= 2.0 {
+            last_report = std::time::Instant::now();
+            eprintln!(
+                "frame {index}: {processed} frames detected, {:.2} frames/s",
+                processed as f64 / start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    drop(frames);
+    if processed == 0 {
+        drop(writer);
+        let _ = std::fs::remove_file(&jsonl_path);
+        return Err(failure.unwrap_or_else(|| anyhow::anyhow!("{input}: no frame to detect")));
+    }
+    let written = writer.finish()?;
+    println!(
+        "{processed} frames detected in {:.1} s ({:.2} frames/s); wrote {} ({} lines) and {} ({written} frames)",
+        start.elapsed().as_secs_f64(),
+        processed as f64 / start.elapsed().as_secs_f64(),
+        jsonl_path.display(),
+        processed,
+        video_path.display()
+    );
+    if stopped {
+        println!("stopped by a signal: both files end with the last frame done");
+    }
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "{} and {} hold the {processed} frames detected before it",
+            jsonl_path.display(),
+            video_path.display()
+        )));
+    }
     Ok(())
 }

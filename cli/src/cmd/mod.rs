@@ -91,6 +91,45 @@ pub fn on_interrupt(on_stop: impl Fn() + Send + 'static) {
 #[cfg(not(unix))]
 pub fn on_interrupt(_on_stop: impl Fn() + Send + 'static) {}
 
+/// For work that a user ends with Ctrl-C (a camera, a live stream): the first SIGINT or SIGTERM
+/// only sets the returned flag, which the work checks between steps to finish what it wrote;
+/// a second one ends the process at once (exit status 128 + the signal's number).
+#[cfg(unix)]
+pub fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    static COUNT: AtomicI32 = AtomicI32::new(0);
+    static LAST: AtomicI32 = AtomicI32::new(0);
+    extern "C" fn record(sig: libc::c_int) {
+        LAST.store(sig, Ordering::SeqCst);
+        COUNT.fetch_add(1, Ordering::SeqCst);
+    }
+    let handler = record as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: `record` only touches atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        loop {
+            match COUNT.load(Ordering::SeqCst) {
+                0 => {}
+                1 => f.store(true, Ordering::SeqCst),
+                _ => std::process::exit(128 + LAST.load(Ordering::SeqCst)),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    flag
+}
+
+/// Elsewhere a flag nothing sets.
+#[cfg(not(unix))]
+pub fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    Default::default()
+}
+
 /// Whether process `pid` runs (on Unix; elsewhere every other process counts as ended).
 fn process_runs(pid: u32) -> bool {
     #[cfg(unix)]
