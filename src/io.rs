@@ -438,6 +438,24 @@ impl Limits {
     }
 }
 
+/// Whether `bytes`, a JPEG file, ends before its image does: no end-of-image marker (`FF D9`)
+/// after the last start-of-scan (`FF DA`). Decoders fill what is missing with grey instead of
+/// failing; this tells a cut-off upload or download from a whole one. (Entropy-coded data
+/// never holds `FF D9`, which is stuffed as `FF 00`; an EXIF thumbnail's own markers come
+/// before the main image's scans, and data appended after the end marker is allowed.)
+pub fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    let last = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi < sos,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Reads a JSON file as `T` within the default [`Limits`]; `what` names it in the error.
 pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     Limits::default().read_json(path, what)
@@ -534,6 +552,24 @@ pub fn default_image_dir(annotations: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn truncated_jpegs_are_told_from_whole_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let whole =
+            std::fs::read(root.join("datasets/samples/matplotlib_grace_hopper.jpg")).unwrap();
+        assert!(!jpeg_is_truncated(&whole));
+        // Data appended after the end marker (camera trailers) is allowed.
+        let mut trailer = whole.clone();
+        trailer.extend_from_slice(b"trailer bytes");
+        assert!(!jpeg_is_truncated(&trailer));
+        // Cut anywhere inside the scan (or just before the end marker): truncated.
+        for cut in [whole.len() / 2, whole.len() - 200, whole.len() - 1] {
+            assert!(jpeg_is_truncated(&whole[..cut]), "cut at {cut}");
+        }
+        // Not a JPEG scan at all: nothing to say.
+        assert!(!jpeg_is_truncated(b"not an image"));
+    }
 
     #[test]
     fn temporaries_of_atomic_writes_are_recognised() {

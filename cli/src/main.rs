@@ -8,7 +8,9 @@ mod ui;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cmd::{data, eval, export, fuzz, infer, model, plot, profile, refine, topdown, train, tune};
+use cmd::{
+    data, eval, export, fuzz, infer, model, plot, profile, refine, serve, topdown, train, tune,
+};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +66,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Detect clothing: drawings, challenge-format JSON and per-stage timings.
     Infer(infer::InferArgs),
+    /// An HTTP detection service: POST /v1/detect (an image in, detections as JSON out, requests
+    /// batched into one forward pass), GET /v1/model, GET /health.
+    Serve(serve::ServeArgs),
     /// Where one image's time goes: per stage, and per network module and operation kind on
     /// the fast CPU form.
     Profile(profile::ProfileArgs),
@@ -113,6 +118,7 @@ impl Command {
             Command::Eval(a) => a.detector.backend,
             Command::Infer(a) => a.detector.backend,
             Command::Profile(a) => a.detector.backend,
+            Command::Serve(a) => a.detector.backend,
             Command::Tune(a) => a.detector.backend,
             Command::Predict(a) => a.detector.backend,
             Command::TrainRefiner(a) => a.backend,
@@ -166,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Predict(a) => refine::predict(a),
         Command::TrainRefiner(a) => refine::train_refiner(a),

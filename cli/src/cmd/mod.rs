@@ -9,6 +9,7 @@ pub mod model;
 pub mod plot;
 pub mod profile;
 pub mod refine;
+pub mod serve;
 pub mod topdown;
 pub mod train;
 pub mod tune;
