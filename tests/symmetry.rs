@@ -122,3 +122,93 @@ fn symmetric_axis_refinement_restores_moved_landmarks_on_real_garments() {
     assert!(moved_refined.1 < moved.1, "{moved_refined:?} vs {moved:?}");
     assert!(moved_refined.0 > moved.0, "{moved_refined:?} vs {moved:?}");
 }
+
+/// Algorithm 2's second pass (`SymmetryConfig::two_pass`) on the demo detector: boxes and
+/// scores stay the first pass's, and each detection's landmarks become the average of the first
+/// pass and the best same-category detection of the crop to the first pass's landmarks,
+/// offset by the crop's corner — recomputed here by hand from the library's parts.
+#[cfg(feature = "flex")]
+#[test]
+fn the_second_pass_averages_with_the_detection_on_the_landmarks_crop() {
+    use deepmark::infer::Detector;
+    let root = common::root();
+    let load = |two_pass: bool| {
+        let mut det =
+            Detector::from_weights(&root.join("model-weights/demo.bpk"), &common::flex()).unwrap();
+        det.options.input_size = 128;
+        det.options.threshold = 0.05;
+        det.options.post.symmetry = Some(SymmetryConfig {
+            two_pass,
+            ..SymmetryConfig::default()
+        });
+        det
+    };
+    let img =
+        deepmark::io::open_rgb(&root.join("datasets/samples/matplotlib_grace_hopper.jpg")).unwrap();
+    let one = load(false);
+    let first = one.detect(&img).unwrap();
+    let two = load(true).detect(&img).unwrap();
+    assert!(!first.is_empty());
+    assert_eq!(first.len(), two.len());
+    let mut changed = 0;
+    for (i, (a, b)) in first.iter().zip(&two).enumerate() {
+        assert_eq!(
+            (a.category_id, a.score, a.bbox),
+            (b.category_id, b.score, b.bbox),
+            "{i}"
+        );
+        // By hand: R1 of the first pass's landmarks, the crop's detections at any score.
+        let xs = a.landmarks.iter().map(|p| p[0]);
+        let ys = a.landmarks.iter().map(|p| p[1]);
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let x0 = xs.clone().fold(f32::MAX, f32::min).clamp(0.0, w).floor();
+        let x1 = xs.fold(f32::MIN, f32::max).clamp(0.0, w).ceil();
+        let y0 = ys.clone().fold(f32::MAX, f32::min).clamp(0.0, h).floor();
+        let y1 = ys.fold(f32::MIN, f32::max).clamp(0.0, h).ceil();
+        let mut expected = a.landmarks.clone();
+        if x1 - x0 >= 8.0 && y1 - y0 >= 8.0 {
+            let crop = image::imageops::crop_imm(
+                &img,
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0) as u32,
+                (y1 - y0) as u32,
+            )
+            .to_image();
+            let mut any = load(false);
+            any.options.threshold = f32::MIN;
+            let on_crop = any.detect(&crop).unwrap();
+            if let Some(s) = on_crop
+                .iter()
+                .filter(|s| s.category_id == a.category_id)
+                .max_by(|p, q| p.score.total_cmp(&q.score))
+            {
+                for (p, q) in expected.iter_mut().zip(&s.landmarks) {
+                    *p = [
+                        (p[0] + q[0] + x0) / 2.0,
+                        (p[1] + q[1] + y0) / 2.0,
+                        (p[2] + q[2]) / 2.0,
+                    ];
+                }
+            }
+        }
+        for (p, q) in expected.iter().zip(&b.landmarks) {
+            for k in 0..3 {
+                assert!(
+                    (p[k] - q[k]).abs() <= 1e-4 * p[k].abs().max(1.0),
+                    "detection {i}: {p:?} vs {q:?}"
+                );
+            }
+        }
+        changed += usize::from(b.landmarks != a.landmarks);
+    }
+    assert!(
+        changed > 0,
+        "the second pass moved no landmark of {} detections",
+        first.len()
+    );
+    println!(
+        "second pass: {changed} of {} detections' landmarks changed",
+        first.len()
+    );
+}

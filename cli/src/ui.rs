@@ -91,6 +91,11 @@ pub struct DetectorFlags {
     /// mid-points), with its default parameters; `tune --save` can also switch it on.
     #[arg(long, conflicts_with = "no_post")]
     pub symmetry: bool,
+    /// Technique (5) with Algorithm 2's second pass: each detection's image crop around its
+    /// refined landmarks is detected and refined again, and the two passes' landmarks averaged
+    /// (one more forward pass per detection). Implies --symmetry.
+    #[arg(long, conflicts_with = "no_post")]
+    pub symmetry_two_pass: bool,
     /// PoseFix refiners (a `train-refiner` folder) applied to every detection of a category
     /// they cover (flip-tested); the refined landmarks go into the results and drawings.
     #[arg(long)]
@@ -157,6 +162,14 @@ impl DetectorFlags {
         }
         if self.symmetry {
             det.options.post.symmetry = Some(deepmark::codec::symmetry::SymmetryConfig::default());
+        }
+        if self.symmetry_two_pass {
+            // The saved (e.g. tuned) symmetry settings where there are any, else the defaults.
+            let saved = det.options.post.symmetry.unwrap_or_default();
+            det.options.post.symmetry = Some(deepmark::codec::symmetry::SymmetryConfig {
+                two_pass: true,
+                ..saved
+            });
         }
         if self.generic {
             det.set_fast(false)?;

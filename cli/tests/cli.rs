@@ -425,7 +425,7 @@ fn profile_prints_stages_with_mean_and_median_and_operations_by_shape() {
         "preprocess",
         "forward",
         "decode (+ flip fusion)",
-        "post (NMS, threshold)",
+        "post (NMS, threshold, landmark stages)",
     ];
     let total = row("total");
     assert_eq!(total.len(), 3, "{out}");

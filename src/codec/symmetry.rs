@@ -40,6 +40,12 @@ pub struct SymmetryConfig {
     /// A landmark moves only when its partner scores at least this much higher.
     #[serde(default = "default_gap")]
     pub min_score_gap: f32,
+    /// Algorithm 2's second pass (lines 9–11): crop the image to the smallest rectangle
+    /// holding each detection's refined landmarks, detect and refine again on the crop, and
+    /// average the two passes' landmarks. Run by [`Detector::refine`](crate::infer::Detector::refine)
+    /// (it needs the image and another forward pass per detection); decoding alone does one pass.
+    #[serde(default)]
+    pub two_pass: bool,
 }
 
 fn default_gap() -> f32 {
@@ -57,6 +63,7 @@ impl Default for SymmetryConfig {
             min_inliers: 0.6,
             alpha: 0.4,
             min_score_gap: default_gap(),
+            two_pass: false,
         }
     }
 }

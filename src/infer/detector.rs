@@ -311,14 +311,20 @@ impl Detector {
         Ok((dets, times))
     }
 
-    /// Applies the fine-tuned CenterNet models, the top-down landmark models, then the refiners,
-    /// if any, to final detections of `image` (time counted as `post`).
+    /// Applies the symmetric refinement's second pass (when `post.symmetry.two_pass`), the
+    /// fine-tuned CenterNet models, the top-down landmark models, then the refiners, if any, to
+    /// final detections of `image` (time counted as `post`).
     pub fn refine(
         &self,
         image: &RgbImage,
         dets: &mut [Detection],
         times: &mut StageTimes,
     ) -> Result<()> {
+        if self.options.post.symmetry.is_some_and(|s| s.two_pass) {
+            let t = Instant::now();
+            self.second_pass(image, dets)?;
+            times.post += t.elapsed().as_secs_f64();
+        }
         if let Some(f) = &self.fine_tuned {
             let t = Instant::now();
             f.apply(image, dets)?;
@@ -333,6 +339,59 @@ impl Detector {
             let t = Instant::now();
             r.refine(image, dets)?;
             times.post += t.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+
+    /// Algorithm 2, lines 9–11, of the New-key-detection paper (its Fig. 1: the second pass
+    /// recovers landmarks the first one missed): for each detection, the image is cropped to
+    /// `R1 = [x_min, y_min, x_max, y_max]` of its (refined) landmarks, detected and refined
+    /// again, and the landmarks become `(keys1 + keys2 + [x_min, y_min]) / 2`. `keys2` is the
+    /// crop's best-scoring detection of the same category (whatever its score: the crop holds
+    /// the garment); a detection with none, or whose rectangle is under 8 pixels a side, keeps
+    /// its first pass. Landmark scores are averaged the same way (the paper averages positions
+    /// only). Boxes and detection scores are the first pass's.
+    fn second_pass(&self, image: &RgbImage, dets: &mut [Detection]) -> Result<()> {
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        for d in dets.iter_mut() {
+            if d.landmarks.is_empty() {
+                continue;
+            }
+            let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+            for p in &d.landmarks {
+                x0 = x0.min(p[0]);
+                y0 = y0.min(p[1]);
+                x1 = x1.max(p[0]);
+                y1 = y1.max(p[1]);
+            }
+            let (x0, y0) = (x0.clamp(0.0, w).floor(), y0.clamp(0.0, h).floor());
+            let (x1, y1) = (x1.clamp(0.0, w).ceil(), y1.clamp(0.0, h).ceil());
+            if x1 - x0 < 8.0 || y1 - y0 < 8.0 {
+                continue;
+            }
+            let crop = image::imageops::crop_imm(
+                image,
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0) as u32,
+                (y1 - y0) as u32,
+            )
+            .to_image();
+            let (heads, _) = self.heads(&crop)?;
+            let (second, _) = self.decode_heads_above(&heads, &self.options.post, f32::MIN);
+            let best = second
+                .iter()
+                .filter(|s| {
+                    s.category_id == d.category_id && s.landmarks.len() == d.landmarks.len()
+                })
+                .max_by(|a, b| a.score.total_cmp(&b.score));
+            if let Some(s) = best {
+                for (p, q) in d.landmarks.iter_mut().zip(&s.landmarks) {
+                    p[0] = (p[0] + q[0] + x0) / 2.0;
+                    p[1] = (p[1] + q[1] + y0) / 2.0;
+                    p[2] = (p[2] + q[2]) / 2.0;
+                }
+            }
         }
         Ok(())
     }
@@ -492,6 +551,16 @@ impl Detector {
         heads: &[ScaleHeads],
         post: &PostConfig,
     ) -> (Vec<Detection>, StageTimes) {
+        self.decode_heads_above(heads, post, self.options.threshold)
+    }
+
+    /// [`decode_heads`](Self::decode_heads) keeping detections scoring at least `threshold`.
+    fn decode_heads_above(
+        &self,
+        heads: &[ScaleHeads],
+        post: &PostConfig,
+        threshold: f32,
+    ) -> (Vec<Detection>, StageTimes) {
         let mut times = StageTimes::default();
         let t0 = Instant::now();
         let mut all = Vec::new();
@@ -505,7 +574,7 @@ impl Detector {
         times.decode += t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let mut dets = suppress(all, post.nms);
-        dets.retain(|d| d.score >= self.options.threshold);
+        dets.retain(|d| d.score >= threshold);
         times.post += t1.elapsed().as_secs_f64();
         (dets, times)
     }

@@ -114,7 +114,11 @@ pub fn run(a: ProfileArgs) -> Result<()> {
             times.decode / n,
             median(&|t| t.decode),
         ),
-        ("post (NMS, threshold)", times.post / n, median(&|t| t.post)),
+        (
+            "post (NMS, threshold, landmark stages)",
+            times.post / n,
+            median(&|t| t.post),
+        ),
         ("total", total, load + median(&sum)),
     ] {
         println!(
