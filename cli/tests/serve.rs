@@ -80,25 +80,7 @@ fn get(url: &str) -> (u16, Value) {
 
 /// The detections of an answer as `infer`'s box results.
 fn boxes(answer: &Value) -> Vec<BboxResult> {
-    answer["detections"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no detections in {answer}"))
-        .iter()
-        .map(|d| {
-            let b: Vec<f32> = d["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            BboxResult {
-                image_id: 0,
-                category_id: d["category_id"].as_u64().unwrap() as usize,
-                bbox: [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                score: d["score"].as_f64().unwrap() as f32,
-            }
-        })
-        .collect()
+    common::boxes_of_json(&answer["detections"])
 }
 
 fn same(want: &[BboxResult], got: &[BboxResult], what: &str) {

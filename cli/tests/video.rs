@@ -153,25 +153,7 @@ fn infer_on_a_clip_writes_json_lines_and_an_annotated_video() {
         frame.to_str().unwrap(),
     ]);
     let want = common::demo_boxes(&frame, &dir.join("frame-out"), &[]).unwrap();
-    let got: Vec<deepmark::infer::output::BboxResult> = lines[2]["detections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let b: Vec<f32> = d["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            deepmark::infer::output::BboxResult {
-                image_id: 0,
-                category_id: d["category_id"].as_u64().unwrap() as usize,
-                bbox: [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                score: d["score"].as_f64().unwrap() as f32,
-            }
-        })
-        .collect();
+    let got = common::boxes_of_json(&lines[2]["detections"]);
     assert!(!want.is_empty());
     assert_eq!(got.len(), want.len(), "{got:?}\n{want:?}");
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {

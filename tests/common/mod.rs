@@ -279,6 +279,30 @@ pub fn demo_boxes(
     Ok(v)
 }
 
+/// Detections written as JSON with `category_id`, `score` and `bbox` `[x1, y1, x2, y2]` (the
+/// `infer` JSON lines of a video, `serve`'s answers) as `infer`'s box results (`[x, y, w, h]`).
+pub fn boxes_of_json(detections: &serde_json::Value) -> Vec<deepmark::infer::output::BboxResult> {
+    detections
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of detections: {detections}"))
+        .iter()
+        .map(|d| {
+            let b: Vec<f32> = d["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            deepmark::infer::output::BboxResult {
+                image_id: 0,
+                category_id: d["category_id"].as_u64().unwrap() as usize,
+                bbox: [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                score: d["score"].as_f64().unwrap() as f32,
+            }
+        })
+        .collect()
+}
+
 /// `got` is the detection `want` is: same category, score within `score_tol`, every box
 /// coordinate within `px_tol` pixels. `what` names the pair in messages.
 pub fn assert_same_detection(

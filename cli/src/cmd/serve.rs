@@ -111,6 +111,7 @@ struct App {
     scales: Vec<f32>,
     threshold: f32,
     max_pixels: u64,
+    max_body_bytes: usize,
     model: serde_json::Value,
 }
 
@@ -202,6 +203,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         scales: det.options.scales.clone(),
         threshold: a.threshold,
         max_pixels: crate::cmd::limits().image_pixels,
+        max_body_bytes: a.max_body_bytes,
         model,
     });
     let wait = Duration::from_millis(a.batch_wait_ms);
@@ -275,7 +277,7 @@ async fn model_info(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
 }
 
 /// The body of a detect request: its bytes, from a raw or a multipart body.
-async fn image_bytes(req: Request) -> std::result::Result<Bytes, ApiError> {
+async fn image_bytes(req: Request, limit: usize) -> std::result::Result<Bytes, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -320,6 +322,8 @@ async fn image_bytes(req: Request) -> std::result::Result<Bytes, ApiError> {
         || content_type.starts_with("image/")
         || content_type.starts_with("application/octet-stream");
     if !raw {
+        // Read what the client sends first, so that it can read the answer (see read_limited).
+        let _ = read_limited(req, limit).await;
         return Err(err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -328,9 +332,41 @@ async fn image_bytes(req: Request) -> std::result::Result<Bytes, ApiError> {
             ),
         ));
     }
-    Bytes::from_request(req, &())
-        .await
-        .map_err(|e| too_large(e.body_text()))
+    read_limited(req, limit).await
+}
+
+/// The body, up to `limit` bytes. A larger body is answered 413, but only after reading (and
+/// dropping) up to `limit` bytes more of it: a client still sending would otherwise find the
+/// connection closed under it and never read the answer.
+async fn read_limited(req: Request, limit: usize) -> std::result::Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            err(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen += data.len();
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(2) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is too large: over the limit of {limit} bytes (--max-body-bytes)"),
+        ));
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// Decodes an image body (refusing images over the pixel limit before decoding them).
@@ -341,21 +377,24 @@ fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, 
             "the body is empty: send an image",
         ));
     }
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        })?;
-    if reader.format().is_none() {
+    let reader = || {
+        image::ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            })
+    };
+    let header = reader()?;
+    if header.format().is_none() {
         return Err(err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body is not an image this service reads (JPEG or PNG)",
         ));
     }
-    let (w, h) = reader
+    let (w, h) = header
         .into_dimensions()
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("a broken image: {e}")))?;
     if u64::from(w) * u64::from(h) > max_pixels {
@@ -366,14 +405,7 @@ fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, 
             ),
         ));
     }
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| {
-            err(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the body: {e}"),
-            )
-        })?;
+    let reader = reader()?;
     if reader.format() == Some(image::ImageFormat::Jpeg) && deepmark::io::jpeg_is_truncated(bytes) {
         return Err(err(
             StatusCode::BAD_REQUEST,
@@ -392,6 +424,8 @@ async fn detect(
     req: Request,
 ) -> std::result::Result<Response, ApiError> {
     let t0 = Instant::now();
+    // The body first: a client still sending it could not read an early answer.
+    let bytes = image_bytes(req, app.max_body_bytes).await?;
     let Query(q) = query.map_err(|e| err(StatusCode::BAD_REQUEST, e.body_text()))?;
     let threshold = q.threshold.unwrap_or(app.threshold);
     if !threshold.is_finite() {
@@ -417,7 +451,6 @@ async fn detect(
             })?,
     };
     let flip = q.flip.unwrap_or(app.flip);
-    let bytes = image_bytes(req).await?;
     let (size, max_pixels, sc) = (app.input_size, app.max_pixels, scales.clone());
     let (image, prepared) = tokio::task::spawn_blocking(move || {
         let image = decode_image(&bytes, max_pixels)?;
