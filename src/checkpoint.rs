@@ -241,12 +241,23 @@ pub fn torch_to_burn_key(rules: &[(Regex, String)], key: &str) -> String {
     k
 }
 
+/// Key rules (regex, replacement) as compiled regexes.
 #[cfg(feature = "pytorch")]
-fn compile(rules: &[(String, String)]) -> Vec<(Regex, String)> {
+pub(crate) fn compile(rules: &[(String, String)]) -> Vec<(Regex, String)> {
     rules
         .iter()
         .map(|(f, t)| (Regex::new(f).expect("valid built-in regex"), t.clone()))
         .collect()
+}
+
+/// PyTorch's name of a BatchNorm tensor path that Burn names differently: `….gamma` is PyTorch's
+/// `….weight`, `….beta` its `….bias` (PytorchStore's adapter renames them when loading, not a
+/// key rule); `None` for every other path.
+#[cfg(feature = "pytorch")]
+pub(crate) fn batch_norm_torch_name(path: &str) -> Option<String> {
+    path.strip_suffix(".gamma")
+        .map(|b| format!("{b}.weight"))
+        .or_else(|| path.strip_suffix(".beta").map(|b| format!("{b}.bias")))
 }
 
 /// PyTorch keys that CenterNet checkpoints carry but no model uses.
@@ -378,10 +389,7 @@ pub fn import_pytorch_module<M: ModuleSnapshot>(
     let aliases: Vec<(String, Vec<usize>)> = by_torch_name
         .iter()
         .filter_map(|(p, shape)| {
-            let alias = p
-                .strip_suffix(".gamma")
-                .map(|b| format!("{b}.weight"))
-                .or_else(|| p.strip_suffix(".beta").map(|b| format!("{b}.bias")))?;
+            let alias = batch_norm_torch_name(p)?;
             Some((alias, shape.clone()))
         })
         .collect();

@@ -12,16 +12,14 @@
 //! `torch.LongStorage`, which `torch.load(weights_only=True)` accepts.
 
 use std::io::Write;
-
-#[cfg(target_endian = "big")]
-compile_error!("export::pytorch writes native float32 bytes as PyTorch's little-endian storages");
 use std::path::Path;
 
 use burn::store::ModuleSnapshot;
 use burn::tensor::DType;
-use regex::Regex;
 
-use crate::checkpoint::{burn_key_rules, torch_key_rules, torch_to_burn_key};
+use crate::checkpoint::{
+    batch_norm_torch_name, burn_key_rules, compile, torch_key_rules, torch_to_burn_key,
+};
 use crate::error::{Error, Result};
 use crate::model::{CenterNet, CenterNetConfig};
 
@@ -34,12 +32,8 @@ struct Entry {
     float: bool,
 }
 
-fn compile(rules: &[(String, String)]) -> Vec<(Regex, String)> {
-    rules
-        .iter()
-        .map(|(f, t)| (Regex::new(f).expect("valid built-in regex"), t.clone()))
-        .collect()
-}
+#[cfg(target_endian = "big")]
+compile_error!("export::pytorch writes native float32 bytes as PyTorch's little-endian storages");
 
 /// The model's tensors under CenterNet's keys, in the module's order.
 fn state_dict(model: &CenterNet, config: &CenterNetConfig) -> Result<Vec<Entry>> {
@@ -53,12 +47,7 @@ fn state_dict(model: &CenterNet, config: &CenterNetConfig) -> Result<Vec<Entry>>
         // The import rules must lead back (PyTorch's BatchNorm weight/bias are Burn's
         // gamma/beta, renamed by the importer's adapter rather than by a rule).
         let back = torch_to_burn_key(&to_burn, &key);
-        let expected = t
-            .name
-            .strip_suffix(".gamma")
-            .map(|b| format!("{b}.weight"))
-            .or_else(|| t.name.strip_suffix(".beta").map(|b| format!("{b}.bias")))
-            .unwrap_or_else(|| t.name.clone());
+        let expected = batch_norm_torch_name(&t.name).unwrap_or_else(|| t.name.clone());
         if back != expected || key.starts_with("backbone.") || key.starts_with("heads.") {
             return Err(Error::Invalid(format!(
                 "no PyTorch key for {}: {key} imports as {back}",

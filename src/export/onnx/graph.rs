@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 
 use super::proto::{AttributeProto, NodeProto, TensorProto, attribute_type, data_type};
 use crate::error::{Error, Result};
+use crate::model::fast::layers::host;
 
 /// Nodes in the order they were added (a topological order: every node's inputs exist before
 /// it) and the initializers they read.
@@ -64,14 +65,6 @@ fn unsupported(what: String) -> Error {
     Error::Invalid(format!("ONNX export: {what}"))
 }
 
-/// A tensor's values on the host.
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Backend(format!("cannot read weights back to the host: {e:?}")))
-}
-
 impl Graph {
     /// `name`, or `name` with a numeric suffix if a value of that name exists already.
     pub fn unique(&mut self, name: &str) -> String {
@@ -92,16 +85,37 @@ impl Graph {
         inputs: &[&str],
         attribute: Vec<AttributeProto>,
     ) -> String {
-        let out = self.unique(name);
+        let [out] = self.op_outputs(op, name, inputs, &[""], attribute);
+        out
+    }
+
+    /// Adds `op` (named `name`, made unique) with one output per entry of `suffixes`, named
+    /// `<node name><suffix>` (made unique); returns the outputs.
+    pub fn op_outputs<const N: usize>(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        suffixes: &[&str; N],
+        attribute: Vec<AttributeProto>,
+    ) -> [String; N] {
+        let node = self.unique(name);
+        let outputs = suffixes.map(|s| {
+            if s.is_empty() {
+                node.clone()
+            } else {
+                self.unique(&format!("{node}{s}"))
+            }
+        });
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.clone()],
-            name: out.clone(),
+            output: outputs.to_vec(),
+            name: node,
             op_type: op.into(),
             attribute,
             domain: String::new(),
         });
-        out
+        outputs
     }
 
     /// A float32 initializer.
@@ -136,8 +150,32 @@ impl Graph {
         Ok(self.init_f32(name, &dims, &values))
     }
 
+    /// `x`, then the weight and (if any) the bias of the layer at `path` as initializers: a
+    /// convolution's inputs.
+    fn layer_inputs(
+        &mut self,
+        x: &str,
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        path: &str,
+    ) -> Result<Vec<String>> {
+        let mut inputs = vec![
+            x.to_string(),
+            self.param(&format!("{path}.weight"), weight)?,
+        ];
+        if let Some(b) = bias {
+            inputs.push(self.param(&format!("{path}.bias"), b)?);
+        }
+        Ok(inputs)
+    }
+
     /// `Conv` of a Burn [`Conv2d`] at module path `path`.
     pub fn conv(&mut self, x: &str, c: &Conv2d, path: &str) -> Result<String> {
+        self.conv_as(x, c, path, path)
+    }
+
+    /// [`conv`](Self::conv) with its output named `output` (a graph output's name).
+    pub fn conv_as(&mut self, x: &str, c: &Conv2d, path: &str, output: &str) -> Result<String> {
         let [t, l, b, r] = match c.padding {
             PaddingConfig2d::Valid => [0; 4],
             PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
@@ -145,15 +183,12 @@ impl Graph {
                 return Err(unsupported(format!("{path}: 'same' padding")));
             }
         };
-        let w = self.param(&format!("{path}.weight"), c.weight.val())?;
-        let mut inputs = vec![x.to_string(), w];
-        if let Some(bias) = &c.bias {
-            inputs.push(self.param(&format!("{path}.bias"), bias.val())?);
-        }
+        let inputs =
+            self.layer_inputs(x, c.weight.val(), c.bias.as_ref().map(|b| b.val()), path)?;
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         Ok(self.op(
             "Conv",
-            path,
+            output,
             &inputs,
             vec![
                 ints("kernel_shape", &c.kernel_size),
@@ -168,11 +203,8 @@ impl Graph {
     /// `ConvTranspose` of a Burn [`ConvTranspose2d`] (weights `[in, out / groups, kh, kw]`, as
     /// ONNX and PyTorch lay them out).
     pub fn conv_transpose(&mut self, x: &str, c: &ConvTranspose2d, path: &str) -> Result<String> {
-        let w = self.param(&format!("{path}.weight"), c.weight.val())?;
-        let mut inputs = vec![x.to_string(), w];
-        if let Some(bias) = &c.bias {
-            inputs.push(self.param(&format!("{path}.bias"), bias.val())?);
-        }
+        let inputs =
+            self.layer_inputs(x, c.weight.val(), c.bias.as_ref().map(|b| b.val()), path)?;
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let [ph, pw] = c.padding;
         Ok(self.op(

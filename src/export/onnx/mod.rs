@@ -16,7 +16,7 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::codec::Scheme;
+use crate::codec::{STRIDE, Scheme};
 use crate::error::{Error, Result};
 use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
 use proto::{
@@ -149,7 +149,7 @@ pub fn metadata(config: &CenterNetConfig, options: &OnnxOptions) -> Vec<(String,
             "deepmark.std_bgr",
             json(&crate::preprocess::STD_BGR.to_vec()),
         ),
-        ("deepmark.down_ratio", "4".to_string()),
+        ("deepmark.down_ratio", STRIDE.to_string()),
         (
             "deepmark.outputs",
             "raw logits (no sigmoid) of the heads hm, wh, reg, hps, hm_hp, hp_offset, each \
@@ -157,19 +157,24 @@ pub fn metadata(config: &CenterNetConfig, options: &OnnxOptions) -> Vec<(String,
                 .to_string(),
         ),
     ];
-    if matches!(
-        config.backbone,
-        BackboneConfig::Dla {
-            deformable: true,
-            ..
-        }
-    ) {
+    if deformable(config) {
         m.push(("deepmark.deform", options.deform.name().to_string()));
     }
     m.into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .chain(options.metadata.iter().cloned())
         .collect()
+}
+
+/// Whether the network has modulated deformable convolutions (DLA-34).
+fn deformable(config: &CenterNetConfig) -> bool {
+    matches!(
+        config.backbone,
+        BackboneConfig::Dla {
+            deformable: true,
+            ..
+        }
+    )
 }
 
 fn json(v: &impl serde::Serialize) -> String {
@@ -185,14 +190,7 @@ pub fn export(
     for side in options.input_size {
         config.backbone.check_input_size(side)?;
     }
-    let deformable = matches!(
-        config.backbone,
-        BackboneConfig::Dla {
-            deformable: true,
-            ..
-        }
-    );
-    if deformable && options.deform == DeformForm::Decomposed && options.dynamic_size {
+    if deformable(config) && options.deform == DeformForm::Decomposed && options.dynamic_size {
         return Err(Error::Invalid(
             "ONNX export: the decomposed deformable convolution fixes the input size; leave out \
              the dynamic size or export DeformConv (native)"
@@ -219,7 +217,7 @@ pub fn export(
     let (oh, ow) = if options.dynamic_size {
         (Err("out_height"), Err("out_width"))
     } else {
-        (Ok(h / 4), Ok(w / 4))
+        (Ok(h / STRIDE), Ok(w / STRIDE))
     };
     let channels = config.layout.channels();
     let output = heads

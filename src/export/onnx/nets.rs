@@ -46,19 +46,7 @@ impl Ctx<'_> {
             let y = self.g.conv(x, &head.conv, &format!("{p}.conv"))?;
             let y = self.g.relu(&y);
             // The last convolution's output is the graph output of that name.
-            let w = self
-                .g
-                .param(&format!("{p}.out.weight"), head.out.weight.val())?;
-            let b = match &head.out.bias {
-                Some(b) => self.g.param(&format!("{p}.out.bias"), b.val())?,
-                None => String::new(),
-            };
-            Ok(self.g.op(
-                "Conv",
-                name,
-                &[&y, &w, &b],
-                vec![ints("kernel_shape", &head.out.kernel_size)],
-            ))
+            self.g.conv_as(&y, &head.out, &format!("{p}.out"), name)
         };
         Ok(Heads {
             hm: run(&h.hm, "hm")?,
@@ -338,18 +326,13 @@ impl Ctx<'_> {
             &[offset, &s5],
             Vec::new(),
         );
-        let split = g.unique(&format!("{path}.offset_split"));
-        let (dy, dx) = (format!("{split}.dy"), format!("{split}.dx"));
-        g.unique(&dy);
-        g.unique(&dx);
-        g.nodes.push(super::proto::NodeProto {
-            input: vec![off],
-            output: vec![dy.clone(), dx.clone()],
-            name: split,
-            op_type: "Split".into(),
-            attribute: vec![int("axis", 2), int("num_outputs", 2)],
-            domain: String::new(),
-        });
+        let [dy, dx] = g.op_outputs(
+            "Split",
+            &format!("{path}.offset_split"),
+            &[&off],
+            &[".dy", ".dx"],
+            vec![int("axis", 2), int("num_outputs", 2)],
+        );
         // (B, 9, 1, H, W) each; the grid wants (B, 9·H, W, 2) with (x, y) last.
         let gx = g.op(
             "Mul",
