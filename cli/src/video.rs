@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, bail};
 use image::RgbImage;
@@ -74,34 +73,37 @@ fn spawn(program: &str, args: &[String], stdin: Stdio, stdout: Stdio) -> Result<
         })
 }
 
-/// The last lines a child wrote to its stderr, collected by a thread.
-#[derive(Clone, Default)]
-struct Tail(Arc<Mutex<VecDeque<String>>>);
+/// The last lines a child writes to its stderr, collected by a thread until the pipe closes.
+struct Tail(Option<std::thread::JoinHandle<VecDeque<String>>>);
 
 impl Tail {
     fn collect(child: &mut Child) -> Self {
-        let tail = Tail::default();
-        if let Some(err) = child.stderr.take() {
-            let t = tail.clone();
+        Tail(child.stderr.take().map(|err| {
             std::thread::spawn(move || {
+                let mut last = VecDeque::new();
                 for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
-                    let mut q = t.0.lock().unwrap_or_else(|p| p.into_inner());
-                    if q.len() == 8 {
-                        q.pop_front();
+                    if last.len() == 8 {
+                        last.pop_front();
                     }
-                    q.push_back(line);
+                    last.push_back(line);
                 }
-            });
-        }
-        tail
+                last
+            })
+        }))
     }
 
-    fn text(&self) -> String {
-        let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if q.is_empty() {
+    /// The lines, joined; call it once the child has exited (its stderr is then closed, so
+    /// the thread has read everything).
+    fn text(&mut self) -> String {
+        let last = self
+            .0
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        if last.is_empty() {
             "no message".into()
         } else {
-            q.iter().cloned().collect::<Vec<_>>().join(" | ")
+            Vec::from(last).join(" | ")
         }
     }
 }
@@ -229,8 +231,6 @@ impl Frames {
         }
         if got < len {
             let status = self.child.wait()?;
-            // Let the stderr thread take the last lines.
-            std::thread::sleep(std::time::Duration::from_millis(20));
             if got > 0 {
                 bail!(
                     "{}: frame {} was cut short ({got} of {len} bytes; ffmpeg: {})",
@@ -354,7 +354,8 @@ impl VideoWriter {
         }
         let stdin = self.stdin.as_mut().expect("open until finish");
         if let Err(e) = stdin.write_all(frame.as_raw()) {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            // The encoder closed its input: it is ending; its last words say why.
+            let _ = self.child.wait();
             bail!(
                 "{}: the encoder stopped after {} frames ({e}; ffmpeg: {})",
                 self.path.display(),
@@ -371,7 +372,6 @@ impl VideoWriter {
     pub fn finish(mut self) -> Result<usize> {
         drop(self.stdin.take());
         let status = self.child.wait()?;
-        std::thread::sleep(std::time::Duration::from_millis(20));
         if !status.success() {
             let _ = std::fs::remove_file(&self.tmp);
             bail!(
