@@ -418,16 +418,7 @@ impl Limits {
     pub fn open_rgb(&self, path: &Path) -> Result<RgbImage> {
         let (w, h) = self.image_size(path)?;
         let mut r = image_reader(path)?;
-        // Room for the decoded image at up to 16 bits × 4 channels, plus the decoder's own
-        // buffers.
-        let mut limits = image::Limits::default();
-        limits.max_alloc = Some(
-            (w as u64 * h as u64)
-                .saturating_mul(8)
-                .saturating_add(64 << 20)
-                .max(512 << 20),
-        );
-        r.limits(limits);
+        r.limits(decoder_limits(w, h));
         Ok(r.decode()
             .map_err(|source| Error::Image {
                 action: "read",
@@ -436,6 +427,21 @@ impl Limits {
             })?
             .to_rgb8())
     }
+}
+
+/// The `image` decoder's memory limits for an image whose header says `w × h` (checked against
+/// [`Limits::image_pixels`] first): room for the decoded image at up to 16 bits × 4 channels,
+/// plus the decoder's own buffers, so a header that lies about its size cannot make the decoder
+/// allocate more.
+pub fn decoder_limits(w: u32, h: u32) -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(
+        (w as u64 * h as u64)
+            .saturating_mul(8)
+            .saturating_add(64 << 20)
+            .max(512 << 20),
+    );
+    limits
 }
 
 /// Whether `bytes`, a JPEG file, ends before its image does: no end-of-image marker (`FF D9`)

@@ -405,13 +405,14 @@ fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, 
             ),
         ));
     }
-    let reader = reader()?;
+    let mut reader = reader()?;
     if reader.format() == Some(image::ImageFormat::Jpeg) && deepmark::io::jpeg_is_truncated(bytes) {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "a broken image: the JPEG ends before its end-of-image marker (truncated)",
         ));
     }
+    reader.limits(deepmark::io::decoder_limits(w, h));
     let img = reader
         .decode()
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("a broken image: {e}")))?;
