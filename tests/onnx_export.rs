@@ -211,6 +211,7 @@ fn every_architecture_runs_in_onnx_runtime_with_the_heads_of_burn_and_pytorch() 
 #[test]
 fn dynamic_batch_and_size_follow_the_input() {
     let device = flex();
+    let run = ort_available();
     for arch in ["res18", "mdla34", "hourglass104", "dla34"] {
         let (cfg, model, io) = parity_fixture(arch, &device);
         let [h, w] = [io["input"].shape[2], io["input"].shape[3]];
@@ -238,8 +239,8 @@ fn dynamic_batch_and_size_follow_the_input() {
             .map(|d| d.dim_param.clone())
             .collect();
         assert_eq!(dims, ["batch", "", "height", "width"]);
-        if !ort_available() {
-            return;
+        if !run {
+            continue;
         }
         // Two different images of another size: (h + m) × (w + 2m), values from the fixture's.
         let (nh, nw) = (h + m, w + 2 * m);
