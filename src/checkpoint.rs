@@ -668,7 +668,10 @@ fn checked_config(config: CenterNetConfig, path: &Path) -> Result<CenterNetConfi
 }
 
 /// The config JSON beside `weights` (`what` names it in errors).
-fn read_config_beside<C: serde::de::DeserializeOwned>(weights: &Path, what: &str) -> Result<C> {
+pub(crate) fn read_config_beside<C: serde::de::DeserializeOwned>(
+    weights: &Path,
+    what: &str,
+) -> Result<C> {
     let path = config_path(weights);
     if !path.is_file() {
         return Err(Error::file(

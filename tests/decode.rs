@@ -194,6 +194,7 @@ fn det(cat: usize, score: f32, bbox: [f32; 4]) -> Detection {
         box_score: score,
         bbox,
         landmarks: Vec::new(),
+        attributes: Vec::new(),
     }
 }
 

@@ -102,6 +102,7 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
                 occlusion: 1,
                 zoom_in: 1,
                 viewpoint: 2,
+                attributes: Default::default(),
             };
             obj.insert(
                 format!("item{}", i + 1),
@@ -136,6 +137,20 @@ fn raw_to_coco_conversion_reproduces_the_official_file() {
         assert_eq!(ours.num_keypoints, theirs.num_keypoints);
         assert_eq!((ours.style, ours.pair_id), (theirs.style, theirs.pair_id));
         assert_eq!(ours.segmentation, theirs.segmentation);
+        // DeepFashion2's per-garment attributes are kept, as label strings of the file's tasks.
+        let want: std::collections::BTreeMap<String, String> = [
+            ("scale", "nyn"),
+            ("occlusion", "ynn"),
+            ("zoom_in", "ynn"),
+            ("viewpoint", "nyn"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        assert_eq!(ours.attributes, want);
     }
+    assert_eq!(
+        converted.attribute_tasks,
+        deepmark::attributes::deepfashion2_tasks()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

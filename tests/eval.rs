@@ -397,12 +397,14 @@ fn landmark_errors_follow_the_ne_and_pck_definitions() {
                     category_id: it.category_id,
                     bbox: it.bbox,
                     score: 0.9,
+                    attributes: Vec::new(),
                 });
                 kps.push(KeypointResult {
                     image_id: s.image_id,
                     category_id: it.category_id,
                     keypoints: k,
                     score: 0.9,
+                    attributes: Vec::new(),
                 });
             }
         }

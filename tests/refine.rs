@@ -185,6 +185,7 @@ fn a_refiner_learns_on_the_real_fixtures_and_refines_detections() {
         box_score: score,
         bbox: [x, y, x + w, y + h],
         landmarks: pose.iter().map(|(p, _)| [p[0], p[1], 0.7]).collect(),
+        attributes: Vec::new(),
     };
     let mut dets = vec![det(1, 0.9), det(1, 0.1)];
     let other = Detection {
@@ -324,6 +325,7 @@ fn refiners_run_alike_on_every_backend() {
             .iter()
             .map(|k| [k[0], k[1], 0.5])
             .collect(),
+        attributes: Vec::new(),
     }];
     let run = |device: &burn::tensor::Device| {
         let set = RefinerSet::load(&dir, device).unwrap();

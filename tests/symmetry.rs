@@ -60,6 +60,7 @@ fn score(
                     box_score: 0.9,
                     bbox,
                     landmarks,
+                    attributes: Vec::new(),
                 }
             })
             .collect();

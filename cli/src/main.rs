@@ -9,7 +9,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use cmd::{
-    data, eval, export, fuzz, infer, model, plot, profile, refine, serve, topdown, train, tune,
+    attributes, data, eval, export, fuzz, infer, model, plot, profile, refine, serve, topdown,
+    train, tune,
 };
 
 #[derive(Parser)]
@@ -87,6 +88,12 @@ enum Command {
     /// Per-category AP_pt and NE of a top-down model set, before and after fine-tuning, on
     /// ground-truth boxes or a detections file.
     EvalTopdown(topdown::EvalTopDownArgs),
+    /// Train attribute recognition with the "maybe"-label loss: the recognition network on
+    /// landmark crops (`--on crops`) or attribute heads on a detector (`--on detector`).
+    TrainAttributes(attributes::TrainAttributesArgs),
+    /// Per-task accuracy, FashionAI's AP and top-3/top-5 recall of an attribute model on
+    /// ground-truth garments.
+    EvalAttributes(attributes::EvalAttributesArgs),
     /// Fuzz the parsers a user feeds (annotation, results and config JSON, images, .pth and
     /// .bpk weights) with mutated inputs; findings are saved with their messages.
     Fuzz(fuzz::FuzzArgs),
@@ -125,6 +132,8 @@ impl Command {
             Command::Refine(a) => a.backend,
             Command::TrainTopdown(a) => a.backend,
             Command::EvalTopdown(a) => a.backend,
+            Command::TrainAttributes(a) => a.backend,
+            Command::EvalAttributes(a) => a.backend,
             _ => return None,
         })
     }
@@ -179,6 +188,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Refine(a) => refine::refine(a),
         Command::TrainTopdown(a) => topdown::train_topdown(a),
         Command::EvalTopdown(a) => topdown::eval_topdown(a),
+        Command::TrainAttributes(a) => attributes::train_attributes(a),
+        Command::EvalAttributes(a) => attributes::eval_attributes(a),
         Command::Fuzz(a) => fuzz::run(a),
         Command::KernelCache => {
             let file = deepmark_cli::backend::kernel_cache::file();

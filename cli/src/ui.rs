@@ -110,6 +110,11 @@ pub struct DetectorFlags {
     /// instead of replacing them.
     #[arg(long)]
     pub landmarks_average: bool,
+    /// An attribute model (a `train-attributes` folder): the recognition network on each
+    /// detection's landmark crops, or attribute heads read at each detection's centre. Its
+    /// predictions go into the results JSON (`attributes` per detection) and the drawings.
+    #[arg(long)]
+    pub attributes: Option<PathBuf>,
 }
 
 /// The `--landmarks` choice.
@@ -204,6 +209,12 @@ impl DetectorFlags {
                 set.set_float_dtype(dtype);
             }
             det.refiner = Some(std::sync::Arc::new(set));
+        }
+        if let Some(path) = &self.attributes {
+            if reduced {
+                anyhow::bail!("--attributes runs in f32: leave --precision at f32");
+            }
+            det.set_attributes(path)?;
         }
         det.options
             .check()

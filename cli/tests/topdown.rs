@@ -124,6 +124,7 @@ fn detections_get_replaced_or_averaged_landmarks_and_low_scores_are_left_alone()
         box_score: score,
         bbox: [x, y, x + w, y + h],
         landmarks: vec![[1.0, 2.0, 0.5]; n],
+        attributes: Vec::new(),
     };
     let est = set.estimate(&img, &[garment(9)]).unwrap()[0]
         .clone()

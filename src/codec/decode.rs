@@ -202,6 +202,8 @@ pub struct Detection {
     pub bbox: [f32; 4],
     /// The category's landmarks in local order: `[x, y, score]`.
     pub landmarks: Vec<[f32; 3]>,
+    /// Attribute predictions, one per task, when an attribute model ran (empty otherwise).
+    pub attributes: Vec<crate::attributes::apply::AttributeGuess>,
 }
 
 impl Detection {
@@ -444,6 +446,7 @@ pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<De
             box_score,
             bbox,
             landmarks,
+            attributes: Vec::new(),
         });
     }
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -654,6 +657,7 @@ mod tests {
             box_score: 0.7,
             bbox: [10.0, 20.0, 50.0, 100.0],
             landmarks,
+            attributes: Vec::new(),
         };
         let scores = d.landmarks_294(|s| s);
         assert_eq!(scores.len(), NUM_LANDMARKS);

@@ -183,6 +183,54 @@ fn polygon(points: &[[f32; 2]]) -> Vec<Point<i32>> {
     poly
 }
 
+/// A garment's texture: base colour, stripe colour and period, striped or solid.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    base: [f32; 3],
+    stripe: [f32; 3],
+    period: f32,
+    striped: bool,
+}
+
+impl Look {
+    /// The labels of the synthetic tasks (`attributes::synthetic_tasks`) of a garment whose
+    /// box is `width` pixels wide. `pattern`: solid, narrow stripes (16 or more stripe periods
+    /// across the box, so that the class survives any crop's scaling) or wide stripes, "maybe"
+    /// on the other stripe class for 12–22 periods. `colour`: the largest channel of the mean
+    /// colour (stripes and base in equal parts), "maybe" on the second when it is within 20 of
+    /// the first.
+    fn labels(&self, width: f32) -> serde_json::Map<String, serde_json::Value> {
+        let mut pattern = ['n'; 3];
+        if self.striped {
+            let periods = width / self.period;
+            let (yes, other) = if periods >= 16.0 { (1, 2) } else { (2, 1) };
+            pattern[yes] = 'y';
+            if (12.0..22.0).contains(&periods) {
+                pattern[other] = 'm';
+            }
+        } else {
+            pattern[0] = 'y';
+        }
+        let mean: [f32; 3] = if self.striped {
+            std::array::from_fn(|c| (self.base[c] + self.stripe[c]) / 2.0)
+        } else {
+            self.base
+        };
+        let mut order = [0usize, 1, 2];
+        order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+        let mut colour = ['n'; 3];
+        colour[order[0]] = 'y';
+        if mean[order[0]] - mean[order[1]] < 20.0 {
+            colour[order[1]] = 'm';
+        }
+        let text = |l: [char; 3]| serde_json::Value::String(l.iter().collect());
+        let mut m = serde_json::Map::new();
+        m.insert("pattern".into(), text(pattern));
+        m.insert("colour".into(), text(colour));
+        m
+    }
+}
+
 /// Draw one synthetic image and its raw DeepFashion2 annotation (as JSON).
 pub fn synth_image(
     t: &Templates,
@@ -220,6 +268,7 @@ pub fn synth_image(
         .collect();
     // Owner map: which garment is on top at each pixel (0 = background).
     let mut owner = GrayImage::new(w, h);
+    let mut looks: Vec<Option<Look>> = vec![None; placed.len()];
     for (i, p) in placed.iter().enumerate() {
         let poly = polygon(&p.points);
         if poly.len() < 3 {
@@ -234,6 +283,12 @@ pub fn synth_image(
         );
         let (sa, ca) = angle.sin_cos();
         let striped = rng.random_bool(0.6);
+        looks[i] = Some(Look {
+            base,
+            stripe,
+            period,
+            striped,
+        });
         for (x, y, m) in mask.enumerate_pixels() {
             if m.0[0] == 0 {
                 continue;
@@ -281,12 +336,27 @@ pub fn synth_image(
             x2.ceil().min(w as f32 - 1.0),
             y2.ceil().min(h as f32 - 1.0),
         ];
+        // DeepFashion2's attributes, measured on the drawing: scale from the box's share of
+        // the image, occlusion from the share of covered landmarks, zoom-in from the share
+        // outside the image; every garment is seen from the front.
+        let flags: Vec<f64> = lm.chunks_exact(3).map(|k| k[2]).collect();
+        let share = |f: &dyn Fn(f64) -> bool| {
+            flags.iter().filter(|&&v| f(v)).count() as f32 / flags.len().max(1) as f32
+        };
+        let area = (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (w * h) as f32;
+        let level = |x: f32, a: f32, b: f32| 1 + (x > a) as i64 + (x > b) as i64;
+        let scale = level(area, 0.1, 0.3);
+        let occlusion = level(share(&|v| v == 1.0), 0.0, 0.3);
+        let zoom_in = level(share(&|v| v == 0.0), 0.0, 0.3);
+        let attributes =
+            looks[i].map_or_else(serde_json::Map::new, |l| l.labels(bbox[2] - bbox[0]));
         anno.insert(
             format!("item{}", i + 1),
             serde_json::json!({
                 "category_name": cat.name, "category_id": cat.id, "style": 0,
                 "bounding_box": bbox.map(|v| v as f64), "landmarks": lm, "segmentation": [],
-                "scale": 2, "occlusion": 1, "zoom_in": 1, "viewpoint": 2
+                "scale": scale, "occlusion": occlusion, "zoom_in": zoom_in, "viewpoint": 2,
+                "attributes": attributes
             }),
         );
     }
@@ -311,7 +381,9 @@ pub fn generate(
         save_image_atomic(&img, &out.join("image").join(format!("{stem}.jpg")))?;
         write_json_compact(&out.join("annos").join(format!("{stem}.json")), &anno)?;
     }
-    let (coco, report) = convert_raw_dir(out, false, &Limits::default(), &mut |_, _| {})?;
+    let (mut coco, report) = convert_raw_dir(out, false, &Limits::default(), &mut |_, _| {})?;
+    coco.attribute_tasks
+        .extend(crate::attributes::synthetic_tasks());
     write_json_compact(&out.join("train.json"), &coco)?;
     Ok((coco, report))
 }

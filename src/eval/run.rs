@@ -96,6 +96,7 @@ pub fn landmark_report(
                 category_id: r.category_id,
                 bbox: r.bbox,
                 score: r.score,
+                attributes: Vec::new(),
             })
             .collect(),
         keypoints: records
@@ -105,6 +106,7 @@ pub fn landmark_report(
                 category_id: r.category_id,
                 keypoints: r.keypoints.clone(),
                 score: r.score,
+                attributes: Vec::new(),
             })
             .collect(),
         ..Default::default()

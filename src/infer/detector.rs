@@ -25,6 +25,10 @@ use burn::tensor::{Device, Tensor, TensorData, activation::sigmoid};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::apply::{AttributeModelConfig, Recognizer, guesses};
+use crate::attributes::heads::{
+    AttributeHeads, AttributeHeadsConfig, logits_at, task_probabilities,
+};
 use crate::checkpoint;
 use crate::codec::decode::{decode, suppress};
 use crate::codec::fuse::fuse_flip;
@@ -139,6 +143,9 @@ impl std::ops::AddAssign for StageTimes {
 pub struct ScaleHeads {
     /// The decoded-ready head maps of this scale (flip-fused when flip is on).
     pub heads: HeadMaps,
+    /// The attribute heads' logit maps `(Σ classes, h, w)` when attribute heads are attached
+    /// ([`Detector::set_attribute_heads`]; flip-averaged when flip is on).
+    pub attributes: Option<Vec<f32>>,
     /// From output-map pixels back to image pixels.
     pub transform: Affine,
 }
@@ -167,6 +174,32 @@ pub struct Detector {
     pub landmarker: Option<Arc<TopDownSet>>,
     /// PoseFix refiners applied to the final detections ([`crate::refine`]; `--refine`).
     pub refiner: Option<Arc<RefinerSet>>,
+    /// The recognition network applied to the final detections, last
+    /// ([`crate::attributes::apply::Recognizer`]; `--attributes`).
+    pub recognizer: Option<Arc<Recognizer>>,
+    attribute_heads: Option<(AttributeHeads, AttributeHeadsConfig)>,
+}
+
+/// A detector's backbone features of one image: what its heads read.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// `(c, h, w)` values, channel-major.
+    pub data: Vec<f32>,
+    /// `[c, h, w]`.
+    pub dims: [usize; 3],
+    /// Image → network input pixels.
+    pub transform: Affine,
+}
+
+impl Features {
+    /// The map cell of an image point: the input pixel divided by the output stride, rounded
+    /// down (CenterNet's `ct_int`), clamped to the map.
+    pub fn cell(&self, p: [f32; 2]) -> (usize, usize) {
+        let q = self.transform.apply([p[0] as f64, p[1] as f64]);
+        let [_, h, w] = self.dims;
+        let c = |v: f64, n: usize| ((v / STRIDE as f64).floor().max(0.0) as usize).min(n - 1);
+        (c(q[0], w), c(q[1], h))
+    }
 }
 
 /// Inference defaults saved beside weights (`<weights>.infer.json`): `train` records the input
@@ -202,6 +235,8 @@ impl Detector {
             fine_tuned: None,
             landmarker: None,
             refiner: None,
+            recognizer: None,
+            attribute_heads: None,
         })
     }
 
@@ -340,7 +375,206 @@ impl Detector {
             r.refine(image, dets)?;
             times.post += t.elapsed().as_secs_f64();
         }
+        if let Some(r) = &self.recognizer {
+            let t = Instant::now();
+            r.apply(image, dets)?;
+            times.post += t.elapsed().as_secs_f64();
+        }
         Ok(())
+    }
+
+    /// Attaches a trained attribute model of either kind (a `train-attributes` folder or its
+    /// `attributes.bpk`): the recognition network as [`Detector::recognizer`], detector heads
+    /// through [`Detector::set_attribute_heads`].
+    pub fn set_attributes(&mut self, path: &Path) -> Result<()> {
+        let weights = crate::attributes::apply::weights_path(path);
+        let config: AttributeModelConfig =
+            checkpoint::read_config_beside(&weights, "attribute model config")?;
+        match config {
+            AttributeModelConfig::Recognition(_) => {
+                self.recognizer = Some(Arc::new(Recognizer::load(&weights, &self.device)?));
+                Ok(())
+            }
+            AttributeModelConfig::DetectorHeads(_) => self.set_attribute_heads(&weights),
+        }
+    }
+
+    /// Attaches attribute heads trained on this detector's features (`attributes.bpk` of
+    /// `train-attributes --on detector`, a folder or the file): every forward pass then also
+    /// runs them on the same features, and each detection's `attributes` are read at its
+    /// centre. Heads trained on a detector of another shape are refused. On the fast CPU form
+    /// the backbone and the detector's heads stay fast; the attribute heads run on Burn.
+    pub fn set_attribute_heads(&mut self, path: &Path) -> Result<()> {
+        let weights = crate::attributes::apply::weights_path(path);
+        let device = self.device.clone();
+        let (heads, cfg) = checkpoint::load_module(
+            &weights,
+            "attribute model config",
+            |c: &AttributeModelConfig| match c {
+                AttributeModelConfig::DetectorHeads(c) => {
+                    c.check()?;
+                    Ok(c.init(&device))
+                }
+                AttributeModelConfig::Recognition(_) => Err(Error::Invalid(
+                    "this is a recognition network (it reads crops: Detector::recognizer), \
+                     not detector heads"
+                        .into(),
+                )),
+            },
+        )?;
+        let AttributeModelConfig::DetectorHeads(cfg) = cfg else {
+            unreachable!("refused above")
+        };
+        if cfg.detector != self.config {
+            return Err(Error::file(
+                &weights,
+                "these attribute heads were trained on a detector of another shape (their \
+                 config's `detector` differs from the weights' config)",
+            ));
+        }
+        self.attribute_heads = Some((heads, cfg));
+        Ok(())
+    }
+
+    /// The attached attribute heads' config, if any.
+    pub fn attribute_heads(&self) -> Option<&AttributeHeadsConfig> {
+        self.attribute_heads.as_ref().map(|(_, c)| c)
+    }
+
+    /// Per point, per task, the attached attribute heads' probabilities at the cells of image
+    /// points `points` of `image` (scale 1, no flip): how ground-truth garments are read at
+    /// their box centres. `None` without attribute heads.
+    pub fn attributes_at(
+        &self,
+        image: &RgbImage,
+        points: &[[f32; 2]],
+    ) -> Result<Option<Vec<Vec<Vec<f32>>>>> {
+        let Some((heads, cfg)) = &self.attribute_heads else {
+            return Ok(None);
+        };
+        let f = self.features(image)?;
+        let [c, h, w] = f.dims;
+        let x = Tensor::<4>::from_data(TensorData::new(f.data.clone(), [1, c, h, w]), &self.device);
+        let map = crate::model::fast::layers::host(heads.forward(x))?;
+        let channels = cfg.channels();
+        Ok(Some(
+            points
+                .iter()
+                .map(|&p| {
+                    let (x, y) = f.cell(p);
+                    let l = logits_at(&map, [h, w], channels, x as f32, y as f32);
+                    task_probabilities(&cfg.tasks, &l)
+                })
+                .collect(),
+        ))
+    }
+
+    /// The backbone features of `image` at scale 1 (no flip): what the heads read, as the
+    /// attribute heads are trained on them.
+    pub fn features(&self, image: &RgbImage) -> Result<Features> {
+        self.check_input_size()?;
+        let p = self.prepare(image, 1.0)?;
+        let (data, dims) = self.features_of_input(&p.input)?;
+        Ok(Features {
+            data,
+            dims,
+            transform: p.transform,
+        })
+    }
+
+    /// Host features of one CHW input of the options' input size.
+    fn features_of_input(&self, input: &[f32]) -> Result<(Vec<f32>, [usize; 3])> {
+        let s = self.options.input_size;
+        if let Some(f) = &self.fast {
+            let m = f.features_image(View {
+                c: 3,
+                h: s,
+                w: s,
+                data: input,
+            });
+            return Ok((m.data, [m.c, m.h, m.w]));
+        }
+        let t = self.generic_features(self.batch(&[input]));
+        let [_, c, h, w] = t.dims();
+        Ok((crate::model::fast::layers::host(t)?, [c, h, w]))
+    }
+
+    /// The last stack's features of a batch through Burn's operations.
+    fn generic_features(&self, x: Tensor<4>) -> Tensor<4> {
+        let feats = self.model.backbone.forward(x);
+        feats.into_iter().last().expect("at least one stack")
+    }
+
+    /// Head maps and attribute logit maps of CHW inputs, one backbone pass each (attribute
+    /// heads attached).
+    fn forward_with_attributes(
+        &self,
+        inputs: &[&[f32]],
+        heads: &AttributeHeads,
+    ) -> Result<(Vec<HeadMaps>, Vec<Vec<f32>>)> {
+        let mut maps = Vec::with_capacity(inputs.len());
+        let mut attrs = Vec::with_capacity(inputs.len());
+        let s = self.options.input_size;
+        for x in inputs {
+            let feat = match &self.fast {
+                Some(f) => {
+                    let m = f.features_image(View {
+                        c: 3,
+                        h: s,
+                        w: s,
+                        data: x,
+                    });
+                    maps.push(head_maps(f.heads_of(&m)));
+                    Tensor::<4>::from_data(
+                        TensorData::new(m.data, [1, m.c, m.h, m.w]),
+                        &self.device,
+                    )
+                }
+                None => {
+                    let feat = self.generic_features(self.batch(&[x]));
+                    let last = self.model.heads.last().expect("at least one stack");
+                    let o = last.forward(feat.clone());
+                    maps.extend(heads_to_maps(HeadOutputs {
+                        hm: sigmoid(o.hm),
+                        hm_hp: sigmoid(o.hm_hp),
+                        ..o
+                    })?);
+                    feat
+                }
+            };
+            attrs.push(crate::model::fast::layers::host(heads.forward(feat))?);
+        }
+        Ok((maps, attrs))
+    }
+
+    /// Fills each detection's `attributes` from the attribute maps of every scale, read at
+    /// the cell of the detection's box centre (logits averaged over the scales).
+    fn read_attributes(&self, heads: &[ScaleHeads], dets: &mut [Detection]) {
+        let Some((_, cfg)) = &self.attribute_heads else {
+            return;
+        };
+        let channels = cfg.channels();
+        for d in dets.iter_mut() {
+            let c = [(d.bbox[0] + d.bbox[2]) / 2.0, (d.bbox[1] + d.bbox[3]) / 2.0];
+            let mut sum = vec![0.0f32; channels];
+            let mut n = 0;
+            for sh in heads {
+                let Some(a) = &sh.attributes else { continue };
+                let f = Features {
+                    data: Vec::new(),
+                    dims: [channels, sh.heads.size[0], sh.heads.size[1]],
+                    transform: sh.transform,
+                };
+                let (x, y) = f.cell(c);
+                let l = logits_at(a, sh.heads.size, channels, x as f32, y as f32);
+                sum.iter_mut().zip(l).for_each(|(s, v)| *s += v);
+                n += 1;
+            }
+            if n > 0 {
+                sum.iter_mut().for_each(|s| *s /= n as f32);
+                d.attributes = guesses(&cfg.tasks, &task_probabilities(&cfg.tasks, &sum));
+            }
+        }
     }
 
     /// Algorithm 2, lines 9–11, of the New-key-detection paper (its Fig. 1: the second pass
@@ -482,19 +716,33 @@ impl Detector {
             inputs.extend(mirrored.iter().map(Vec::as_slice));
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let maps = self.forward_inputs(&inputs)?;
+            let (maps, attrs) = match &self.attribute_heads {
+                Some((h, _)) => {
+                    let (m, a) = self.forward_with_attributes(&inputs, h)?;
+                    (m, a.into_iter().map(Some).collect())
+                }
+                None => (self.forward_inputs(&inputs)?, vec![None; inputs.len()]),
+            };
             times.forward += t1.elapsed().as_secs_f64();
             let t2 = Instant::now();
             let mut maps = maps.into_iter();
             let plain: Vec<HeadMaps> = maps.by_ref().take(images.len()).collect();
             let flipped: Vec<HeadMaps> = maps.collect();
             for (i, (o, plain)) in out.iter_mut().zip(plain).enumerate() {
+                let size = plain.size;
                 let heads = match flipped.get(i) {
                     Some(f) => fuse_flip(&plain, f, &self.flip_groups),
                     None => plain,
                 };
+                // Attributes do not change under mirroring: the mirror image's maps, mirrored
+                // back, are averaged in.
+                let attributes = attrs[i].clone().map(|a| match attrs.get(images.len() + i) {
+                    Some(Some(m)) => average_mirrored(&a, m, size),
+                    _ => a,
+                });
                 o.push(ScaleHeads {
                     heads,
+                    attributes,
                     transform: images[i][si].transform,
                 });
             }
@@ -575,9 +823,22 @@ impl Detector {
         let t1 = Instant::now();
         let mut dets = suppress(all, post.nms);
         dets.retain(|d| d.score >= threshold);
+        self.read_attributes(heads, &mut dets);
         times.post += t1.elapsed().as_secs_f64();
         (dets, times)
     }
+}
+
+/// `(plain + mirror(flipped)) / 2` of `(c, h, w)` maps, `mirror` reversing each row.
+fn average_mirrored(plain: &[f32], flipped: &[f32], [h, w]: [usize; 2]) -> Vec<f32> {
+    let mut out = plain.to_vec();
+    for (row_out, row_f) in out.chunks_mut(w).zip(flipped.chunks(w)) {
+        for (x, o) in row_out.iter_mut().enumerate() {
+            *o = (*o + row_f[w - 1 - x]) / 2.0;
+        }
+    }
+    debug_assert_eq!(plain.len() % (h * w), 0);
+    out
 }
 
 /// Maps a detection from output-map coordinates to image pixels.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
+use crate::attributes::apply::AttributeGuess;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
 use crate::garment::{NUM_LANDMARKS, category};
@@ -20,6 +21,9 @@ pub struct BboxResult {
     pub bbox: [f32; 4],
     /// The detection's score.
     pub score: f32,
+    /// Attribute predictions (absent without an attribute model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<AttributeGuess>,
 }
 
 /// A landmark result: 294 `x, y, v` triplets, the category's slice filled (`v` = 1), zeros
@@ -34,6 +38,9 @@ pub struct KeypointResult {
     pub keypoints: Vec<f32>,
     /// The detection's score.
     pub score: f32,
+    /// Attribute predictions (absent without an attribute model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<AttributeGuess>,
 }
 
 /// The challenge results of one image's detections.
@@ -45,6 +52,7 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
             category_id: d.category_id,
             bbox: d.bbox_xywh(),
             score: d.score,
+            attributes: d.attributes.clone(),
         })
         .collect();
     let kps = dets
@@ -54,6 +62,7 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
             category_id: d.category_id,
             keypoints: d.landmarks_294(|_| 1.0).into_iter().flatten().collect(),
             score: d.score,
+            attributes: d.attributes.clone(),
         })
         .collect();
     (boxes, kps)
@@ -108,6 +117,7 @@ impl DetectionRecord {
             box_score: self.score,
             bbox: [x, y, x + w, y + h],
             landmarks: self.local_landmarks()?,
+            attributes: Vec::new(),
         })
     }
 
@@ -180,14 +190,15 @@ pub fn draw_detections(img: &mut image::RgbImage, dets: &[Detection]) {
         let label = format!("{name} {:.2}", d.score);
         let label = label.replace("0.", ".");
         let y = (d.bbox[1] as i32 - 8 * s as i32).max(s as i32);
-        draw_text(
-            img,
-            d.bbox[0].max(0.0) as i32 + s as i32,
-            y,
-            &label,
-            s,
-            palette(d.category_id.saturating_sub(1)),
-        );
+        let x = d.bbox[0].max(0.0) as i32 + s as i32;
+        let colour = palette(d.category_id.saturating_sub(1));
+        draw_text(img, x, y, &label, s, colour);
+        // Attributes, one line each, inside the box's top edge.
+        for (i, a) in d.attributes.iter().enumerate() {
+            let line = format!("{} {}", a.task, a.name).replace('_', " ");
+            let ya = d.bbox[1].max(0.0) as i32 + (2 + 9 * i as i32) * s as i32;
+            draw_text(img, x, ya, &line, s, colour);
+        }
     }
 }
 

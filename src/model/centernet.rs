@@ -326,7 +326,8 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+    /// The features of every stack (one, except for Hourglass-104's two).
+    pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         match self {
             Backbone::Resnet(m) => vec![m.forward(x)],
             Backbone::Dla(m) => vec![m.forward(x)],

@@ -298,6 +298,7 @@ pub fn boxes_of_json(detections: &serde_json::Value) -> Vec<deepmark::infer::out
                 category_id: d["category_id"].as_u64().unwrap() as usize,
                 bbox: [b[0], b[1], b[2] - b[0], b[3] - b[1]],
                 score: d["score"].as_f64().unwrap() as f32,
+                attributes: Vec::new(),
             }
         })
         .collect()

@@ -53,6 +53,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
             if a.json {
                 println!("{}", report.json());
             }
+            if a.detector.attributes.is_some() {
+                attribute_report(data, &a.out.join("results_bbox.json"), a.json)?;
+            }
             Ok(())
         }
         _ => bail!("give --gt and --dt, or --weights and --data"),
@@ -61,14 +64,43 @@ pub fn run(a: EvalArgs) -> Result<()> {
 
 /// Evaluates a results file against a GT file and prints the summary; with `json`, the last
 /// line of stdout is `{"iou_type": …, "stats": […]}`.
-fn eval_files(gt: &Path, dt: &Path, sigmas: Option<&Path>, json: bool) -> Result<()> {
-    let gt = GroundTruth::load(gt, crate::cmd::limits())?;
+fn eval_files(gt_path: &Path, dt: &Path, sigmas: Option<&Path>, json: bool) -> Result<()> {
+    let gt = GroundTruth::load(gt_path, crate::cmd::limits())?;
     let res = Results::load(dt, &gt, crate::cmd::limits())?;
     let e = evaluate_with_sigmas(&gt, &res, sigmas)?;
     print!("{e}");
     if json {
         let v = serde_json::json!({"iou_type": e.params.iou_type, "stats": e.stats});
         println!("{v}");
+    }
+    // Results carrying attributes against ground truth with attribute labels: score them too.
+    let text = std::fs::read_to_string(dt)?;
+    if text.contains("\"attributes\"") {
+        attribute_report(gt_path, dt, json)?;
+    }
+    Ok(())
+}
+
+/// Attribute scores of detections (a results file whose entries carry `attributes` and
+/// boxes) against the labelled garments of `gt`, paired at box IoU ≥ 0.5 within each image
+/// and category.
+fn attribute_report(gt: &Path, dt: &Path, json: bool) -> Result<()> {
+    use deepmark::attributes::data::load_coco_attributes;
+    use deepmark::attributes::eval::{match_detections, score};
+    let (tasks, samples) = load_coco_attributes(gt, crate::cmd::limits())?;
+    let dets: Vec<deepmark::infer::output::BboxResult> =
+        deepmark::io::read_json(dt, "results with attributes")?;
+    let (rows, missed) = match_detections(&tasks, &samples, &dets);
+    let scores = score(&tasks, &rows);
+    println!(
+        "attributes of the {} labelled garments a detection found ({missed} missed, not scored):\n{scores}",
+        rows.len()
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"attributes": scores, "garments": rows.len(), "missed": missed})
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One file per command group.
 
+pub mod attributes;
 pub mod data;
 pub mod eval;
 pub mod export;

@@ -67,6 +67,11 @@ pub struct CocoFile {
     pub annotations: Vec<CocoAnnotation>,
     /// The categories with their landmark names.
     pub categories: Vec<CocoCategory>,
+    /// The attribute tasks the annotations' `attributes` use (`convert-dataset` writes
+    /// DeepFashion2's `scale`, `occlusion`, `zoom_in` and `viewpoint`; absent in files without
+    /// attributes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribute_tasks: Vec<crate::attributes::AttributeTask>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,6 +129,10 @@ pub struct CocoAnnotation {
     #[serde(default)]
     /// Polygons, kept as JSON (not used for detection).
     pub segmentation: Value,
+    /// Attribute labels by task name, one `y`/`n`/`m` letter per class (`"nyn"`); the tasks are
+    /// the file's `attribute_tasks`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -43,6 +43,10 @@ pub struct RawItem {
     #[serde(default)]
     /// 1 no wear, 2 frontal, 3 side or back.
     pub viewpoint: i64,
+    /// Further attribute labels by task name (`y`/`n`/`m` strings; the synthetic set's
+    /// `pattern` and `colour`); not in DeepFashion2's own files.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// A raw per-image JSON: `source`, `pair_id` and the items in key order (`item1`, `item2`, …).
@@ -114,6 +118,21 @@ pub fn read_raw_image(path: &Path, limits: &Limits) -> Result<RawImage, DataErro
                     3 * cat.num_landmarks
                 ),
             ));
+        }
+        for (field, v) in [
+            ("scale", item.scale),
+            ("occlusion", item.occlusion),
+            ("zoom_in", item.zoom_in),
+            ("viewpoint", item.viewpoint),
+        ] {
+            if !(0..=3).contains(&v) {
+                return Err(DataError::new(
+                    path,
+                    &place,
+                    field,
+                    format!("is {v}; DeepFashion2 writes 1, 2 or 3 (0: not annotated)"),
+                ));
+            }
         }
         if item.bounding_box.len() != 4 {
             return Err(DataError::new(
@@ -218,6 +237,7 @@ pub fn convert_raw(
                 style: item.style,
                 num_keypoints,
                 keypoints,
+                attributes: raw_attributes(&item),
                 segmentation: item.segmentation,
             });
         }
@@ -228,8 +248,23 @@ pub fn convert_raw(
         images,
         annotations,
         categories: coco_categories(),
+        attribute_tasks: crate::attributes::deepfashion2_tasks(),
     };
     Ok((file, report))
+}
+
+/// An item's attribute labels: DeepFashion2's four 1-based values as label strings (a value
+/// outside 1..=3, e.g. 0 for none, gives no label), then the item's own `attributes`.
+fn raw_attributes(item: &RawItem) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let values = [item.scale, item.occlusion, item.zoom_in, item.viewpoint];
+    for (task, v) in crate::attributes::deepfashion2_tasks().iter().zip(values) {
+        if let Some(label) = crate::attributes::label_of_value(v, task.classes) {
+            out.insert(task.name.clone(), label);
+        }
+    }
+    out.extend(item.attributes.clone());
+    out
 }
 
 /// Convert a raw DeepFashion2 split folder (`<dir>/annos/*.json` + `<dir>/image/*.jpg`, or a
@@ -386,6 +421,17 @@ mod tests {
             .to_string();
         assert!(
             e.contains("000003.json") && e.contains("malformed JSON"),
+            "{e}"
+        );
+        let bad_attr = one_item(
+            "000005.json",
+            raw_item(9, 8).replace(r#""occlusion": 1"#, r#""occlusion": 4"#),
+        );
+        let e = read_raw_image(&bad_attr, &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("000005.json") && e.contains("item1") && e.contains("`occlusion`: is 4"),
             "{e}"
         );
         // A box outside the image: error, or skipped and reported with --skip-bad.

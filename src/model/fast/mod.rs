@@ -87,12 +87,21 @@ impl FastCenterNet {
 
     /// Raw heads (before any sigmoid) of one `3 × H × W` image.
     pub fn forward_image(&self, x: View<'_>) -> Heads<Map> {
-        let feat = match &self.backbone {
+        self.heads_of(&self.features_image(x))
+    }
+
+    /// The backbone's features (what the heads read) of one `3 × H × W` image.
+    pub fn features_image(&self, x: View<'_>) -> Map {
+        match &self.backbone {
             FBackbone::Resnet(m) => m.forward(x),
             FBackbone::Dla(m) => m.forward(x),
             FBackbone::Hourglass(m) => m.forward(x),
-        };
-        self.heads.forward(&feat)
+        }
+    }
+
+    /// Raw heads of backbone features.
+    pub fn heads_of(&self, features: &Map) -> Heads<Map> {
+        self.heads.forward(features)
     }
 
     /// Raw heads of a batch `(B, 3, H, W)` given as host values.

@@ -5,6 +5,28 @@
 //! cross-entropy over the task's classes with weight β on every `m` class, `1 − t·β` on the
 //! `y` class (`t` = the number of `m` letters of the row) and 0 on every `n` class; β = 0.1 in
 //! the paper, β = 0 is plain cross-entropy on `y`.
+//!
+//! - this module: attribute tasks as data ([`AttributeTask`], the built-in sets
+//!   [`builtin_tasks`]), label strings and the loss weights;
+//! - [`crops`]: the Normal- and Neck-crops of a garment, from its landmarks;
+//! - [`data`]: labelled garments from a COCO-style file (DeepFashion2's `scale`, `occlusion`,
+//!   `zoom_in`, `viewpoint`, the synthetic set's tasks) or a FashionAI label file;
+//! - [`net`]: the paper's recognition network (a ResNet trunk shared by the two crops, one
+//!   softmax head per task);
+//! - [`heads`]: the other way, attribute heads on the CenterNet detector read at each
+//!   detection's centre;
+//! - [`eval`]: per-task accuracy, FashionAI's average precision, top-k recall;
+//! - [`apply`]: a trained model (either kind) applied to detections;
+//! - [`train`]: training either kind with the "maybe" loss (feature `train`).
+
+pub mod apply;
+pub mod crops;
+pub mod data;
+pub mod eval;
+pub mod heads;
+pub mod net;
+#[cfg(feature = "train")]
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +45,8 @@ pub enum Crop {
     Neck,
 }
 
-/// One attribute task: its name in the label files, its number of classes and its crop.
+/// One attribute task: its name in the label files, its number of classes, its crop and
+/// (optionally) its class names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeTask {
     /// The task's name in the label files (`collar_design_labels`).
@@ -32,6 +55,153 @@ pub struct AttributeTask {
     pub classes: usize,
     /// The crop the task reads.
     pub crop: Crop,
+    /// One name per class (empty: the classes are known by their index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
+}
+
+impl AttributeTask {
+    /// A task with named classes.
+    pub fn named(name: &str, crop: Crop, class_names: &[&str]) -> Self {
+        AttributeTask {
+            name: name.into(),
+            classes: class_names.len(),
+            crop,
+            class_names: class_names.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// Class `k`'s name (its index when the task names none).
+    pub fn class_name(&self, k: usize) -> String {
+        self.class_names
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| k.to_string())
+    }
+}
+
+/// Refuses a task list a model cannot be built from: no tasks, two with one name, fewer than
+/// two or more than 1000 classes, class names that do not match the count.
+pub fn check_tasks(tasks: &[AttributeTask]) -> Result<()> {
+    if tasks.is_empty() {
+        return Err(Error::Invalid("the attribute task list is empty".into()));
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        if t.name.trim().is_empty() {
+            return Err(Error::Invalid(format!("attribute task {i} has no name")));
+        }
+        if tasks[..i].iter().any(|u| u.name == t.name) {
+            return Err(Error::Invalid(format!(
+                "attribute task {:?} is listed twice",
+                t.name
+            )));
+        }
+        if !(2..=1000).contains(&t.classes) {
+            return Err(Error::Invalid(format!(
+                "attribute task {:?} has {} classes (2..=1000 allowed)",
+                t.name, t.classes
+            )));
+        }
+        if !t.class_names.is_empty() && t.class_names.len() != t.classes {
+            return Err(Error::Invalid(format!(
+                "attribute task {:?} names {} classes but has {}",
+                t.name,
+                t.class_names.len(),
+                t.classes
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The names of the built-in task sets ([`builtin_tasks`]).
+pub const BUILTIN_TASK_SETS: [&str; 3] = ["fashionai", "deepfashion2", "synthetic"];
+
+/// A built-in task set by name: `fashionai` ([`fashionai_tasks`]), `deepfashion2`
+/// ([`deepfashion2_tasks`]) or `synthetic` ([`synthetic_tasks`]).
+pub fn builtin_tasks(name: &str) -> Option<Vec<AttributeTask>> {
+    match name {
+        "fashionai" => Some(fashionai_tasks()),
+        "deepfashion2" => Some(deepfashion2_tasks()),
+        "synthetic" => Some(synthetic_tasks()),
+        _ => None,
+    }
+}
+
+/// A task set named by `spec`: a built-in name, or a JSON file holding a list of tasks
+/// (`[{"name": …, "classes": …, "crop": "normal"|"neck", "class_names": […]}]`), checked.
+pub fn read_tasks(spec: &str) -> Result<Vec<AttributeTask>> {
+    if let Some(t) = builtin_tasks(spec) {
+        return Ok(t);
+    }
+    let path = Path::new(spec);
+    if !path.is_file() {
+        return Err(Error::Invalid(format!(
+            "attribute tasks {spec:?}: neither a built-in set ({}) nor a file",
+            BUILTIN_TASK_SETS.join(", ")
+        )));
+    }
+    let tasks: Vec<AttributeTask> = crate::io::read_json(path, "attribute task list")?;
+    check_tasks(&tasks).map_err(|e| Error::file(path, e.to_string()))?;
+    Ok(tasks)
+}
+
+/// The per-garment attributes DeepFashion2's raw annotations carry (its README: `scale` 1
+/// small, 2 modest, 3 large; `occlusion` 1 slight or none, 2 medium, 3 heavy; `zoom_in` 1 no,
+/// 2 medium, 3 large; `viewpoint` 1 no wear, 2 frontal, 3 side or back), each read on the
+/// Normal-crop. `style` is not among them: it numbers matching garments within one
+/// user/shop pair, not a class shared across the data.
+pub fn deepfashion2_tasks() -> Vec<AttributeTask> {
+    vec![
+        AttributeTask::named("scale", Crop::Normal, &["small", "modest", "large"]),
+        AttributeTask::named("occlusion", Crop::Normal, &["slight", "medium", "heavy"]),
+        AttributeTask::named("zoom_in", Crop::Normal, &["no", "medium", "large"]),
+        AttributeTask::named(
+            "viewpoint",
+            Crop::Normal,
+            &["no-wear", "frontal", "side-or-back"],
+        ),
+    ]
+}
+
+/// The synthetic set's two tasks, both visible in the garment's pixels (`data::synth`):
+/// `pattern` (solid, narrow stripes, wide stripes; Normal-crop) and `colour` (the garment's
+/// dominant channel: red, green, blue; Neck-crop). Labels near a class boundary are marked
+/// "maybe" on the neighbouring class.
+pub fn synthetic_tasks() -> Vec<AttributeTask> {
+    vec![
+        AttributeTask::named(
+            "pattern",
+            Crop::Normal,
+            &["solid", "narrow-stripes", "wide-stripes"],
+        ),
+        AttributeTask::named("colour", Crop::Neck, &["red", "green", "blue"]),
+    ]
+}
+
+/// DeepFashion2's 1-based attribute value as a label string of `classes` letters (`2` of 3 →
+/// `nyn`); `None` for a value outside `1..=classes` (0: not annotated).
+pub fn label_of_value(value: i64, classes: usize) -> Option<String> {
+    let v = usize::try_from(value)
+        .ok()
+        .filter(|v| (1..=classes).contains(v))?;
+    Some(
+        (1..=classes)
+            .map(|k| if k == v { 'y' } else { 'n' })
+            .collect(),
+    )
+}
+
+/// The label string of `marks` (`y`, `n`, `m`).
+pub fn label_string(marks: &[Mark]) -> String {
+    marks
+        .iter()
+        .map(|m| match m {
+            Mark::Yes => 'y',
+            Mark::No => 'n',
+            Mark::Maybe => 'm',
+        })
+        .collect()
 }
 
 /// FashionAI's eight attribute tasks (FashionAI Global Challenge 2018, attribute recognition
@@ -53,6 +223,7 @@ pub fn fashionai_tasks() -> Vec<AttributeTask> {
         name: name.into(),
         classes,
         crop,
+        class_names: Vec::new(),
     })
     .collect()
 }
