@@ -70,10 +70,7 @@ pub fn fashionai_ap(rows: &[(f32, bool)]) -> f64 {
 
 /// Scores of `tasks` from `(probabilities per task, labels per task)` per garment; `None`
 /// entries (no prediction or no label) are skipped.
-pub fn score(
-    tasks: &[AttributeTask],
-    rows: &[ScoredRow],
-) -> AttributeScores {
+pub fn score(tasks: &[AttributeTask], rows: &[ScoredRow]) -> AttributeScores {
     let mut out = Vec::new();
     for (t, task) in tasks.iter().enumerate() {
         let mut n = 0usize;

@@ -343,6 +343,9 @@ struct FrameDetection<'a> {
     bbox: [f32; 4],
     /// The category's landmarks, `[x, y, score]`.
     landmarks: &'a [[f32; 3]],
+    /// Per task, the predicted class (with `--attributes`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    attributes: &'a [deepmark::attributes::apply::AttributeGuess],
 }
 
 /// `infer` on a video, camera or stream: detections per frame as JSON lines (each line written
@@ -424,6 +427,7 @@ fn run_video(a: &InferArgs, det: &Detector, input: &str) -> Result<()> {
                 score: d.score,
                 bbox: d.bbox,
                 landmarks: &d.landmarks,
+                attributes: &d.attributes,
             })
             .collect();
         let line = serde_json::json!({

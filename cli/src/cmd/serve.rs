@@ -139,7 +139,7 @@ struct Landmark {
 }
 
 #[derive(Serialize)]
-struct DetectionJson {
+struct DetectionJson<'a> {
     category_id: usize,
     category: &'static str,
     score: f32,
@@ -147,9 +147,12 @@ struct DetectionJson {
     bbox: [f32; 4],
     #[serde(skip_serializing_if = "Option::is_none")]
     landmarks: Option<Vec<Landmark>>,
+    /// Per task, the predicted class (with `--attributes`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    attributes: &'a [deepmark::attributes::apply::AttributeGuess],
 }
 
-fn detection_json(d: &Detection, landmarks: bool) -> DetectionJson {
+fn detection_json(d: &Detection, landmarks: bool) -> DetectionJson<'_> {
     DetectionJson {
         category_id: d.category_id,
         category: deepmark::garment::category(d.category_id).map_or("?", |c| c.name),
@@ -167,6 +170,16 @@ fn detection_json(d: &Detection, landmarks: bool) -> DetectionJson {
                 })
                 .collect()
         }),
+        attributes: &d.attributes,
+    }
+}
+
+/// The tasks of the detector's attribute model, if any.
+fn attribute_tasks(det: &deepmark::infer::Detector) -> Vec<deepmark::attributes::AttributeTask> {
+    match (&det.recognizer, det.attribute_heads()) {
+        (Some(r), _) => r.config.tasks.clone(),
+        (None, Some(h)) => h.tasks.clone(),
+        (None, None) => Vec::new(),
     }
 }
 
@@ -187,6 +200,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         "scheme": deepmark::codec::Scheme::from_layout(&det.config().layout).map_or("custom", |s| s.name()),
         "categories": deepmark::garment::CATEGORIES.iter().map(|c| serde_json::json!({"id": c.id, "name": c.name, "num_landmarks": c.num_landmarks})).collect::<Vec<_>>(),
         "options": &det.options,
+        "attribute_tasks": attribute_tasks(&det),
         "backend": a.detector.backend.to_string(),
         "fast_cpu": det.is_fast(),
         "max_batch": max_batch,
