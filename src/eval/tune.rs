@@ -64,6 +64,46 @@ pub fn score(
     headline_ap(gt, &res)
 }
 
+/// `(AP_box, AP_pt)` of the cached heads decoded with `post`, then through the detector's
+/// landmark stages with `post` as its post-processing: with `post.symmetry.two_pass`, the
+/// symmetric refinement's second pass (one more forward per detection, on each image read again
+/// from `images`). What `tune` measures for the second pass, which cached heads alone cannot
+/// give. The detector's options are restored afterwards.
+pub fn score_refined(
+    det: &mut Detector,
+    gt: &GroundTruth,
+    cache: &[CachedHeads],
+    samples: &[Sample],
+    images: &Path,
+    limits: &Limits,
+    post: &PostConfig,
+) -> Result<(f64, f64)> {
+    let files: std::collections::HashMap<u64, &str> = samples
+        .iter()
+        .map(|s| (s.image_id, s.file_name.as_str()))
+        .collect();
+    let saved = det.options.post;
+    det.options.post = *post;
+    let run = |det: &Detector| -> Result<DatasetResults> {
+        let mut res = DatasetResults::default();
+        for c in cache {
+            let file = files.get(&c.image_id).ok_or_else(|| {
+                crate::Error::Invalid(format!("image {} is not among the samples", c.image_id))
+            })?;
+            let img = limits.open_rgb(&images.join(file))?;
+            let (mut dets, mut times) = det.decode_heads(&c.heads, post);
+            det.refine(&img, &mut dets, &mut times)?;
+            let (b, k) = results(c.image_id, &dets);
+            res.bbox.extend(b);
+            res.keypoints.extend(k);
+        }
+        Ok(res)
+    };
+    let res = run(det);
+    det.options.post = saved;
+    headline_ap(gt, &res?)
+}
+
 /// `0, step, 2·step, …, 1`.
 pub fn grid(step: f32) -> Vec<f32> {
     let n = (1.0 / step).round() as usize;

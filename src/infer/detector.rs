@@ -35,7 +35,7 @@ use crate::codec::fuse::fuse_flip;
 use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE, Scheme};
 use crate::error::{Error, Result, invalid};
 use crate::io::read_json;
-use crate::model::fast::{FastCenterNet, View, head_maps, is_host_cpu};
+use crate::model::fast::{FHead, FastCenterNet, View, head_maps, is_host_cpu};
 use crate::model::{CenterNet, CenterNetConfig, HeadOutputs};
 use crate::preprocess::{Affine, Prepared, prepare};
 use crate::refine::RefinerSet;
@@ -177,7 +177,29 @@ pub struct Detector {
     /// The recognition network applied to the final detections, last
     /// ([`crate::attributes::apply::Recognizer`]; `--attributes`).
     pub recognizer: Option<Arc<Recognizer>>,
-    attribute_heads: Option<(AttributeHeads, AttributeHeadsConfig)>,
+    attribute_heads: Option<AttachedHeads>,
+}
+
+/// Attribute heads attached to a detector, with their fast CPU form when the detector has one.
+struct AttachedHeads {
+    heads: AttributeHeads,
+    config: AttributeHeadsConfig,
+    fast: Option<FHead>,
+}
+
+impl AttachedHeads {
+    fn new(heads: AttributeHeads, config: AttributeHeadsConfig, fast: bool) -> Result<Self> {
+        let fast = if fast {
+            Some(FHead::new(&heads.head)?)
+        } else {
+            None
+        };
+        Ok(AttachedHeads {
+            heads,
+            config,
+            fast,
+        })
+    }
 }
 
 /// A detector's backbone features of one image: what its heads read.
@@ -262,6 +284,19 @@ impl Detector {
                 invalid!("the fast inference path runs on the CPU backends (flex, ndarray) only");
             }
             self.fast = Some(FastCenterNet::compile(&self.model)?);
+        }
+        self.sync_fast_heads()
+    }
+
+    /// Compiles (or drops) the attribute heads' fast form to match the detector's.
+    fn sync_fast_heads(&mut self) -> Result<()> {
+        let fast = self.fast.is_some();
+        if let Some(a) = &mut self.attribute_heads {
+            a.fast = if fast {
+                Some(FHead::new(&a.heads.head)?)
+            } else {
+                None
+            };
         }
         Ok(())
     }
@@ -432,13 +467,13 @@ impl Detector {
                  config's `detector` differs from the weights' config)",
             ));
         }
-        self.attribute_heads = Some((heads, cfg));
+        self.attribute_heads = Some(AttachedHeads::new(heads, cfg, self.fast.is_some())?);
         Ok(())
     }
 
     /// The attached attribute heads' config, if any.
     pub fn attribute_heads(&self) -> Option<&AttributeHeadsConfig> {
-        self.attribute_heads.as_ref().map(|(_, c)| c)
+        self.attribute_heads.as_ref().map(|a| &a.config)
     }
 
     /// Per point, per task, the attached attribute heads' probabilities at the cells of image
@@ -449,7 +484,10 @@ impl Detector {
         image: &RgbImage,
         points: &[[f32; 2]],
     ) -> Result<Option<Vec<Vec<Vec<f32>>>>> {
-        let Some((heads, cfg)) = &self.attribute_heads else {
+        let Some(AttachedHeads {
+            heads, config: cfg, ..
+        }) = &self.attribute_heads
+        else {
             return Ok(None);
         };
         let f = self.features(image)?;
@@ -510,7 +548,7 @@ impl Detector {
     fn forward_with_attributes(
         &self,
         inputs: &[&[f32]],
-        heads: &AttributeHeads,
+        attached: &AttachedHeads,
     ) -> Result<(Vec<HeadMaps>, Vec<Vec<f32>>)> {
         let mut maps = Vec::with_capacity(inputs.len());
         let mut attrs = Vec::with_capacity(inputs.len());
@@ -525,6 +563,10 @@ impl Detector {
                         data: x,
                     });
                     maps.push(head_maps(f.heads_of(&m)));
+                    if let Some(fh) = &attached.fast {
+                        attrs.push(fh.forward(&m).data);
+                        continue;
+                    }
                     Tensor::<4>::from_data(
                         TensorData::new(m.data, [1, m.c, m.h, m.w]),
                         &self.device,
@@ -542,7 +584,9 @@ impl Detector {
                     feat
                 }
             };
-            attrs.push(crate::model::fast::layers::host(heads.forward(feat))?);
+            attrs.push(crate::model::fast::layers::host(
+                attached.heads.forward(feat),
+            )?);
         }
         Ok((maps, attrs))
     }
@@ -550,7 +594,7 @@ impl Detector {
     /// Fills each detection's `attributes` from the attribute maps of every scale, read at
     /// the cell of the detection's box centre (logits averaged over the scales).
     fn read_attributes(&self, heads: &[ScaleHeads], dets: &mut [Detection]) {
-        let Some((_, cfg)) = &self.attribute_heads else {
+        let Some(AttachedHeads { config: cfg, .. }) = &self.attribute_heads else {
             return;
         };
         let channels = cfg.channels();
@@ -717,7 +761,7 @@ impl Detector {
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let (maps, attrs) = match &self.attribute_heads {
-                Some((h, _)) => {
+                Some(h) => {
                     let (m, a) = self.forward_with_attributes(&inputs, h)?;
                     (m, a.into_iter().map(Some).collect())
                 }

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
+use deepmark::codec::PostConfig;
+use deepmark::codec::symmetry::SymmetryConfig;
 use deepmark::data::deepfashion2::load_coco;
 use deepmark::draw::draw_text;
 use deepmark::eval::EVAL_SCORE_THRESHOLD;
 use deepmark::eval::coco::GroundTruth;
-use deepmark::eval::tune::{TuneEvent, cache_heads, search};
+use deepmark::eval::tune::{TuneEvent, cache_heads, score_refined, search};
 use deepmark::infer::detector::options_path;
 use deepmark::io::{save_image_atomic, write_json};
 use image::{Rgb, RgbImage};
@@ -126,6 +128,7 @@ fn surface_png(values: &[Vec<f64>], axis: &[f32], path: &Path, best: (usize, usi
 pub fn run(a: TuneArgs) -> Result<()> {
     let mut det = a.detector.load(&a.weights)?;
     det.options.threshold = EVAL_SCORE_THRESHOLD;
+    let start_post = det.options.post;
     let images = images_or_default(&a.images, &a.data);
     let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();
@@ -184,11 +187,55 @@ pub fn run(a: TuneArgs) -> Result<()> {
     surface_png(&report.surface, &report.axis, &png, report.best_cell)?;
     let json = a.out.join("tune.json");
     write_json(&json, &report.json())?;
-    let best = report.best;
+    let mut best = report.best;
     println!(
         "best: AP_pt {:.4} with alpha {:?}, centre sigma {:?}, landmark sigma {:?}, gamma {:?}",
         report.best_pt, best.alpha, best.center_sigma, best.landmark_sigma, best.gamma
     );
+    // The symmetric refinement's second pass needs forward passes, not cached heads: the best
+    // setting is measured once more with it, when the best setting refines, or when
+    // `--symmetry-two-pass` asked for it.
+    let asked = start_post.symmetry.filter(|s| s.two_pass);
+    if let Some(sym) = best.symmetry.or(asked) {
+        let one = PostConfig {
+            symmetry: Some(SymmetryConfig {
+                two_pass: false,
+                ..sym
+            }),
+            ..best
+        };
+        let two = PostConfig {
+            symmetry: Some(SymmetryConfig {
+                two_pass: true,
+                ..sym
+            }),
+            ..best
+        };
+        let limits = crate::cmd::limits();
+        let (b1, p1) = score_refined(&mut det, &gt, &cache, &samples, &images, limits, &one)?;
+        let (b2, p2) = score_refined(&mut det, &gt, &cache, &samples, &images, limits, &two)?;
+        println!(
+            "symmetric refinement at the best setting: one pass AP_box {b1:.4} AP_pt {p1:.4}, \
+             two passes AP_box {b2:.4} AP_pt {p2:.4}{}",
+            if p2 > p1.max(report.best_pt) {
+                " (two passes kept)"
+            } else {
+                ""
+            }
+        );
+        if p2 > p1.max(report.best_pt) {
+            best = two;
+        } else if best.symmetry.is_some() {
+            best = one;
+        }
+        let mut v = report.json();
+        v["second_pass"] = serde_json::json!({
+            "one_pass": {"ap_box": b1, "ap_pt": p1},
+            "two_passes": {"ap_box": b2, "ap_pt": p2},
+            "kept": p2 > p1,
+        });
+        write_json(&json, &v)?;
+    }
     println!("wrote {} and {}", png.display(), json.display());
     if a.save {
         let mut opts = det.options.clone();

@@ -31,6 +31,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub use layers::WinogradTiles;
 pub(crate) use map::{Map, View};
+pub(crate) use nets::FHead;
 use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
 
 use super::centernet::{Backbone, CenterNet};

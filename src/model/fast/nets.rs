@@ -11,7 +11,7 @@ use crate::codec::heads::Heads;
 use crate::error::Result;
 use crate::model::dla::{BasicBlock, Dla, Tree1, Tree2};
 use crate::model::dla_up::{DlaSeg, IdaUp};
-use crate::model::heads::HeadSet;
+use crate::model::heads::{Head, HeadSet};
 use crate::model::hourglass::{Convolution, Hourglass, KpModule, Residual};
 use crate::model::layers::ConvBn;
 use crate::model::resnet::{ResBlock, ResNet};
@@ -416,6 +416,27 @@ impl FHourglass {
 }
 
 // ---------------------------------------------------------------- Heads
+
+/// One head (3×3 → ReLU → 1×1) on the fast form: the attribute heads beside the detector's.
+pub struct FHead {
+    first: FConv,
+    out: FConv,
+}
+
+impl FHead {
+    pub fn new(h: &Head) -> Result<Self> {
+        Ok(FHead {
+            first: FConv::new(&h.conv, None, true)?,
+            out: FConv::new(&h.out, None, false)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Map) -> Map {
+        module("attribute heads", || {
+            self.out.forward(&self.first.forward(x))
+        })
+    }
+}
 
 /// The six heads: their first 3×3 convolutions stacked into one (one column buffer for all),
 /// then each head's 1×1 output convolution on its slice of channels.
