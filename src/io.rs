@@ -414,19 +414,93 @@ impl Limits {
 
     /// Reads an image file as RGB; the error names the file. The header's size is checked by
     /// [`Limits::image_size`] before anything is decoded, so a file claiming 60000×60000 costs
-    /// nothing and says which limit it broke.
+    /// nothing and says which limit it broke. The bytes are then decoded by
+    /// [`Limits::decode_rgb`], which also refuses a truncated JPEG (decoders would fill its
+    /// missing part with grey); a file larger than its decoded image could be is refused unread.
     pub fn open_rgb(&self, path: &Path) -> Result<RgbImage> {
         let (w, h) = self.image_size(path)?;
-        let mut r = image_reader(path)?;
-        r.limits(decoder_limits(w, h));
-        Ok(r.decode()
-            .map_err(|source| Error::Image {
+        let len = regular_file(path).map_err(|m| Error::file(path, m))?.len();
+        let most = decoder_limits(w, h).max_alloc.unwrap_or(u64::MAX);
+        if len > most {
+            return Err(Error::file(
+                path,
+                format!("the file has {len} bytes, more than its {w}×{h} image could take"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read image", path, e))?;
+        self.decode_rgb(&bytes).map_err(|r| match r {
+            ImageRefusal::Broken(source) => Error::Image {
                 action: "read",
                 path: path.to_path_buf(),
                 error: source,
-            })?
-            .to_rgb8())
+            },
+            other => Error::file(path, other.to_string()),
+        })
     }
+
+    /// Decodes image bytes (a file's or an upload's) as RGB: the format from the bytes, the
+    /// header's size checked against [`Limits::image_pixels`] before decoding, the decoder's
+    /// memory bounded by [`decoder_limits`], and a JPEG that ends before its end-of-image marker
+    /// refused ([`jpeg_is_truncated`]).
+    pub fn decode_rgb(&self, bytes: &[u8]) -> std::result::Result<RgbImage, ImageRefusal> {
+        if bytes.is_empty() {
+            return Err(ImageRefusal::Empty);
+        }
+        let reader = || {
+            image::ImageReader::new(std::io::Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(|e| ImageRefusal::Broken(image::ImageError::IoError(e)))
+        };
+        let header = reader()?;
+        let Some(format) = header.format() else {
+            return Err(ImageRefusal::NotAnImage);
+        };
+        let (width, height) = header.into_dimensions().map_err(ImageRefusal::Broken)?;
+        if u64::from(width) * u64::from(height) > self.image_pixels {
+            return Err(ImageRefusal::TooLarge {
+                width,
+                height,
+                limit: self.image_pixels,
+            });
+        }
+        if format == image::ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
+            return Err(ImageRefusal::Truncated);
+        }
+        let mut r = reader()?;
+        r.limits(decoder_limits(width, height));
+        Ok(r.decode().map_err(ImageRefusal::Broken)?.to_rgb8())
+    }
+}
+
+/// Why image bytes were refused by [`Limits::decode_rgb`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageRefusal {
+    /// No bytes.
+    #[error("the image is empty (0 bytes)")]
+    Empty,
+    /// Not a format the decoder recognises.
+    #[error("not an image this program reads (JPEG, PNG, BMP, WebP, …)")]
+    NotAnImage,
+    /// The header's size is over [`Limits::image_pixels`].
+    #[error(
+        "the image is {width}×{height}, over the limit of {limit} pixels; raise \
+         io::Limits::image_pixels if the image is genuine"
+    )]
+    TooLarge {
+        /// Width in the header.
+        width: u32,
+        /// Height in the header.
+        height: u32,
+        /// The limit broken.
+        limit: u64,
+    },
+    /// A JPEG that ends before its end-of-image marker.
+    #[error("the JPEG ends before its end-of-image marker: the file is truncated")]
+    Truncated,
+    /// Anything else the decoder refused.
+    #[error("a broken image: {0}")]
+    Broken(image::ImageError),
 }
 
 /// The `image` decoder's memory limits for an image whose header says `w × h` (checked against

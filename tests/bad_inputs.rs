@@ -167,7 +167,19 @@ fn truncated_and_missing_images_are_errors_naming_the_file() {
         if *cut < 600 {
             assert!(r.is_err(), "a {cut}-byte JPEG should not decode");
         }
+        // The image crate fills a JPEG cut inside its scan with grey; deepmark's reader
+        // refuses every cut, naming the file.
+        let e = no_panic("open_rgb", || deepmark::io::open_rgb(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("cut{i}.jpg")), "{e}");
+        if *cut > 1000 {
+            assert!(e.contains("truncated"), "{e}");
+        }
     }
+    let whole = dir.join("whole.jpg");
+    std::fs::write(&whole, &jpeg).unwrap();
+    assert!(deepmark::io::open_rgb(&whole).is_ok());
     // A split folder whose image is truncated or missing.
     let split = tempdir("bad-split");
     std::fs::create_dir_all(split.join("annos")).unwrap();

@@ -15,7 +15,6 @@
 //! `{"error": …, "status": …}`; the service goes on. SIGINT/SIGTERM stop accepting connections
 //! and finish the requests in flight.
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -383,54 +382,31 @@ async fn read_limited(req: Request, limit: usize) -> std::result::Result<Bytes, 
     Ok(Bytes::from(kept))
 }
 
-/// Decodes an image body (refusing images over the pixel limit before decoding them).
+/// Decodes an image body (refusing images over the pixel limit before decoding them): the
+/// library's decoder (`io::Limits::decode_rgb`, as `infer` reads files), its refusals as HTTP
+/// statuses.
 fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<RgbImage, ApiError> {
-    if bytes.is_empty() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "the body is empty: send an image",
-        ));
-    }
-    let reader = || {
-        image::ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| {
-                err(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                )
-            })
-    };
-    let header = reader()?;
-    if header.format().is_none() {
-        return Err(err(
+    use deepmark::io::ImageRefusal;
+    let mut limits = *crate::cmd::limits();
+    limits.image_pixels = max_pixels;
+    limits.decode_rgb(bytes).map_err(|r| match r {
+        ImageRefusal::Empty => err(StatusCode::BAD_REQUEST, "the body is empty: send an image"),
+        ImageRefusal::NotAnImage => err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body is not an image this service reads (JPEG or PNG)",
-        ));
-    }
-    let (w, h) = header
-        .into_dimensions()
-        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("a broken image: {e}")))?;
-    if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(err(
+        ),
+        ImageRefusal::TooLarge { width, height, .. } => err(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the image is {w}×{h}, over the limit of {max_pixels} pixels (--max-image-pixels)"
+                "the image is {width}×{height}, over the limit of {max_pixels} pixels (--max-image-pixels)"
             ),
-        ));
-    }
-    let mut reader = reader()?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && deepmark::io::jpeg_is_truncated(bytes) {
-        return Err(err(
+        ),
+        ImageRefusal::Truncated => err(
             StatusCode::BAD_REQUEST,
             "a broken image: the JPEG ends before its end-of-image marker (truncated)",
-        ));
-    }
-    reader.limits(deepmark::io::decoder_limits(w, h));
-    let img = reader
-        .decode()
-        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("a broken image: {e}")))?;
-    Ok(img.to_rgb8())
+        ),
+        other => err(StatusCode::BAD_REQUEST, other.to_string()),
+    })
 }
 
 async fn detect(
