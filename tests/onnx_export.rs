@@ -291,3 +291,91 @@ fn impossible_exports_are_refused() {
     );
     assert!(onnx::read(b"not a model").is_err());
 }
+
+/// Attribute heads export as a seventh output, `attributes`, read from the same features as the
+/// detector's heads: ONNX Runtime gives the Burn heads' logits, the six heads stay as they were,
+/// the tasks are in the metadata, and heads of another detector are refused.
+#[test]
+fn attribute_heads_export_as_a_seventh_output() {
+    use deepmark::attributes::heads::AttributeHeadsConfig;
+    use deepmark::attributes::synthetic_tasks;
+    let device = flex();
+    let (model, cfg) =
+        deepmark::checkpoint::load(&root().join("model-weights/demo.bpk"), &device).unwrap();
+    let hcfg = AttributeHeadsConfig::new(cfg.clone(), synthetic_tasks()).unwrap();
+    let heads = hcfg.init(&device);
+    let attrs = onnx::OnnxAttributes {
+        heads: &heads,
+        config: &hcfg,
+    };
+    let bytes =
+        onnx::export_with_attributes(&model, &cfg, Some(attrs), &OnnxOptions::new(128)).unwrap();
+    let m = onnx::read(&bytes).unwrap();
+    let g = m.graph.as_ref().unwrap();
+    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let mut want: Vec<&str> = HEAD_NAMES.to_vec();
+    want.push(onnx::ATTRIBUTES_OUTPUT);
+    assert_eq!(outputs, want);
+    let dims = &g.output[6]
+        .r#type
+        .as_ref()
+        .unwrap()
+        .tensor_type
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        dims.shape.as_ref().unwrap().dim[1].dim_value,
+        6,
+        "3 + 3 classes"
+    );
+    let tasks = m
+        .metadata_props
+        .iter()
+        .find(|e| e.key == "deepmark.attribute_tasks")
+        .unwrap();
+    let tasks: Vec<deepmark::attributes::AttributeTask> =
+        serde_json::from_str(&tasks.value).unwrap();
+    assert_eq!(tasks, synthetic_tasks());
+    // Heads of a detector of another shape.
+    let mut other = hcfg.clone();
+    other.detector.head_conv += 1;
+    let e = onnx::export_with_attributes(
+        &model,
+        &cfg,
+        Some(onnx::OnnxAttributes {
+            heads: &other.init(&device),
+            config: &other,
+        }),
+        &OnnxOptions::new(128),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("another config"), "{e}");
+    if !ort_available() {
+        return;
+    }
+    let data: Vec<f32> = (0..3 * 128 * 128)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let input = HostTensor {
+        shape: vec![1, 3, 128, 128],
+        data,
+    };
+    let dir = tempdir("onnx-attributes");
+    let (ort, _) = run_ort(&bytes, &input, &dir, "attributes");
+    compare(
+        &ort,
+        &burn_heads(&model, &input, &device),
+        "demo + attributes",
+    );
+    let x = to_tensor(&input, &device);
+    let feature = model.backbone.forward(x).pop().unwrap();
+    let want: Vec<f32> = heads
+        .forward(feature)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let got = &ort[onnx::ATTRIBUTES_OUTPUT];
+    assert_eq!(got.shape, vec![1, 6, 32, 32]);
+    within_parity(&got.data, &want, "attributes");
+}

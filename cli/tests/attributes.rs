@@ -1,6 +1,7 @@
 //! Attribute recognition on the command line: `train-attributes` (both kinds, on a COCO-style
-//! file and on a FashionAI label file), `eval-attributes`, and `--attributes` on `infer` and
-//! `eval` writing and scoring each detection's attributes; bad input named.
+//! file and on a FashionAI label file), `eval-attributes`, `--attributes` on `infer` and
+//! `eval` writing and scoring each detection's attributes, detector heads in `export`'s ONNX
+//! graph; bad input named.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -136,6 +137,23 @@ fn both_kinds_train_score_and_run_inside_detection() {
                 .collect();
             assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{p:?}");
             assert_eq!(a[5]["task"], "colour");
+        }
+        // ONNX export: detector heads as a seventh output; a recognition network refused.
+        let model_onnx = out.join("model.onnx");
+        let export = [
+            "export",
+            "--weights",
+            "model-weights/demo.bpk",
+            "--out",
+            s(&model_onnx),
+            "--attributes",
+            s(&out),
+        ];
+        if on == "detector" {
+            assert!(ok(&export).contains("hp_offset, attributes"));
+        } else {
+            assert!(fails(&export).contains("recognition network"));
+            assert!(!model_onnx.exists());
         }
         // eval: detections paired with the labelled garments and their attributes scored.
         let ev = tempdir(&format!("cli-attr-eval-{on}"));

@@ -103,6 +103,34 @@ pub fn read_model_config(path: &Path) -> Result<AttributeModelConfig> {
     crate::checkpoint::read_config_beside(&weights_path(path), "attribute model config")
 }
 
+/// Loads detector attribute heads (`attributes.bpk` of `train-attributes --on detector`, a
+/// folder or the file) with their config; a recognition network is refused.
+pub fn load_heads(
+    path: &Path,
+    device: &Device,
+) -> Result<(super::heads::AttributeHeads, AttributeHeadsConfig)> {
+    let weights = weights_path(path);
+    let (heads, cfg) = crate::checkpoint::load_module(
+        &weights,
+        "attribute model config",
+        |c: &AttributeModelConfig| match c {
+            AttributeModelConfig::DetectorHeads(c) => {
+                c.check()?;
+                Ok(c.init(device))
+            }
+            AttributeModelConfig::Recognition(_) => Err(Error::Invalid(
+                "this is a recognition network (it reads crops: Detector::recognizer), not \
+                 detector heads"
+                    .into(),
+            )),
+        },
+    )?;
+    let AttributeModelConfig::DetectorHeads(cfg) = cfg else {
+        unreachable!("refused above")
+    };
+    Ok((heads, cfg))
+}
+
 /// A garment as the recognition network reads it: category, box `[x, y, w, h]`, landmarks in
 /// local order (`[x, y, v]`, v > 0 where present).
 pub type Garment<'a> = (usize, [f32; 4], &'a [[f32; 3]]);

@@ -441,25 +441,7 @@ impl Detector {
     /// the backbone and the detector's heads stay fast; the attribute heads run on Burn.
     pub fn set_attribute_heads(&mut self, path: &Path) -> Result<()> {
         let weights = crate::attributes::apply::weights_path(path);
-        let device = self.device.clone();
-        let (heads, cfg) = checkpoint::load_module(
-            &weights,
-            "attribute model config",
-            |c: &AttributeModelConfig| match c {
-                AttributeModelConfig::DetectorHeads(c) => {
-                    c.check()?;
-                    Ok(c.init(&device))
-                }
-                AttributeModelConfig::Recognition(_) => Err(Error::Invalid(
-                    "this is a recognition network (it reads crops: Detector::recognizer), \
-                     not detector heads"
-                        .into(),
-                )),
-            },
-        )?;
-        let AttributeModelConfig::DetectorHeads(cfg) = cfg else {
-            unreachable!("refused above")
-        };
+        let (heads, cfg) = crate::attributes::apply::load_heads(&weights, &self.device)?;
         if cfg.detector != self.config {
             return Err(Error::file(
                 &weights,

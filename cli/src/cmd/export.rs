@@ -45,6 +45,10 @@ pub struct ExportArgs {
     /// (GridSample and Conv only, for runtimes without DeformConv; fixes the input size).
     #[arg(long, default_value = "native")]
     pub deform: DeformForm,
+    /// Attribute heads trained on these weights (a `train-attributes --on detector` folder):
+    /// exported as a seventh output, `attributes` (ONNX only).
+    #[arg(long)]
+    pub attributes: Option<PathBuf>,
 }
 
 pub fn run(a: ExportArgs) -> Result<()> {
@@ -61,9 +65,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let device = BackendKind::Flex.device()?;
     let (model, config) = checkpoint::load(&a.weights, &device)?;
     if a.format == Format::Pytorch {
-        if a.input_size.is_some() || a.dynamic_batch || a.dynamic_size {
+        if a.input_size.is_some() || a.dynamic_batch || a.dynamic_size || a.attributes.is_some() {
             bail!(
-                "--input-size, --dynamic-batch and --dynamic-size are ONNX settings; a PyTorch checkpoint holds weights only"
+                "--input-size, --dynamic-batch, --dynamic-size and --attributes are ONNX settings; a PyTorch checkpoint holds the detector's weights only"
             );
         }
         deepmark::export::pytorch::save(&model, &config, &a.out)
@@ -94,8 +98,28 @@ pub fn run(a: ExportArgs) -> Result<()> {
             serde_json::to_string(o)?,
         ));
     }
-    onnx::save(&model, &config, &options, &a.out)
-        .with_context(|| format!("exporting {} to {}", a.weights.display(), a.out.display()))?;
+    let attributes = match &a.attributes {
+        None => None,
+        Some(dir) => Some(
+            deepmark::attributes::apply::load_heads(dir, &device).with_context(|| {
+                format!(
+                    "--attributes {}: detector heads are exported with the detector (a \
+                     recognition network reads crops and is not part of its graph)",
+                    dir.display()
+                )
+            })?,
+        ),
+    };
+    onnx::export_with_attributes(
+        &model,
+        &config,
+        attributes
+            .as_ref()
+            .map(|(heads, config)| onnx::OnnxAttributes { heads, config }),
+        &options,
+    )
+    .and_then(|b| deepmark::io::write_atomic(&a.out, &b))
+    .with_context(|| format!("exporting {} to {}", a.weights.display(), a.out.display()))?;
     let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     let shape = |fixed: usize, dynamic: bool, name: &str| {
         if dynamic {
@@ -105,7 +129,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         }
     };
     println!(
-        "wrote {} (ONNX opset {}, {:.1} MB): input {} ({}, 3, {}, {}), outputs {}",
+        "wrote {} (ONNX opset {}, {:.1} MB): input {} ({}, 3, {}, {}), outputs {}{}",
         a.out.display(),
         onnx::OPSET,
         bytes as f64 / 1e6,
@@ -113,7 +137,12 @@ pub fn run(a: ExportArgs) -> Result<()> {
         shape(1, a.dynamic_batch, "batch"),
         shape(size, a.dynamic_size, "height"),
         shape(size, a.dynamic_size, "width"),
-        deepmark::codec::HEAD_NAMES.join(", ")
+        deepmark::codec::HEAD_NAMES.join(", "),
+        if attributes.is_some() {
+            format!(", {}", onnx::ATTRIBUTES_OUTPUT)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

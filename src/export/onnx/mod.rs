@@ -16,6 +16,7 @@ use std::path::Path;
 
 use prost::Message;
 
+use crate::attributes::heads::{AttributeHeads, AttributeHeadsConfig};
 use crate::codec::{STRIDE, Scheme};
 use crate::error::{Error, Result};
 use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
@@ -181,12 +182,44 @@ fn json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("configs and numbers serialise to JSON")
 }
 
+/// Attribute heads exported with the detector ([`export_with_attributes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OnnxAttributes<'a> {
+    /// The heads.
+    pub heads: &'a AttributeHeads,
+    /// Their config (tasks, and the detector they were trained on).
+    pub config: &'a AttributeHeadsConfig,
+}
+
+/// The name of the attribute heads' output.
+pub const ATTRIBUTES_OUTPUT: &str = "attributes";
+
 /// The ONNX model (protobuf bytes) of `model`, built from `config`, under `options`.
 pub fn export(
     model: &CenterNet,
     config: &CenterNetConfig,
     options: &OnnxOptions,
 ) -> Result<Vec<u8>> {
+    export_with_attributes(model, config, None, options)
+}
+
+/// [`export`] with attribute heads: a seventh output, `attributes` (raw logits, every task's
+/// classes in order, `(batch, Σ classes, height / 4, width / 4)`), computed from the same
+/// features as the detector's heads; the tasks are in the metadata
+/// (`deepmark.attribute_tasks`). Heads trained on a detector of another config are refused.
+pub fn export_with_attributes(
+    model: &CenterNet,
+    config: &CenterNetConfig,
+    attributes: Option<OnnxAttributes<'_>>,
+    options: &OnnxOptions,
+) -> Result<Vec<u8>> {
+    if let Some(a) = attributes
+        && &a.config.detector != config
+    {
+        return Err(Error::Invalid(
+            "ONNX export: the attribute heads were trained on a detector of another config".into(),
+        ));
+    }
     for side in options.input_size {
         config.backbone.check_input_size(side)?;
     }
@@ -202,7 +235,17 @@ pub fn export(
         options,
     };
     ctx.g.unique(INPUT);
-    let heads = ctx.centernet(model, INPUT)?;
+    let (heads, feature) = ctx.centernet(model, INPUT)?;
+    let attr = attributes
+        .map(|a| {
+            ctx.head_as(
+                &a.heads.head,
+                &feature,
+                "attributes.head",
+                ATTRIBUTES_OUTPUT,
+            )
+        })
+        .transpose()?;
     let [h, w] = options.input_size;
     let batch = if options.dynamic_batch {
         Err("batch")
@@ -220,12 +263,23 @@ pub fn export(
         (Ok(h / STRIDE), Ok(w / STRIDE))
     };
     let channels = config.layout.channels();
-    let output = heads
+    let mut output: Vec<ValueInfoProto> = heads
         .zip(channels)
         .into_array()
         .into_iter()
         .map(|(name, c)| tensor_value(&name, &[batch, Ok(c), oh, ow]))
         .collect();
+    let mut meta = metadata(config, options);
+    if let (Some(name), Some(a)) = (&attr, attributes) {
+        output.push(tensor_value(
+            name,
+            &[batch, Ok(a.config.channels()), oh, ow],
+        ));
+        meta.push((
+            "deepmark.attribute_tasks".to_string(),
+            json(&a.config.tasks),
+        ));
+    }
     let g = ctx.g;
     let model = ModelProto {
         ir_version: IR_VERSION,
@@ -246,7 +300,7 @@ pub fn export(
             domain: String::new(),
             version: OPSET,
         }],
-        metadata_props: metadata(config, options)
+        metadata_props: meta
             .into_iter()
             .map(|(key, value)| StringStringEntryProto { key, value })
             .collect(),

@@ -29,24 +29,35 @@ impl Ctx<'_> {
         Ok(if relu { self.g.relu(&y) } else { y })
     }
 
-    /// `model` (last stack's heads) from the image batch `x`.
-    pub fn centernet(&mut self, model: &CenterNet, x: &str) -> Result<Heads<String>> {
+    /// `model` (last stack's heads) from the image batch `x`, and the feature map they read.
+    pub fn centernet(&mut self, model: &CenterNet, x: &str) -> Result<(Heads<String>, String)> {
         let feature = match &model.backbone {
             Backbone::Resnet(m) => self.resnet(m, x, "backbone")?,
             Backbone::Dla(m) => self.dla_seg(m, x, "backbone")?,
             Backbone::Hourglass(m) => self.hourglass(m, x, "backbone")?,
         };
         let last = model.heads.len() - 1;
-        self.heads(&model.heads[last], &feature, &format!("heads.{last}"))
+        let heads = self.heads(&model.heads[last], &feature, &format!("heads.{last}"))?;
+        Ok((heads, feature))
+    }
+
+    /// One head (3×3 → ReLU → 1×1) on `x` whose output is the graph output `name`.
+    pub fn head_as(
+        &mut self,
+        head: &crate::model::heads::Head,
+        x: &str,
+        path: &str,
+        name: &str,
+    ) -> Result<String> {
+        let y = self.g.conv(x, &head.conv, &format!("{path}.conv"))?;
+        let y = self.g.relu(&y);
+        // The last convolution's output is the graph output of that name.
+        self.g.conv_as(&y, &head.out, &format!("{path}.out"), name)
     }
 
     fn heads(&mut self, h: &HeadSet, x: &str, path: &str) -> Result<Heads<String>> {
         let mut run = |head: &crate::model::heads::Head, name: &str| -> Result<String> {
-            let p = format!("{path}.{name}");
-            let y = self.g.conv(x, &head.conv, &format!("{p}.conv"))?;
-            let y = self.g.relu(&y);
-            // The last convolution's output is the graph output of that name.
-            self.g.conv_as(&y, &head.out, &format!("{p}.out"), name)
+            self.head_as(head, x, &format!("{path}.{name}"), name)
         };
         Ok(Heads {
             hm: run(&h.hm, "hm")?,
