@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{AttributeLabel, AttributeTask, Mark, check_tasks, marks_of};
 use crate::codec::decode::Detection;
-use crate::data::deepfashion2::{item_from_annotation, read_coco_file};
+use crate::data::deepfashion2::{check_file_name, item_from_annotation, read_coco_file};
 use crate::error::{DataError, Error, Result};
 use crate::garment::category;
 use crate::io::Limits;
@@ -81,18 +81,7 @@ pub fn load_coco_attributes(
             .into());
         };
         let img = &file.images[i];
-        if !crate::io::stays_inside(&img.file_name) {
-            return Err(DataError::new(
-                path,
-                format!("image {}: ", img.id),
-                "file_name",
-                format!(
-                    "{:?} is not a relative path inside the image folder",
-                    img.file_name
-                ),
-            )
-            .into());
-        }
+        check_file_name(path, img)?;
         let item = item_from_annotation(path, a, img)?;
         let cat = category(item.category_id).expect("validated");
         let mut labels = vec![None; tasks.len()];

@@ -174,6 +174,64 @@ pub fn attribute_loss(logits: Vec<Tensor<2>>, targets: &[Option<TaskTargets>]) -
     total.expect("a batch holds at least one label")
 }
 
+/// The running mean loss of an epoch, and the optimiser state the steps share.
+struct Stepper {
+    steps: AmpSteps,
+    optim: burn::optim::ModuleOptimizer,
+    /// `(sum, steps)` of this epoch's losses.
+    epoch: (f32, usize),
+    what: &'static str,
+}
+
+impl Stepper {
+    fn new(cfg: &AttributeTrainConfig, what: &'static str) -> Self {
+        Stepper {
+            steps: AmpSteps::new(AmpConfig::default(), None),
+            optim: cfg.optimizer.adam_config().init(),
+            epoch: (0.0, 0),
+            what,
+        }
+    }
+
+    /// One optimiser step on `loss` at `lr` (epoch `epoch`, 0-based); its value joins the
+    /// epoch's mean.
+    fn step<M: Module>(&mut self, model: M, loss: Tensor<1>, lr: f64, epoch: usize) -> Result<M> {
+        let v = loss.clone().into_scalar::<f32>();
+        let model = self
+            .steps
+            .step(&mut self.optim, lr, model, loss, v.is_finite())
+            .map_err(|e| {
+                Error::Training(format!(
+                    "{}: {e} (loss {v}) at epoch {}; lower the learning rate",
+                    self.what,
+                    epoch + 1
+                ))
+            })?;
+        self.epoch.0 += v;
+        self.epoch.1 += 1;
+        Ok(model)
+    }
+
+    /// Reports the epoch that ended (its mean loss, returned) and starts the next.
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        epochs: usize,
+        t0: Instant,
+        on_event: &mut dyn FnMut(&AttributeEvent),
+    ) -> f32 {
+        let loss = self.epoch.0 / self.epoch.1.max(1) as f32;
+        self.epoch = (0.0, 0);
+        on_event(&AttributeEvent::Epoch {
+            epoch,
+            epochs,
+            loss,
+            secs: t0.elapsed().as_secs_f64(),
+        });
+        loss
+    }
+}
+
 /// The targets of a batch from per-row labels (`labels[row][task]`).
 fn targets(
     labels: &[&[Option<Vec<super::Mark>>]],
@@ -342,8 +400,7 @@ pub fn train_recognizer(
     ));
     let ad = device.clone().autodiff();
     let mut model = ncfg.init(&ad);
-    let mut optim = cfg.optimizer.adam_config().init();
-    let mut steps = AmpSteps::new(AmpConfig::default(), None);
+    let mut stepper = Stepper::new(cfg, "attribute network");
     let per_epoch = steps_per_epoch(dataset.len(), cfg.batch).max(1);
     on_event(&AttributeEvent::Start {
         garments: dataset.len(),
@@ -363,7 +420,6 @@ pub fn train_recognizer(
         .set_device(ad.clone())
         .build(dataset.clone());
         let lr = cfg.optimizer.lr_at(epoch);
-        let (mut sum, mut n) = (0.0f32, 0usize);
         for batch in loader.iter().take(per_epoch) {
             let batch =
                 batch.map_err(|e| Error::Training(format!("loading an attribute batch: {e}")))?;
@@ -372,25 +428,9 @@ pub fn train_recognizer(
             }
             let logits = model.forward(batch.normal, batch.neck);
             let loss = attribute_loss(logits, &batch.targets);
-            let v = loss.clone().into_scalar::<f32>();
-            model = steps
-                .step(&mut optim, lr, model, loss, v.is_finite())
-                .map_err(|e| {
-                    Error::Training(format!(
-                        "attribute network: {e} (loss {v}) at epoch {}; lower the learning rate",
-                        epoch + 1
-                    ))
-                })?;
-            sum += v;
-            n += 1;
+            model = stepper.step(model, loss, lr, epoch)?;
         }
-        last = sum / n.max(1) as f32;
-        on_event(&AttributeEvent::Epoch {
-            epoch,
-            epochs: cfg.epochs,
-            loss: last,
-            secs: t0.elapsed().as_secs_f64(),
-        });
+        last = stepper.end_epoch(epoch, cfg.epochs, t0, on_event);
     }
     crate::model::sync::SyncRunningStats::sync_running_stats(&model.trunk);
     let model = model.valid();
@@ -470,8 +510,7 @@ pub fn train_detector_heads(
     let device = detector.device().clone();
     let ad = device.autodiff();
     let mut heads = hcfg.init(&ad);
-    let mut optim = cfg.optimizer.adam_config().init();
-    let mut steps = AmpSteps::new(AmpConfig::default(), None);
+    let mut stepper = Stepper::new(cfg, "attribute heads");
     let n = windows.len();
     let batch = cfg.batch.min(n);
     let per_epoch = steps_per_epoch(n, batch).max(1);
@@ -486,7 +525,6 @@ pub fn train_detector_heads(
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let lr = cfg.optimizer.lr_at(epoch);
-        let (mut sum, mut count) = (0.0f32, 0usize);
         for step in 0..per_epoch {
             let rows = &order[step * batch..((step + 1) * batch).min(n)];
             let data: Vec<f32> = rows.iter().flat_map(|&r| windows[r].clone()).collect();
@@ -513,25 +551,9 @@ pub fn train_detector_heads(
                 continue;
             }
             let loss = attribute_loss(logits, &tg);
-            let v = loss.clone().into_scalar::<f32>();
-            heads = steps
-                .step(&mut optim, lr, heads, loss, v.is_finite())
-                .map_err(|e| {
-                    Error::Training(format!(
-                        "attribute heads: {e} (loss {v}) at epoch {}; lower the learning rate",
-                        epoch + 1
-                    ))
-                })?;
-            sum += v;
-            count += 1;
+            heads = stepper.step(heads, loss, lr, epoch)?;
         }
-        last = sum / count.max(1) as f32;
-        on_event(&AttributeEvent::Epoch {
-            epoch,
-            epochs: cfg.epochs,
-            loss: last,
-            secs: t0.elapsed().as_secs_f64(),
-        });
+        last = stepper.end_epoch(epoch, cfg.epochs, t0, on_event);
     }
     let heads = heads.valid();
     save_module(

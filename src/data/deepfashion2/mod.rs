@@ -255,6 +255,23 @@ pub(super) fn category_field(
     })
 }
 
+/// An image's `file_name` must stay inside the image folder (no absolute path, no `..`).
+pub(crate) fn check_file_name(file: &Path, img: &CocoImage) -> Result<(), DataError> {
+    if crate::io::stays_inside(&img.file_name) {
+        return Ok(());
+    }
+    Err(DataError::new(
+        file,
+        format!("image {}: ", img.id),
+        "file_name",
+        format!(
+            "{:?} is not a relative path inside the image folder (absolute paths and `..` are \
+             refused)",
+            img.file_name
+        ),
+    ))
+}
+
 /// Validate one COCO annotation against its image and turn it into an [`Item`].
 pub fn item_from_annotation(
     file: &Path,
@@ -339,19 +356,7 @@ pub fn load_coco(
                 "listed twice",
             ));
         }
-        // Image paths stay inside the image folder.
-        if !crate::io::stays_inside(&img.file_name) {
-            return Err(DataError::new(
-                path,
-                format!("image {}: ", img.id),
-                "file_name",
-                format!(
-                    "{:?} is not a relative path inside the image folder (absolute paths and `..` \
-                     are refused)",
-                    img.file_name
-                ),
-            ));
-        }
+        check_file_name(path, img)?;
         samples.push(Sample {
             image_id: img.id,
             file_name: img.file_name.clone(),
