@@ -146,7 +146,8 @@ pub struct ScaleHeads {
     /// The attribute heads' logit maps `(Σ classes, h, w)` when attribute heads are attached
     /// ([`Detector::set_attribute_heads`]; flip-averaged when flip is on).
     pub attributes: Option<Vec<f32>>,
-    /// From output-map pixels back to image pixels.
+    /// Image pixels → network input pixels at this scale (output-map pixels times the stride);
+    /// its inverse maps detections back to the image.
     pub transform: Affine,
 }
 
@@ -438,7 +439,7 @@ impl Detector {
     /// `train-attributes --on detector`, a folder or the file): every forward pass then also
     /// runs them on the same features, and each detection's `attributes` are read at its
     /// centre. Heads trained on a detector of another shape are refused. On the fast CPU form
-    /// the backbone and the detector's heads stay fast; the attribute heads run on Burn.
+    /// the attribute heads run in it too, beside the detector's. They compute in f32.
     pub fn set_attribute_heads(&mut self, path: &Path) -> Result<()> {
         let weights = crate::attributes::apply::weights_path(path);
         let (heads, cfg) = crate::attributes::apply::load_heads(&weights, &self.device)?;
