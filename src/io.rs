@@ -524,15 +524,12 @@ pub fn decoder_limits(w: u32, h: u32) -> image::Limits {
 /// never holds `FF D9`, which is stuffed as `FF 00`; an EXIF thumbnail's own markers come
 /// before the main image's scans, and data appended after the end marker is allowed.)
 pub fn jpeg_is_truncated(bytes: &[u8]) -> bool {
-    let last = |marker: u8| {
-        bytes
-            .windows(2)
-            .rposition(|w| w[0] == 0xFF && w[1] == marker)
-    };
-    match (last(0xDA), last(0xD9)) {
-        (Some(sos), Some(eoi)) => eoi < sos,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let is = |marker: u8| move |w: &[u8]| w[0] == 0xFF && w[1] == marker;
+    // The last end marker sits near the file's end: only the bytes after it are searched for
+    // a scan (every image read goes through here, so the whole file is not scanned backwards).
+    match bytes.windows(2).rposition(is(0xD9)) {
+        Some(eoi) => bytes[eoi..].windows(2).any(is(0xDA)),
+        None => bytes.windows(2).any(is(0xDA)),
     }
 }
 

@@ -152,7 +152,7 @@ fn detector_heads_are_read_at_each_detection_centre_as_they_were_trained() {
             TensorData::new(w, [1, c, 3, 3]),
             &device,
         ));
-        let v: Vec<f32> = out.into_data().try_to_vec::<f32>().unwrap();
+        let v = common::host(out);
         // Channel-major (Σ, 3, 3): the centre of each channel.
         let centre: Vec<f32> = (0..cfg.channels()).map(|ch| v[ch * 9 + 4]).collect();
         let want = task_probabilities(&cfg.tasks, &centre);

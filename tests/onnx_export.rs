@@ -370,11 +370,7 @@ fn attribute_heads_export_as_a_seventh_output() {
     );
     let x = to_tensor(&input, &device);
     let feature = model.backbone.forward(x).pop().unwrap();
-    let want: Vec<f32> = heads
-        .forward(feature)
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let want = host(heads.forward(feature));
     let got = &ort[onnx::ATTRIBUTES_OUTPUT];
     assert_eq!(got.shape, vec![1, 6, 32, 32]);
     within_parity(&got.data, &want, "attributes");

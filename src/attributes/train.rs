@@ -249,12 +249,10 @@ fn targets(
                     w.extend(maybe_weights(m, beta).expect("checked before training"));
                 }
             }
-            (!rows.is_empty()).then(|| TaskTargets {
-                weights: Tensor::from_data(
-                    TensorData::new(w, [rows.len(), tasks[t].classes]),
-                    device,
-                ),
-                rows: Tensor::from_data(TensorData::new(rows.clone(), [rows.len()]), device),
+            let n = rows.len();
+            (n > 0).then(|| TaskTargets {
+                weights: Tensor::from_data(TensorData::new(w, [n, tasks[t].classes]), device),
+                rows: Tensor::from_data(TensorData::new(rows, [n]), device),
             })
         })
         .collect()

@@ -218,11 +218,18 @@ impl Features {
     /// The map cell of an image point: the input pixel divided by the output stride, rounded
     /// down (CenterNet's `ct_int`), clamped to the map.
     pub fn cell(&self, p: [f32; 2]) -> (usize, usize) {
-        let q = self.transform.apply([p[0] as f64, p[1] as f64]);
         let [_, h, w] = self.dims;
-        let c = |v: f64, n: usize| ((v / STRIDE as f64).floor().max(0.0) as usize).min(n - 1);
-        (c(q[0], w), c(q[1], h))
+        map_cell(&self.transform, p, [h, w])
     }
+}
+
+/// The cell of an `h × w` output map under image point `p`: the input pixel (`transform`:
+/// image → input) divided by the output stride, rounded down (CenterNet's `ct_int`), clamped
+/// to the map.
+fn map_cell(transform: &Affine, p: [f32; 2], [h, w]: [usize; 2]) -> (usize, usize) {
+    let q = transform.apply([p[0] as f64, p[1] as f64]);
+    let c = |v: f64, n: usize| ((v / STRIDE as f64).floor().max(0.0) as usize).min(n - 1);
+    (c(q[0], w), c(q[1], h))
 }
 
 /// Inference defaults saved beside weights (`<weights>.infer.json`): `train` records the input
@@ -503,16 +510,21 @@ impl Detector {
         })
     }
 
+    /// One CHW input of the options' input size as the fast form reads it.
+    fn input_view<'a>(&self, data: &'a [f32]) -> View<'a> {
+        let s = self.options.input_size;
+        View {
+            c: 3,
+            h: s,
+            w: s,
+            data,
+        }
+    }
+
     /// Host features of one CHW input of the options' input size.
     fn features_of_input(&self, input: &[f32]) -> Result<(Vec<f32>, [usize; 3])> {
-        let s = self.options.input_size;
         if let Some(f) = &self.fast {
-            let m = f.features_image(View {
-                c: 3,
-                h: s,
-                w: s,
-                data: input,
-            });
+            let m = f.features_image(self.input_view(input));
             return Ok((m.data, [m.c, m.h, m.w]));
         }
         let t = self.generic_features(self.batch(&[input]));
@@ -535,16 +547,10 @@ impl Detector {
     ) -> Result<(Vec<HeadMaps>, Vec<Vec<f32>>)> {
         let mut maps = Vec::with_capacity(inputs.len());
         let mut attrs = Vec::with_capacity(inputs.len());
-        let s = self.options.input_size;
         for x in inputs {
             let feat = match &self.fast {
                 Some(f) => {
-                    let m = f.features_image(View {
-                        c: 3,
-                        h: s,
-                        w: s,
-                        data: x,
-                    });
+                    let m = f.features_image(self.input_view(x));
                     maps.push(head_maps(f.heads_of(&m)));
                     if let Some(fh) = &attached.fast {
                         attrs.push(fh.forward(&m).data);
@@ -587,12 +593,7 @@ impl Detector {
             let mut n = 0;
             for sh in heads {
                 let Some(a) = &sh.attributes else { continue };
-                let f = Features {
-                    data: Vec::new(),
-                    dims: [channels, sh.heads.size[0], sh.heads.size[1]],
-                    transform: sh.transform,
-                };
-                let (x, y) = f.cell(c);
+                let (x, y) = map_cell(&sh.transform, c, sh.heads.size);
                 let l = logits_at(a, sh.heads.size, channels, x as f32, y as f32);
                 sum.iter_mut().zip(l).for_each(|(s, v)| *s += v);
                 n += 1;
@@ -743,7 +744,7 @@ impl Detector {
             inputs.extend(mirrored.iter().map(Vec::as_slice));
             times.preprocess += t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let (maps, attrs) = match &self.attribute_heads {
+            let (maps, mut attrs) = match &self.attribute_heads {
                 Some(h) => {
                     let (m, a) = self.forward_with_attributes(&inputs, h)?;
                     (m, a.into_iter().map(Some).collect())
@@ -763,7 +764,7 @@ impl Detector {
                 };
                 // Attributes do not change under mirroring: the mirror image's maps, mirrored
                 // back, are averaged in.
-                let attributes = attrs[i].clone().map(|a| match attrs.get(images.len() + i) {
+                let attributes = attrs[i].take().map(|a| match attrs.get(images.len() + i) {
                     Some(Some(m)) => average_mirrored(&a, m, size),
                     _ => a,
                 });
@@ -784,18 +785,9 @@ impl Detector {
         let Some(f) = &self.fast else {
             return self.forward_host(self.batch(inputs));
         };
-        let s = self.options.input_size;
         Ok(inputs
             .iter()
-            .map(|x| {
-                let x = View {
-                    c: 3,
-                    h: s,
-                    w: s,
-                    data: x,
-                };
-                head_maps(f.forward_image(x))
-            })
+            .map(|x| head_maps(f.forward_image(self.input_view(x))))
             .collect())
     }
 
