@@ -1,5 +1,6 @@
-//! Drawing annotations and predictions on images (imageproc): boxes, landmarks, the garment
-//! outline through the landmarks in DeepFashion2's order, and small numeric labels (category
+//! Drawing annotations and predictions on images (imageproc): boxes, landmarks, the taxonomy's
+//! skeleton (or, where it has none, as for DeepFashion2, the outline through the landmarks in
+//! their order), and small numeric labels (category
 //! ids, group ids) in a built-in 3×5 digit font, so no font file is needed.
 
 use image::{Rgb, RgbImage};
@@ -9,8 +10,7 @@ use imageproc::drawing::{
 use imageproc::rect::Rect;
 
 use crate::codec::grouping::Grouping;
-use crate::garment::Item;
-use crate::garment::taxonomy::category;
+use crate::garment::{DEEPFASHION2, Item, Taxonomy};
 
 /// A distinct colour per index (13 categories and more).
 pub fn palette(i: usize) -> Rgb<u8> {
@@ -76,10 +76,24 @@ pub fn draw_number(img: &mut RgbImage, x: i32, y: i32, n: usize, s: u32, color: 
     draw_text(img, x, y, &n.to_string(), s, color);
 }
 
-/// Draw one garment: box and category id, outline through the landmarks, landmarks (filled if
-/// visible, hollow-ish if occluded) and, with a grouping, each landmark's group id.
+/// Draw one DeepFashion2 garment ([`draw_item_of`] with DeepFashion2's taxonomy, or the
+/// grouping's).
 pub fn draw_item(img: &mut RgbImage, item: &Item, grouping: Option<&Grouping>, label_size: u32) {
-    let color = palette(item.category_id.saturating_sub(1));
+    let taxonomy = grouping.map_or(&DEEPFASHION2, |g| g.taxonomy());
+    draw_item_of(img, taxonomy, item, grouping, label_size);
+}
+
+/// Draw one object of `taxonomy`: box and category id, the category's skeleton (an outline
+/// through the landmarks in order where it has none), landmarks (filled if visible, dark if
+/// occluded) and, with a grouping, each landmark's group id.
+pub fn draw_item_of(
+    img: &mut RgbImage,
+    taxonomy: &'static Taxonomy,
+    item: &Item,
+    grouping: Option<&Grouping>,
+    label_size: u32,
+) {
+    let color = palette(taxonomy.class_of(item.category_id).unwrap_or(0));
     let [x, y, w, h] = item.bbox;
     if w >= 1.0 && h >= 1.0 {
         for t in 0..2 {
@@ -96,13 +110,21 @@ pub fn draw_item(img: &mut RgbImage, item: &Item, grouping: Option<&Grouping>, l
         label_size,
         color,
     );
-    let Some(cat) = category(item.category_id) else {
+    let Some(cat) = taxonomy.category(item.category_id) else {
         return;
     };
+    if item.keypoints.len() < cat.start + cat.num_landmarks {
+        return;
+    }
     let pts: Vec<(usize, [f32; 3])> = cat.range().map(|g| (g, item.keypoints[g])).collect();
-    // Outline: consecutive labelled landmarks in DeepFashion2's order.
-    for pair in pts.windows(2) {
-        let (a, b) = (pair[0].1, pair[1].1);
+    // The skeleton's links (1-based), or consecutive landmarks in order.
+    let links: Vec<(usize, usize)> = if cat.skeleton.is_empty() {
+        (1..cat.num_landmarks).map(|l| (l, l + 1)).collect()
+    } else {
+        cat.skeleton.to_vec()
+    };
+    for (a, b) in links {
+        let (a, b) = (pts[a - 1].1, pts[b - 1].1);
         if a[2] > 0.0 && b[2] > 0.0 {
             draw_line_segment_mut(img, (a[0], a[1]), (b[0], b[1]), color);
         }

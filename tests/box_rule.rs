@@ -62,7 +62,13 @@ fn per_object_targets_equal_centernets() {
             false,
         );
         let width = c["width"].as_u64().unwrap() as u32;
-        let g = output_garment(&item, width, c["flipped"].as_bool().unwrap(), &to_output);
+        let g = output_garment(
+            &deepmark::garment::DEEPFASHION2,
+            &item,
+            width,
+            c["flipped"].as_bool().unwrap(),
+            &to_output,
+        );
         let objects = objects_from_output(&[g], &grouping);
         let t = Targets::encode(&objects, 13, grouping.num_groups(), 32, [out, out]);
         let e = &c["expected"];

@@ -64,7 +64,7 @@ fn score(
                 }
             })
             .collect();
-        let (b, k) = results(s.image_id, &dets);
+        let (b, k) = results(s.image_id, &dets, &deepmark::garment::DEEPFASHION2);
         res.bbox.extend(b);
         res.keypoints.extend(k);
     }
@@ -261,7 +261,11 @@ fn tune_scores_the_second_pass_from_the_images() {
     let mut res = DatasetResults::default();
     for s in &samples {
         let img = limits.open_rgb(&images.join(&s.file_name)).unwrap();
-        let (b, k) = results(s.image_id, &det.detect(&img).unwrap());
+        let (b, k) = results(
+            s.image_id,
+            &det.detect(&img).unwrap(),
+            det.grouping().taxonomy(),
+        );
         res.bbox.extend(b);
         res.keypoints.extend(k);
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 use deepmark::Precision;
-use deepmark::data::deepfashion2::{Sample, load_coco};
+use deepmark::data::deepfashion2::Sample;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::{EVAL_SCORE_THRESHOLD, EvalReport, evaluate_detector};
 use deepmark::infer::{Detector, PostConfig};
@@ -234,7 +234,16 @@ pub fn evaluate_weights(
     out: &Path,
 ) -> Result<(EvalReport, Vec<Sample>)> {
     det.options.threshold = EVAL_SCORE_THRESHOLD;
-    let (samples, _) = load_coco(data, false, crate::cmd::limits())?;
+    // The data must be of the model's taxonomy (its categories agree, or it is an error naming
+    // the file and the field).
+    let taxonomy = det.grouping().taxonomy();
+    let samples = deepmark::data::deepfashion2::load_coco_in(
+        data,
+        &deepmark::garment::TaxonomyChoice::Given(taxonomy),
+        false,
+        crate::cmd::limits(),
+    )?
+    .samples;
     let gt = GroundTruth::load(data, crate::cmd::limits())?;
     let bar = progress_bar("evaluating");
     let report = evaluate_detector(

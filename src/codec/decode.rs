@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::grouping::Grouping;
 use super::heads::{HeadLayout, Heads};
 use super::symmetry::{SymmetryConfig, refine_symmetric};
-use crate::garment::{Item, NUM_LANDMARKS, category};
+use crate::garment::{Item, Taxonomy};
 
 /// The heads of one image on the host, `hm` and `hm_hp` already through a sigmoid. Each map is
 /// channel-major `(channels, H, W)` with the channels of [`HeadLayout::channels`]: `hm` C,
@@ -192,7 +192,7 @@ impl PostConfig {
 /// One detection in map (stride-4 output) or image coordinates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
-    /// 1-based DeepFashion2 category id.
+    /// Category id in the model's taxonomy (DeepFashion2: 1–13).
     pub category_id: usize,
     /// Final score (after DeepMark++'s rescoring with the landmark scores, when on).
     pub score: f32,
@@ -213,12 +213,16 @@ impl Detection {
         [b[0], b[1], b[2] - b[0], b[3] - b[1]]
     }
 
-    /// The landmarks in DeepFashion2's 294 layout: the category's slots are `[x, y, third(score)]`,
-    /// every other slot zero. `third` chooses what the third value is: the score itself, `1` for
-    /// challenge results, a visibility flag for drawing.
-    pub fn landmarks_294(&self, third: impl Fn(f32) -> f32) -> Vec<[f32; 3]> {
-        let mut out = vec![[0.0; 3]; NUM_LANDMARKS];
-        if let Some(cat) = category(self.category_id) {
+    /// The landmarks in the global layout of `taxonomy` (DeepFashion2's 294): the category's
+    /// slots are `[x, y, third(score)]`, every other slot zero. `third` chooses what the third
+    /// value is: the score itself, `1` for challenge results, a visibility flag for drawing.
+    pub fn landmarks_global(
+        &self,
+        taxonomy: &Taxonomy,
+        third: impl Fn(f32) -> f32,
+    ) -> Vec<[f32; 3]> {
+        let mut out = vec![[0.0; 3]; taxonomy.num_landmarks];
+        if let Some(cat) = taxonomy.category(self.category_id) {
             for (slot, p) in out[cat.range()].iter_mut().zip(&self.landmarks) {
                 *slot = [p[0], p[1], third(p[2])];
             }
@@ -228,11 +232,13 @@ impl Detection {
 
     /// The detection as an annotation-like [`Item`]: landmarks scoring at least
     /// `landmark_threshold` are "visible" (2), the rest "occluded" (1).
-    pub fn to_item(&self, landmark_threshold: f32) -> Item {
+    pub fn to_item(&self, taxonomy: &Taxonomy, landmark_threshold: f32) -> Item {
         Item {
             category_id: self.category_id,
             bbox: self.bbox_xywh(),
-            keypoints: self.landmarks_294(|s| if s >= landmark_threshold { 2.0 } else { 1.0 }),
+            keypoints: self.landmarks_global(taxonomy, |s| {
+                if s >= landmark_threshold { 2.0 } else { 1.0 }
+            }),
         }
     }
 }
@@ -404,7 +410,7 @@ pub fn decode(heads: &HeadMaps, grouping: &Grouping, cfg: &PostConfig) -> Vec<De
     let mut candidates: Vec<Option<Vec<[f32; 3]>>> = vec![None; heads.num_groups];
     let mut out = Vec::with_capacity(top.len());
     for (score, class, ind) in top {
-        let Some(cat) = category(class + 1) else {
+        let Some(cat) = grouping.taxonomy().of_class(class) else {
             continue;
         };
         let (xi, yi) = ((ind % w) as f32, (ind / w) as f32);
@@ -564,6 +570,7 @@ pub fn suppress(mut dets: Vec<Detection>, nms: Nms) -> Vec<Detection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::garment::{DEEPFASHION2, NUM_LANDMARKS, category};
 
     /// The definitions: every pixel through the bounds-checked loop.
     fn smooth3_naive(src: &[f32], [h, w]: [usize; 2], sigma: f32) -> Vec<f32> {
@@ -659,7 +666,7 @@ mod tests {
             landmarks,
             attributes: Vec::new(),
         };
-        let scores = d.landmarks_294(|s| s);
+        let scores = d.landmarks_global(&DEEPFASHION2, |s| s);
         assert_eq!(scores.len(), NUM_LANDMARKS);
         assert_eq!(scores[cat.start + 3], [3.0, 6.0, 0.05]);
         let outside = scores
@@ -667,12 +674,12 @@ mod tests {
             .enumerate()
             .filter(|(i, _)| !cat.range().contains(i));
         assert!(outside.into_iter().all(|(_, p)| *p == [0.0; 3]));
-        let item = d.to_item(0.1);
+        let item = d.to_item(&DEEPFASHION2, 0.1);
         assert_eq!(item.bbox, [10.0, 20.0, 40.0, 80.0]);
         assert_eq!(item.keypoints[cat.start][2], 2.0);
         assert_eq!(item.keypoints[cat.start + 1][2], 1.0);
         assert_eq!(item.num_labelled(), cat.num_landmarks);
-        let ones = d.landmarks_294(|_| 1.0);
+        let ones = d.landmarks_global(&DEEPFASHION2, |_| 1.0);
         assert_eq!(
             ones.iter().filter(|p| p[2] == 1.0).count(),
             cat.num_landmarks

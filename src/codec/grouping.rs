@@ -1,7 +1,8 @@
-//! Landmark grouping schemes: which network channel ("group") each of DeepFashion2's 294
-//! landmarks uses.
+//! Landmark grouping schemes: which network channel ("group") each landmark of a taxonomy uses.
 //!
-//! * `none`: one channel per landmark (294).
+//! * `none`: one channel per landmark (294 for DeepFashion2).
+//! * `by-name`: landmarks with the same name in different categories share a channel (any
+//!   taxonomy; DeepMark++'s rule "same meaning, same group" where names say the meaning).
 //! * `agg81`: the public 294 → 81 aggregation of lzhbrian/deepfashion2-kps-agg-finetune (MIT;
 //!   `get_kpsname_to_id_map` in
 //!   `HRNet-Human-Pose-Estimation/lib/dataset/deepfashion2agg81kps_util.py`): collar ring, sleeves, body sides, hems, straps, waist, legs… shared across categories.
@@ -33,7 +34,7 @@
 use std::collections::BTreeMap;
 
 use super::scheme::Scheme;
-use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, flip_permutation};
+use crate::garment::taxonomy::{Category, DEEPFASHION2, Taxonomy};
 
 /// 0-based 81-group of each local landmark, per category: `get_kpsname_to_id_map` of
 /// lzhbrian/deepfashion2-kps-agg-finetune (`deepfashion2agg81kps_util.py`; its 1-based ids minus
@@ -85,11 +86,12 @@ const DEEPMARK62_MERGES: [(usize, usize); 19] = [
     (80, 61),
 ];
 
-/// A grouping of the 294 landmarks into `num_groups` channels. Every lookup goes through its
-/// methods; the table itself is private so that it can only be one of the validated ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A grouping of a taxonomy's landmarks into `num_groups` channels. Every lookup goes through
+/// its methods; the table itself is private so that it can only be one of the validated ones.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grouping {
     name: String,
+    taxonomy: &'static Taxonomy,
     num_groups: usize,
     /// Group of each global landmark index.
     group_of: Vec<usize>,
@@ -98,9 +100,9 @@ pub struct Grouping {
 /// Why a grouping table breaks the rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupingError {
-    /// The table does not have one entry per landmark.
-    #[error("table has {0} entries, expected {NUM_LANDMARKS}")]
-    WrongLength(usize),
+    /// The table does not have one entry per landmark (its length, the landmarks).
+    #[error("table has {0} entries, expected {1} (one per landmark)")]
+    WrongLength(usize, usize),
     /// A landmark's group index is not below the group count.
     #[error("landmark {landmark} maps to group {group}, out of range")]
     GroupOutOfRange {
@@ -148,9 +150,60 @@ impl From<GroupingError> for crate::error::Error {
 }
 
 impl Grouping {
-    /// The scheme's name (`deepmark62`, `agg81`, `none`).
+    /// The scheme's name (`deepmark62`, `agg81`, `none`, `by-name`, or a table's).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The taxonomy whose landmarks are grouped.
+    pub fn taxonomy(&self) -> &'static Taxonomy {
+        self.taxonomy
+    }
+
+    /// The table: the group of each global landmark.
+    pub fn table(&self) -> &[usize] {
+        &self.group_of
+    }
+
+    /// One channel per landmark of `taxonomy` (`none`).
+    pub fn identity(taxonomy: &'static Taxonomy) -> Grouping {
+        Grouping {
+            name: "none".into(),
+            taxonomy,
+            num_groups: taxonomy.num_landmarks,
+            group_of: (0..taxonomy.num_landmarks).collect(),
+        }
+    }
+
+    /// Landmarks of the same name share a channel (`by-name`): groups are numbered in order of
+    /// their first landmark. Validated (two landmarks of one category cannot share a name, and
+    /// mirrors must map groups onto groups).
+    pub fn by_name(taxonomy: &'static Taxonomy) -> Result<Grouping, GroupingError> {
+        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        let mut group_of = Vec::with_capacity(taxonomy.num_landmarks);
+        for c in taxonomy.categories {
+            for l in 0..c.num_landmarks {
+                let n = ids.len();
+                group_of.push(*ids.entry(c.landmark_name(l)).or_insert(n));
+            }
+        }
+        Grouping::from_table(taxonomy, "by-name", group_of)
+    }
+
+    /// A grouping from an explicit table (the group of each global landmark), validated.
+    pub fn from_table(
+        taxonomy: &'static Taxonomy,
+        name: &str,
+        group_of: Vec<usize>,
+    ) -> Result<Grouping, GroupingError> {
+        let g = Grouping {
+            name: name.into(),
+            taxonomy,
+            num_groups: group_of.iter().max().map_or(0, |m| m + 1),
+            group_of,
+        };
+        g.validate()?;
+        Ok(g)
     }
 
     /// Landmark channels.
@@ -158,7 +211,7 @@ impl Grouping {
         self.num_groups
     }
 
-    /// The group of a global (0..294) landmark index.
+    /// The group of a global landmark index.
     pub fn group_of_landmark(&self, global: usize) -> usize {
         self.group_of[global]
     }
@@ -178,38 +231,71 @@ impl Grouping {
         self.groups_of(category).iter().position(|&g| g == group)
     }
 
-    /// The table of a scheme (`coco17` is not a DeepFashion2 grouping).
+    /// The table of a scheme: DeepFashion2's for `deepmark62`, `agg81` and `none`; COCO's
+    /// people, one channel per keypoint, for `coco17`. (`Option` for callers written when
+    /// `coco17` had none; every scheme has one.)
     pub fn for_scheme(scheme: Scheme) -> Option<Grouping> {
-        match scheme {
-            Scheme::None => Some(Grouping {
-                name: "none".into(),
-                num_groups: NUM_LANDMARKS,
-                group_of: (0..NUM_LANDMARKS).collect(),
-            }),
-            Scheme::Agg81 => Some(Grouping {
+        Some(match scheme {
+            Scheme::None => Grouping::identity(&DEEPFASHION2),
+            Scheme::Agg81 => Grouping {
                 name: "agg81".into(),
+                taxonomy: &DEEPFASHION2,
                 num_groups: 81,
                 group_of: AGG81.iter().flat_map(|g| g.iter().copied()).collect(),
-            }),
-            Scheme::Deepmark62 => Some(deepmark62()),
-            Scheme::Coco17 => None,
-        }
+            },
+            Scheme::Deepmark62 => deepmark62(),
+            Scheme::Coco17 => {
+                Grouping::identity(Taxonomy::builtin("coco-person").expect("built-in taxonomy"))
+            }
+        })
     }
 
-    /// [`for_scheme`](Self::for_scheme), or an error naming the scheme.
+    /// [`for_scheme`](Self::for_scheme) as a `Result`.
     pub fn of_scheme(scheme: Scheme) -> crate::error::Result<Grouping> {
         Self::for_scheme(scheme).ok_or_else(|| {
-            crate::error::Error::invalid(format!(
-                "scheme {scheme} has no DeepFashion2 grouping (it is CenterNet's COCO people layout)"
-            ))
+            crate::error::Error::invalid(format!("scheme {scheme} has no landmark grouping"))
         })
+    }
+
+    /// The grouping named `scheme` of a taxonomy: DeepFashion2's schemes for DeepFashion2
+    /// (`by-name` too), `none` or `by-name` for any other, and `coco17` for `coco-person`.
+    pub fn for_taxonomy(
+        taxonomy: &'static Taxonomy,
+        scheme: &str,
+    ) -> crate::error::Result<Grouping> {
+        if scheme == "by-name" {
+            return Ok(Grouping::by_name(taxonomy)?);
+        }
+        let parsed: Option<Scheme> = scheme.parse().ok();
+        if let Some(s) = parsed {
+            let g = Self::of_scheme(s)?;
+            if g.taxonomy == taxonomy {
+                return Ok(g);
+            }
+        }
+        if scheme == "none" {
+            return Ok(Grouping::identity(taxonomy));
+        }
+        Err(crate::error::Error::invalid(format!(
+            "scheme {scheme:?} does not group the landmarks of the taxonomy {}: use `none` or \
+             `by-name`{}",
+            taxonomy.name,
+            if taxonomy.is_deepfashion2() {
+                ", `deepmark62` or `agg81`"
+            } else {
+                ""
+            }
+        )))
     }
 
     /// Check the rules: every landmark has a group in range, every group is used, no two
     /// landmarks of one category share a group, and mirroring maps groups onto groups.
     pub fn validate(&self) -> Result<(), GroupingError> {
-        if self.group_of.len() != NUM_LANDMARKS {
-            return Err(GroupingError::WrongLength(self.group_of.len()));
+        if self.group_of.len() != self.taxonomy.num_landmarks {
+            return Err(GroupingError::WrongLength(
+                self.group_of.len(),
+                self.taxonomy.num_landmarks,
+            ));
         }
         let mut used = vec![false; self.num_groups];
         for (landmark, &group) in self.group_of.iter().enumerate() {
@@ -221,7 +307,7 @@ impl Grouping {
         if let Some(g) = used.iter().position(|u| !u) {
             return Err(GroupingError::UnusedGroup(g));
         }
-        for c in &CATEGORIES {
+        for c in self.taxonomy.categories {
             let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
             for l in 0..c.num_landmarks {
                 let g = self.group_of[c.start + l];
@@ -241,7 +327,7 @@ impl Grouping {
     /// Group-level mirror map derived from the landmark flip pairs: `flip[g]` is the group of
     /// the mirror of any landmark of group `g`.
     pub fn flip_groups(&self) -> Result<Vec<usize>, GroupingError> {
-        let perm = flip_permutation();
+        let perm = self.taxonomy.flip_permutation();
         let mut flip: Vec<Option<(usize, usize)>> = vec![None; self.num_groups];
         for (landmark, &g) in self.group_of.iter().enumerate() {
             let mirrored = self.group_of[perm[landmark]];
@@ -273,7 +359,7 @@ impl Grouping {
             .collect()
     }
 
-    /// Encode one item's landmarks (global 294 layout, `[x, y, v]`) into group slots: returns
+    /// Encode one item's landmarks (the taxonomy's global layout, `[x, y, v]`) into group slots: returns
     /// `num_groups` entries, `Some` where the category has a landmark in that group.
     pub fn encode(&self, category: &Category, landmarks: &[[f32; 3]]) -> Vec<Option<[f32; 3]>> {
         let mut out = vec![None; self.num_groups];
@@ -284,16 +370,49 @@ impl Grouping {
         out
     }
 
-    /// Decode group slots back into the 294 layout for `category` (other categories' slots
+    /// Decode group slots back into the global layout for `category` (other categories' slots
     /// are zero).
     pub fn decode(&self, category: &Category, groups: &[Option<[f32; 3]>]) -> Vec<[f32; 3]> {
-        let mut out = vec![[0.0; 3]; NUM_LANDMARKS];
+        let mut out = vec![[0.0; 3]; self.taxonomy.num_landmarks];
         for l in 0..category.num_landmarks {
             if let Some(v) = groups[self.group_of[category.start + l]] {
                 out[category.start + l] = v;
             }
         }
         out
+    }
+}
+
+/// A model's taxonomy and grouping as its config saves them: the taxonomy in full and the
+/// group of each landmark, so that weights carry what their channels mean.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelTaxonomy {
+    /// The taxonomy.
+    pub taxonomy: crate::garment::TaxonomyDef,
+    /// The grouping's name (`none`, `by-name`, …).
+    pub scheme: String,
+    /// The group of each global landmark.
+    pub groups: Vec<usize>,
+}
+
+impl ModelTaxonomy {
+    /// What a config saves of `grouping`.
+    pub fn of(grouping: &Grouping) -> ModelTaxonomy {
+        ModelTaxonomy {
+            taxonomy: grouping.taxonomy.def(),
+            scheme: grouping.name.clone(),
+            groups: grouping.group_of.clone(),
+        }
+    }
+
+    /// The grouping, checked.
+    pub fn grouping(&self) -> crate::error::Result<Grouping> {
+        let tax = self.taxonomy.intern()?;
+        Ok(Grouping::from_table(
+            tax,
+            &self.scheme,
+            self.groups.clone(),
+        )?)
     }
 }
 
@@ -311,6 +430,7 @@ fn deepmark62() -> Grouping {
         .collect();
     Grouping {
         name: "deepmark62".into(),
+        taxonomy: &DEEPFASHION2,
         num_groups: survivors.len(),
         group_of,
     }
@@ -319,6 +439,7 @@ fn deepmark62() -> Grouping {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::garment::taxonomy::{CATEGORIES, NUM_LANDMARKS};
 
     fn all() -> Vec<Grouping> {
         [Scheme::None, Scheme::Agg81, Scheme::Deepmark62]
@@ -374,7 +495,7 @@ mod tests {
         assert!(mirror.validate().is_err());
         let mut short = good.clone();
         short.group_of.pop();
-        assert_eq!(short.validate(), Err(GroupingError::WrongLength(293)));
+        assert_eq!(short.validate(), Err(GroupingError::WrongLength(293, 294)));
         let mut range = good.clone();
         range.group_of[0] = 62;
         assert!(matches!(

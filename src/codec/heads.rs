@@ -122,7 +122,7 @@ impl Heads<f32> {
 }
 
 /// Output channel counts of the six heads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadLayout {
     /// Object classes (`hm` channels): 13 for DeepFashion2, 1 for COCO people.
     pub num_classes: usize,

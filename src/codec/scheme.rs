@@ -60,6 +60,11 @@ impl Scheme {
 }
 
 impl Scheme {
+    /// The scheme's grouping ([`Grouping::for_scheme`](super::Grouping::for_scheme)).
+    pub fn grouping(self) -> Option<super::Grouping> {
+        super::Grouping::for_scheme(self)
+    }
+
     /// The scheme whose head layout this is.
     pub fn from_layout(layout: &HeadLayout) -> Option<Scheme> {
         Scheme::ALL.into_iter().find(|s| s.layout() == *layout)

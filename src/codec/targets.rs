@@ -15,7 +15,7 @@
 
 use super::STRIDE;
 use super::grouping::Grouping;
-use crate::garment::{Item, category};
+use crate::garment::Item;
 
 /// One object in output-map coordinates.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,11 +55,11 @@ pub fn objects_from_items(items: &[Item], grouping: &Grouping) -> Vec<TargetObje
 /// (`src/lib/datasets/sample/multi_pose.py`) computes it for the targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputGarment {
-    /// DeepFashion2 category id (1–13).
+    /// Category id in the taxonomy (DeepFashion2: 1–13).
     pub category_id: usize,
     /// `[x1, y1, x2, y2]`, not clipped.
     pub corners: [f32; 4],
-    /// The 294 landmarks `[x, y, v]` (labelled ones moved to the output map).
+    /// The global layout's landmarks `[x, y, v]` (labelled ones moved to the output map).
     pub keypoints: Vec<[f32; 3]>,
 }
 
@@ -70,7 +70,9 @@ pub fn objects_from_output(garments: &[OutputGarment], grouping: &Grouping) -> V
     garments
         .iter()
         .filter_map(|g| {
-            let cat = category(g.category_id)?;
+            let tax = grouping.taxonomy();
+            let cat = tax.category(g.category_id)?;
+            let class = tax.class_of(g.category_id)?;
             let landmarks = grouping
                 .encode(cat, &g.keypoints)
                 .into_iter()
@@ -78,7 +80,7 @@ pub fn objects_from_output(garments: &[OutputGarment], grouping: &Grouping) -> V
                 .filter_map(|(g, p)| p.filter(|p| p[2] > 0.0).map(|p| (g, [p[0], p[1]])))
                 .collect();
             Some(TargetObject {
-                class: g.category_id - 1,
+                class,
                 bbox: g.corners,
                 landmarks,
             })
@@ -89,7 +91,7 @@ pub fn objects_from_output(garments: &[OutputGarment], grouping: &Grouping) -> V
 impl TargetObject {
     /// The garment this object encodes, back in network-input pixels (landmarks "visible").
     pub fn to_item(&self, grouping: &Grouping) -> Option<Item> {
-        let cat = category(self.class + 1)?;
+        let cat = grouping.taxonomy().of_class(self.class)?;
         let s = STRIDE as f32;
         let mut groups = vec![None; grouping.num_groups()];
         for &(g, p) in &self.landmarks {
@@ -404,7 +406,7 @@ mod tests {
     #[test]
     fn garments_round_trip_through_groups_and_targets() {
         use crate::codec::Scheme;
-        use crate::garment::NUM_LANDMARKS;
+        use crate::garment::{NUM_LANDMARKS, category};
         let grouping = Grouping::of_scheme(Scheme::Deepmark62).unwrap();
         // A long-sleeved top (category 2) and trousers (category 8), every landmark labelled, on
         // the quarter-pixel grid so the stride-4 round trip is exact.

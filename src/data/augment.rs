@@ -17,8 +17,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::codec::STRIDE;
 use crate::codec::targets::OutputGarment;
-use crate::garment::Item;
-use crate::garment::taxonomy::flip_permutation;
+use crate::garment::{Item, Taxonomy};
 use crate::preprocess::{Affine, get_affine_transform, warp_affine};
 
 /// CenterNet's COCO colour eigen-values (`_eig_val`).
@@ -102,7 +101,7 @@ pub struct Augmented {
 
 /// The landmarks of an image `width` pixels wide, mirrored left–right as CenterNet mirrors them
 /// (`x ↦ width − x − 1`), each landmark taking its flip partner's place (`perm`, from
-/// [`flip_permutation`]).
+/// [`Taxonomy::flip_permutation`]).
 fn mirrored_keypoints(keypoints: &[[f32; 3]], perm: &[usize], width: f32) -> Vec<[f32; 3]> {
     (0..keypoints.len())
         .map(|g| {
@@ -119,6 +118,7 @@ fn mirrored_keypoints(keypoints: &[[f32; 3]], perm: &[usize], width: f32) -> Vec
 /// corners, so the Gaussian's radius is rounded from them (not from a width carried through
 /// another transform).
 pub fn output_garment(
+    taxonomy: &Taxonomy,
     item: &Item,
     image_width: u32,
     flipped: bool,
@@ -136,7 +136,7 @@ pub fn output_garment(
             w - corners[0] - 1.0,
             corners[3],
         ];
-        keypoints = mirrored_keypoints(&item.keypoints, &flip_permutation(), w);
+        keypoints = mirrored_keypoints(&item.keypoints, &taxonomy.flip_permutation(), w);
     }
     let map = |x: f32, y: f32| {
         let p = to_output.apply([f64::from(x), f64::from(y)]);
@@ -172,8 +172,15 @@ fn normal(rng: &mut StdRng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
-/// Draw the transform, flip and colour factors and apply them.
-pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -> Augmented {
+/// Draw the transform, flip and colour factors and apply them to an image and its objects of
+/// `taxonomy` (whose flip pairs swap when the image is mirrored).
+pub fn augment(
+    taxonomy: &Taxonomy,
+    img: &RgbImage,
+    items: &[Item],
+    cfg: &AugmentConfig,
+    seed: u64,
+) -> Augmented {
     let mut rng = StdRng::seed_from_u64(seed);
     let (w, h) = (img.width(), img.height());
     let mut c = [w as f64 / 2.0, h as f64 / 2.0];
@@ -198,10 +205,10 @@ pub fn augment(img: &RgbImage, items: &[Item], cfg: &AugmentConfig, seed: u64) -
     let to_output = get_affine_transform(c, s, 0.0, [out, out], false);
     let output = items
         .iter()
-        .map(|it| output_garment(it, w, flipped, &to_output))
+        .map(|it| output_garment(taxonomy, it, w, flipped, &to_output))
         .collect();
     let image = warp_affine(&source, &transform, n as u32, n as u32);
-    let perm = flip_permutation();
+    let perm = taxonomy.flip_permutation();
     let items = items
         .iter()
         .map(|it| {
@@ -293,7 +300,7 @@ pub fn color_aug(bgr: &mut [f32], jitter: &ColorJitter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::garment::taxonomy::{CATEGORIES, NUM_LANDMARKS};
+    use crate::garment::taxonomy::{CATEGORIES, DEEPFASHION2, NUM_LANDMARKS};
 
     fn shirt() -> Item {
         let c = CATEGORIES[0];
@@ -321,8 +328,8 @@ mod tests {
             input_size: 64,
             ..Default::default()
         };
-        let a = augment(&img, &[shirt()], &cfg, 42);
-        let b = augment(&img, &[shirt()], &cfg, 42);
+        let a = augment(&DEEPFASHION2, &img, &[shirt()], &cfg, 42);
+        let b = augment(&DEEPFASHION2, &img, &[shirt()], &cfg, 42);
         assert_eq!(a.image, b.image);
         assert_eq!(a.items, b.items);
         assert_eq!(a.color, b.color);
@@ -348,7 +355,7 @@ mod tests {
             flip: 1.0,
             color: false,
         };
-        let a = augment(&img, &[shirt()], &cfg, 1);
+        let a = augment(&DEEPFASHION2, &img, &[shirt()], &cfg, 1);
         assert!(a.flipped);
         let c = CATEGORIES[0];
         let k = &a.items[0].keypoints;

@@ -13,11 +13,12 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::augment::{AugmentConfig, augment, color_aug};
-use super::deepfashion2::{Sample, SkipReport, load_coco};
+use super::deepfashion2::{Sample, SkipReport, load_coco_in};
 use crate::codec::STRIDE;
 use crate::codec::grouping::Grouping;
 use crate::codec::targets::{Targets, objects_from_output};
 use crate::error::DataError;
+use crate::garment::TaxonomyChoice;
 use crate::io::Limits;
 use crate::preprocess::{bgr_unit, normalize_hwc};
 
@@ -73,7 +74,8 @@ impl SampleConfig {
     }
 }
 
-/// A DeepFashion2 (COCO-style) dataset with CenterNet augmentation and targets.
+/// A COCO-style keypoints dataset (DeepFashion2's by default; the taxonomy is the grouping's,
+/// and the file's categories must agree with it) with CenterNet augmentation and targets.
 pub struct Df2Dataset {
     samples: Vec<Sample>,
     image_dir: PathBuf,
@@ -106,7 +108,9 @@ impl Df2Dataset {
         limits: &Limits,
         category: Option<usize>,
     ) -> Result<(Self, SkipReport), DataError> {
-        let (mut samples, mut report) = load_coco(json, skip_bad, limits)?;
+        let taxonomy = cfg.grouping.taxonomy();
+        let data = load_coco_in(json, &TaxonomyChoice::Given(taxonomy), skip_bad, limits)?;
+        let (mut samples, mut report) = (data.samples, data.report);
         if let Some(id) = category {
             for s in &mut samples {
                 s.items.retain(|i| i.category_id == id);
@@ -165,6 +169,11 @@ impl Df2Dataset {
         ))
     }
 
+    /// The taxonomy of the samples (the grouping's).
+    pub fn taxonomy(&self) -> &'static crate::garment::Taxonomy {
+        self.cfg.grouping.taxonomy()
+    }
+
     /// The images and their garments, in the annotations' order.
     pub fn samples(&self) -> &[Sample] {
         &self.samples
@@ -182,7 +191,13 @@ impl Df2Dataset {
         let epoch = self.epoch.load(Ordering::Relaxed);
         let seed =
             mix(mix(self.cfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ index as u64);
-        let aug = augment(&img, &s.items, &self.cfg.augment, seed);
+        let aug = augment(
+            self.cfg.grouping.taxonomy(),
+            &img,
+            &s.items,
+            &self.cfg.augment,
+            seed,
+        );
         // HWC BGR in [0, 1], colour augmentation, then CenterNet normalisation to CHW.
         let n = self.cfg.augment.input_size;
         let mut hwc = bgr_unit(&aug.image);

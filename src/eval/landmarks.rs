@@ -9,6 +9,9 @@
 //! `deepfashion2agg81kps_util.py`): the first landmark of each body side
 //! (agg81 groups 40 and 45, the side seam's top at the armpit) for the ten upper-body and dress
 //! categories, and the waistband ends (groups 62 and 64) for shorts, trousers and skirts.
+//! Other taxonomies name their landmarks: the normaliser is the first left/right pair among
+//! `armpit` (FashionAI's tops, dresses and outwear), `waistband` (its skirts and trousers),
+//! `waistline` and `shoulder`, found by name.
 //! Items whose two normalising landmarks are not both labelled are skipped (counted).
 //!
 //! Each GT item is matched to the highest-scoring unmatched detection of its category in the
@@ -20,7 +23,7 @@ use super::coco::bbox_iou;
 use crate::codec::grouping::Grouping;
 use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
-use crate::garment::taxonomy::{CATEGORIES, NUM_CATEGORIES, category};
+use crate::garment::taxonomy::{Category, Taxonomy, category};
 use crate::infer::output::{BboxResult, KeypointResult};
 
 /// Accumulated errors for one category (or all).
@@ -61,7 +64,32 @@ impl LandmarkStats {
     }
 }
 
-/// The two local (0-based) landmark indices whose distance normalises category `id`'s errors.
+/// The two local (0-based) landmarks whose distance normalises errors of a category of
+/// `taxonomy`: DeepFashion2's rule for DeepFashion2, else by name (module doc).
+pub fn normaliser_of(taxonomy: &Taxonomy, cat: &Category) -> Option<(usize, usize)> {
+    if taxonomy.is_deepfashion2() {
+        return normaliser_landmarks(cat.id);
+    }
+    let names: Vec<String> = (0..cat.num_landmarks)
+        .map(|l| cat.landmark_name(l).to_lowercase())
+        .collect();
+    let pairs: Vec<(usize, usize)> = cat
+        .flip_pairs
+        .iter()
+        .map(|&(a, b)| (a - 1, b - 1))
+        .collect();
+    ["armpit", "waistband", "waistline", "shoulder"]
+        .iter()
+        .find_map(|word| {
+            pairs
+                .iter()
+                .find(|(a, b)| names[*a].contains(word) && names[*b].contains(word))
+                .copied()
+        })
+}
+
+/// The two local (0-based) landmark indices whose distance normalises DeepFashion2 category
+/// `id`'s errors.
 pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
     let agg = Grouping::for_scheme(Scheme::Agg81)?;
     let cat = category(id)?;
@@ -74,13 +102,23 @@ pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
     Some((find(a)?, find(b)?))
 }
 
-/// NE and PCK@0.2 per category (index = id − 1) and overall. `boxes[i]` and `kps[i]` describe
-/// the same detection.
+/// NE and PCK@0.2 of DeepFashion2 detections ([`landmark_errors_in`]).
 pub fn landmark_errors(
     gt: &[Sample],
     boxes: &[BboxResult],
     kps: &[KeypointResult],
-) -> ([LandmarkStats; NUM_CATEGORIES], LandmarkStats) {
+) -> (Vec<LandmarkStats>, LandmarkStats) {
+    landmark_errors_in(&crate::garment::DEEPFASHION2, gt, boxes, kps)
+}
+
+/// NE and PCK@0.2 per category (index = the category's class, its position in `taxonomy`)
+/// and overall. `boxes[i]` and `kps[i]` describe the same detection.
+pub fn landmark_errors_in(
+    taxonomy: &Taxonomy,
+    gt: &[Sample],
+    boxes: &[BboxResult],
+    kps: &[KeypointResult],
+) -> (Vec<LandmarkStats>, LandmarkStats) {
     let mut by_image: HashMap<u64, Vec<usize>> = HashMap::new();
     for (i, b) in boxes.iter().enumerate() {
         by_image.entry(b.image_id).or_default().push(i);
@@ -88,22 +126,30 @@ pub fn landmark_errors(
     for v in by_image.values_mut() {
         v.sort_by(|&a, &b| boxes[b].score.total_cmp(&boxes[a].score));
     }
-    let norms: Vec<Option<(usize, usize)>> = CATEGORIES
+    let norms: Vec<Option<(usize, usize)>> = taxonomy
+        .categories
         .iter()
-        .map(|c| normaliser_landmarks(c.id))
+        .map(|c| normaliser_of(taxonomy, c))
         .collect();
-    let mut per = [LandmarkStats::default(); NUM_CATEGORIES];
+    let mut per = vec![LandmarkStats::default(); taxonomy.num_categories()];
     for s in gt {
         let dets = by_image.get(&s.image_id).map(Vec::as_slice).unwrap_or(&[]);
         let mut used = vec![false; dets.len()];
         for item in &s.items {
-            let Some(cat) = category(item.category_id) else {
+            let (Some(cat), Some(class)) = (
+                taxonomy.category(item.category_id),
+                taxonomy.class_of(item.category_id),
+            ) else {
                 continue;
             };
-            let st = &mut per[cat.id - 1];
-            let Some((a, b)) = norms[cat.id - 1] else {
+            let st = &mut per[class];
+            let Some((a, b)) = norms[class] else {
+                st.no_normaliser += 1;
                 continue;
             };
+            if item.keypoints.len() < cat.start + cat.num_landmarks {
+                continue;
+            }
             let (pa, pb) = (item.keypoints[cat.start + a], item.keypoints[cat.start + b]);
             if pa[2] <= 0.0 || pb[2] <= 0.0 {
                 st.no_normaliser += 1;
@@ -125,6 +171,9 @@ pub fn landmark_errors(
             used[j] = true;
             st.matched += 1;
             let pred = &kps[dets[j]].keypoints;
+            if pred.len() < 3 * (cat.start + cat.num_landmarks) {
+                continue;
+            }
             for l in 0..cat.num_landmarks {
                 let g = item.keypoints[cat.start + l];
                 if g[2] <= 0.0 {

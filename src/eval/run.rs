@@ -4,13 +4,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::coco::{
-    Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate, sigmas_for,
-};
-use super::landmarks::{LandmarkStats, landmark_errors};
+use super::coco::{Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate};
+use super::landmarks::{LandmarkStats, landmark_errors, landmark_errors_in};
 use crate::data::deepfashion2::Sample;
 use crate::error::Result;
-use crate::garment::{CATEGORIES, NUM_CATEGORIES};
+use crate::garment::{DEEPFASHION2, Taxonomy};
 use crate::infer::output::{BboxResult, DetectionRecord, KeypointResult, results};
 use crate::infer::{Detector, StageTimes, detect_all};
 use crate::io::{Limits, create_dir_all, write_json_compact};
@@ -45,9 +43,10 @@ pub fn predict_dataset(
     let mut out = DatasetResults::default();
     let jobs: Vec<&Sample> = samples.iter().collect();
     let load = |s: &&Sample| limits.open_rgb(&images.join(&s.file_name));
+    let taxonomy = det.grouping().taxonomy();
     let stats = detect_all(det, jobs, load, |s, item| {
         let (_, dets) = item?;
-        let (b, k) = results(s.image_id, &dets);
+        let (b, k) = results(s.image_id, &dets, taxonomy);
         out.bbox.extend(b);
         out.keypoints.extend(k);
         progress(out.images, samples.len());
@@ -58,13 +57,13 @@ pub fn predict_dataset(
     Ok(out)
 }
 
-/// `(AP_pt, NE/PCK per category, NE/PCK over all)` of detection records against the ground
-/// truth (the before/after numbers of `refine`).
+/// `(AP_pt, NE/PCK per category, NE/PCK over all)` of DeepFashion2 detection records against
+/// the ground truth (the before/after numbers of `refine`).
 pub fn landmark_quality(
     gt: &GroundTruth,
     samples: &[Sample],
     records: &[DetectionRecord],
-) -> Result<(f64, [LandmarkStats; NUM_CATEGORIES], LandmarkStats)> {
+) -> Result<(f64, Vec<LandmarkStats>, LandmarkStats)> {
     let r = landmark_report(gt, samples, records)?;
     Ok((r.ap_pt, r.per_category, r.overall))
 }
@@ -75,14 +74,14 @@ pub struct LandmarkReport {
     /// AP at OKS .50:.95 (0 without detections).
     pub ap_pt: f64,
     /// AP_pt per category (index = id − 1; −1 where the ground truth has none).
-    pub per_category_ap: [f64; NUM_CATEGORIES],
+    pub per_category_ap: Vec<f64>,
     /// NE/PCK per category (index = id − 1) and overall.
-    pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    pub per_category: Vec<LandmarkStats>,
     /// NE/PCK over every category.
     pub overall: LandmarkStats,
 }
 
-/// [`LandmarkReport`] of detection records against the ground truth.
+/// [`LandmarkReport`] of DeepFashion2 detection records against the ground truth.
 pub fn landmark_report(
     gt: &GroundTruth,
     samples: &[Sample],
@@ -112,11 +111,14 @@ pub fn landmark_report(
         ..Default::default()
     };
     let (_, kps) = evaluate_in_memory(gt, &res)?;
-    let mut per_category_ap = [-1.0; NUM_CATEGORIES];
+    let mut per_category_ap = vec![-1.0; DEEPFASHION2.num_categories()];
     if let Some(e) = &kps {
         for (c, ap) in e.per_category_ap() {
-            if (1..=NUM_CATEGORIES as i64).contains(&c) {
-                per_category_ap[c as usize - 1] = ap;
+            if let Some(class) = usize::try_from(c)
+                .ok()
+                .and_then(|c| DEEPFASHION2.class_of(c))
+            {
+                per_category_ap[class] = ap;
             }
         }
     }
@@ -135,7 +137,7 @@ pub fn evaluate_in_memory(
     res: &DatasetResults,
 ) -> Result<(Option<Evaluation>, Option<Evaluation>)> {
     let label = Path::new("(in memory)");
-    let sigmas = sigmas_for(gt.num_keypoints()).unwrap_or_default();
+    let sigmas = gt.sigmas();
     let entry = |image_id, category_id: usize, score: f32| ResultEntry {
         image_id,
         category_id: category_id as i64,
@@ -191,10 +193,12 @@ pub struct EvalReport {
     pub times: StageTimes,
     /// Box AP/AR (pycocotools' numbers), when there were detections.
     pub bbox: Option<Evaluation>,
-    /// Landmark AP/AR with DeepFashion2's OKS sigmas, when there were detections.
+    /// Landmark AP/AR with the taxonomy's OKS sigmas, when there were detections.
     pub keypoints: Option<Evaluation>,
-    /// NE/PCK per category (index = id − 1) and overall.
-    pub per_category: [LandmarkStats; NUM_CATEGORIES],
+    /// The model's taxonomy.
+    pub taxonomy: &'static Taxonomy,
+    /// NE/PCK per category (index = its class in the taxonomy).
+    pub per_category: Vec<LandmarkStats>,
     /// NE/PCK over every category.
     pub landmarks: LandmarkStats,
     /// Detections kept, and the score they were kept at.
@@ -265,7 +269,7 @@ impl fmt::Display for EvalReport {
             f,
             "landmark error (NE: FashionAI normalised error; PCK@0.2), matched items only:"
         )?;
-        for (c, p) in CATEGORIES.iter().zip(&self.per_category) {
+        for (c, p) in self.taxonomy.categories.iter().zip(&self.per_category) {
             if p.items > 0 {
                 writeln!(
                     f,
@@ -320,14 +324,19 @@ pub fn evaluate_detector(
     ];
     write_json_compact(&files[0], &res.bbox)?;
     write_json_compact(&files[1], &res.keypoints)?;
-    let (bbox, keypoints) = evaluate_in_memory(gt, &res)?;
-    let (per_category, landmarks) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    let taxonomy = det.grouping().taxonomy();
+    let mut gt = gt.clone();
+    gt.set_taxonomy(taxonomy);
+    let (bbox, keypoints) = evaluate_in_memory(&gt, &res)?;
+    let (per_category, landmarks) =
+        landmark_errors_in(taxonomy, samples, &res.bbox, &res.keypoints);
     Ok(EvalReport {
         images: res.images,
         input_size: det.options.input_size,
         times: res.times,
         bbox,
         keypoints,
+        taxonomy,
         per_category,
         landmarks,
         detections: res.bbox.len(),
@@ -357,7 +366,7 @@ pub fn draw_predictions(
             .into_iter()
             .filter(|d| d.score >= threshold)
             .collect();
-        crate::infer::output::draw_detections(&mut img, &dets);
+        crate::infer::output::draw_detections(&mut img, &dets, det.grouping().taxonomy());
         let stem = Path::new(&s.file_name).file_stem().map_or_else(
             || s.image_id.to_string(),
             |x| x.to_string_lossy().into_owned(),

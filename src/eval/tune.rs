@@ -57,7 +57,7 @@ pub fn score(
     let mut res = DatasetResults::default();
     for c in cache {
         let (dets, _) = det.decode_heads(&c.heads, post);
-        let (b, k) = results(c.image_id, &dets);
+        let (b, k) = results(c.image_id, &dets, det.grouping().taxonomy());
         res.bbox.extend(b);
         res.keypoints.extend(k);
     }
@@ -93,7 +93,7 @@ pub fn score_refined(
             let img = limits.open_rgb(&images.join(file))?;
             let (mut dets, mut times) = det.decode_heads(&c.heads, post);
             det.refine(&img, &mut dets, &mut times)?;
-            let (b, k) = results(c.image_id, &dets);
+            let (b, k) = results(c.image_id, &dets, det.grouping().taxonomy());
             res.bbox.extend(b);
             res.keypoints.extend(k);
         }

@@ -1,20 +1,25 @@
-//! The garment vocabulary every other room uses: DeepFashion2's taxonomy (13 categories, the
-//! 294-landmark layout, flip pairs, OKS sigmas) and the [`Item`] record (one garment in an image).
-//! A leaf: it depends on nothing else in the crate.
+//! The vocabulary every other room uses: taxonomies (categories, their landmarks in the model's
+//! global layout, flip pairs, OKS sigmas, skeletons; DeepFashion2's 13 categories and 294
+//! landmarks by default, others built in or read from data) and the [`Item`] record (one object
+//! in an image).
 
+pub mod spec;
 pub mod taxonomy;
 
-pub use taxonomy::{CATEGORIES, Category, NUM_CATEGORIES, NUM_LANDMARKS, category};
+pub use spec::{TaxonomyChoice, TaxonomyDef};
+pub use taxonomy::{
+    CATEGORIES, Category, DEEPFASHION2, NUM_CATEGORIES, NUM_LANDMARKS, Taxonomy, category,
+};
 
-/// One garment: category, box and landmarks in the 294 layout (an annotation, or a detection
-/// written as one).
+/// One garment (or other object): category, box and landmarks in its taxonomy's global layout
+/// (DeepFashion2's 294 by default; an annotation, or a detection written as one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    /// 1-based DeepFashion2 category id.
+    /// Category id in its taxonomy (DeepFashion2: 1–13).
     pub category_id: usize,
     /// `[x, y, w, h]` in image pixels.
     pub bbox: [f32; 4],
-    /// 294 `[x, y, v]` triplets (v: 0 unlabelled, 1 occluded, 2 visible); only the category's
+    /// The global layout's `[x, y, v]` triplets (294 for DeepFashion2) (v: 0 unlabelled, 1 occluded, 2 visible); only the category's
     /// range can be labelled.
     pub keypoints: Vec<[f32; 3]>,
 }

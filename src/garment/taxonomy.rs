@@ -1,5 +1,8 @@
-//! DeepFashion2's clothing taxonomy as data: the 13 categories, their landmark counts and
-//! ranges in the global 294 layout, horizontal-flip pairs, and the official OKS sigmas.
+//! A taxonomy: categories, each category's landmarks and where they sit in the model's global
+//! landmark layout (categories one after another, in order), horizontal-flip pairs, OKS sigmas
+//! and a skeleton for drawing. [`Taxonomy`] is the runtime value every room reads;
+//! [`DEEPFASHION2`] is the default, compiled in here: DeepFashion2's 13 categories and their
+//! 294 landmarks. Others come from [`super::spec`] (built-in ones and files).
 //!
 //! Sources (numbers, not code): DeepFashion2 `evaluation/deepfashion2_to_coco.py` (layout) and
 //! `deepfashion2_api/PythonAPI/pycocotools/cocoeval.py` (sigmas); flip pairs from
@@ -14,7 +17,7 @@ pub const NUM_LANDMARKS: usize = 294;
 pub const NUM_CATEGORIES: usize = 13;
 
 /// One clothing category.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Category {
     /// 1-based DeepFashion2 category id.
     pub id: usize,
@@ -28,6 +31,10 @@ pub struct Category {
     pub flip_pairs: &'static [(usize, usize)],
     /// OKS sigmas in local order.
     pub sigmas: &'static [f64],
+    /// Landmark names in local order (empty: the 1-based local numbers, as DeepFashion2's).
+    pub landmarks: &'static [&'static str],
+    /// Landmark pairs to draw, 1-based local indices (empty: the landmarks in order).
+    pub skeleton: &'static [(usize, usize)],
 }
 
 impl Category {
@@ -49,6 +56,13 @@ impl Category {
         }
         local
     }
+
+    /// The name of a 0-based local landmark (its 1-based number where the taxonomy names none).
+    pub fn landmark_name(&self, local: usize) -> String {
+        self.landmarks
+            .get(local)
+            .map_or_else(|| (local + 1).to_string(), |s| s.to_string())
+    }
 }
 
 const fn cat(
@@ -66,6 +80,8 @@ const fn cat(
         start,
         flip_pairs,
         sigmas,
+        landmarks: &[],
+        skeleton: &[],
     }
 }
 
@@ -134,7 +150,110 @@ pub const CATEGORIES: [Category; NUM_CATEGORIES] = [
           0.0685, 0.0707, 0.0712, 0.0659, 0.0616, 0.0173]),
 ];
 
-/// The category with this 1-based id, if any.
+/// A taxonomy: categories in class order (the centre heatmap's channel `c` is
+/// `categories[c]`), their landmarks tiling `0..num_landmarks` one category after another.
+/// Values are `'static` (built in, or interned once per process by [`super::spec`]), so they
+/// are passed as `&'static Taxonomy` and compared by content.
+#[derive(Debug, PartialEq)]
+pub struct Taxonomy {
+    /// The taxonomy's name (`deepfashion2`, `coco-person`, …, or a file's `name`).
+    pub name: &'static str,
+    /// Categories in class order.
+    pub categories: &'static [Category],
+    /// Landmarks of all categories together (the global layout's length).
+    pub num_landmarks: usize,
+}
+
+/// DeepFashion2's taxonomy: 13 categories, 294 landmarks (the default everywhere).
+pub static DEEPFASHION2: Taxonomy = Taxonomy {
+    name: "deepfashion2",
+    categories: &CATEGORIES,
+    num_landmarks: NUM_LANDMARKS,
+};
+
+impl Taxonomy {
+    /// DeepFashion2's taxonomy.
+    pub fn deepfashion2() -> &'static Taxonomy {
+        &DEEPFASHION2
+    }
+
+    /// Whether this is DeepFashion2's taxonomy.
+    pub fn is_deepfashion2(&self) -> bool {
+        *self == DEEPFASHION2
+    }
+
+    /// Number of categories (centre-heatmap classes).
+    pub fn num_categories(&self) -> usize {
+        self.categories.len()
+    }
+
+    /// The category with this id, if any.
+    pub fn category(&self, id: usize) -> Option<&'static Category> {
+        let cats: &'static [Category] = self.categories;
+        cats.iter().find(|c| c.id == id)
+    }
+
+    /// The class (0-based position) of a category id.
+    pub fn class_of(&self, id: usize) -> Option<usize> {
+        self.categories.iter().position(|c| c.id == id)
+    }
+
+    /// The category of a class (0-based position).
+    pub fn of_class(&self, class: usize) -> Option<&'static Category> {
+        let cats: &'static [Category] = self.categories;
+        cats.get(class)
+    }
+
+    /// Category id and 0-based local index of a global landmark index.
+    pub fn locate(&self, global: usize) -> Option<(usize, usize)> {
+        self.categories
+            .iter()
+            .find(|c| c.range().contains(&global))
+            .map(|c| (c.id, global - c.start))
+    }
+
+    /// The OKS sigmas in global order.
+    pub fn oks_sigmas(&self) -> Vec<f64> {
+        self.categories
+            .iter()
+            .flat_map(|c| c.sigmas.iter().copied())
+            .collect()
+    }
+
+    /// Horizontal-flip permutation of the global landmark indices (an involution).
+    pub fn flip_permutation(&self) -> Vec<usize> {
+        let mut perm: Vec<usize> = (0..self.num_landmarks).collect();
+        for c in self.categories {
+            for l in 0..c.num_landmarks {
+                perm[c.start + l] = c.start + c.flip_local(l);
+            }
+        }
+        perm
+    }
+
+    /// Category names, for messages (`a, b, c`).
+    pub fn category_list(&self) -> String {
+        self.categories
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Taxonomy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} categories, {} landmarks)",
+            self.name,
+            self.categories.len(),
+            self.num_landmarks
+        )
+    }
+}
+
+/// The DeepFashion2 category with this 1-based id, if any.
 pub fn category(id: usize) -> Option<&'static Category> {
     id.checked_sub(1).and_then(|i| CATEGORIES.get(i))
 }
@@ -149,21 +268,12 @@ pub fn locate(global: usize) -> Option<(usize, usize)> {
 
 /// The 294 official OKS sigmas in global order.
 pub fn oks_sigmas() -> Vec<f64> {
-    CATEGORIES
-        .iter()
-        .flat_map(|c| c.sigmas.iter().copied())
-        .collect()
+    DEEPFASHION2.oks_sigmas()
 }
 
-/// Horizontal-flip permutation of the 294 global indices (an involution).
+/// Horizontal-flip permutation of DeepFashion2's 294 global indices (an involution).
 pub fn flip_permutation() -> Vec<usize> {
-    let mut perm: Vec<usize> = (0..NUM_LANDMARKS).collect();
-    for c in &CATEGORIES {
-        for l in 0..c.num_landmarks {
-            perm[c.start + l] = c.start + c.flip_local(l);
-        }
-    }
-    perm
+    DEEPFASHION2.flip_permutation()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use crate::attributes::heads::{
 use crate::checkpoint;
 use crate::codec::decode::{decode, suppress};
 use crate::codec::fuse::fuse_flip;
-use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE, Scheme};
+use crate::codec::{Detection, Grouping, HeadMaps, PostConfig, STRIDE};
 use crate::error::{Error, Result, invalid};
 use crate::io::read_json;
 use crate::model::fast::{FHead, FastCenterNet, View, head_maps, is_host_cpu};
@@ -239,16 +239,10 @@ pub fn options_path(weights: &Path) -> PathBuf {
 }
 
 impl Detector {
-    /// Wraps a model; its head layout must be a DeepFashion2 scheme.
+    /// Wraps a model; its config must say what its heads mean (a landmark scheme's layout, or
+    /// a saved taxonomy: [`CenterNetConfig::grouping`]).
     pub fn new(model: CenterNet, config: CenterNetConfig, device: Device) -> Result<Self> {
-        let Some(scheme) = Scheme::from_layout(&config.layout) else {
-            invalid!(
-                "the model's heads ({} classes, {} landmark channels) are not a DeepFashion2 layout",
-                config.layout.num_classes,
-                config.layout.num_landmarks
-            );
-        };
-        let grouping = Grouping::of_scheme(scheme)?;
+        let grouping = config.grouping()?;
         let flip_groups = grouping.flip_groups()?;
         // A layer the fast form does not support keeps the generic path (never an error).
         let fast = is_host_cpu(&device)

@@ -1,4 +1,5 @@
-//! Detections as DeepFashion2 challenge results (bbox and keypoints JSON) and as drawings.
+//! Detections as challenge results (bbox and keypoints JSON, the landmarks in the taxonomy's
+//! global layout: DeepFashion2's 294 by default) and as drawings.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,7 @@ use crate::io::Limits;
 pub struct BboxResult {
     /// The image's id in the annotations (or the id `infer` gave the file).
     pub image_id: u64,
-    /// 1-based DeepFashion2 category id.
+    /// Category id (DeepFashion2: 1–13).
     pub category_id: usize,
     /// `[x, y, w, h]` in image pixels.
     pub bbox: [f32; 4],
@@ -26,15 +27,15 @@ pub struct BboxResult {
     pub attributes: Vec<AttributeGuess>,
 }
 
-/// A landmark result: 294 `x, y, v` triplets, the category's slice filled (`v` = 1), zeros
-/// elsewhere.
+/// A landmark result: the global layout's `x, y, v` triplets (294 for DeepFashion2), the
+/// category's slice filled (`v` = 1), zeros elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeypointResult {
     /// The image's id.
     pub image_id: u64,
-    /// 1-based DeepFashion2 category id.
+    /// Category id (DeepFashion2: 1–13).
     pub category_id: usize,
-    /// 294 × `[x, y, v]`, flattened.
+    /// The global layout's `[x, y, v]` (294 for DeepFashion2), flattened.
     pub keypoints: Vec<f32>,
     /// The detection's score.
     pub score: f32,
@@ -43,8 +44,12 @@ pub struct KeypointResult {
     pub attributes: Vec<AttributeGuess>,
 }
 
-/// The challenge results of one image's detections.
-pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<KeypointResult>) {
+/// The challenge results of one image's detections, landmarks in `taxonomy`'s global layout.
+pub fn results(
+    image_id: u64,
+    dets: &[Detection],
+    taxonomy: &crate::garment::Taxonomy,
+) -> (Vec<BboxResult>, Vec<KeypointResult>) {
     let boxes = dets
         .iter()
         .map(|d| BboxResult {
@@ -60,7 +65,11 @@ pub fn results(image_id: u64, dets: &[Detection]) -> (Vec<BboxResult>, Vec<Keypo
         .map(|d| KeypointResult {
             image_id,
             category_id: d.category_id,
-            keypoints: d.landmarks_294(|_| 1.0).into_iter().flatten().collect(),
+            keypoints: d
+                .landmarks_global(taxonomy, |_| 1.0)
+                .into_iter()
+                .flatten()
+                .collect(),
             score: d.score,
             attributes: d.attributes.clone(),
         })
@@ -93,7 +102,11 @@ impl DetectionRecord {
             image_id,
             category_id: d.category_id,
             bbox: d.bbox_xywh(),
-            keypoints: d.landmarks_294(|s| s).into_iter().flatten().collect(),
+            keypoints: d
+                .landmarks_global(&crate::garment::DEEPFASHION2, |s| s)
+                .into_iter()
+                .flatten()
+                .collect(),
             score: d.score,
         }
     }
@@ -176,22 +189,26 @@ pub fn read_detections(path: &Path, limits: &Limits) -> Result<Vec<DetectionReco
 }
 
 #[cfg(feature = "draw")]
-/// Draws detections: box, outline through the landmarks, landmarks (filled where their score
-/// is ≥ 0.1) and a `CATEGORY NAME .87` label.
-pub fn draw_detections(img: &mut image::RgbImage, dets: &[Detection]) {
-    use crate::draw::{draw_item, draw_text, palette};
-    use crate::garment::category;
+/// Draws detections of `taxonomy`: box, the skeleton (or an outline through the landmarks),
+/// landmarks (filled where their score is ≥ 0.1) and a `CATEGORY NAME .87` label.
+pub fn draw_detections(
+    img: &mut image::RgbImage,
+    dets: &[Detection],
+    taxonomy: &'static crate::garment::Taxonomy,
+) {
+    use crate::draw::{draw_item_of, draw_text, palette};
     let s = (img.width().max(img.height()) / 400).max(1);
     for d in dets.iter().rev() {
-        draw_item(img, &d.to_item(0.1), None, s);
-        let name = category(d.category_id)
+        draw_item_of(img, taxonomy, &d.to_item(taxonomy, 0.1), None, s);
+        let name = taxonomy
+            .category(d.category_id)
             .map_or("?", |c| c.name)
             .replace('_', " ");
         let label = format!("{name} {:.2}", d.score);
         let label = label.replace("0.", ".");
         let y = (d.bbox[1] as i32 - 8 * s as i32).max(s as i32);
         let x = d.bbox[0].max(0.0) as i32 + s as i32;
-        let colour = palette(d.category_id.saturating_sub(1));
+        let colour = palette(taxonomy.class_of(d.category_id).unwrap_or(0));
         draw_text(img, x, y, &label, s, colour);
         // Attributes, one line each, inside the box's top edge.
         for (i, a) in d.attributes.iter().enumerate() {

@@ -9,7 +9,7 @@ use super::dla_up::DlaSeg;
 use super::heads::{HeadOutputs, HeadSet};
 use super::hourglass::{Hourglass, HourglassConfig};
 use super::resnet::{ResNet, ResNetConfig};
-use crate::codec::HeadLayout;
+use crate::codec::{Grouping, HeadLayout, ModelTaxonomy, Scheme};
 use crate::error::{Result, invalid};
 
 /// Backbone architecture and its shape parameters.
@@ -146,7 +146,7 @@ impl Arch {
 crate::named::impl_named!(Arch, "architecture");
 
 /// Everything needed to rebuild a [`CenterNet`]; saved as JSON beside the weights.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CenterNetConfig {
     /// The feature extractor.
     pub backbone: BackboneConfig,
@@ -154,6 +154,11 @@ pub struct CenterNetConfig {
     pub layout: HeadLayout,
     /// Channels of each head's first 3×3 convolution.
     pub head_conv: usize,
+    /// What the classes and landmark channels mean, when not the layout's default
+    /// (DeepFashion2's schemes, or COCO people for `coco17`'s 1 × 17); absent in configs of
+    /// those, so their files read and write as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxonomy: Option<ModelTaxonomy>,
 }
 
 /// Configs declaring more parameters than this are refused before anything is allocated
@@ -253,7 +258,62 @@ impl CenterNetConfig {
             backbone: arch.backbone(),
             layout,
             head_conv: arch.head_conv(),
+            taxonomy: None,
         }
+    }
+
+    /// A full-size named architecture whose heads fit `grouping` (its taxonomy's categories,
+    /// its channels); the taxonomy is saved in the config unless the layout implies it.
+    pub fn for_grouping(arch: Arch, grouping: &Grouping) -> Self {
+        let mut c = Self::new(arch, HeadLayout::default());
+        c.set_grouping(grouping);
+        c
+    }
+
+    /// Fit the heads' layout to `grouping` and record its taxonomy (unless the layout's
+    /// default scheme is this grouping).
+    pub fn set_grouping(&mut self, grouping: &Grouping) {
+        self.layout = HeadLayout {
+            num_classes: grouping.taxonomy().num_categories(),
+            num_landmarks: grouping.num_groups(),
+        };
+        let implied = Scheme::from_layout(&self.layout)
+            .and_then(Scheme::grouping)
+            .is_some_and(|g| g == *grouping);
+        self.taxonomy = (!implied).then(|| ModelTaxonomy::of(grouping));
+    }
+
+    /// The landmark grouping (and through it the taxonomy) of the heads: the saved taxonomy's,
+    /// or the layout's scheme (DeepFashion2's `deepmark62`, `agg81`, `none`; COCO's `coco17`).
+    pub fn grouping(&self) -> Result<Grouping> {
+        let g = match &self.taxonomy {
+            Some(t) => t.grouping()?,
+            None => match Scheme::from_layout(&self.layout).and_then(Scheme::grouping) {
+                Some(g) => g,
+                None => invalid!(
+                    "the head layout ({} classes, {} landmark channels) is none of the \
+                     landmark schemes ({}) and the config names no taxonomy",
+                    self.layout.num_classes,
+                    self.layout.num_landmarks,
+                    Scheme::ALL.map(|s| s.name()).join(", ")
+                ),
+            },
+        };
+        if g.taxonomy().num_categories() != self.layout.num_classes
+            || g.num_groups() != self.layout.num_landmarks
+        {
+            invalid!(
+                "the head layout ({} classes, {} landmark channels) does not fit the taxonomy \
+                 {} grouped by {} ({} categories, {} channels)",
+                self.layout.num_classes,
+                self.layout.num_landmarks,
+                g.taxonomy().name,
+                g.name(),
+                g.taxonomy().num_categories(),
+                g.num_groups()
+            );
+        }
+        Ok(g)
     }
 
     /// Refuses configs that no network could have (zero or absurd widths, inconsistent

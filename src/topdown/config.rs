@@ -114,6 +114,12 @@ impl CpnConfig {
     /// 32-row heatmap left 48 px of error after 150 steps, CPN's σ 4 px), box ×1.25, OHKM 8/17.
     pub fn new(arch: CpnArch, scheme: Scheme, input: [usize; 2]) -> Result<Self> {
         let grouping = Grouping::of_scheme(scheme)?;
+        if !grouping.taxonomy().is_deepfashion2() {
+            invalid!(
+                "scheme {scheme}: the top-down models group DeepFashion2's landmarks (deepmark62, \
+                 agg81, none)"
+            );
+        }
         let scale = (input[0] as f32 / CPN_STRIDE / 64.0).max(1.0);
         let cfg = CpnConfig {
             arch,
@@ -147,9 +153,18 @@ impl CpnConfig {
         [self.input[0] / 4, self.input[1] / 4]
     }
 
-    /// The landmark-to-channel grouping of the model's scheme.
+    /// The landmark-to-channel grouping of the model's scheme (DeepFashion2's: the top-down
+    /// models are trained on DeepFashion2's taxonomy).
     pub fn grouping(&self) -> Result<Grouping> {
-        Grouping::of_scheme(self.scheme)
+        let g = Grouping::of_scheme(self.scheme)?;
+        if !g.taxonomy().is_deepfashion2() {
+            invalid!(
+                "scheme {}: the top-down models group DeepFashion2's landmarks (deepmark62, \
+                 agg81, none)",
+                self.scheme
+            );
+        }
+        Ok(g)
     }
 
     /// Refuses settings the network cannot run.

@@ -464,6 +464,32 @@ impl TrainConfig {
         })
     }
 
+    /// Fit the model's heads to the taxonomy of the training data as `choice` says (read from
+    /// the file's `categories` by default): a taxonomy other than the model's becomes the
+    /// model's, grouped one channel per landmark (`by_name`: landmarks of the same name share
+    /// one). DeepFashion2 data keeps the model's scheme. Returns what was inferred (flip pairs,
+    /// default sigmas) for the user. Only the file's `categories` are parsed.
+    pub fn fit_taxonomy(
+        &mut self,
+        choice: &crate::garment::TaxonomyChoice,
+        by_name: bool,
+    ) -> Result<Vec<String>> {
+        let cats = crate::data::deepfashion2::read_categories(&self.data, &self.limits)?;
+        let declared: Vec<_> = cats.iter().map(|c| c.declared()).collect();
+        let (tax, notes) = crate::garment::spec::resolve(choice, &self.data, &declared)?;
+        let current = self.model.grouping()?;
+        if current.taxonomy() == tax && !by_name {
+            return Ok(notes);
+        }
+        let grouping = if by_name {
+            crate::codec::Grouping::by_name(tax)?
+        } else {
+            crate::codec::Grouping::identity(tax)
+        };
+        self.model.set_grouping(&grouping);
+        Ok(notes)
+    }
+
     /// The landmark scheme of the model's heads.
     pub fn scheme(&self) -> Result<Scheme> {
         match Scheme::from_layout(&self.model.layout) {
@@ -555,7 +581,7 @@ impl TrainConfig {
             invalid!("fine-tuning category {c} is not a DeepFashion2 category (1..=13)");
         }
         self.amp.check()?;
-        self.scheme()?;
+        self.model.grouping()?;
         self.model.backbone.check_input_size(self.input_size())
     }
 }

@@ -18,13 +18,13 @@ use super::loss::{LossParts, total_loss};
 use super::parallel::{ShardPool, fold_running_stats};
 use super::run_dir::{BestEpoch, EpochRow, RunDir, RunStart, TrainState, epoch_state};
 use crate::checkpoint;
-use crate::codec::Grouping;
 use crate::data::dataset::{Df2Dataset, SampleConfig, ShardBatcher, TrainBatcher};
-use crate::data::deepfashion2::{Sample, load_coco};
+use crate::data::deepfashion2::{Sample, load_coco_in};
 use crate::error::{Error, Result};
 use crate::eval::EVAL_SCORE_THRESHOLD;
 use crate::eval::coco::GroundTruth;
 use crate::eval::run::{headline_ap, predict_dataset};
+use crate::garment::{Taxonomy, TaxonomyChoice};
 use crate::infer::Detector;
 use crate::io::Limits;
 use crate::model::CenterNet;
@@ -97,12 +97,15 @@ struct ValidationData<'a> {
 }
 
 impl<'a> ValidationData<'a> {
-    fn load(spec: &'a Validation, limits: &Limits) -> Result<Self> {
+    fn load(spec: &'a Validation, limits: &Limits, taxonomy: &'static Taxonomy) -> Result<Self> {
+        let mut gt = GroundTruth::load(&spec.data, limits)?;
+        gt.set_taxonomy(taxonomy);
         Ok(ValidationData {
             spec,
             limits: *limits,
-            samples: load_coco(&spec.data, false, limits)?.0,
-            gt: GroundTruth::load(&spec.data, limits)?,
+            samples: load_coco_in(&spec.data, &TaxonomyChoice::Given(taxonomy), false, limits)?
+                .samples,
+            gt,
         })
     }
 
@@ -220,7 +223,7 @@ fn resume(
 fn open_dataset(cfg: &TrainConfig, on_event: &mut dyn FnMut(&Event)) -> Result<Arc<Df2Dataset>> {
     let sample_cfg = SampleConfig {
         augment: cfg.augment.clone(),
-        grouping: Grouping::of_scheme(cfg.scheme()?)?,
+        grouping: cfg.model.grouping()?,
         num_classes: cfg.model.layout.num_classes,
         max_objs: cfg.max_objs,
         seed: cfg.seed,
@@ -294,7 +297,7 @@ fn open_data<'c>(
     let validation = cfg
         .val
         .as_ref()
-        .map(|v| ValidationData::load(v, &cfg.limits))
+        .map(|v| ValidationData::load(v, &cfg.limits, dataset.taxonomy()))
         .transpose()?;
     Ok((dataset, validation))
 }

@@ -9,7 +9,10 @@ use deepmark::codec::{Grouping, Scheme};
 use deepmark::data::augment::{AugmentConfig, augment};
 use deepmark::data::deepfashion2::{convert_raw_dir, load_coco};
 use deepmark::data::synth::{SynthConfig, Templates, generate};
+use deepmark::garment::TaxonomyChoice;
 use deepmark::io::{save_image_atomic, write_json, write_json_compact};
+
+use crate::cmd::SchemeArg;
 
 use crate::ui::{images_or_default, progress_bar, tick};
 
@@ -36,9 +39,13 @@ pub struct ShowDataArgs {
     /// Image folder (default: `image/` beside the JSON).
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Grouping whose ids are drawn: deepmark62, agg81, none.
+    /// Grouping whose ids are drawn: deepmark62, agg81, none, by-name (other taxonomies: none
+    /// or by-name; deepmark62 there means none).
     #[arg(long, default_value = "deepmark62")]
-    pub scheme: Scheme,
+    pub scheme: SchemeArg,
+    /// The data's taxonomy: a built-in name or a taxonomy file [default: read from the data].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     /// How many samples.
     #[arg(long, default_value_t = 8)]
     pub n: usize,
@@ -109,9 +116,21 @@ pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
 
 pub fn show_data(a: ShowDataArgs) -> Result<()> {
     crate::cmd::refuse_input_as_output(&a.out, &[("--data", a.data.as_path())])?;
-    let grouping = Grouping::of_scheme(a.scheme)?;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
+    let data = deepmark::data::deepfashion2::load_coco_in(
+        &a.data,
+        &a.taxonomy.clone().unwrap_or_default(),
+        true,
+        crate::cmd::limits(),
+    )?;
+    crate::cmd::print_notes(&data.notes);
+    let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
+    let grouping = match a.scheme {
+        SchemeArg::Scheme(Scheme::Deepmark62) if !taxonomy.is_deepfashion2() => {
+            Grouping::identity(taxonomy)
+        }
+        s => s.grouping(taxonomy)?,
+    };
     if !report.skipped.is_empty() {
         println!("{}", crate::cmd::flag_names(&report.to_string()));
     }
@@ -119,7 +138,13 @@ pub fn show_data(a: ShowDataArgs) -> Result<()> {
     let mut tiles = Vec::new();
     for (i, s) in samples.iter().take(a.n).enumerate() {
         let img = crate::cmd::limits().open_rgb(&images.join(&s.file_name))?;
-        let aug = augment(&img, &s.items, &cfg, a.seed.wrapping_add(i as u64));
+        let aug = augment(
+            taxonomy,
+            &img,
+            &s.items,
+            &cfg,
+            a.seed.wrapping_add(i as u64),
+        );
         let mut canvas = aug.image.clone();
         for item in &aug.items {
             deepmark::draw::draw_item(
@@ -140,7 +165,7 @@ pub fn show_data(a: ShowDataArgs) -> Result<()> {
          the network input only; numbers: category id at each box, {} group id at each landmark)",
         a.out.display(),
         tiles.len(),
-        a.scheme,
+        grouping.name(),
         s = a.input_size
     );
     Ok(())

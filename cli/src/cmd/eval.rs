@@ -11,7 +11,7 @@ use deepmark::eval::coco::{
 
 use crate::ui::{DetectorFlags, evaluate_weights, images_or_default};
 
-/// COCO-style AP (pycocotools-exact; DeepFashion2's 294 OKS sigmas): of a results file
+/// COCO-style AP (pycocotools-exact; the taxonomy's OKS sigmas): of a results file
 /// (`--gt --dt`), or of a model run on a dataset (`--weights --data`).
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -21,9 +21,14 @@ pub struct EvalArgs {
     /// Results: a JSON list of bbox or keypoints detections (the kind follows from it).
     #[arg(long, requires = "gt")]
     pub dt: Option<PathBuf>,
-    /// OKS sigmas as a JSON list (default: from the GT's keypoint count, 17 or 294).
+    /// OKS sigmas as a JSON list (default: the taxonomy's).
     #[arg(long)]
     pub sigmas: Option<PathBuf>,
+    /// The ground truth's taxonomy (its OKS sigmas): deepfashion2, coco-person,
+    /// deepfashion-fld, or a taxonomy file [default: read from the GT's `categories`; with
+    /// --weights, the model's, which the data must agree with].
+    #[arg(long)]
+    pub taxonomy: Option<deepmark::garment::TaxonomyChoice>,
     /// Weights to evaluate on --data.
     #[arg(long, requires = "data")]
     pub weights: Option<PathBuf>,
@@ -44,9 +49,28 @@ pub struct EvalArgs {
 
 pub fn run(a: EvalArgs) -> Result<()> {
     match (&a.gt, &a.dt, &a.weights, &a.data) {
-        (Some(gt), Some(dt), _, _) => eval_files(gt, dt, a.sigmas.as_deref(), a.json),
+        (Some(gt), Some(dt), _, _) => eval_files(
+            gt,
+            dt,
+            a.sigmas.as_deref(),
+            &a.taxonomy.clone().unwrap_or_default(),
+            a.json,
+        ),
         (_, _, Some(weights), Some(data)) => {
             let mut det = a.detector.load(weights)?;
+            if let Some(choice) = &a.taxonomy {
+                let cats =
+                    deepmark::data::deepfashion2::read_categories(data, crate::cmd::limits())?;
+                let declared: Vec<_> = cats.iter().map(|c| c.declared()).collect();
+                let (tax, _) = deepmark::garment::spec::resolve(choice, data, &declared)?;
+                let model = det.grouping().taxonomy();
+                if tax != model {
+                    bail!(
+                        "{}: --taxonomy {choice} is {tax}; the weights' taxonomy is {model}",
+                        weights.display()
+                    );
+                }
+            }
             let images = images_or_default(&a.images, data);
             let (report, _) = evaluate_weights(&mut det, data, &images, &a.out)?;
             println!("{report}");
@@ -64,8 +88,21 @@ pub fn run(a: EvalArgs) -> Result<()> {
 
 /// Evaluates a results file against a GT file and prints the summary; with `json`, the last
 /// line of stdout is `{"iou_type": …, "stats": […]}`.
-fn eval_files(gt_path: &Path, dt: &Path, sigmas: Option<&Path>, json: bool) -> Result<()> {
-    let gt = GroundTruth::load(gt_path, crate::cmd::limits())?;
+fn eval_files(
+    gt_path: &Path,
+    dt: &Path,
+    sigmas: Option<&Path>,
+    taxonomy: &deepmark::garment::TaxonomyChoice,
+    json: bool,
+) -> Result<()> {
+    let mut gt = GroundTruth::load(gt_path, crate::cmd::limits())?;
+    if sigmas.is_none() {
+        let cats = deepmark::data::deepfashion2::read_categories(gt_path, crate::cmd::limits())?;
+        let declared: Vec<_> = cats.iter().map(|c| c.declared()).collect();
+        let (tax, notes) = deepmark::garment::spec::resolve(taxonomy, gt_path, &declared)?;
+        crate::cmd::print_notes(&notes);
+        gt.set_taxonomy(tax);
+    }
     let res = Results::load(dt, &gt, crate::cmd::limits())?;
     let e = evaluate_with_sigmas(&gt, &res, sigmas)?;
     print!("{e}");
@@ -129,7 +166,7 @@ fn evaluate_with_sigmas(
         }
         (IouType::Keypoints, None) => {
             let k = gt.num_keypoints();
-            match sigmas_for(k) {
+            match gt.oks_sigmas.clone().or_else(|| sigmas_for(k)) {
                 Some(s) => s,
                 None => bail!(
                     "the ground truth has {k} keypoints per annotation; OKS sigmas are known for 17 (COCO \

@@ -260,14 +260,14 @@ pub fn run(a: InferArgs) -> Result<()> {
                     return Ok(());
                 }
             };
-            let (b, k) = results(names[i].image_id, &dets);
+            let (b, k) = results(names[i].image_id, &dets, det.grouping().taxonomy());
             for r in &b {
                 bbox_out.push(r)?;
             }
             for r in &k {
                 kp_out.push(r)?;
             }
-            draw_detections(&mut canvas, &dets);
+            draw_detections(&mut canvas, &dets, det.grouping().taxonomy());
             let out = a.out.join(&names[i].drawing);
             save_image_atomic(&canvas, &out)?;
             let line = format!(
@@ -439,7 +439,7 @@ fn run_video(a: &InferArgs, det: &Detector, input: &str) -> Result<()> {
             .and_then(|_| jsonl.flush())
             .with_context(|| format!("cannot write {}", jsonl_path.display()))?;
         let mut canvas = frame;
-        draw_detections(&mut canvas, &dets);
+        draw_detections(&mut canvas, &dets, det.grouping().taxonomy());
         writer.write(&canvas)?;
         processed += 1;
         if last_report.elapsed().as_secs_f64() >= 2.0 {

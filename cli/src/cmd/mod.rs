@@ -168,3 +168,53 @@ pub fn remove_temporaries(dir: &std::path::Path, own: bool) -> usize {
     }
     removed
 }
+
+/// `--scheme`: a landmark scheme (`deepmark62`, `agg81`, `none`, `coco17`) or `by-name`
+/// (landmarks of the same name across categories share a channel; any taxonomy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemeArg {
+    /// A named scheme.
+    Scheme(deepmark::codec::Scheme),
+    /// Grouping by landmark name.
+    ByName,
+}
+
+impl std::str::FromStr for SchemeArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "by-name" {
+            return Ok(SchemeArg::ByName);
+        }
+        s.parse()
+            .map(SchemeArg::Scheme)
+            .map_err(|e| format!("{e} (or by-name)"))
+    }
+}
+
+impl std::fmt::Display for SchemeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemeArg::Scheme(s) => write!(f, "{s}"),
+            SchemeArg::ByName => write!(f, "by-name"),
+        }
+    }
+}
+
+impl SchemeArg {
+    /// The grouping of `taxonomy` this names: DeepFashion2's schemes keep their tables, `none`
+    /// and `by-name` work for any taxonomy.
+    pub fn grouping(
+        self,
+        taxonomy: &'static deepmark::garment::Taxonomy,
+    ) -> deepmark::Result<deepmark::codec::Grouping> {
+        deepmark::codec::Grouping::for_taxonomy(taxonomy, &self.to_string())
+    }
+}
+
+/// Prints what resolving a taxonomy inferred.
+pub fn print_notes(notes: &[String]) {
+    for n in notes {
+        println!("taxonomy: {n}");
+    }
+}

@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::checkpoint;
-use deepmark::codec::Scheme;
+use deepmark::codec::{Grouping, Scheme};
+use deepmark::garment::{TaxonomyChoice, spec};
 use deepmark::model::{Arch, CenterNetConfig};
 use deepmark_cli::backend::BackendKind;
+
+use crate::cmd::SchemeArg;
 
 /// Import a CenterNet PyTorch checkpoint (.pth) into Burnpack weights + JSON config.
 #[derive(Args, Debug)]
@@ -17,9 +20,14 @@ pub struct ConvertArgs {
     /// Backbone: res18, res50, dla34, mdla34, hourglass104.
     #[arg(long, required_unless_present = "config")]
     pub arch: Option<Arch>,
-    /// Landmark scheme fixing the head layout: deepmark62, agg81, none, coco17.
+    /// Landmark scheme fixing the head layout: deepmark62, agg81, none, coco17, by-name
+    /// [default with --taxonomy: none].
+    #[arg(long, required_unless_present = "taxonomy")]
+    pub scheme: Option<SchemeArg>,
+    /// The checkpoint's taxonomy: deepfashion2, coco-person (CenterNet's `multi_pose_*`
+    /// checkpoints), deepfashion-fld, or a taxonomy file naming every landmark.
     #[arg(long)]
-    pub scheme: Scheme,
+    pub taxonomy: Option<TaxonomyChoice>,
     /// A model config JSON (e.g. a reduced-width model) instead of a named --arch; its head
     /// layout is replaced by the scheme's.
     #[arg(long, conflicts_with = "arch")]
@@ -34,10 +42,29 @@ pub struct ConvertArgs {
 pub struct InitArgs {
     #[arg(long)]
     pub arch: Arch,
-    #[arg(long, default_value = "deepmark62")]
-    pub scheme: Scheme,
+    /// Landmark scheme [default: deepmark62; with --taxonomy: none].
+    #[arg(long)]
+    pub scheme: Option<SchemeArg>,
+    /// The taxonomy: deepfashion2, coco-person, deepfashion-fld, or a taxonomy file naming
+    /// every landmark [default: deepfashion2].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The grouping `--scheme` and `--taxonomy` name (`coco17` implies COCO's people).
+fn grouping_of(scheme: Option<SchemeArg>, taxonomy: Option<&TaxonomyChoice>) -> Result<Grouping> {
+    match (scheme, taxonomy) {
+        (s, Some(choice)) => {
+            let (tax, notes) = spec::resolve_alone(choice)?;
+            crate::cmd::print_notes(&notes);
+            Ok(s.unwrap_or(SchemeArg::Scheme(Scheme::None)).grouping(tax)?)
+        }
+        (Some(SchemeArg::Scheme(s)), None) => Ok(Grouping::of_scheme(s)?),
+        (Some(SchemeArg::ByName), None) => Ok(Grouping::by_name(&deepmark::garment::DEEPFASHION2)?),
+        (None, None) => Ok(Grouping::of_scheme(Scheme::Deepmark62)?),
+    }
 }
 
 /// Print a weights file's config and parameter count.
@@ -48,12 +75,14 @@ pub struct InfoArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
+    let grouping = grouping_of(a.scheme, a.taxonomy.as_ref())?;
     let config = match (a.arch, &a.config) {
-        (Some(arch), _) => CenterNetConfig::new(arch, a.scheme.layout()),
-        (None, Some(path)) => CenterNetConfig {
-            layout: a.scheme.layout(),
-            ..checkpoint::read_config(path)?
-        },
+        (Some(arch), _) => CenterNetConfig::for_grouping(arch, &grouping),
+        (None, Some(path)) => {
+            let mut c = checkpoint::read_config(path)?;
+            c.set_grouping(&grouping);
+            c
+        }
         (None, None) => bail!("give --arch or --config"),
     };
     let config_out = checkpoint::config_path(&a.out);
@@ -70,24 +99,27 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     checkpoint::save(&model, &config, &a.out)?;
     let arch = a.arch.map_or("custom".to_string(), |a| a.to_string());
     println!(
-        "wrote {} and {} ({arch}, scheme {}, {} parameters)",
+        "wrote {} and {} ({arch}, taxonomy {}, scheme {}, {} parameters)",
         a.out.display(),
         checkpoint::config_path(&a.out).display(),
-        a.scheme,
+        grouping.taxonomy().name,
+        grouping.name(),
         model.num_trainable_params()
     );
     Ok(())
 }
 
 pub fn init(a: InitArgs) -> Result<()> {
-    let config = CenterNetConfig::new(a.arch, a.scheme.layout());
+    let grouping = grouping_of(a.scheme, a.taxonomy.as_ref())?;
+    let config = CenterNetConfig::for_grouping(a.arch, &grouping);
     let model = config.init(&BackendKind::Flex.device()?);
     checkpoint::save(&model, &config, &a.out)?;
     println!(
-        "wrote {} ({}, scheme {}, {} parameters, random init)",
+        "wrote {} ({}, taxonomy {}, scheme {}, {} parameters, random init)",
         a.out.display(),
         a.arch,
-        a.scheme,
+        grouping.taxonomy().name,
+        grouping.name(),
         model.num_trainable_params()
     );
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
-use deepmark::codec::Scheme;
+use deepmark::garment::TaxonomyChoice;
 use deepmark::infer::Detector;
 use deepmark::model::Arch;
 use deepmark::train::config::DEMO_SETS;
@@ -18,6 +18,7 @@ use deepmark::train::{
 };
 use deepmark_cli::backend::BackendKind;
 
+use crate::cmd::SchemeArg;
 use crate::ui::evaluate_weights;
 
 #[derive(Args, Debug)]
@@ -33,9 +34,16 @@ pub struct TrainArgs {
     /// res18, res50, dla34, mdla34, hourglass104, res18-slim [default: mdla34; demo: res18-slim].
     #[arg(long)]
     pub arch: Option<Arch>,
-    /// Landmark scheme: deepmark62, agg81 or df2-294 [default: deepmark62].
+    /// Landmark scheme: deepmark62, agg81, none (DeepFashion2), coco17, or by-name (any
+    /// taxonomy: landmarks of the same name share a channel) [default: deepmark62 for
+    /// DeepFashion2, none for other taxonomies].
     #[arg(long)]
-    pub scheme: Option<Scheme>,
+    pub scheme: Option<SchemeArg>,
+    /// The data's taxonomy: deepfashion2, coco-person, deepfashion-fld, or a taxonomy file
+    /// (JSON completing the COCO file's categories: flip pairs, sigmas) [default: read from the
+    /// data's `categories`].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     /// Network input side [default: 512; demo: 128].
     #[arg(long)]
     pub input_size: Option<usize>,
@@ -153,7 +161,10 @@ impl TrainArgs {
             data: self.data.clone(),
             images: self.images.clone(),
             arch: self.arch,
-            scheme: self.scheme,
+            scheme: match self.scheme {
+                Some(SchemeArg::Scheme(s)) => Some(s),
+                _ => None,
+            },
             input_size: self.input_size,
             batch: self.batch,
             epochs: self.epochs,
@@ -390,7 +401,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
             run_dir.config_path().display()
         );
     }
-    let cfg = &plan.config;
     if plan.demo {
         for (dir, n, seed) in DEMO_SETS {
             if !Path::new(dir).join("train.json").is_file() {
@@ -402,12 +412,40 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "no --data: demo preset on the synthetic set ({} at {}, batch {}, {} epochs, lr {:.2e}); \
              pass --data <coco.json> for real training",
             plan.arch,
-            cfg.input_size(),
-            cfg.batch,
-            cfg.epochs,
-            cfg.optimizer.lr
+            plan.config.input_size(),
+            plan.config.batch,
+            plan.config.epochs,
+            plan.config.optimizer.lr
         );
     }
+    if !a.resume {
+        // The heads follow the data's taxonomy (read from its categories unless named).
+        let choice = a.taxonomy.clone().unwrap_or_default();
+        let by_name = a.scheme == Some(SchemeArg::ByName);
+        let notes = plan.config.fit_taxonomy(&choice, by_name)?;
+        crate::cmd::print_notes(&notes);
+        let grouping = plan.config.model.grouping()?;
+        if let Some(SchemeArg::Scheme(s)) = a.scheme
+            && s.name() != grouping.name()
+        {
+            bail!(
+                "--scheme {s} does not group the landmarks of the data's taxonomy {} (use none \
+                 or by-name)",
+                grouping.taxonomy().name
+            );
+        }
+        if !grouping.taxonomy().is_deepfashion2() {
+            println!(
+                "taxonomy {}: {} channels grouped {}",
+                grouping.taxonomy(),
+                grouping.num_groups(),
+                grouping.name()
+            );
+        }
+    } else if a.taxonomy.is_some() {
+        bail!("--taxonomy with --resume: a resumed run keeps the taxonomy saved with it");
+    }
+    let cfg = &plan.config;
     let arch = plan.arch;
     let devices = a.backend.devices(plan.config.shards)?;
     let device = devices[0].clone();

@@ -14,7 +14,8 @@ use serde_json::Value;
 
 pub use crate::error::DataError;
 use crate::garment::Item;
-use crate::garment::taxonomy::{CATEGORIES, Category, NUM_LANDMARKS, category};
+use crate::garment::spec::{DeclaredCategory, Notes, TaxonomyChoice};
+use crate::garment::taxonomy::{CATEGORIES, Category, DEEPFASHION2, NUM_LANDMARKS, Taxonomy};
 use crate::io::Limits;
 pub use raw::{RawImage, RawItem, convert_raw, convert_raw_dir, read_raw_image};
 
@@ -102,7 +103,8 @@ pub struct CocoImage {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 /// One entry of `annotations`: a garment.
 pub struct CocoAnnotation {
-    /// Box area `w·h` (as `deepfashion2_to_coco.py` writes it).
+    /// Box area `w·h` (as `deepfashion2_to_coco.py` writes it; COCO: the mask's area).
+    #[serde(default)]
     pub area: f64,
     /// `[x, y, w, h]` in pixels.
     pub bbox: Vec<f64>,
@@ -124,7 +126,8 @@ pub struct CocoAnnotation {
     #[serde(default)]
     /// Labelled landmarks.
     pub num_keypoints: i64,
-    /// 294 `x, y, v` triplets: the category's landmarks at its range of the layout, zeros elsewhere.
+    /// `x, y, v` triplets: DeepFashion2's 294, the category's landmarks at its range of the layout
+    /// and zeros elsewhere; or (COCO keypoints files) the category's own landmarks.
     pub keypoints: Vec<f64>,
     #[serde(default)]
     /// Polygons, kept as JSON (not used for detection).
@@ -138,16 +141,45 @@ pub struct CocoAnnotation {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 /// One entry of `categories`.
 pub struct CocoCategory {
-    /// 1-based id.
+    /// Category id (DeepFashion2: 1–13).
     pub id: i64,
     /// Name (`short_sleeved_shirt`…).
     pub name: String,
     /// COCO's super-category (DeepFashion2: `clothes`).
+    #[serde(default)]
     pub supercategory: String,
     /// Landmark names (DeepFashion2: the 294 numbers).
+    #[serde(default)]
     pub keypoints: Vec<String>,
     /// Landmark pairs to draw, as the file gives them.
+    #[serde(default)]
     pub skeleton: Vec<Value>,
+}
+
+impl CocoCategory {
+    /// What a taxonomy reads of it.
+    pub fn declared(&self) -> DeclaredCategory {
+        DeclaredCategory {
+            id: self.id,
+            name: self.name.clone(),
+            keypoints: self.keypoints.clone(),
+            skeleton: self.skeleton.clone(),
+        }
+    }
+}
+
+impl CocoFile {
+    /// The file's taxonomy as `choice` says ([`crate::garment::spec::resolve`]), with what was
+    /// inferred.
+    pub fn taxonomy(
+        &self,
+        path: &Path,
+        choice: &TaxonomyChoice,
+    ) -> Result<(&'static Taxonomy, Notes), DataError> {
+        let declared: Vec<DeclaredCategory> =
+            self.categories.iter().map(CocoCategory::declared).collect();
+        crate::garment::spec::resolve(choice, path, &declared)
+    }
 }
 
 /// The 13 category records of `deepfashion2_to_coco.py` (each declares all 294 keypoints).
@@ -203,6 +235,32 @@ pub fn read_coco_file(path: &Path, limits: &Limits) -> Result<CocoFile, DataErro
     })
 }
 
+/// Only the `categories` of a COCO-style file (the rest is scanned, not kept), refused when
+/// over `limits`.
+pub fn read_categories(path: &Path, limits: &Limits) -> Result<Vec<CocoCategory>, DataError> {
+    #[derive(Deserialize)]
+    struct Categories {
+        #[serde(default)]
+        categories: Vec<CocoCategory>,
+    }
+    let text = limits
+        .json_text(path)
+        .map_err(|m| DataError::new(path, "", "-", m))?;
+    let c: Categories = serde_json::from_str(&text).map_err(|e| {
+        DataError::new(
+            path,
+            "",
+            json_field(&e),
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(c.categories)
+}
+
 fn json_field(e: &serde_json::Error) -> &'static str {
     match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "-",
@@ -245,14 +303,35 @@ pub(super) fn category_field(
     place: &str,
     id: i64,
 ) -> Result<&'static Category, DataError> {
-    usize::try_from(id).ok().and_then(category).ok_or_else(|| {
-        DataError::new(
-            file,
-            place,
-            "category_id",
-            format!("{id} is not a DeepFashion2 category (1..13)"),
-        )
-    })
+    category_in(&DEEPFASHION2, file, place, id)
+}
+
+/// [`category_field`] in `taxonomy`.
+fn category_in(
+    taxonomy: &'static Taxonomy,
+    file: &Path,
+    place: &str,
+    id: i64,
+) -> Result<&'static Category, DataError> {
+    usize::try_from(id)
+        .ok()
+        .and_then(|id| taxonomy.category(id))
+        .ok_or_else(|| {
+            DataError::new(
+                file,
+                place,
+                "category_id",
+                format!(
+                    "{id} is not a category of the taxonomy {} ({})",
+                    taxonomy.name,
+                    if taxonomy.is_deepfashion2() {
+                        "1..13".to_string()
+                    } else {
+                        taxonomy.category_list()
+                    }
+                ),
+            )
+        })
 }
 
 /// An image's `file_name` must stay inside the image folder (no absolute path, no `..`).
@@ -272,24 +351,50 @@ pub(crate) fn check_file_name(file: &Path, img: &CocoImage) -> Result<(), DataEr
     ))
 }
 
-/// Validate one COCO annotation against its image and turn it into an [`Item`].
+/// Validate one DeepFashion2 COCO annotation against its image and turn it into an [`Item`].
 pub fn item_from_annotation(
     file: &Path,
     a: &CocoAnnotation,
     img: &CocoImage,
 ) -> Result<Item, DataError> {
+    item_in(&DEEPFASHION2, file, a, img)
+}
+
+/// Validate one COCO annotation of `taxonomy` against its image and turn it into an [`Item`]
+/// (landmarks in the global layout). `keypoints` holds the global layout (DeepFashion2's files)
+/// or, as COCO keypoints files do, the category's own landmarks.
+pub fn item_in(
+    taxonomy: &'static Taxonomy,
+    file: &Path,
+    a: &CocoAnnotation,
+    img: &CocoImage,
+) -> Result<Item, DataError> {
     let place = format!("annotation {} (image {}): ", a.id, a.image_id);
-    let cat = category_field(file, &place, a.category_id)?;
-    if a.keypoints.len() != 3 * NUM_LANDMARKS {
+    let cat = category_in(taxonomy, file, &place, a.category_id)?;
+    let total = taxonomy.num_landmarks;
+    let local = a.keypoints.len() == 3 * cat.num_landmarks && cat.num_landmarks != total;
+    if a.keypoints.len() != 3 * total && !local {
         return Err(DataError::new(
             file,
             &place,
             "keypoints",
-            format!(
-                "has {} values, expected {} (294 × [x, y, v])",
-                a.keypoints.len(),
-                3 * NUM_LANDMARKS
-            ),
+            if cat.num_landmarks == total {
+                format!(
+                    "has {} values, expected {} ({total} × [x, y, v])",
+                    a.keypoints.len(),
+                    3 * total
+                )
+            } else {
+                format!(
+                    "has {} values, expected {} ({} landmarks of {} × [x, y, v]) or {} (the \
+                     whole layout of {total})",
+                    a.keypoints.len(),
+                    3 * cat.num_landmarks,
+                    cat.num_landmarks,
+                    cat.name,
+                    3 * total
+                )
+            },
         ));
     }
     let bbox: [f64; 4] = a.bbox.clone().try_into().map_err(|_| {
@@ -301,8 +406,10 @@ pub fn item_from_annotation(
         )
     })?;
     check_box(file, &place, "bbox", bbox, img.width, img.height)?;
-    let mut keypoints = Vec::with_capacity(NUM_LANDMARKS);
+    let offset = if local { cat.start } else { 0 };
+    let mut keypoints = vec![[0.0; 3]; offset];
     for (i, k) in a.keypoints.chunks_exact(3).enumerate() {
+        let i = i + offset;
         let (x, y, v) = (k[0], k[1], k[2]);
         if !(x.is_finite() && y.is_finite()) || !(v == 0.0 || v == 1.0 || v == 2.0) {
             return Err(DataError::new(
@@ -329,6 +436,7 @@ pub fn item_from_annotation(
         }
         keypoints.push([x as f32, y as f32, v as f32]);
     }
+    keypoints.resize(total, [0.0; 3]);
     Ok(Item {
         category_id: cat.id,
         bbox: bbox.map(|v| v as f32),
@@ -336,7 +444,8 @@ pub fn item_from_annotation(
     })
 }
 
-/// Read and validate a COCO-style DeepFashion2 file. With `skip_bad`, invalid annotations are
+/// Read and validate a COCO-style file of the taxonomy its categories declare (DeepFashion2's
+/// for DeepFashion2's files; [`load_coco_in`]). With `skip_bad`, invalid annotations are
 /// dropped and reported; otherwise the first one is an error. Images listed twice or
 /// annotations of unknown images are always errors. A file over `limits` is refused unread.
 pub fn load_coco(
@@ -344,7 +453,33 @@ pub fn load_coco(
     skip_bad: bool,
     limits: &Limits,
 ) -> Result<(Vec<Sample>, SkipReport), DataError> {
+    let d = load_coco_in(path, &TaxonomyChoice::FromData, skip_bad, limits)?;
+    Ok((d.samples, d.report))
+}
+
+/// A COCO-style keypoints file read in its taxonomy.
+#[derive(Debug, Clone)]
+pub struct CocoData {
+    /// The images and their objects (landmarks in the taxonomy's global layout).
+    pub samples: Vec<Sample>,
+    /// What `skip_bad` left out.
+    pub report: SkipReport,
+    /// The taxonomy.
+    pub taxonomy: &'static Taxonomy,
+    /// What resolving the taxonomy inferred (flip pairs, default sigmas), for the user.
+    pub notes: Notes,
+}
+
+/// [`load_coco`] with the taxonomy `choice` names (read from the file's `categories` by
+/// default; a built-in one or a taxonomy file must agree with them).
+pub fn load_coco_in(
+    path: &Path,
+    choice: &TaxonomyChoice,
+    skip_bad: bool,
+    limits: &Limits,
+) -> Result<CocoData, DataError> {
     let file = read_coco_file(path, limits)?;
+    let (taxonomy, notes) = file.taxonomy(path, choice)?;
     let mut samples: Vec<Sample> = Vec::with_capacity(file.images.len());
     let mut index: BTreeMap<u64, usize> = BTreeMap::new();
     for img in &file.images {
@@ -380,11 +515,16 @@ pub fn load_coco(
             }
             return Err(e);
         };
-        match item_from_annotation(path, a, &file.images[s]) {
+        match item_in(taxonomy, path, a, &file.images[s]) {
             Ok(item) => samples[s].items.push(item),
             Err(e) if skip_bad => report.skipped.push(e),
             Err(e) => return Err(e),
         }
     }
-    Ok((samples, report))
+    Ok(CocoData {
+        samples,
+        report,
+        taxonomy,
+        notes,
+    })
 }

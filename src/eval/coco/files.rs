@@ -62,6 +62,8 @@ pub struct GroundTruth {
     pub anns: Vec<Ann>,
     /// Keypoints declared per category (`categories[].keypoints`), the largest count.
     pub declared_keypoints: usize,
+    /// OKS sigmas of the keypoints, when a taxonomy gave them ([`GroundTruth::sigmas`]).
+    pub oks_sigmas: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +235,7 @@ impl GroundTruth {
             });
         }
         Ok(GroundTruth {
+            oks_sigmas: None,
             image_ids,
             category_ids,
             anns,
@@ -245,6 +248,23 @@ impl GroundTruth {
     pub fn retain_images(&mut self, keep: impl Fn(u64) -> bool) {
         self.image_ids.retain(|&i| keep(i));
         self.anns.retain(|a| keep(a.image_id));
+    }
+
+    /// The OKS sigmas: the taxonomy's ([`GroundTruth::set_taxonomy`]), else COCO's 17 or
+    /// DeepFashion2's 294 by keypoint count, else none.
+    pub fn sigmas(&self) -> Vec<f64> {
+        self.oks_sigmas
+            .clone()
+            .or_else(|| sigmas_for(self.num_keypoints()))
+            .unwrap_or_default()
+    }
+
+    /// Use `taxonomy`'s OKS sigmas (global layout) when the file's keypoint count is its
+    /// landmark count.
+    pub fn set_taxonomy(&mut self, taxonomy: &crate::garment::Taxonomy) {
+        if self.num_keypoints() == taxonomy.num_landmarks {
+            self.oks_sigmas = Some(taxonomy.oks_sigmas());
+        }
     }
 
     /// Keypoints per annotation: the declared count, else the most any annotation carries.
