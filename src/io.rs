@@ -622,9 +622,17 @@ impl Checksum {
     }
 }
 
-/// DeepFashion2's layout: the images of `annotations.json` are in `image/` beside it.
+/// DeepFashion2's layout: the images of `annotations.json` are in `image/` beside it
+/// (FashionAI's CSV names them from its own folder: that folder).
 pub fn default_image_dir(annotations: &Path) -> PathBuf {
-    annotations.parent().unwrap_or(Path::new(".")).join("image")
+    let dir = annotations.parent().unwrap_or(Path::new("."));
+    if annotations
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return dir.to_path_buf();
+    }
+    dir.join("image")
 }
 
 #[cfg(test)]

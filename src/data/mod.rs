@@ -1,4 +1,5 @@
-//! DeepFashion2 data: annotation files (COCO-style and raw), CenterNet's augmentation, the
+//! Data: annotation files (COCO-style keypoints files of any taxonomy, DeepFashion2's raw
+//! files, FashionAI's CSV), CenterNet's augmentation, the
 //! synthetic generator (feature `synth`) and, with the `train` feature, the training dataset and
 //! batcher. Targets are encoded by [`crate::codec`].
 
@@ -6,5 +7,6 @@ pub mod augment;
 #[cfg(feature = "train")]
 pub mod dataset;
 pub mod deepfashion2;
+pub mod fashionai;
 #[cfg(feature = "synth")]
 pub mod synth;

@@ -1,5 +1,5 @@
 //! Taxonomies as data: [`TaxonomyDef`] (what a file or a model config says), the built-in ones
-//! (`deepfashion2`, `coco-person`, `deepfashion-fld`), taxonomies read from a COCO keypoints
+//! (`deepfashion2`, `coco-person`, `deepfashion-fld`, `fashionai`), taxonomies read from a COCO keypoints
 //! file's `categories` and completed by a taxonomy file, and [`TaxonomyDef::intern`], which
 //! checks a definition and turns it into the `&'static` [`Taxonomy`] every room reads.
 //!
@@ -22,7 +22,12 @@ use crate::error::DataError;
 pub const DEFAULT_SIGMA: f64 = 0.05;
 
 /// Names of the built-in taxonomies.
-pub const BUILTIN_NAMES: [&str; 3] = ["deepfashion2", "coco-person", "deepfashion-fld"];
+pub const BUILTIN_NAMES: [&str; 4] = [
+    "deepfashion2",
+    "coco-person",
+    "deepfashion-fld",
+    "fashionai",
+];
 
 /// A landmark named in a pair: its 1-based number or its name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +253,8 @@ impl TaxonomyDef {
                     ],
                 }],
             }),
+            // FashionAI's 5 categories and 24 landmark names (53 in the global layout).
+            "fashionai" => Some(crate::data::fashionai::taxonomy_def()),
             _ => None,
         }
     }
@@ -653,7 +660,7 @@ fn agree(file: &Path, def: &TaxonomyDef, declared: &[DeclaredCategory]) -> Resul
             ));
         };
         let n = d.keypoints.len();
-        if n == c.keypoints.len() && n != total && d.keypoints != c.keypoints {
+        if n == c.keypoints.len() && d.keypoints != c.keypoints {
             let at = d
                 .keypoints
                 .iter()

@@ -290,9 +290,10 @@ pub fn run(a: InferArgs) -> Result<()> {
     bbox_out.finish()?;
     kp_out.finish()?;
     println!(
-        "wrote {} and {} (DeepFashion2 challenge format)",
+        "wrote {} and {} (challenge format; landmarks in the {} layout)",
         bbox_path.display(),
-        kp_path.display()
+        kp_path.display(),
+        det.grouping().taxonomy()
     );
     let n = done as f64;
     let s = det.options.input_size;

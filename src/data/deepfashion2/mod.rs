@@ -216,8 +216,13 @@ impl std::fmt::Display for SkipReport {
     }
 }
 
-/// Parse a COCO-style file (syntax and types only), refused when over `limits`.
+/// Parse a COCO-style file (syntax and types only), refused when over `limits`. A FashionAI
+/// keypoint CSV (`.csv`) is read as the COCO-style file it amounts to
+/// ([`crate::data::fashionai::read_csv`]).
 pub fn read_coco_file(path: &Path, limits: &Limits) -> Result<CocoFile, DataError> {
+    if crate::data::fashionai::is_fashionai_csv(path) {
+        return crate::data::fashionai::read_csv(path, limits);
+    }
     let text = limits
         .json_text(path)
         .map_err(|m| DataError::new(path, "", "-", m))?;
@@ -238,6 +243,9 @@ pub fn read_coco_file(path: &Path, limits: &Limits) -> Result<CocoFile, DataErro
 /// Only the `categories` of a COCO-style file (the rest is scanned, not kept), refused when
 /// over `limits`.
 pub fn read_categories(path: &Path, limits: &Limits) -> Result<Vec<CocoCategory>, DataError> {
+    if crate::data::fashionai::is_fashionai_csv(path) {
+        return Ok(crate::data::fashionai::read_csv(path, limits)?.categories);
+    }
     #[derive(Deserialize)]
     struct Categories {
         #[serde(default)]

@@ -60,7 +60,8 @@ pub struct GroundTruth {
     pub category_ids: Vec<i64>,
     /// The annotations.
     pub anns: Vec<Ann>,
-    /// Keypoints declared per category (`categories[].keypoints`), the largest count.
+    /// Keypoints declared per category (`categories[].keypoints`) or carried by an annotation,
+    /// the largest count.
     pub declared_keypoints: usize,
     /// OKS sigmas of the keypoints, when a taxonomy gave them ([`GroundTruth::sigmas`]).
     pub oks_sigmas: Option<Vec<f64>>,
@@ -156,8 +157,17 @@ fn bbox4(path: &Path, place: &str, bbox: &[f64]) -> Result<[f64; 4], DataError> 
 impl GroundTruth {
     /// Reads a COCO-style GT file (COCO person keypoints, DeepFashion2's COCO form, …).
     /// Keys the evaluator does not use are ignored. A file over `limits` is refused unread.
+    /// A FashionAI keypoint CSV is read as its COCO-style form
+    /// ([`crate::data::fashionai::read_csv`]).
     pub fn load(path: &Path, limits: &Limits) -> Result<GroundTruth, DataError> {
-        let file: GtFile = read_json(path, limits)?;
+        let file: GtFile = if crate::data::fashionai::is_fashionai_csv(path) {
+            let coco = crate::data::fashionai::read_csv(path, limits)?;
+            serde_json::to_value(&coco)
+                .and_then(serde_json::from_value)
+                .map_err(|e| DataError::new(path, "", "-", e.to_string()))?
+        } else {
+            read_json(path, limits)?
+        };
         let mut image_ids: Vec<u64> = file.images.iter().map(|i| i.id).collect();
         image_ids.sort_unstable();
         // What the trainer refuses, the evaluator refuses too: an image listed twice, an
@@ -186,10 +196,13 @@ impl GroundTruth {
         let mut category_ids: Vec<i64> = file.categories.iter().map(|c| c.id).collect();
         category_ids.sort_unstable();
         category_ids.dedup();
+        // Categories declare their own landmarks; annotations in a taxonomy's global layout
+        // (FashionAI's CSV read here) carry more: the larger count is the results' length.
         let declared_keypoints = file
             .categories
             .iter()
             .map(|c| c.keypoints.len())
+            .chain(file.annotations.iter().map(|a| a.keypoints.len() / 3))
             .max()
             .unwrap_or(0);
         let mut anns = Vec::with_capacity(file.annotations.len());
@@ -260,9 +273,12 @@ impl GroundTruth {
     }
 
     /// Use `taxonomy`'s OKS sigmas (global layout) when the file's keypoint count is its
-    /// landmark count.
+    /// landmark count (declared, or carried by every annotation).
     pub fn set_taxonomy(&mut self, taxonomy: &crate::garment::Taxonomy) {
-        if self.num_keypoints() == taxonomy.num_landmarks {
+        let global = |n: usize| n == 3 * taxonomy.num_landmarks;
+        if self.num_keypoints() == taxonomy.num_landmarks
+            || (!self.anns.is_empty() && self.anns.iter().all(|a| global(a.keypoints.len())))
+        {
             self.oks_sigmas = Some(taxonomy.oks_sigmas());
         }
     }
