@@ -243,3 +243,39 @@ fn model_configs_carry_a_taxonomy_the_layout_does_not_imply() {
     let e = bad.grouping().unwrap_err().to_string();
     assert!(e.contains("invalid landmark grouping"), "{e}");
 }
+
+#[test]
+fn coco_files_of_several_categories_are_read_into_the_global_layout() {
+    let dir = common::tempdir("taxonomy-two");
+    let v = serde_json::json!({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [5, 5, 30, 30], "area": 900,
+             "keypoints": [10, 10, 2, 20, 10, 2], "num_keypoints": 2},
+            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [40, 40, 30, 30], "area": 900,
+             "keypoints": [50, 50, 2, 60, 50, 1, 55, 60, 2], "num_keypoints": 3}],
+        "categories": [
+            {"id": 5, "name": "cap", "keypoints": ["left_brim", "right_brim"]},
+            {"id": 9, "name": "shoe", "keypoints": ["heel", "toe", "lace"]}]
+    });
+    let path = write(&dir, "two.json", &v.to_string());
+    let d = load_coco_in(&path, &TaxonomyChoice::FromData, false, &Limits::default()).unwrap();
+    let t = d.taxonomy;
+    assert_eq!((t.num_categories(), t.num_landmarks), (2, 5));
+    assert_eq!(t.class_of(9), Some(1));
+    let items = &d.samples[0].items;
+    assert_eq!(items[0].keypoints.len(), 5);
+    assert_eq!(
+        items[1].keypoints[2..5],
+        [[50.0, 50.0, 2.0], [60.0, 50.0, 1.0], [55.0, 60.0, 2.0]]
+    );
+    assert_eq!(items[1].keypoints[0], [0.0; 3]);
+    // The evaluator's ground truth moves to the same layout, with the taxonomy's sigmas.
+    let mut gt = deepmark::eval::coco::GroundTruth::load(&path, &Limits::default()).unwrap();
+    gt.set_taxonomy(t);
+    assert_eq!(gt.num_keypoints(), 5);
+    assert_eq!(gt.anns[1].keypoints[6..9], [50.0, 50.0, 2.0]);
+    assert_eq!(gt.sigmas(), vec![spec::DEFAULT_SIGMA; 5]);
+    // Grouped by name: no shared names, so one channel per landmark.
+    assert_eq!(Grouping::by_name(t).unwrap().num_groups(), 5);
+}

@@ -424,7 +424,11 @@ fn run_video(a: &InferArgs, det: &Detector, input: &str) -> Result<()> {
             .iter()
             .map(|d| FrameDetection {
                 category_id: d.category_id,
-                category: deepmark::garment::category(d.category_id).map_or("?", |c| c.name),
+                category: det
+                    .grouping()
+                    .taxonomy()
+                    .category(d.category_id)
+                    .map_or("?", |c| c.name),
                 score: d.score,
                 bbox: d.bbox,
                 landmarks: &d.landmarks,

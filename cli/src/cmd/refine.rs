@@ -103,6 +103,14 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     }
     let weights = a.weights.as_ref().expect("clap requires --weights");
     let mut det = a.detector.load(weights)?;
+    if !det.grouping().taxonomy().is_deepfashion2() {
+        bail!(
+            "{}: predict writes DeepFashion2's records for the PoseFix refiners; these weights \
+             are of the taxonomy {}",
+            weights.display(),
+            det.grouping().taxonomy()
+        );
+    }
     det.options.threshold = a.threshold;
     det.options
         .check()

@@ -112,6 +112,8 @@ struct App {
     max_pixels: u64,
     max_body_bytes: usize,
     model: serde_json::Value,
+    /// The model's taxonomy (category names in the answers).
+    taxonomy: &'static deepmark::garment::Taxonomy,
 }
 
 /// A JSON error answer.
@@ -151,10 +153,14 @@ struct DetectionJson<'a> {
     attributes: &'a [deepmark::attributes::apply::AttributeGuess],
 }
 
-fn detection_json(d: &Detection, landmarks: bool) -> DetectionJson<'_> {
+fn detection_json<'a>(
+    d: &'a Detection,
+    taxonomy: &'static deepmark::garment::Taxonomy,
+    landmarks: bool,
+) -> DetectionJson<'a> {
     DetectionJson {
         category_id: d.category_id,
-        category: deepmark::garment::category(d.category_id).map_or("?", |c| c.name),
+        category: taxonomy.category(d.category_id).map_or("?", |c| c.name),
         score: d.score,
         bbox: d.bbox,
         landmarks: landmarks.then(|| {
@@ -196,8 +202,9 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let model = serde_json::json!({
         "weights": weights.display().to_string(),
         "config": det.config(),
-        "scheme": deepmark::codec::Scheme::from_layout(&det.config().layout).map_or("custom", |s| s.name()),
-        "categories": deepmark::garment::CATEGORIES.iter().map(|c| serde_json::json!({"id": c.id, "name": c.name, "num_landmarks": c.num_landmarks})).collect::<Vec<_>>(),
+        "scheme": det.grouping().name(),
+        "taxonomy": det.grouping().taxonomy().name,
+        "categories": det.grouping().taxonomy().categories.iter().map(|c| serde_json::json!({"id": c.id, "name": c.name, "num_landmarks": c.num_landmarks, "landmarks": (0..c.num_landmarks).map(|l| c.landmark_name(l)).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "options": &det.options,
         "attribute_tasks": attribute_tasks(&det),
         "backend": a.detector.backend.to_string(),
@@ -218,6 +225,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         max_pixels: crate::cmd::limits().image_pixels,
         max_body_bytes: a.max_body_bytes,
         model,
+        taxonomy: det.grouping().taxonomy(),
     });
     let wait = Duration::from_millis(a.batch_wait_ms);
     let worker = std::thread::Builder::new()
@@ -502,7 +510,7 @@ async fn detect(
     let body = serde_json::json!({
         "width": width,
         "height": height,
-        "detections": dets.iter().map(|d| detection_json(d, landmarks)).collect::<Vec<_>>(),
+        "detections": dets.iter().map(|d| detection_json(d, app.taxonomy, landmarks)).collect::<Vec<_>>(),
         "time_ms": timing,
     });
     Ok(Json(body).into_response())

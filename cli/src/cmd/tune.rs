@@ -8,7 +8,6 @@ use anyhow::Result;
 use clap::Args;
 use deepmark::codec::PostConfig;
 use deepmark::codec::symmetry::SymmetryConfig;
-use deepmark::data::deepfashion2::load_coco;
 use deepmark::draw::draw_text;
 use deepmark::eval::EVAL_SCORE_THRESHOLD;
 use deepmark::eval::coco::GroundTruth;
@@ -130,9 +129,16 @@ pub fn run(a: TuneArgs) -> Result<()> {
     det.options.threshold = EVAL_SCORE_THRESHOLD;
     let start_post = det.options.post;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let samples = deepmark::data::deepfashion2::load_coco_in(
+        &a.data,
+        &deepmark::garment::TaxonomyChoice::Given(det.grouping().taxonomy()),
+        false,
+        crate::cmd::limits(),
+    )?
+    .samples;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();
     let mut gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
+    gt.set_taxonomy(det.grouping().taxonomy());
     let keep: std::collections::HashSet<u64> = samples.iter().map(|s| s.image_id).collect();
     gt.retain_images(|id| keep.contains(&id));
     let bar = progress_bar("running the network once per image");

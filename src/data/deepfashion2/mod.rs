@@ -452,16 +452,21 @@ pub fn item_in(
     })
 }
 
-/// Read and validate a COCO-style file of the taxonomy its categories declare (DeepFashion2's
-/// for DeepFashion2's files; [`load_coco_in`]). With `skip_bad`, invalid annotations are
-/// dropped and reported; otherwise the first one is an error. Images listed twice or
+/// Read and validate a COCO-style DeepFashion2 file (a file of another taxonomy is an error
+/// naming its categories; [`load_coco_in`] reads any). With `skip_bad`, invalid annotations
+/// are dropped and reported; otherwise the first one is an error. Images listed twice or
 /// annotations of unknown images are always errors. A file over `limits` is refused unread.
 pub fn load_coco(
     path: &Path,
     skip_bad: bool,
     limits: &Limits,
 ) -> Result<(Vec<Sample>, SkipReport), DataError> {
-    let d = load_coco_in(path, &TaxonomyChoice::FromData, skip_bad, limits)?;
+    let d = load_coco_in(
+        path,
+        &TaxonomyChoice::Given(&DEEPFASHION2),
+        skip_bad,
+        limits,
+    )?;
     Ok((d.samples, d.report))
 }
 

@@ -274,8 +274,29 @@ impl GroundTruth {
 
     /// Use `taxonomy`'s OKS sigmas (global layout) when the file's keypoint count is its
     /// landmark count (declared, or carried by every annotation).
+    /// Annotations carrying only their category's landmarks (COCO's form, in a taxonomy of
+    /// several categories) are moved to the global layout first, as results are written.
     pub fn set_taxonomy(&mut self, taxonomy: &crate::garment::Taxonomy) {
-        let global = |n: usize| n == 3 * taxonomy.num_landmarks;
+        let total = taxonomy.num_landmarks;
+        let mut moved = false;
+        for a in &mut self.anns {
+            let Some(c) = usize::try_from(a.category_id)
+                .ok()
+                .and_then(|id| taxonomy.category(id))
+            else {
+                continue;
+            };
+            if c.num_landmarks != total && a.keypoints.len() == 3 * c.num_landmarks {
+                let mut k = vec![0.0; 3 * total];
+                k[3 * c.start..3 * (c.start + c.num_landmarks)].copy_from_slice(&a.keypoints);
+                a.keypoints = k;
+                moved = true;
+            }
+        }
+        if moved {
+            self.declared_keypoints = total;
+        }
+        let global = |n: usize| n == 3 * total;
         if self.num_keypoints() == taxonomy.num_landmarks
             || (!self.anns.is_empty() && self.anns.iter().all(|a| global(a.keypoints.len())))
         {

@@ -17,7 +17,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::attributes::heads::{AttributeHeads, AttributeHeadsConfig};
-use crate::codec::{STRIDE, Scheme};
+use crate::codec::STRIDE;
 use crate::error::{Error, Result};
 use crate::model::{BackboneConfig, CenterNet, CenterNetConfig};
 use proto::{
@@ -117,20 +117,19 @@ fn tensor_value(name: &str, dims: &[Result<usize, &str>]) -> ValueInfoProto {
 
 /// The metadata keys [`export`] writes, with their values for `config` and `options`.
 pub fn metadata(config: &CenterNetConfig, options: &OnnxOptions) -> Vec<(String, String)> {
-    let scheme = Scheme::from_layout(&config.layout);
+    let grouping = config.grouping().ok();
     let mut m = vec![
         ("deepmark.model_config", json(config)),
         (
             "deepmark.scheme",
-            scheme.map_or("custom", |s| s.name()).to_string(),
+            grouping.as_ref().map_or("custom", |g| g.name()).to_string(),
         ),
         (
             "deepmark.taxonomy",
-            match scheme {
-                Some(Scheme::Coco17) => "coco-person",
-                _ => "deepfashion2",
-            }
-            .to_string(),
+            grouping
+                .as_ref()
+                .map_or("custom", |g| g.taxonomy().name)
+                .to_string(),
         ),
         (
             "deepmark.input",
