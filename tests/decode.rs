@@ -279,3 +279,72 @@ fn flip_fusion_swaps_mirror_groups_and_negates_x_offsets() {
         assert_eq!(m.maps.hps[(2 * gp + 1) * hw + mc], -5.0);
     }
 }
+
+/// CenterNet's COCO person decoding: the PyTorch heads of the `coco17` parity fixtures (res50
+/// and the last stack of hourglass104) decoded by `scripts/make_decode_fixture.py`, which
+/// follows `multi_pose_decode` step by step, against ours with plain decoding, in map
+/// coordinates: every detection scoring above 0.01, in the same order, boxes and landmarks to
+/// 1e-4 px, scores to 1e-6.
+#[test]
+fn coco_person_heads_decode_as_centernet_decodes_them() {
+    use deepmark::codec::Heads;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+    let grouping = Grouping::for_scheme(Scheme::Coco17).unwrap();
+    assert_eq!(grouping.taxonomy().name, "coco-person");
+    for arch in ["res50", "hourglass104"] {
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("{arch}.dets.json"))).unwrap(),
+        )
+        .unwrap();
+        let stack = want["stack"].as_u64().unwrap();
+        let io = deepmark::heads_io::read_safetensors(&root.join(format!("{arch}.io.safetensors")))
+            .unwrap();
+        let head = |n: &str| io[&format!("stack{stack}.{n}")].clone();
+        let shape = head("hm").shape;
+        let size = [shape[2], shape[3]];
+        let sigmoid = |v: Vec<f32>| v.into_iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect();
+        let maps = HeadMaps {
+            size,
+            num_classes: 1,
+            num_groups: 17,
+            maps: Heads::from_fn(|n| {
+                let d = head(n).data;
+                if n == "hm" || n == "hm_hp" {
+                    sigmoid(d)
+                } else {
+                    d
+                }
+            }),
+        };
+        let ours = decode(&maps, &grouping, &PostConfig::plain());
+        let theirs: Vec<&serde_json::Value> = want["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["score"].as_f64().unwrap() > 0.01)
+            .collect();
+        assert!(theirs.len() >= 20, "{arch}: {} detections", theirs.len());
+        let f = |v: &serde_json::Value| v.as_f64().unwrap();
+        let mut worst: f64 = 0.0;
+        for (i, t) in theirs.iter().enumerate() {
+            let d = &ours[i];
+            assert_eq!(d.category_id, 1);
+            assert!(
+                (f64::from(d.score) - f(&t["score"])).abs() < 1e-6,
+                "{arch} #{i} score"
+            );
+            for (a, b) in d.bbox.iter().zip(t["bbox"].as_array().unwrap()) {
+                worst = worst.max((f64::from(*a) - f(b)).abs());
+            }
+            for (p, q) in d.landmarks.iter().zip(t["keypoints"].as_array().unwrap()) {
+                worst = worst.max((f64::from(p[0]) - f(&q[0])).abs());
+                worst = worst.max((f64::from(p[1]) - f(&q[1])).abs());
+            }
+        }
+        println!(
+            "{arch}: {} detections, worst coordinate difference {worst:.2e} px",
+            theirs.len()
+        );
+        assert!(worst <= 1e-4, "{arch}: {worst}");
+    }
+}
