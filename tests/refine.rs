@@ -135,6 +135,7 @@ fn train_shirts(dir: &Path, epochs: usize) -> Vec<f32> {
     cfg.optimizer.lr = 2e-3;
     let mut losses = Vec::new();
     train_refiners(
+        &deepmark::garment::DEEPFASHION2,
         &cfg,
         &[1, 6],
         &samples,
@@ -234,7 +235,12 @@ fn detection_files_are_checked_entry_by_entry() {
     };
     write(std::slice::from_ref(&good));
     assert_eq!(
-        read_detections(&p, &deepmark::io::Limits::default()).unwrap(),
+        read_detections(
+            &p,
+            &deepmark::io::Limits::default(),
+            &deepmark::garment::DEEPFASHION2
+        )
+        .unwrap(),
         vec![good.clone()]
     );
     let cases = [
@@ -270,10 +276,14 @@ fn detection_files_are_checked_entry_by_entry() {
     for (bad, field) in cases {
         // NaN is written as null by serde_json; that is refused by the reader too.
         write(&[good.clone(), bad]);
-        let e = read_detections(&p, &deepmark::io::Limits::default())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = read_detections(
+            &p,
+            &deepmark::io::Limits::default(),
+            &deepmark::garment::DEEPFASHION2,
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             e.contains("d.json") && (e.contains(field) || e.contains("null")),
             "{field}: {e}"
@@ -371,6 +381,7 @@ fn a_refiner_trains_on_wgpu() {
     cfg.batch = 8;
     let t = std::time::Instant::now();
     let index = train_refiners(
+        &deepmark::garment::DEEPFASHION2,
         &cfg,
         &[1],
         &samples,
@@ -407,6 +418,7 @@ fn a_refiner_trains_in_reduced_precision_with_f32_weights() {
         cfg.amp = AmpConfig::new(precision);
         let mut losses = Vec::new();
         train_refiners(
+            &deepmark::garment::DEEPFASHION2,
             &cfg,
             &[1],
             &samples,

@@ -180,6 +180,13 @@ impl DetectorFlags {
             det.set_fast(false)?;
         }
         det.options.batch = self.batch as usize;
+        let taxonomy = det.grouping().taxonomy();
+        if !matches!(self.landmarks, Landmarks::CenterNet) && !taxonomy.is_deepfashion2() {
+            anyhow::bail!(
+                "--landmarks: the top-down and fine-tuned landmark models are DeepFashion2's; \
+                 the weights are of the taxonomy {taxonomy}"
+            );
+        }
         match &self.landmarks {
             Landmarks::TopDown(dir) => {
                 let mut set = deepmark::topdown::TopDownSet::load(dir, det.device())?;
@@ -205,6 +212,13 @@ impl DetectorFlags {
         }
         if let Some(dir) = &self.refine {
             let mut set = deepmark::refine::RefinerSet::load(dir, det.device())?;
+            if set.taxonomy() != taxonomy {
+                anyhow::bail!(
+                    "--refine {}: the refiners are of the taxonomy {}, the weights of {taxonomy}",
+                    dir.display(),
+                    set.taxonomy()
+                );
+            }
             if reduced {
                 set.set_float_dtype(dtype);
             }

@@ -185,6 +185,87 @@ fn fashion_landmarks_save_their_taxonomy_with_the_weights() {
     ]));
     let kps = json(&out.join("results_keypoints.json"));
     assert_eq!(kps[0]["keypoints"].as_array().unwrap().len(), 24);
+    // PoseFix's refiners on them: predict, train a (tiny) refiner, refine.
+    let weights = run.join("model.bpk");
+    let preds = dir.join("preds.json");
+    ok(deepmark(&[
+        "predict",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        preds.to_str().unwrap(),
+    ]));
+    let records = json(&preds);
+    assert_eq!(records[0]["keypoints"].as_array().unwrap().len(), 24);
+    let refiners = dir.join("refiners");
+    ok(deepmark(&[
+        "train-refiner",
+        "--data",
+        data.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--inputs",
+        preds.to_str().unwrap(),
+        "--arch",
+        "res18-slim",
+        "--input-size",
+        "64x64",
+        "--epochs",
+        "2",
+        "--batch",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        refiners.to_str().unwrap(),
+    ]));
+    assert!(refiners.join("fashion.bpk").is_file());
+    let refined = dir.join("refined.json");
+    let out = ok(deepmark(&[
+        "refine",
+        "--refiners",
+        refiners.to_str().unwrap(),
+        "--inputs",
+        preds.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        refined.to_str().unwrap(),
+        "--json",
+    ]));
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let n = records.as_array().unwrap().len();
+    assert_eq!(last["detections"], n, "{out}");
+    let refined = json(&refined);
+    assert_eq!(refined.as_array().unwrap().len(), n);
+    assert_eq!(refined[0]["keypoints"].as_array().unwrap().len(), 24);
+    // The refiners of one taxonomy do not refine another's detections.
+    let Some(coco) = common::shared_data("coco_person_keypoints/test_coco.json") else {
+        return;
+    };
+    let o = deepmark(&[
+        "refine",
+        "--refiners",
+        refiners.to_str().unwrap(),
+        "--inputs",
+        preds.to_str().unwrap(),
+        "--data",
+        coco.to_str().unwrap(),
+        "--out",
+        dir.join("refined2.json").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("test_coco.json") && err.contains("deepfashion-fld"),
+        "{err}"
+    );
     // `--scheme deepmark62` cannot group these landmarks.
     let o = deepmark(&[
         "train",

@@ -244,9 +244,10 @@ impl Grouping {
                 group_of: AGG81.iter().flat_map(|g| g.iter().copied()).collect(),
             },
             Scheme::Deepmark62 => deepmark62(),
-            Scheme::Coco17 => {
-                Grouping::identity(Taxonomy::builtin("coco-person").expect("built-in taxonomy"))
-            }
+            Scheme::Coco17 => Grouping {
+                name: "coco17".into(),
+                ..Grouping::identity(Taxonomy::builtin("coco-person").expect("built-in taxonomy"))
+            },
         })
     }
 

@@ -5,10 +5,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::coco::{Evaluation, GroundTruth, IouType, Params, ResultEntry, Results, evaluate};
-use super::landmarks::{LandmarkStats, landmark_errors, landmark_errors_in};
+use super::landmarks::{LandmarkStats, landmark_errors_in};
 use crate::data::deepfashion2::Sample;
 use crate::error::Result;
-use crate::garment::{DEEPFASHION2, Taxonomy};
+use crate::garment::Taxonomy;
 use crate::infer::output::{BboxResult, DetectionRecord, KeypointResult, results};
 use crate::infer::{Detector, StageTimes, detect_all};
 use crate::io::{Limits, create_dir_all, write_json_compact};
@@ -57,14 +57,15 @@ pub fn predict_dataset(
     Ok(out)
 }
 
-/// `(AP_pt, NE/PCK per category, NE/PCK over all)` of DeepFashion2 detection records against
+/// `(AP_pt, NE/PCK per category, NE/PCK over all)` of detection records of `taxonomy` against
 /// the ground truth (the before/after numbers of `refine`).
 pub fn landmark_quality(
+    taxonomy: &'static Taxonomy,
     gt: &GroundTruth,
     samples: &[Sample],
     records: &[DetectionRecord],
 ) -> Result<(f64, Vec<LandmarkStats>, LandmarkStats)> {
-    let r = landmark_report(gt, samples, records)?;
+    let r = landmark_report(taxonomy, gt, samples, records)?;
     Ok((r.ap_pt, r.per_category, r.overall))
 }
 
@@ -73,16 +74,18 @@ pub fn landmark_quality(
 pub struct LandmarkReport {
     /// AP at OKS .50:.95 (0 without detections).
     pub ap_pt: f64,
-    /// AP_pt per category (index = id − 1; −1 where the ground truth has none).
+    /// AP_pt per category (index = its class in the taxonomy; −1 where the ground truth has
+    /// none).
     pub per_category_ap: Vec<f64>,
-    /// NE/PCK per category (index = id − 1) and overall.
+    /// NE/PCK per category (index = its class).
     pub per_category: Vec<LandmarkStats>,
     /// NE/PCK over every category.
     pub overall: LandmarkStats,
 }
 
-/// [`LandmarkReport`] of DeepFashion2 detection records against the ground truth.
+/// [`LandmarkReport`] of detection records of `taxonomy` against the ground truth.
 pub fn landmark_report(
+    taxonomy: &'static Taxonomy,
     gt: &GroundTruth,
     samples: &[Sample],
     records: &[DetectionRecord],
@@ -110,19 +113,18 @@ pub fn landmark_report(
             .collect(),
         ..Default::default()
     };
-    let (_, kps) = evaluate_in_memory(gt, &res)?;
-    let mut per_category_ap = vec![-1.0; DEEPFASHION2.num_categories()];
+    let mut gt = gt.clone();
+    gt.set_taxonomy(taxonomy);
+    let (_, kps) = evaluate_in_memory(&gt, &res)?;
+    let mut per_category_ap = vec![-1.0; taxonomy.num_categories()];
     if let Some(e) = &kps {
         for (c, ap) in e.per_category_ap() {
-            if let Some(class) = usize::try_from(c)
-                .ok()
-                .and_then(|c| DEEPFASHION2.class_of(c))
-            {
+            if let Some(class) = usize::try_from(c).ok().and_then(|c| taxonomy.class_of(c)) {
                 per_category_ap[class] = ap;
             }
         }
     }
-    let (per_category, overall) = landmark_errors(samples, &res.bbox, &res.keypoints);
+    let (per_category, overall) = landmark_errors_in(taxonomy, samples, &res.bbox, &res.keypoints);
     Ok(LandmarkReport {
         ap_pt: kps.map_or(0.0, |e| e.stats[0].max(0.0)),
         per_category_ap,

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::attributes::apply::AttributeGuess;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
-use crate::garment::{NUM_LANDMARKS, category};
+use crate::garment::Taxonomy;
 use crate::io::Limits;
 
 /// A bbox result (`evaluation.md`: `{image_id, category_id, bbox: [x, y, w, h], score}`).
@@ -78,32 +78,32 @@ pub fn results(
 }
 
 /// One detection with everything a later stage needs (`predict`'s output, the PoseFix
-/// refiners' input): `bbox` `[x, y, w, h]`, and the 294 `x, y, score` triplets with the
-/// category's slice filled. A list of them is also a valid keypoints results file for `eval`
+/// refiners' input): `bbox` `[x, y, w, h]`, and the taxonomy's global layout of `x, y, score`
+/// triplets (294 for DeepFashion2) with the category's slice filled. A list of them is also a valid keypoints results file for `eval`
 /// (the third values are not used by OKS).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectionRecord {
     /// The image's id.
     pub image_id: u64,
-    /// 1-based DeepFashion2 category id.
+    /// Category id (DeepFashion2: 1–13).
     pub category_id: usize,
     /// `[x, y, w, h]` in image pixels.
     pub bbox: [f32; 4],
-    /// 294 × `[x, y, score]`, flattened; zeros outside the category's landmarks.
+    /// The global layout's `[x, y, score]`, flattened; zeros outside the category's landmarks.
     pub keypoints: Vec<f32>,
     /// The detection's score.
     pub score: f32,
 }
 
 impl DetectionRecord {
-    /// The record of detection `d` in image `image_id`.
-    pub fn new(image_id: u64, d: &Detection) -> Self {
+    /// The record of detection `d` of `taxonomy` in image `image_id`.
+    pub fn new(image_id: u64, d: &Detection, taxonomy: &Taxonomy) -> Self {
         DetectionRecord {
             image_id,
             category_id: d.category_id,
             bbox: d.bbox_xywh(),
             keypoints: d
-                .landmarks_global(&crate::garment::DEEPFASHION2, |s| s)
+                .landmarks_global(taxonomy, |s| s)
                 .into_iter()
                 .flatten()
                 .collect(),
@@ -113,8 +113,8 @@ impl DetectionRecord {
 
     /// The category's landmarks in local order (`None` for an unknown category or a short
     /// keypoint list; [`read_detections`] refuses those).
-    pub fn local_landmarks(&self) -> Option<Vec<[f32; 3]>> {
-        let cat = category(self.category_id)?;
+    pub fn local_landmarks(&self, taxonomy: &Taxonomy) -> Option<Vec<[f32; 3]>> {
+        let cat = taxonomy.category(self.category_id)?;
         let k = self
             .keypoints
             .get(cat.start * 3..(cat.start + cat.num_landmarks) * 3)?;
@@ -122,20 +122,20 @@ impl DetectionRecord {
     }
 
     /// Back to a [`Detection`] in image pixels.
-    pub fn detection(&self) -> Option<Detection> {
+    pub fn detection(&self, taxonomy: &Taxonomy) -> Option<Detection> {
         let [x, y, w, h] = self.bbox;
         Some(Detection {
             category_id: self.category_id,
             score: self.score,
             box_score: self.score,
             bbox: [x, y, x + w, y + h],
-            landmarks: self.local_landmarks()?,
+            landmarks: self.local_landmarks(taxonomy)?,
             attributes: Vec::new(),
         })
     }
 
     /// Refuses what no later stage could use, naming the entry and the field.
-    fn check(&self, path: &Path, index: usize) -> Result<()> {
+    fn check(&self, path: &Path, index: usize, taxonomy: &Taxonomy) -> Result<()> {
         let bad = |field: &str, why: String| {
             Err(Error::file(
                 path,
@@ -145,19 +145,25 @@ impl DetectionRecord {
                 ),
             ))
         };
-        if category(self.category_id).is_none() {
+        if taxonomy.category(self.category_id).is_none() {
             return bad(
                 "category_id",
-                format!("unknown category {} (expected 1..=13)", self.category_id),
+                format!(
+                    "unknown category {} (the taxonomy {} has {})",
+                    self.category_id,
+                    taxonomy.name,
+                    taxonomy.category_list()
+                ),
             );
         }
-        if self.keypoints.len() != NUM_LANDMARKS * 3 {
+        if self.keypoints.len() != taxonomy.num_landmarks * 3 {
             return bad(
                 "keypoints",
                 format!(
-                    "{} values; expected {}",
+                    "{} values; expected {} (the taxonomy {})",
                     self.keypoints.len(),
-                    NUM_LANDMARKS * 3
+                    taxonomy.num_landmarks * 3,
+                    taxonomy
                 ),
             );
         }
@@ -177,13 +183,17 @@ impl DetectionRecord {
     }
 }
 
-/// Reads a list of [`DetectionRecord`]s (`predict`'s output), checking every entry; a file over
-/// `limits` is refused unread.
-pub fn read_detections(path: &Path, limits: &Limits) -> Result<Vec<DetectionRecord>> {
+/// Reads a list of [`DetectionRecord`]s (`predict`'s output) of `taxonomy`, checking every
+/// entry; a file over `limits` is refused unread.
+pub fn read_detections(
+    path: &Path,
+    limits: &Limits,
+    taxonomy: &Taxonomy,
+) -> Result<Vec<DetectionRecord>> {
     let list: Vec<DetectionRecord> =
         limits.read_json(path, "detections file (predict's output)")?;
     for (i, d) in list.iter().enumerate() {
-        d.check(path, i)?;
+        d.check(path, i, taxonomy)?;
     }
     Ok(list)
 }
@@ -224,6 +234,7 @@ pub fn draw_detections(
 /// images not in `samples` are refused. Returns the records in their order with the new
 /// landmark positions: box, score and the landmarks' third values stay as they were.
 pub fn update_landmarks(
+    taxonomy: &Taxonomy,
     samples: &[crate::data::deepfashion2::Sample],
     images: &Path,
     limits: &Limits,
@@ -252,7 +263,7 @@ pub fn update_landmarks(
         let mut dets: Vec<Detection> = idx
             .iter()
             .map(|&i| {
-                records[i].detection().ok_or_else(|| {
+                records[i].detection(taxonomy).ok_or_else(|| {
                     Error::Invalid(format!(
                         "detection {i}: unknown category {} or too few keypoints",
                         records[i].category_id
@@ -262,7 +273,7 @@ pub fn update_landmarks(
             .collect::<Result<_>>()?;
         apply(&image, &mut dets)?;
         for (&i, d) in idx.iter().zip(&dets) {
-            let start = category(d.category_id).map_or(0, |c| c.start);
+            let start = taxonomy.category(d.category_id).map_or(0, |c| c.start);
             for (slot, p) in out[i].keypoints[3 * start..]
                 .chunks_exact_mut(3)
                 .zip(&d.landmarks)

@@ -279,7 +279,7 @@ impl CenterNetConfig {
         };
         let implied = Scheme::from_layout(&self.layout)
             .and_then(Scheme::grouping)
-            .is_some_and(|g| g == *grouping);
+            .is_some_and(|g| g.taxonomy() == grouping.taxonomy() && g.table() == grouping.table());
         self.taxonomy = (!implied).then(|| ModelTaxonomy::of(grouping));
     }
 

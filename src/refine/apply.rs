@@ -16,7 +16,7 @@ use super::net::Refiner;
 use crate::checkpoint::load_listed;
 use crate::codec::Detection;
 use crate::error::{Error, Result};
-use crate::garment::{NUM_CATEGORIES, category};
+use crate::garment::{DEEPFASHION2, Taxonomy};
 use crate::infer::output::{DetectionRecord, update_landmarks};
 use crate::io::{Limits, read_json};
 use crate::model::cast::cast_module;
@@ -54,7 +54,9 @@ pub fn index_path(dir: &Path) -> PathBuf {
 
 /// Refiners per category, ready to refine detections.
 pub struct RefinerSet {
+    /// One slot per category of the taxonomy, by class.
     refiners: Vec<Option<(Refiner, RefinerConfig)>>,
+    taxonomy: &'static Taxonomy,
     device: Device,
     /// Average with the mirrored crop (PoseFix's flip test).
     pub flip: bool,
@@ -92,17 +94,30 @@ impl RefinerSet {
     }
 
     /// Wraps refiners built in memory (the last one wins where two refine one category), with
-    /// the defaults: flip test on, detections from score 0.05, 16 crops per pass.
+    /// the defaults: flip test on, detections from score 0.05, 16 crops per pass. Every
+    /// refiner must be of one taxonomy.
     pub fn from_refiners(list: Vec<(Refiner, RefinerConfig)>, device: &Device) -> Result<Self> {
+        let taxonomy = match list.first() {
+            Some((_, c)) => c.taxonomy()?,
+            None => &DEEPFASHION2,
+        };
         let mut refiners: Vec<Option<(Refiner, RefinerConfig)>> =
-            (0..NUM_CATEGORIES).map(|_| None).collect();
+            (0..taxonomy.num_categories()).map(|_| None).collect();
         for (m, c) in list {
             c.check()?;
-            let i = c.category_id - 1;
+            if c.taxonomy()? != taxonomy {
+                return Err(crate::Error::Invalid(format!(
+                    "refiners of two taxonomies in one set: {} and {}",
+                    taxonomy.name,
+                    c.taxonomy()?.name
+                )));
+            }
+            let i = taxonomy.class_of(c.category_id).expect("checked");
             refiners[i] = Some((m, c));
         }
         Ok(RefinerSet {
             refiners,
+            taxonomy,
             device: device.clone(),
             flip: true,
             min_score: 0.05,
@@ -120,18 +135,28 @@ impl RefinerSet {
         self.dtype = dtype;
     }
 
+    /// The taxonomy of the refined categories.
+    pub fn taxonomy(&self) -> &'static Taxonomy {
+        self.taxonomy
+    }
+
     /// Category ids with a refiner.
     pub fn categories(&self) -> Vec<usize> {
-        (1..=NUM_CATEGORIES)
-            .filter(|&c| self.refiners[c - 1].is_some())
+        self.taxonomy
+            .categories
+            .iter()
+            .zip(&self.refiners)
+            .filter(|(_, r)| r.is_some())
+            .map(|(c, _)| c.id)
             .collect()
     }
 
     /// Refines the landmarks of `dets` (image pixels) found in `image`.
     pub fn refine(&self, image: &RgbImage, dets: &mut [Detection]) -> Result<()> {
         for cat_id in self.categories() {
-            let (model, cfg) = self.refiners[cat_id - 1].as_ref().expect("listed");
-            let cat = category(cat_id).expect("checked at load");
+            let class = self.taxonomy.class_of(cat_id).expect("listed");
+            let (model, cfg) = self.refiners[class].as_ref().expect("listed");
+            let cat = self.taxonomy.category(cat_id).expect("checked at load");
             let chosen: Vec<usize> = (0..dets.len())
                 .filter(|&i| {
                     let d = &dets[i];
@@ -210,6 +235,7 @@ pub fn refine_records(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<DetectionRecord>> {
     update_landmarks(
+        set.taxonomy,
         samples,
         images,
         limits,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::net::Refiner;
 use crate::error::{Result, invalid};
-use crate::garment::{Category, category};
+use crate::garment::{Category, DEEPFASHION2, Taxonomy, TaxonomyDef};
 use crate::model::resnet::ResNetConfig;
 use burn::tensor::Device;
 
@@ -73,8 +73,11 @@ pub fn parse_input_size(s: &str) -> Result<[usize; 2]> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RefinerConfig {
-    /// 1-based DeepFashion2 category id.
+    /// Category id in the taxonomy (DeepFashion2: 1–13).
     pub category_id: usize,
+    /// The taxonomy, when not DeepFashion2's (absent from the JSON for DeepFashion2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxonomy: Option<TaxonomyDef>,
     /// The category's landmark count `J` (input channels `3 + J`, output heatmaps `J`).
     pub num_landmarks: usize,
     /// The architecture.
@@ -93,11 +96,26 @@ impl RefinerConfig {
     /// The refiner of `category_id` with PoseFix's defaults for `input`: σ = 3 + height/64
     /// (9 at 384, 7 at 256), box ×1.25.
     pub fn new(arch: RefinerArch, category_id: usize, input: [usize; 2]) -> Result<Self> {
-        let Some(cat) = category(category_id) else {
-            invalid!("unknown DeepFashion2 category {category_id} (expected 1..=13)");
+        Self::new_in(&DEEPFASHION2, arch, category_id, input)
+    }
+
+    /// [`RefinerConfig::new`] for a category of `taxonomy`.
+    pub fn new_in(
+        taxonomy: &'static Taxonomy,
+        arch: RefinerArch,
+        category_id: usize,
+        input: [usize; 2],
+    ) -> Result<Self> {
+        let Some(cat) = taxonomy.category(category_id) else {
+            invalid!(
+                "unknown category {category_id} (the taxonomy {} has {})",
+                taxonomy.name,
+                taxonomy.category_list()
+            );
         };
         let cfg = RefinerConfig {
             category_id,
+            taxonomy: (!taxonomy.is_deepfashion2()).then(|| taxonomy.def()),
             num_landmarks: cat.num_landmarks,
             arch,
             backbone: arch.backbone(),
@@ -109,11 +127,24 @@ impl RefinerConfig {
         Ok(cfg)
     }
 
+    /// The taxonomy of the refined category (DeepFashion2's unless the config names one).
+    pub fn taxonomy(&self) -> Result<&'static Taxonomy> {
+        match &self.taxonomy {
+            Some(def) => def.intern(),
+            None => Ok(&DEEPFASHION2),
+        }
+    }
+
     /// The category this refiner refines.
     pub fn category(&self) -> Result<&'static Category> {
-        match category(self.category_id) {
+        let tax = self.taxonomy()?;
+        match tax.category(self.category_id) {
             Some(c) => Ok(c),
-            None => invalid!("refiner for unknown category {}", self.category_id),
+            None => invalid!(
+                "refiner for unknown category {} of the taxonomy {}",
+                self.category_id,
+                tax.name
+            ),
         }
     }
 

@@ -139,6 +139,7 @@ pub struct RefineDataset {
 /// The prediction of each image's garments matched to them: per `(image, item index)`, the
 /// best-IoU prediction of the same category with IoU ≥ 0.5 (each used once, best score first).
 fn match_predictions(
+    taxonomy: &crate::garment::Taxonomy,
     samples: &[Sample],
     predictions: &[DetectionRecord],
 ) -> HashMap<(u64, usize), Vec<[f32; 3]>> {
@@ -164,7 +165,7 @@ fn match_predictions(
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((k, _)) = best {
                 used[k] = true;
-                if let Some(pose) = preds[k].local_landmarks() {
+                if let Some(pose) = preds[k].local_landmarks(taxonomy) {
                     out.insert((s.image_id, i), pose);
                 }
             }
@@ -190,7 +191,7 @@ impl RefineDataset {
         seed: u64,
     ) -> Result<Self> {
         let cat = cfg.category()?;
-        let matched = match_predictions(&samples, predictions);
+        let matched = match_predictions(cfg.taxonomy()?, &samples, predictions);
         let mut entries = Vec::new();
         for (si, s) in samples.iter().enumerate() {
             for (ii, it) in s.items.iter().enumerate() {

@@ -20,7 +20,6 @@ use super::net::{RefinerLoss, refiner_loss};
 use crate::checkpoint::{save_module, verify};
 use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
-use crate::garment::category;
 use crate::infer::output::DetectionRecord;
 use crate::io::{Limits, create_dir_all, read_json, write_json};
 use crate::train::OptimizerConfig;
@@ -125,10 +124,11 @@ pub enum RefineEvent {
     },
 }
 
-/// Trains the refiners of `categories` on `samples` (images in `images`), with the detector's
-/// `predictions` as input poses where they match, into `out`.
+/// Trains the refiners of `categories` (of `taxonomy`) on `samples` (images in `images`), with
+/// the detector's `predictions` as input poses where they match, into `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_refiners(
+    taxonomy: &'static crate::garment::Taxonomy,
     cfg: &RefinerTrainConfig,
     categories: &[usize],
     samples: &[Sample],
@@ -155,9 +155,11 @@ pub fn train_refiners(
     };
     index.train = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
     for &id in categories {
-        let Some(cat) = category(id) else {
+        let Some(cat) = taxonomy.category(id) else {
             return Err(Error::Invalid(format!(
-                "unknown category {id} (expected 1..=13)"
+                "unknown category {id} (the taxonomy {} has {})",
+                taxonomy.name,
+                taxonomy.category_list()
             )));
         };
         let done = index.refiners.iter().find(|e| e.category_id == id);
@@ -171,7 +173,7 @@ pub fn train_refiners(
             });
             continue;
         }
-        let rcfg = RefinerConfig::new(cfg.arch, id, cfg.input)?;
+        let rcfg = RefinerConfig::new_in(taxonomy, cfg.arch, id, cfg.input)?;
         let dataset = Arc::new(
             RefineDataset::new(
                 samples.to_vec(),

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
-use deepmark::data::deepfashion2::load_coco;
+use deepmark::data::deepfashion2::load_coco_in;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::landmark_quality;
-use deepmark::garment::{NUM_LANDMARKS, category};
+use deepmark::garment::{Taxonomy, TaxonomyChoice};
 use deepmark::infer::detect_all;
 use deepmark::infer::output::{DetectionRecord, read_detections};
 use deepmark::io::JsonArrayWriter;
@@ -32,18 +32,23 @@ pub struct PredictArgs {
     /// Detector weights (.bpk).
     #[arg(long, required_unless_present = "synthesize_errors")]
     pub weights: Option<PathBuf>,
-    /// COCO-style DeepFashion2 JSON (images in `image/` beside it, or --images).
+    /// COCO-style keypoints JSON (images in `image/` beside it, or --images); of the weights'
+    /// taxonomy.
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long)]
     pub images: Option<PathBuf>,
+    /// With --synthesize-errors: the data's taxonomy [default: read from the data].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     #[command(flatten)]
     pub detector: DetectorFlags,
     /// Detections scoring below are not written.
     #[arg(long, default_value_t = 0.05)]
     pub threshold: f32,
-    /// The detections file: a JSON list of `{image_id, category_id, bbox, keypoints (294×3, the
-    /// third value the landmark score), score}`, also a keypoints results file for `eval`.
+    /// The detections file: a JSON list of `{image_id, category_id, bbox, keypoints (the
+    /// taxonomy's layout ×3, 294×3 for DeepFashion2; the third value the landmark score),
+    /// score}`, also a keypoints results file for `eval`.
     #[arg(long)]
     pub out: PathBuf,
     /// No detector: write the ground truth with PoseFix's synthesized errors (good, jitter,
@@ -61,18 +66,28 @@ pub fn predict(a: PredictArgs) -> Result<()> {
     }
     crate::cmd::refuse_input_as_output(&a.out, &inputs)?;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let det = match &a.weights {
+        Some(w) if !a.synthesize_errors => Some(a.detector.load(w)?),
+        _ => None,
+    };
+    let choice = match &det {
+        Some(d) => TaxonomyChoice::Given(d.grouping().taxonomy()),
+        None => a.taxonomy.clone().unwrap_or_default(),
+    };
+    let data = load_coco_in(&a.data, &choice, false, crate::cmd::limits())?;
+    crate::cmd::print_notes(&data.notes);
+    let (samples, taxonomy) = (data.samples, data.taxonomy);
     let mut out = JsonArrayWriter::create(&a.out)?;
     if a.synthesize_errors {
         let mut rng = StdRng::seed_from_u64(a.seed);
         let rates = ErrorRates::default();
         for s in &samples {
             for (i, it) in s.items.iter().enumerate() {
-                let Some(cat) = category(it.category_id) else {
+                let Some(cat) = taxonomy.category(it.category_id) else {
                     continue;
                 };
                 let [x, y, w, h] = it.bbox;
-                let mut keypoints = vec![0.0f32; NUM_LANDMARKS * 3];
+                let mut keypoints = vec![0.0f32; taxonomy.num_landmarks * 3];
                 for (l, (p, kind)) in synthesize(&s.items, i, cat, &rates, &mut rng)
                     .into_iter()
                     .enumerate()
@@ -101,16 +116,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let weights = a.weights.as_ref().expect("clap requires --weights");
-    let mut det = a.detector.load(weights)?;
-    if !det.grouping().taxonomy().is_deepfashion2() {
-        bail!(
-            "{}: predict writes DeepFashion2's records for the PoseFix refiners; these weights \
-             are of the taxonomy {}",
-            weights.display(),
-            det.grouping().taxonomy()
-        );
-    }
+    let mut det = det.expect("clap requires --weights");
     det.options.threshold = a.threshold;
     det.options
         .check()
@@ -126,7 +132,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         |s, item| {
             let (_, dets) = item?;
             for d in &dets {
-                out.push(&DetectionRecord::new(s.image_id, d))?;
+                out.push(&DetectionRecord::new(s.image_id, d, taxonomy))?;
             }
             done += 1;
             bar.set_length(total as u64);
@@ -147,17 +153,21 @@ pub fn predict(a: PredictArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct TrainRefinerArgs {
-    /// COCO-style DeepFashion2 JSON of the training set (images in `image/` beside it, or
+    /// COCO-style keypoints JSON of the training set (images in `image/` beside it, or
     /// --images).
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long)]
     pub images: Option<PathBuf>,
+    /// The data's taxonomy [default: read from the data].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     /// The detector's predictions on the training set (`predict`'s output): matched garments
     /// use them as input poses half of the time; the rest get synthesized errors.
     #[arg(long)]
     pub inputs: Option<PathBuf>,
-    /// A category id (1–13), a comma list, or `all` (one refiner each, as DeepMark++).
+    /// A category id (DeepFashion2: 1–13), a comma list, or `all` (one refiner each, as
+    /// DeepMark++).
     #[arg(long, default_value = "all")]
     pub category: String,
     /// res50 (PoseFix's default here), res18, or res18-slim (CPU demos).
@@ -193,22 +203,25 @@ pub struct TrainRefinerArgs {
     pub precision: Precision,
 }
 
-fn parse_categories(s: &str) -> Result<Vec<usize>> {
+fn parse_categories(s: &str, taxonomy: &Taxonomy) -> Result<Vec<usize>> {
     if s == "all" {
-        return Ok((1..=13).collect());
+        return Ok(taxonomy.categories.iter().map(|c| c.id).collect());
     }
     let mut out = Vec::new();
     for part in s.split(',') {
         match part.trim().parse::<usize>() {
-            Ok(c) if category(c).is_some() => out.push(c),
-            _ => bail!("--category: '{part}' is not a category id 1..=13 (or give `all`)"),
+            Ok(c) if taxonomy.category(c).is_some() => out.push(c),
+            _ => bail!(
+                "--category: '{part}' is not a category id of {} ({}; or give `all`)",
+                taxonomy.name,
+                taxonomy.category_list()
+            ),
         }
     }
     Ok(out)
 }
 
 pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
-    let categories = parse_categories(&a.category)?;
     let input = parse_input_size(&a.input_size)?;
     let mut cfg = RefinerTrainConfig::posefix(a.arch, input, a.epochs);
     cfg.batch = a.batch;
@@ -220,17 +233,26 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
         cfg.optimizer.lr = lr;
     }
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
+    let data = load_coco_in(
+        &a.data,
+        &a.taxonomy.clone().unwrap_or_default(),
+        true,
+        crate::cmd::limits(),
+    )?;
+    crate::cmd::print_notes(&data.notes);
+    let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
+    let categories = parse_categories(&a.category, taxonomy)?;
     if !report.skipped.is_empty() {
         println!("{}", crate::cmd::flag_names(&report.to_string()));
     }
     let predictions = match &a.inputs {
-        Some(p) => read_detections(p, crate::cmd::limits())?,
+        Some(p) => read_detections(p, crate::cmd::limits(), taxonomy)?,
         None => Vec::new(),
     };
     let device = a.backend.device()?;
     let bar = progress_bar("training");
     let index = train_refiners(
+        taxonomy,
         &cfg,
         &categories,
         &samples,
@@ -248,7 +270,7 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
             } => {
                 bar.set_length((a.epochs) as u64);
                 bar.set_position(0);
-                let name = category(*category_id).map_or("?", |c| c.name);
+                let name = taxonomy.category(*category_id).map_or("?", |c| c.name);
                 crate::ui::say(
                     Some(&bar),
                     &format!(
@@ -310,8 +332,8 @@ pub struct RefineArgs {
     /// Detections to refine (`predict`'s output, or any method's in that format).
     #[arg(long)]
     pub inputs: PathBuf,
-    /// COCO-style DeepFashion2 JSON of the images (and their ground truth, for the before /
-    /// after numbers).
+    /// COCO-style keypoints JSON of the images (and their ground truth, for the before / after
+    /// numbers), of the refiners' taxonomy.
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long)]
@@ -346,9 +368,16 @@ pub fn refine(a: RefineArgs) -> Result<()> {
     set.flip = !a.no_flip;
     set.min_score = a.min_score;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let taxonomy = set.taxonomy();
+    let samples = load_coco_in(
+        &a.data,
+        &TaxonomyChoice::Given(taxonomy),
+        false,
+        crate::cmd::limits(),
+    )?
+    .samples;
     let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
-    let records = read_detections(&a.inputs, crate::cmd::limits())?;
+    let records = read_detections(&a.inputs, crate::cmd::limits(), taxonomy)?;
     let bar = progress_bar("refining");
     let refined = refine_records(
         &set,
@@ -364,8 +393,8 @@ pub fn refine(a: RefineArgs) -> Result<()> {
         out.push(r)?;
     }
     out.finish()?;
-    let (ap0, per0, ne0) = landmark_quality(&gt, &samples, &records)?;
-    let (ap1, per1, ne1) = landmark_quality(&gt, &samples, &refined)?;
+    let (ap0, per0, ne0) = landmark_quality(taxonomy, &gt, &samples, &records)?;
+    let (ap1, per1, ne1) = landmark_quality(taxonomy, &gt, &samples, &refined)?;
     println!(
         "wrote {} refined detections to {}",
         refined.len(),
@@ -377,9 +406,12 @@ pub fn refine(a: RefineArgs) -> Result<()> {
         "", "NE", "→ NE", "PCK", "→ PCK", "landmarks"
     );
     for c in set.categories() {
-        let (b, r) = (&per0[c - 1], &per1[c - 1]);
+        let class = taxonomy
+            .class_of(c)
+            .expect("a category of the set's taxonomy");
+        let (b, r) = (&per0[class], &per1[class]);
         if b.landmarks > 0 {
-            let name = category(c).map_or("?", |c| c.name);
+            let name = taxonomy.category(c).map_or("?", |c| c.name);
             println!(
                 "{name:<24} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9}",
                 b.ne(),

@@ -281,7 +281,7 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
     let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
     let inputs = match &a.inputs {
-        Some(p) => read_detections(p, crate::cmd::limits())?,
+        Some(p) => read_detections(p, crate::cmd::limits(), &deepmark::garment::DEEPFASHION2)?,
         None => ground_truth_records(&samples),
     };
     let served: Vec<Option<Served>> = (1..=NUM_CATEGORIES).map(|c| set.served(c)).collect();
@@ -289,6 +289,7 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     let run = |set: &TopDownSet, label: &'static str| -> Result<Vec<DetectionRecord>> {
         let bar = progress_bar(label);
         let r = update_landmarks(
+            &deepmark::garment::DEEPFASHION2,
             &samples,
             &images,
             crate::cmd::limits(),
@@ -310,14 +311,26 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     }
     let mut columns: Vec<(&str, LandmarkReport)> = Vec::new();
     if a.inputs.is_some() {
-        columns.push(("centernet", landmark_report(&gt, &samples, &inputs)?));
+        columns.push((
+            "centernet",
+            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &inputs)?,
+        ));
     }
     if fine_tuned && set.retain_universal().is_ok() {
         let universal = run(&set, "universal")?;
-        columns.push(("universal", landmark_report(&gt, &samples, &universal)?));
-        columns.push(("fine-tuned", landmark_report(&gt, &samples, &with_set)?));
+        columns.push((
+            "universal",
+            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &universal)?,
+        ));
+        columns.push((
+            "fine-tuned",
+            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &with_set)?,
+        ));
     } else {
-        columns.push(("top-down", landmark_report(&gt, &samples, &with_set)?));
+        columns.push((
+            "top-down",
+            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &with_set)?,
+        ));
     }
     println!(
         "{} — AP_pt (OKS .50:.95) and NE per category; boxes: {}",

@@ -425,14 +425,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
         let notes = plan.config.fit_taxonomy(&choice, by_name)?;
         crate::cmd::print_notes(&notes);
         let grouping = plan.config.model.grouping()?;
-        if let Some(SchemeArg::Scheme(s)) = a.scheme
-            && s.name() != grouping.name()
-        {
-            bail!(
-                "--scheme {s} does not group the landmarks of the data's taxonomy {} (use none \
-                 or by-name)",
-                grouping.taxonomy().name
-            );
+        if let Some(SchemeArg::Scheme(s)) = a.scheme {
+            // The named scheme must group this taxonomy's landmarks.
+            deepmark::codec::Grouping::for_taxonomy(grouping.taxonomy(), s.name())
+                .map_err(|e| anyhow::anyhow!("--scheme {s}: {e}"))?;
         }
         if !grouping.taxonomy().is_deepfashion2() {
             println!(

@@ -213,10 +213,11 @@ fn results_json(p: &Path) -> Result<()> {
         }
         Err(_) => Ok(()),
     };
-    let detections = read_detections(p, &Limits::default()).map(|records| {
+    let df2 = &deepmark::garment::DEEPFASHION2;
+    let detections = read_detections(p, &Limits::default(), df2).map(|records| {
         for r in &records {
-            let _ = r.detection();
-            let _ = r.local_landmarks();
+            let _ = r.detection(df2);
+            let _ = r.local_landmarks(df2);
         }
     });
     // A bbox results file is for `eval` only, a detections file also for `refine`: accepted
