@@ -181,15 +181,23 @@ impl DetectorFlags {
         }
         det.options.batch = self.batch as usize;
         let taxonomy = det.grouping().taxonomy();
-        if !matches!(self.landmarks, Landmarks::CenterNet) && !taxonomy.is_deepfashion2() {
+        if matches!(self.landmarks, Landmarks::FineTuned(_)) && !taxonomy.is_deepfashion2() {
             anyhow::bail!(
-                "--landmarks: the top-down and fine-tuned landmark models are DeepFashion2's; \
+                "--landmarks finetuned: per-category fine-tuned CenterNets are DeepFashion2's; \
                  the weights are of the taxonomy {taxonomy}"
             );
         }
         match &self.landmarks {
             Landmarks::TopDown(dir) => {
                 let mut set = deepmark::topdown::TopDownSet::load(dir, det.device())?;
+                if set.taxonomy() != taxonomy {
+                    anyhow::bail!(
+                        "--landmarks topdown:{}: the models are of the taxonomy {}, the weights \
+                         of {taxonomy}",
+                        dir.display(),
+                        set.taxonomy()
+                    );
+                }
                 if reduced {
                     set.set_float_dtype(dtype);
                 }

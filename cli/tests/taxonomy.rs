@@ -245,6 +245,63 @@ fn fashion_landmarks_save_their_taxonomy_with_the_weights() {
     let refined = json(&refined);
     assert_eq!(refined.as_array().unwrap().len(), n);
     assert_eq!(refined[0]["keypoints"].as_array().unwrap().len(), 24);
+    // A top-down model set on them (universal and fine-tuned), evaluated on the detections
+    // and applied inside `infer`.
+    let models = dir.join("topdown");
+    ok(deepmark(&[
+        "train-topdown",
+        "--data",
+        data.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--arch",
+        "cpn-res18-slim",
+        "--input-size",
+        "64x64",
+        "--epochs",
+        "2",
+        "--batch",
+        "2",
+        "--workers",
+        "1",
+        "--category",
+        "all",
+        "--out",
+        models.to_str().unwrap(),
+    ]));
+    assert!(models.join("universal.bpk").is_file() && models.join("fashion.bpk").is_file());
+    let ev = ok(deepmark(&[
+        "eval-topdown",
+        "--models",
+        models.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--inputs",
+        preds.to_str().unwrap(),
+        "--json",
+    ]));
+    let last: Value = serde_json::from_str(ev.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["fine-tuned"]["per_category_ap"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{ev}"
+    );
+    let spec = format!("topdown:{}", models.display());
+    ok(deepmark(&[
+        "infer",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--landmarks",
+        &spec,
+        "--out",
+        dir.join("infer-topdown").to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]));
     // The refiners of one taxonomy do not refine another's detections.
     let Some(coco) = common::shared_data("coco_person_keypoints/test_coco.json") else {
         return;

@@ -17,7 +17,7 @@ use crate::checkpoint::load_listed;
 use crate::codec::Detection;
 use crate::codec::grouping::Grouping;
 use crate::error::{Error, Result};
-use crate::garment::{NUM_CATEGORIES, category};
+use crate::garment::{DEEPFASHION2, Taxonomy};
 use crate::io::read_json;
 use crate::model::cast::cast_module;
 use crate::refine::codec::{CropJitter, crop_pixels, crop_transform};
@@ -80,7 +80,9 @@ struct Loaded {
 
 /// Top-down models by category, ready to estimate landmarks.
 pub struct TopDownSet {
+    taxonomy: &'static Taxonomy,
     universal: Option<Loaded>,
+    /// One slot per category of the taxonomy, by class.
     fine_tuned: Vec<Option<Loaded>>,
     device: Device,
     /// What becomes of the detector's own landmarks.
@@ -123,9 +125,14 @@ impl TopDownSet {
     /// with the defaults: replace, flip test on, detections from score 0.05 (as the refiners:
     /// lower ones barely move AP and each costs two crops), 16 crops per pass.
     pub fn from_models(list: Vec<(Cpn, CpnConfig)>, device: &Device) -> Result<Self> {
+        let taxonomy = match list.first() {
+            Some((_, c)) => c.grouping()?.taxonomy(),
+            None => &DEEPFASHION2,
+        };
         let mut set = TopDownSet {
+            taxonomy,
             universal: None,
-            fine_tuned: (0..NUM_CATEGORIES).map(|_| None).collect(),
+            fine_tuned: (0..taxonomy.num_categories()).map(|_| None).collect(),
             device: device.clone(),
             combine: Combine::Replace,
             flip: true,
@@ -135,14 +142,25 @@ impl TopDownSet {
         };
         for (model, cfg) in list {
             cfg.check()?;
+            let grouping = cfg.grouping()?;
+            if grouping.taxonomy() != taxonomy {
+                return Err(Error::Invalid(format!(
+                    "top-down models of two taxonomies in one set: {} and {}",
+                    taxonomy.name,
+                    grouping.taxonomy().name
+                )));
+            }
             let loaded = Loaded {
-                grouping: cfg.grouping()?,
+                grouping,
                 model,
                 cfg,
             };
             match loaded.cfg.category_id {
                 None => set.universal = Some(loaded),
-                Some(c) => set.fine_tuned[c - 1] = Some(loaded),
+                Some(c) => {
+                    let class = taxonomy.class_of(c).expect("checked");
+                    set.fine_tuned[class] = Some(loaded)
+                }
             }
         }
         Ok(set)
@@ -173,9 +191,15 @@ impl TopDownSet {
         self.dtype = dtype;
     }
 
+    /// The taxonomy of the set's models.
+    pub fn taxonomy(&self) -> &'static Taxonomy {
+        self.taxonomy
+    }
+
     /// Which model serves category `id` (`None`: no model does).
     pub fn served(&self, id: usize) -> Option<Served> {
-        match (self.fine_tuned.get(id.wrapping_sub(1)), &self.universal) {
+        let class = self.taxonomy.class_of(id);
+        match (class.and_then(|c| self.fine_tuned.get(c)), &self.universal) {
             (Some(Some(_)), _) => Some(Served::FineTuned),
             (Some(None), Some(_)) => Some(Served::Universal),
             _ => None,
@@ -184,7 +208,7 @@ impl TopDownSet {
 
     fn model_for(&self, id: usize) -> Option<&Loaded> {
         match self.served(id)? {
-            Served::FineTuned => self.fine_tuned[id - 1].as_ref(),
+            Served::FineTuned => self.fine_tuned[self.taxonomy.class_of(id)?].as_ref(),
             Served::Universal => self.universal.as_ref(),
         }
     }
@@ -199,11 +223,11 @@ impl TopDownSet {
     ) -> Result<Vec<Option<Vec<[f32; 3]>>>> {
         let mut out: Vec<Option<Vec<[f32; 3]>>> = vec![None; garments.len()];
         let flips: &[bool] = if self.flip { &[false, true] } else { &[false] };
-        for id in 1..=NUM_CATEGORIES {
+        for cat in self.taxonomy.categories {
+            let id = cat.id;
             let Some(m) = self.model_for(id) else {
                 continue;
             };
-            let cat = category(id).expect("1..=13");
             let chosen: Vec<usize> = (0..garments.len())
                 .filter(|&i| garments[i].0 == id)
                 .collect();

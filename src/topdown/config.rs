@@ -5,10 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::net::Cpn;
-use crate::codec::grouping::Grouping;
+use crate::codec::grouping::{Grouping, ModelTaxonomy};
 use crate::codec::scheme::Scheme;
 use crate::error::{Result, invalid};
-use crate::garment::category;
 use crate::model::resnet::ResNetConfig;
 use burn::tensor::Device;
 
@@ -88,8 +87,13 @@ pub struct CpnConfig {
     pub backbone: ResNetConfig,
     /// GlobalNet's channels.
     pub width: usize,
-    /// The landmark layout of the heatmaps (Aggregation: `agg81`).
+    /// The landmark layout of the heatmaps (Aggregation: `agg81`); `none` (unused) when
+    /// `taxonomy` is given.
     pub scheme: Scheme,
+    /// The taxonomy and grouping of the heatmaps, when not one of DeepFashion2's schemes
+    /// (absent from the JSON for those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxonomy: Option<ModelTaxonomy>,
     /// Heatmaps: the scheme's group count.
     pub num_joints: usize,
     /// `Some(id)`: fine-tuned for that DeepFashion2 category (Aggregation §2.2); `None`: the
@@ -117,15 +121,27 @@ impl CpnConfig {
         if !grouping.taxonomy().is_deepfashion2() {
             invalid!(
                 "scheme {scheme}: the top-down models group DeepFashion2's landmarks (deepmark62, \
-                 agg81, none)"
+                 agg81, none), or another taxonomy's (CpnConfig::for_grouping)"
             );
         }
+        Self::for_grouping(arch, &grouping, input)
+    }
+
+    /// [`CpnConfig::new`] with the heatmaps of `grouping` (any taxonomy).
+    pub fn for_grouping(arch: CpnArch, grouping: &Grouping, input: [usize; 2]) -> Result<Self> {
+        let df2_scheme = grouping
+            .taxonomy()
+            .is_deepfashion2()
+            .then(|| grouping.name().parse::<Scheme>().ok())
+            .flatten()
+            .filter(|s| Grouping::of_scheme(*s).is_ok_and(|g| g == *grouping));
         let scale = (input[0] as f32 / CPN_STRIDE / 64.0).max(1.0);
         let cfg = CpnConfig {
             arch,
             backbone: arch.backbone(),
             width: arch.width(),
-            scheme,
+            scheme: df2_scheme.unwrap_or(Scheme::None),
+            taxonomy: df2_scheme.is_none().then(|| ModelTaxonomy::of(grouping)),
             num_joints: grouping.num_groups(),
             category_id: None,
             input,
@@ -153,9 +169,12 @@ impl CpnConfig {
         [self.input[0] / 4, self.input[1] / 4]
     }
 
-    /// The landmark-to-channel grouping of the model's scheme (DeepFashion2's: the top-down
-    /// models are trained on DeepFashion2's taxonomy).
+    /// The landmark-to-channel grouping of the heatmaps: the saved taxonomy's, or the
+    /// DeepFashion2 scheme's.
     pub fn grouping(&self) -> Result<Grouping> {
+        if let Some(t) = &self.taxonomy {
+            return t.grouping();
+        }
         let g = Grouping::of_scheme(self.scheme)?;
         if !g.taxonomy().is_deepfashion2() {
             invalid!(
@@ -174,14 +193,18 @@ impl CpnConfig {
             invalid!(
                 "top-down model has {} heatmaps; scheme {} has {} landmark groups",
                 self.num_joints,
-                self.scheme,
+                grouping.name(),
                 grouping.num_groups()
             );
         }
         if let Some(c) = self.category_id
-            && category(c).is_none()
+            && grouping.taxonomy().category(c).is_none()
         {
-            invalid!("top-down model fine-tuned for unknown category {c} (expected 1..=13)");
+            invalid!(
+                "top-down model fine-tuned for unknown category {c} (the taxonomy {} has {})",
+                grouping.taxonomy().name,
+                grouping.taxonomy().category_list()
+            );
         }
         self.backbone.check()?;
         if self.width < 2 || !self.width.is_multiple_of(2) || self.width > 4096 {

@@ -16,7 +16,6 @@ use super::loss::CpnTargets;
 use crate::codec::grouping::Grouping;
 use crate::data::deepfashion2::Sample;
 use crate::error::{DataError, Result};
-use crate::garment::category;
 use crate::io::Limits;
 use crate::refine::codec::{crop_pixels, crop_transform};
 use crate::refine::data::{RefineAugment, sample_rng};
@@ -59,7 +58,10 @@ impl TopDownDataset {
         for (si, s) in samples.iter().enumerate() {
             for (ii, it) in s.items.iter().enumerate() {
                 let wanted = cfg.category_id.is_none_or(|c| c == it.category_id);
-                if wanted && category(it.category_id).is_some() && it.num_labelled() > 0 {
+                if wanted
+                    && grouping.taxonomy().category(it.category_id).is_some()
+                    && it.num_labelled() > 0
+                {
                     entries.push((si, ii));
                 }
             }
@@ -98,7 +100,11 @@ impl TopDownDataset {
         let (si, ii) = self.entries[index];
         let s = &self.samples[si];
         let item = &s.items[ii];
-        let cat = category(item.category_id).expect("checked when listed");
+        let cat = self
+            .grouping
+            .taxonomy()
+            .category(item.category_id)
+            .expect("checked when listed");
         let image = s.open_image(&self.image_dir, &self.limits)?;
         let mut rng = sample_rng(self.seed, self.epoch.load(Ordering::Relaxed), index);
         let jitter = self.augment.draw_jitter(&mut rng);

@@ -22,7 +22,7 @@ use crate::checkpoint::{load_module, save_module, verify};
 use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
 use crate::error::{Error, Result};
-use crate::garment::category;
+use crate::garment::Taxonomy;
 use crate::io::{Limits, create_dir_all, read_json, write_json};
 use crate::model::sync::SyncRunningStats;
 use crate::refine::data::RefineAugment;
@@ -35,8 +35,12 @@ use crate::train::trainer::steps_per_epoch;
 pub struct TopDownTrainConfig {
     /// The model's architecture.
     pub arch: CpnArch,
-    /// The landmark scheme its heatmaps follow.
+    /// The landmark scheme its heatmaps follow (DeepFashion2's; `none`, unused, when `taxonomy`
+    /// is given).
     pub scheme: Scheme,
+    /// The taxonomy and grouping of the heatmaps, when not DeepFashion2's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxonomy: Option<crate::codec::ModelTaxonomy>,
     /// `[height, width]`.
     pub input: [usize; 2],
     /// Crops per step.
@@ -72,6 +76,7 @@ impl TopDownTrainConfig {
         TopDownTrainConfig {
             arch,
             scheme,
+            taxonomy: None,
             input,
             batch: 32,
             epochs,
@@ -154,9 +159,9 @@ pub enum TopDownEvent {
     },
 }
 
-/// The weights file name of a set's model.
-pub fn weights_name(category_id: Option<usize>) -> String {
-    match category_id.and_then(category) {
+/// The weights file name of a set's model (a category of `taxonomy`, or the universal one).
+pub fn weights_name(taxonomy: &Taxonomy, category_id: Option<usize>) -> String {
+    match category_id.and_then(|c| taxonomy.category(c)) {
         Some(c) => format!("{}.bpk", c.name),
         None => "universal.bpk".into(),
     }
@@ -183,7 +188,11 @@ pub fn train_model_set(
     }
     cfg.amp.check()?;
     cfg.amp.check_devices(std::slice::from_ref(device))?;
-    let base = CpnConfig::new(cfg.arch, cfg.scheme, cfg.input)?;
+    let base = match &cfg.taxonomy {
+        Some(t) => CpnConfig::for_grouping(cfg.arch, &t.grouping()?, cfg.input)?,
+        None => CpnConfig::new(cfg.arch, cfg.scheme, cfg.input)?,
+    };
+    let taxonomy = base.grouping()?.taxonomy();
     create_dir_all(out)?;
     let mut index = if index_path(out).is_file() {
         read_json(&index_path(out), "top-down model set index")?
@@ -196,10 +205,12 @@ pub fn train_model_set(
     index.train = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
     for &target in which {
         if let Some(id) = target
-            && category(id).is_none()
+            && taxonomy.category(id).is_none()
         {
             return Err(Error::Invalid(format!(
-                "unknown category {id} (expected 1..=13)"
+                "unknown category {id} (the taxonomy {} has {})",
+                taxonomy.name,
+                taxonomy.category_list()
             )));
         }
         let done = index.models.iter().find(|e| e.category_id == target);
@@ -257,7 +268,7 @@ pub fn train_model_set(
             device,
             on_event,
         )?;
-        let name = weights_name(target);
+        let name = weights_name(taxonomy, target);
         let path = out.join(&name);
         model.sync_running_stats();
         save_module(&model.valid(), &mcfg, &path)?;
@@ -300,11 +311,13 @@ fn load_init(path: &Path, mcfg: &CpnConfig, device: &Device) -> Result<Cpn> {
                 "the initial weights {} are a {} {} model at {}x{}; this set trains {} {} at {}x{} (the network, layout and input must match)",
                 path.display(),
                 c.arch,
-                c.scheme,
+                c.grouping()
+                    .map_or_else(|_| c.scheme.to_string(), |g| g.name().to_string()),
                 c.input[0],
                 c.input[1],
                 mcfg.arch,
-                mcfg.scheme,
+                mcfg.grouping()
+                    .map_or_else(|_| mcfg.scheme.to_string(), |g| g.name().to_string()),
                 mcfg.input[0],
                 mcfg.input[1]
             )));
@@ -365,7 +378,8 @@ fn train_one(
                 .map_err(|e| {
                     Error::Training(format!(
                         "top-down model {}: {e} ({parts:?}) at epoch {}; lower the learning rate",
-                        weights_name(target),
+                        mcfg.grouping()
+                            .map_or_else(|_| "?".into(), |g| weights_name(g.taxonomy(), target)),
                         epoch + 1
                     ))
                 })?;

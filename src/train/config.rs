@@ -575,13 +575,17 @@ impl TrainConfig {
                 self.batch
             );
         }
-        if let Some(c) = self.finetune_category
-            && crate::garment::category(c).is_none()
-        {
-            invalid!("fine-tuning category {c} is not a DeepFashion2 category (1..=13)");
-        }
         self.amp.check()?;
-        self.model.grouping()?;
+        let taxonomy = self.model.grouping()?.taxonomy();
+        if let Some(c) = self.finetune_category
+            && taxonomy.category(c).is_none()
+        {
+            invalid!(
+                "fine-tuning category {c} is not a category of the taxonomy {} ({})",
+                taxonomy.name,
+                taxonomy.category_list()
+            );
+        }
         self.model.backbone.check_input_size(self.input_size())
     }
 }

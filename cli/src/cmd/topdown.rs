@@ -9,10 +9,10 @@ use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
 use deepmark::codec::scheme::Scheme;
-use deepmark::data::deepfashion2::{Sample, load_coco};
+use deepmark::data::deepfashion2::{Sample, load_coco_in};
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::{LandmarkReport, landmark_report};
-use deepmark::garment::{NUM_CATEGORIES, NUM_LANDMARKS, category};
+use deepmark::garment::{Taxonomy, TaxonomyChoice};
 use deepmark::infer::output::{DetectionRecord, read_detections, update_landmarks};
 use deepmark::io::JsonArrayWriter;
 use deepmark::refine::config::parse_input_size;
@@ -21,23 +21,27 @@ use deepmark::topdown::{CpnArch, Served, TopDownSet};
 use deepmark::train::amp::AmpConfig;
 use deepmark_cli::backend::BackendKind;
 
+use crate::cmd::SchemeArg;
 use crate::ui::{images_or_default, progress_bar, say, skipped_note, tick};
 
 #[derive(Args, Debug)]
 pub struct TrainTopDownArgs {
-    /// COCO-style DeepFashion2 JSON of the training set (images in `image/` beside it, or
+    /// COCO-style keypoints JSON of the training set (images in `image/` beside it, or
     /// --images).
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long)]
     pub images: Option<PathBuf>,
+    /// The data's taxonomy [default: read from the data].
+    #[arg(long)]
+    pub taxonomy: Option<TaxonomyChoice>,
     /// cpn-res50 (CPN), cpn-res18, or cpn-res18-slim (CPU demos).
     #[arg(long, default_value = "cpn-res50")]
     pub arch: CpnArch,
     /// Landmark layout of the heatmaps: agg81 (Aggregation's 81 groups), deepmark62 or none
-    /// (all 294).
-    #[arg(long, default_value = "agg81")]
-    pub scheme: Scheme,
+    /// (all 294); other taxonomies: none or by-name [default: agg81; others: none].
+    #[arg(long)]
+    pub scheme: Option<SchemeArg>,
     /// `universal` (one model on every garment), a category id 1–13 or a comma list (each
     /// fine-tuned from --init, else from the set's universal model, which is trained first
     /// when missing), or `all` (universal + 13 fine-tuned, Aggregation §2.2).
@@ -86,10 +90,14 @@ pub struct TrainTopDownArgs {
 }
 
 /// `--category` → the models to train, universal first.
-fn parse_models(s: &str, have_universal: bool) -> Result<Vec<Option<usize>>> {
+fn parse_models(s: &str, have_universal: bool, taxonomy: &Taxonomy) -> Result<Vec<Option<usize>>> {
     match s {
         "universal" => return Ok(vec![None]),
-        "all" => return Ok(std::iter::once(None).chain((1..=13).map(Some)).collect()),
+        "all" => {
+            return Ok(std::iter::once(None)
+                .chain(taxonomy.categories.iter().map(|c| Some(c.id)))
+                .collect());
+        }
         _ => {}
     }
     let mut out = Vec::new();
@@ -98,15 +106,19 @@ fn parse_models(s: &str, have_universal: bool) -> Result<Vec<Option<usize>>> {
     }
     for part in s.split(',') {
         match part.trim().parse::<usize>() {
-            Ok(c) if category(c).is_some() => out.push(Some(c)),
-            _ => bail!("--category: '{part}' is not a category id 1..=13 (or `universal`, `all`)"),
+            Ok(c) if taxonomy.category(c).is_some() => out.push(Some(c)),
+            _ => bail!(
+                "--category: '{part}' is not a category id of {} ({}; or `universal`, `all`)",
+                taxonomy.name,
+                taxonomy.category_list()
+            ),
         }
     }
     Ok(out)
 }
 
-fn model_name(c: Option<usize>) -> String {
-    match c.and_then(category) {
+fn model_name(taxonomy: &Taxonomy, c: Option<usize>) -> String {
+    match c.and_then(|c| taxonomy.category(c)) {
         Some(cat) => format!("category {} {}", cat.id, cat.name),
         None => "universal".into(),
     }
@@ -114,7 +126,32 @@ fn model_name(c: Option<usize>) -> String {
 
 pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     let input = parse_input_size(&a.input_size)?;
-    let mut cfg = TopDownTrainConfig::cpn(a.arch, a.scheme, input, a.epochs);
+    let data = load_coco_in(
+        &a.data,
+        &a.taxonomy.clone().unwrap_or_default(),
+        true,
+        crate::cmd::limits(),
+    )?;
+    crate::cmd::print_notes(&data.notes);
+    let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
+    let scheme = a.scheme.unwrap_or(if taxonomy.is_deepfashion2() {
+        SchemeArg::Scheme(Scheme::Agg81)
+    } else {
+        SchemeArg::Scheme(Scheme::None)
+    });
+    let grouping = scheme.grouping(taxonomy)?;
+    let mut cfg = TopDownTrainConfig::cpn(
+        a.arch,
+        match scheme {
+            SchemeArg::Scheme(s) if taxonomy.is_deepfashion2() => s,
+            _ => Scheme::None,
+        },
+        input,
+        a.epochs,
+    );
+    if !taxonomy.is_deepfashion2() || scheme == SchemeArg::ByName {
+        cfg.taxonomy = Some(deepmark::codec::ModelTaxonomy::of(&grouping));
+    }
     cfg.batch = a.batch;
     cfg.workers = a.workers;
     cfg.seed = a.seed;
@@ -132,12 +169,11 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     if a.no_augment {
         cfg.augment = deepmark::refine::data::RefineAugment::NONE;
     }
-    let universal = a.out.join(weights_name(None));
+    let universal = a.out.join(weights_name(taxonomy, None));
     let have_universal =
         a.init.is_some() || universal.is_file() && deepmark::checkpoint::verify(&universal).is_ok();
-    let which = parse_models(&a.category, have_universal)?;
+    let which = parse_models(&a.category, have_universal, taxonomy)?;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, report) = load_coco(&a.data, true, crate::cmd::limits())?;
     if !report.skipped.is_empty() {
         println!("{report}");
     }
@@ -167,7 +203,7 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
                     Some(&bar),
                     &format!(
                         "{}: {garments} garments, {steps_per_epoch} steps/epoch, {from}",
-                        model_name(*category_id)
+                        model_name(taxonomy, *category_id)
                     ),
                 );
             }
@@ -186,7 +222,7 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
                         Some(&bar),
                         &format!(
                             "  {} epoch {}/{epochs}: loss {:.5} (global {:.5}, refine {:.5}) {secs:.1}s{}",
-                            model_name(*category_id),
+                            model_name(taxonomy, *category_id),
                             epoch + 1,
                             loss.total(),
                             loss.global,
@@ -199,13 +235,17 @@ pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
             TopDownEvent::Skipped { category_id, why } => {
                 say(
                     Some(&bar),
-                    &format!("{}: skipped ({why})", model_name(*category_id)),
+                    &format!("{}: skipped ({why})", model_name(taxonomy, *category_id)),
                 );
             }
             TopDownEvent::Saved { category_id, path } => {
                 say(
                     Some(&bar),
-                    &format!("{}: saved {}", model_name(*category_id), path.display()),
+                    &format!(
+                        "{}: saved {}",
+                        model_name(taxonomy, *category_id),
+                        path.display()
+                    ),
                 );
             }
         },
@@ -225,7 +265,7 @@ pub struct EvalTopDownArgs {
     /// The model-set folder (`train-topdown --out`).
     #[arg(long)]
     pub models: PathBuf,
-    /// COCO-style DeepFashion2 JSON (images and ground truth).
+    /// COCO-style keypoints JSON (images and ground truth) of the models' taxonomy.
     #[arg(long)]
     pub data: PathBuf,
     #[arg(long)]
@@ -249,15 +289,15 @@ pub struct EvalTopDownArgs {
 }
 
 /// The ground-truth garments as detections (score 1, landmarks at the box centre).
-fn ground_truth_records(samples: &[Sample]) -> Vec<DetectionRecord> {
+fn ground_truth_records(samples: &[Sample], taxonomy: &Taxonomy) -> Vec<DetectionRecord> {
     let mut out = Vec::new();
     for s in samples {
         for it in &s.items {
-            let Some(cat) = category(it.category_id) else {
+            let Some(cat) = taxonomy.category(it.category_id) else {
                 continue;
             };
             let [x, y, w, h] = it.bbox;
-            let mut keypoints = vec![0.0f32; NUM_LANDMARKS * 3];
+            let mut keypoints = vec![0.0f32; taxonomy.num_landmarks * 3];
             for l in cat.range() {
                 keypoints[3 * l..3 * l + 3].copy_from_slice(&[x + w / 2.0, y + h / 2.0, 0.0]);
             }
@@ -278,18 +318,29 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     let mut set = TopDownSet::load(&a.models, &device)?;
     set.flip = !a.no_flip;
     let images = images_or_default(&a.images, &a.data);
-    let (samples, _) = load_coco(&a.data, false, crate::cmd::limits())?;
+    let taxonomy = set.taxonomy();
+    let samples = load_coco_in(
+        &a.data,
+        &TaxonomyChoice::Given(taxonomy),
+        false,
+        crate::cmd::limits(),
+    )?
+    .samples;
     let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
     let inputs = match &a.inputs {
-        Some(p) => read_detections(p, crate::cmd::limits(), &deepmark::garment::DEEPFASHION2)?,
-        None => ground_truth_records(&samples),
+        Some(p) => read_detections(p, crate::cmd::limits(), taxonomy)?,
+        None => ground_truth_records(&samples, taxonomy),
     };
-    let served: Vec<Option<Served>> = (1..=NUM_CATEGORIES).map(|c| set.served(c)).collect();
+    let served: Vec<Option<Served>> = taxonomy
+        .categories
+        .iter()
+        .map(|c| set.served(c.id))
+        .collect();
     let fine_tuned = served.contains(&Some(Served::FineTuned));
     let run = |set: &TopDownSet, label: &'static str| -> Result<Vec<DetectionRecord>> {
         let bar = progress_bar(label);
         let r = update_landmarks(
-            &deepmark::garment::DEEPFASHION2,
+            taxonomy,
             &samples,
             &images,
             crate::cmd::limits(),
@@ -313,23 +364,23 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     if a.inputs.is_some() {
         columns.push((
             "centernet",
-            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &inputs)?,
+            landmark_report(taxonomy, &gt, &samples, &inputs)?,
         ));
     }
     if fine_tuned && set.retain_universal().is_ok() {
         let universal = run(&set, "universal")?;
         columns.push((
             "universal",
-            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &universal)?,
+            landmark_report(taxonomy, &gt, &samples, &universal)?,
         ));
         columns.push((
             "fine-tuned",
-            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &with_set)?,
+            landmark_report(taxonomy, &gt, &samples, &with_set)?,
         ));
     } else {
         columns.push((
             "top-down",
-            landmark_report(&deepmark::garment::DEEPFASHION2, &gt, &samples, &with_set)?,
+            landmark_report(taxonomy, &gt, &samples, &with_set)?,
         ));
     }
     println!(
@@ -346,26 +397,26 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
         head += &format!(" {:>16} {:>8}", format!("AP_pt {name}"), "NE");
     }
     println!("{head}");
-    for c in 1..=NUM_CATEGORIES {
+    for (k, cat) in taxonomy.categories.iter().enumerate() {
         let first = &columns[0].1;
-        if first.per_category_ap[c - 1] < 0.0 && first.per_category[c - 1].landmarks == 0 {
+        if first.per_category_ap[k] < 0.0 && first.per_category[k].landmarks == 0 {
             continue;
         }
-        let name = category(c).map_or("?", |c| c.name);
-        let model = match served[c - 1] {
+        let name = cat.name;
+        let model = match served[k] {
             Some(Served::FineTuned) => "fine-tuned",
             Some(Served::Universal) => "universal",
             None => "none",
         };
         let mut line = format!(
             "{name:<24} {:>6} {model:>10}",
-            first.per_category[c - 1].items + first.per_category[c - 1].no_normaliser
+            first.per_category[k].items + first.per_category[k].no_normaliser
         );
         for (_, r) in &columns {
             line += &format!(
                 " {:>16.4} {:>8.4}",
-                r.per_category_ap[c - 1],
-                r.per_category[c - 1].ne()
+                r.per_category_ap[k],
+                r.per_category[k].ne()
             );
         }
         println!("{line}");
