@@ -279,3 +279,51 @@ fn coco_files_of_several_categories_are_read_into_the_global_layout() {
     // Grouped by name: no shared names, so one channel per landmark.
     assert_eq!(Grouping::by_name(t).unwrap().num_groups(), 5);
 }
+
+#[test]
+fn a_taxonomy_file_can_name_each_landmarks_group() {
+    let dir = common::tempdir("taxonomy-groups");
+    let v = serde_json::json!({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [],
+        "categories": [
+            {"id": 1, "name": "cap", "keypoints": ["brim_front", "brim_back"]},
+            {"id": 2, "name": "shoe", "keypoints": ["toe", "heel", "lace"]}]
+    });
+    let path = write(&dir, "two.json", &v.to_string());
+    let tax = write(
+        &dir,
+        "groups.json",
+        r#"{"categories": [{"name": "cap", "groups": ["front", "back"]},
+                           {"name": "shoe", "groups": ["front", "back", "top"]}]}"#,
+    );
+    let d = load_coco_in(&path, &TaxonomyChoice::File(tax), false, &Limits::default()).unwrap();
+    let g = Grouping::by_name(d.taxonomy).unwrap();
+    assert_eq!(g.num_groups(), 3);
+    assert_eq!(g.table(), &[0, 1, 0, 1, 2]);
+    // Without the table, the names differ: one channel each.
+    let plain = load_coco_in(&path, &TaxonomyChoice::FromData, false, &Limits::default()).unwrap();
+    assert_eq!(Grouping::by_name(plain.taxonomy).unwrap().num_groups(), 5);
+    // One group per landmark, or an error naming the field.
+    let short = write(
+        &dir,
+        "short.json",
+        r#"{"categories": [{"name": "shoe", "groups": ["front", "back"]}]}"#,
+    );
+    let m = refused(&path, TaxonomyChoice::File(short), "categories[1].groups");
+    assert!(m.contains("2 groups for 3 landmarks"), "{m}");
+    // Two landmarks of one category in one group break the rules.
+    let shared = write(
+        &dir,
+        "shared.json",
+        r#"{"categories": [{"name": "shoe", "groups": ["front", "front", "top"]}]}"#,
+    );
+    let d = load_coco_in(
+        &path,
+        &TaxonomyChoice::File(shared),
+        false,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert!(Grouping::by_name(d.taxonomy).is_err());
+}

@@ -470,3 +470,60 @@ fn a_fashionai_csv_trains_and_is_scored_with_its_normalised_error() {
         "{err}"
     );
 }
+
+/// CenterNet's COCO person checkpoints import as `coco-person` (here the reduced-width res50
+/// parity fixture, a `multi_pose`-layout checkpoint written by PyTorch) and run.
+#[test]
+fn a_centernet_person_checkpoint_converts_with_its_taxonomy() {
+    let Some(images) = common::shared_data("coco_person_keypoints") else {
+        return;
+    };
+    let dir = common::tempdir("taxonomy-convert");
+    let parity = common::fixtures().join("parity");
+    let out = dir.join("person.bpk");
+    let stdout = ok(deepmark(&[
+        "convert",
+        parity.join("res50.pth").to_str().unwrap(),
+        "--config",
+        parity.join("res50.config.json").to_str().unwrap(),
+        "--taxonomy",
+        "coco-person",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("coco-person"), "{stdout}");
+    let cfg = json(&dir.join("person.json"));
+    assert_eq!(cfg["layout"]["num_classes"], 1);
+    assert_eq!(cfg["layout"]["num_landmarks"], 17);
+    let infer = dir.join("infer");
+    ok(deepmark(&[
+        "infer",
+        "--weights",
+        out.to_str().unwrap(),
+        "--input-size",
+        "64",
+        "--threshold",
+        "0.0",
+        "--out",
+        infer.to_str().unwrap(),
+        images.join("000000000785.jpg").to_str().unwrap(),
+    ]));
+    let kps = json(&infer.join("results_keypoints.json"));
+    assert_eq!(kps[0]["keypoints"].as_array().unwrap().len(), 51);
+    // Another taxonomy's layout does not take the checkpoint's heads.
+    let o = deepmark(&[
+        "convert",
+        parity.join("res50.pth").to_str().unwrap(),
+        "--config",
+        parity.join("res50.config.json").to_str().unwrap(),
+        "--taxonomy",
+        "deepfashion-fld",
+        "--out",
+        dir.join("fld.bpk").to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !o.status.success() || report.contains("re-initialised") || report.contains("reinit"),
+        "{report}"
+    );
+}

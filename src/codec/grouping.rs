@@ -175,8 +175,8 @@ impl Grouping {
         }
     }
 
-    /// Landmarks of the same name share a channel (`by-name`): groups are numbered in order of
-    /// their first landmark. Validated (two landmarks of one category cannot share a name, and
+    /// Landmarks of the same group name (the taxonomy's `groups`, else the landmark name) share
+    /// a channel (`by-name`): groups are numbered in order of their first landmark. Validated (two landmarks of one category cannot share a name, and
     /// mirrors must map groups onto groups).
     pub fn by_name(taxonomy: &'static Taxonomy) -> Result<Grouping, GroupingError> {
         let mut ids: BTreeMap<String, usize> = BTreeMap::new();
@@ -184,7 +184,7 @@ impl Grouping {
         for c in taxonomy.categories {
             for l in 0..c.num_landmarks {
                 let n = ids.len();
-                group_of.push(*ids.entry(c.landmark_name(l)).or_insert(n));
+                group_of.push(*ids.entry(c.group_name(l)).or_insert(n));
             }
         }
         Grouping::from_table(taxonomy, "by-name", group_of)

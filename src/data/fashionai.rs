@@ -74,6 +74,7 @@ pub fn taxonomy_def() -> TaxonomyDef {
                     flip_pairs: infer_flip_pairs(&keypoints),
                     sigmas: vec![DEFAULT_SIGMA; keypoints.len()],
                     skeleton: Vec::new(),
+                    groups: Vec::new(),
                     keypoints,
                 }
             })

@@ -65,6 +65,9 @@ pub struct CategoryDef {
     /// Landmark pairs to draw, 1-based local numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skeleton: Vec<[usize; 2]>,
+    /// Each landmark's group (meaning) for grouping by name; empty: the landmark names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// A complete taxonomy as data (saved in model configs; [`TaxonomyDef::intern`] makes the
@@ -99,6 +102,11 @@ pub struct CategoryPatch {
     /// Landmark pairs to draw (names or 1-based numbers).
     #[serde(default)]
     pub skeleton: Option<Vec<[LandmarkRef; 2]>>,
+    /// Each landmark's group (meaning), in landmark order: landmarks of one group name, in
+    /// different categories, share a channel under `--scheme by-name` (an explicit grouping
+    /// table).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
 }
 
 /// A taxonomy file (see the module's documentation).
@@ -224,6 +232,7 @@ impl TaxonomyDef {
                     flip_pairs: (1..=8).map(|p| [2 * p, 2 * p + 1]).collect(),
                     sigmas: crate::eval::coco::coco_person_sigmas(),
                     skeleton: COCO_PERSON_SKELETON.to_vec(),
+                    groups: Vec::new(),
                 }],
             }),
             // DeepFashion publishes no OKS sigmas; these are DeepFashion2's official ones of
@@ -251,6 +260,7 @@ impl TaxonomyDef {
                         [6, 8],
                         [7, 8],
                     ],
+                    groups: Vec::new(),
                 }],
             }),
             // FashionAI's 5 categories and 24 landmark names (53 in the global layout).
@@ -321,6 +331,16 @@ impl TaxonomyDef {
                     ));
                 }
             }
+            if !c.groups.is_empty() && c.groups.len() != n {
+                return Err((
+                    at("groups"),
+                    format!(
+                        "{}: {} groups for {n} landmarks (one per landmark)",
+                        c.name,
+                        c.groups.len()
+                    ),
+                ));
+            }
             for &[a, b] in &c.skeleton {
                 if a == 0 || b == 0 || a > n || b > n {
                     return Err((
@@ -354,6 +374,7 @@ impl TaxonomyDef {
             let pairs: Vec<(usize, usize)> = c.flip_pairs.iter().map(|p| (p[0], p[1])).collect();
             let skeleton: Vec<(usize, usize)> = c.skeleton.iter().map(|p| (p[0], p[1])).collect();
             let landmarks: Vec<&'static str> = c.keypoints.iter().map(|k| leak_str(k)).collect();
+            let groups: Vec<&'static str> = c.groups.iter().map(|k| leak_str(k)).collect();
             categories.push(Category {
                 id: c.id,
                 name: leak_str(&c.name),
@@ -363,6 +384,7 @@ impl TaxonomyDef {
                 sigmas: Box::leak(c.sigmas.clone().into_boxed_slice()),
                 landmarks: Box::leak(landmarks.into_boxed_slice()),
                 skeleton: Box::leak(skeleton.into_boxed_slice()),
+                groups: Box::leak(groups.into_boxed_slice()),
             });
             start += c.keypoints.len();
         }
@@ -391,6 +413,7 @@ impl Taxonomy {
                     flip_pairs: c.flip_pairs.iter().map(|&(a, b)| [a, b]).collect(),
                     sigmas: c.sigmas.to_vec(),
                     skeleton: c.skeleton.iter().map(|&(a, b)| [a, b]).collect(),
+                    groups: c.groups.iter().map(|g| g.to_string()).collect(),
                 })
                 .collect(),
         }
@@ -839,6 +862,7 @@ fn complete(
                 .collect::<Result<_, _>>()?,
             (None, None) => Vec::new(),
         };
+        let groups = p.and_then(|p| p.groups.clone()).unwrap_or_default();
         categories.push(CategoryDef {
             id,
             name: cname,
@@ -846,6 +870,7 @@ fn complete(
             flip_pairs,
             sigmas,
             skeleton,
+            groups,
         });
     }
     check_def(source, TaxonomyDef { name, categories })

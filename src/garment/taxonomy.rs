@@ -35,6 +35,8 @@ pub struct Category {
     pub landmarks: &'static [&'static str],
     /// Landmark pairs to draw, 1-based local indices (empty: the landmarks in order).
     pub skeleton: &'static [(usize, usize)],
+    /// The group (meaning) of each landmark, for grouping by name (empty: the landmark names).
+    pub groups: &'static [&'static str],
 }
 
 impl Category {
@@ -55,6 +57,14 @@ impl Category {
             }
         }
         local
+    }
+
+    /// The group name of a 0-based local landmark (its name where the taxonomy gives no
+    /// groups): landmarks of the same group name share a channel when grouped by name.
+    pub fn group_name(&self, local: usize) -> String {
+        self.groups
+            .get(local)
+            .map_or_else(|| self.landmark_name(local), |s| s.to_string())
     }
 
     /// The name of a 0-based local landmark (its 1-based number where the taxonomy names none).
@@ -82,6 +92,7 @@ const fn cat(
         sigmas,
         landmarks: &[],
         skeleton: &[],
+        groups: &[],
     }
 }
 
