@@ -259,11 +259,10 @@ pub fn evaluate_weights(
     // The data must be of the model's taxonomy (its categories agree, or it is an error naming
     // the file and the field).
     let taxonomy = det.grouping().taxonomy();
-    let samples = deepmark::data::deepfashion2::load_coco_in(
+    let samples = crate::cmd::load_data(
         data,
-        &deepmark::garment::TaxonomyChoice::Given(taxonomy),
+        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
         false,
-        crate::cmd::limits(),
     )?
     .samples;
     let gt = GroundTruth::load(data, crate::cmd::limits())?;

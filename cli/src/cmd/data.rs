@@ -117,13 +117,7 @@ pub fn convert_dataset(a: ConvertDatasetArgs) -> Result<()> {
 pub fn show_data(a: ShowDataArgs) -> Result<()> {
     crate::cmd::refuse_input_as_output(&a.out, &[("--data", a.data.as_path())])?;
     let images = images_or_default(&a.images, &a.data);
-    let data = deepmark::data::deepfashion2::load_coco_in(
-        &a.data,
-        &a.taxonomy.clone().unwrap_or_default(),
-        true,
-        crate::cmd::limits(),
-    )?;
-    crate::cmd::print_notes(&data.notes);
+    let data = crate::cmd::load_data(&a.data, &a.taxonomy, true)?;
     let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
     let grouping = match a.scheme {
         SchemeArg::Scheme(Scheme::Deepmark62) if !taxonomy.is_deepfashion2() => {

@@ -218,3 +218,20 @@ pub fn print_notes(notes: &[String]) {
         println!("taxonomy: {n}");
     }
 }
+
+/// A COCO-style keypoints file (or FashionAI CSV) in the taxonomy `--taxonomy` names (read from
+/// the data by default), printing what was inferred.
+pub fn load_data(
+    data: &std::path::Path,
+    taxonomy: &Option<deepmark::garment::TaxonomyChoice>,
+    skip_bad: bool,
+) -> deepmark::Result<deepmark::data::deepfashion2::CocoData> {
+    let d = deepmark::data::deepfashion2::load_coco_in(
+        data,
+        &taxonomy.clone().unwrap_or_default(),
+        skip_bad,
+        limits(),
+    )?;
+    print_notes(&d.notes);
+    Ok(d)
+}

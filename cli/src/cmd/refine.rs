@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
-use deepmark::data::deepfashion2::load_coco_in;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::landmark_quality;
 use deepmark::garment::{Taxonomy, TaxonomyChoice};
@@ -74,8 +73,7 @@ pub fn predict(a: PredictArgs) -> Result<()> {
         Some(d) => TaxonomyChoice::Given(d.grouping().taxonomy()),
         None => a.taxonomy.clone().unwrap_or_default(),
     };
-    let data = load_coco_in(&a.data, &choice, false, crate::cmd::limits())?;
-    crate::cmd::print_notes(&data.notes);
+    let data = crate::cmd::load_data(&a.data, &Some(choice), false)?;
     let (samples, taxonomy) = (data.samples, data.taxonomy);
     let mut out = JsonArrayWriter::create(&a.out)?;
     if a.synthesize_errors {
@@ -233,13 +231,7 @@ pub fn train_refiner(a: TrainRefinerArgs) -> Result<()> {
         cfg.optimizer.lr = lr;
     }
     let images = images_or_default(&a.images, &a.data);
-    let data = load_coco_in(
-        &a.data,
-        &a.taxonomy.clone().unwrap_or_default(),
-        true,
-        crate::cmd::limits(),
-    )?;
-    crate::cmd::print_notes(&data.notes);
+    let data = crate::cmd::load_data(&a.data, &a.taxonomy, true)?;
     let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
     let categories = parse_categories(&a.category, taxonomy)?;
     if !report.skipped.is_empty() {
@@ -369,11 +361,10 @@ pub fn refine(a: RefineArgs) -> Result<()> {
     set.min_score = a.min_score;
     let images = images_or_default(&a.images, &a.data);
     let taxonomy = set.taxonomy();
-    let samples = load_coco_in(
+    let samples = crate::cmd::load_data(
         &a.data,
-        &TaxonomyChoice::Given(taxonomy),
+        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
         false,
-        crate::cmd::limits(),
     )?
     .samples;
     let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;

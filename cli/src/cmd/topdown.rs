@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
 use deepmark::codec::scheme::Scheme;
-use deepmark::data::deepfashion2::{Sample, load_coco_in};
+use deepmark::data::deepfashion2::Sample;
 use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::{LandmarkReport, landmark_report};
 use deepmark::garment::{Taxonomy, TaxonomyChoice};
@@ -126,13 +126,7 @@ fn model_name(taxonomy: &Taxonomy, c: Option<usize>) -> String {
 
 pub fn train_topdown(a: TrainTopDownArgs) -> Result<()> {
     let input = parse_input_size(&a.input_size)?;
-    let data = load_coco_in(
-        &a.data,
-        &a.taxonomy.clone().unwrap_or_default(),
-        true,
-        crate::cmd::limits(),
-    )?;
-    crate::cmd::print_notes(&data.notes);
+    let data = crate::cmd::load_data(&a.data, &a.taxonomy, true)?;
     let (samples, report, taxonomy) = (data.samples, data.report, data.taxonomy);
     let scheme = a.scheme.unwrap_or(if taxonomy.is_deepfashion2() {
         SchemeArg::Scheme(Scheme::Agg81)
@@ -319,11 +313,10 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     set.flip = !a.no_flip;
     let images = images_or_default(&a.images, &a.data);
     let taxonomy = set.taxonomy();
-    let samples = load_coco_in(
+    let samples = crate::cmd::load_data(
         &a.data,
-        &TaxonomyChoice::Given(taxonomy),
+        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
         false,
-        crate::cmd::limits(),
     )?
     .samples;
     let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;

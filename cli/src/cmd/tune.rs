@@ -129,11 +129,12 @@ pub fn run(a: TuneArgs) -> Result<()> {
     det.options.threshold = EVAL_SCORE_THRESHOLD;
     let start_post = det.options.post;
     let images = images_or_default(&a.images, &a.data);
-    let samples = deepmark::data::deepfashion2::load_coco_in(
+    let samples = crate::cmd::load_data(
         &a.data,
-        &deepmark::garment::TaxonomyChoice::Given(det.grouping().taxonomy()),
+        &Some(deepmark::garment::TaxonomyChoice::Given(
+            det.grouping().taxonomy(),
+        )),
         false,
-        crate::cmd::limits(),
     )?
     .samples;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();

@@ -223,6 +223,14 @@ pub fn read_coco_file(path: &Path, limits: &Limits) -> Result<CocoFile, DataErro
     if crate::data::fashionai::is_fashionai_csv(path) {
         return crate::data::fashionai::read_csv(path, limits);
     }
+    parse_json(path, limits)
+}
+
+/// A JSON file within `limits`, parsed as `T`; errors name the file and where the JSON breaks.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    limits: &Limits,
+) -> Result<T, DataError> {
     let text = limits
         .json_text(path)
         .map_err(|m| DataError::new(path, "", "-", m))?;
@@ -251,21 +259,7 @@ pub fn read_categories(path: &Path, limits: &Limits) -> Result<Vec<CocoCategory>
         #[serde(default)]
         categories: Vec<CocoCategory>,
     }
-    let text = limits
-        .json_text(path)
-        .map_err(|m| DataError::new(path, "", "-", m))?;
-    let c: Categories = serde_json::from_str(&text).map_err(|e| {
-        DataError::new(
-            path,
-            "",
-            json_field(&e),
-            format!(
-                "malformed JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
+    let c: Categories = parse_json(path, limits)?;
     Ok(c.categories)
 }
 
