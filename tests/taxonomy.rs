@@ -64,6 +64,15 @@ fn real_files_are_read_in_their_built_in_taxonomies() {
         );
         assert!(d.samples.iter().any(|s| !s.items.is_empty()));
     }
+    // DeepFashion2's ground truth is already in its taxonomy: evaluated without a copy.
+    let Some(df2) = common::shared_data("deepfashion2/kgdet_demo32/demo_dataset-32.json") else {
+        return;
+    };
+    let gt = deepmark::eval::coco::GroundTruth::load(&df2, &limits).unwrap();
+    assert!(matches!(
+        gt.in_taxonomy(&DEEPFASHION2),
+        std::borrow::Cow::Borrowed(_)
+    ));
     // The person file's landmarks as written: the first annotation's nose at (367, 81).
     let Some(path) = common::shared_data("coco_person_keypoints/test_coco.json") else {
         return;
@@ -272,7 +281,12 @@ fn coco_files_of_several_categories_are_read_into_the_global_layout() {
     assert_eq!(items[1].keypoints[0], [0.0; 3]);
     // The evaluator's ground truth moves to the same layout, with the taxonomy's sigmas.
     let mut gt = deepmark::eval::coco::GroundTruth::load(&path, &Limits::default()).unwrap();
+    let moved = gt.in_taxonomy(t);
+    assert!(matches!(moved, std::borrow::Cow::Owned(_)));
+    assert_eq!(moved.anns[1].keypoints.len(), 15);
     gt.set_taxonomy(t);
+    // Once in the taxonomy, the evaluator reads it without a copy.
+    assert!(matches!(gt.in_taxonomy(t), std::borrow::Cow::Borrowed(_)));
     assert_eq!(gt.num_keypoints(), 5);
     assert_eq!(gt.anns[1].keypoints[6..9], [50.0, 50.0, 2.0]);
     assert_eq!(gt.sigmas(), vec![spec::DEFAULT_SIGMA; 5]);

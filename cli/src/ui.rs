@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::Args;
 use deepmark::Precision;
 use deepmark::data::deepfashion2::Sample;
-use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::{EVAL_SCORE_THRESHOLD, EvalReport, evaluate_detector};
 use deepmark::infer::{Detector, PostConfig};
 use deepmark_cli::backend::BackendKind;
@@ -258,14 +257,7 @@ pub fn evaluate_weights(
     det.options.threshold = EVAL_SCORE_THRESHOLD;
     // The data must be of the model's taxonomy (its categories agree, or it is an error naming
     // the file and the field).
-    let taxonomy = det.grouping().taxonomy();
-    let samples = crate::cmd::load_data(
-        data,
-        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
-        false,
-    )?
-    .samples;
-    let gt = GroundTruth::load(data, crate::cmd::limits())?;
+    let (samples, gt) = crate::cmd::load_ground_truth(data, det.grouping().taxonomy())?;
     let bar = progress_bar("evaluating");
     let report = evaluate_detector(
         det,

@@ -8,9 +8,7 @@
 //! and each image's size is read from its header. Images are found relative to the CSV's
 //! folder, as the dataset ships (`Images/blouse/….jpg`).
 //!
-//! Also FashionAI's metric, the normalised error of the CPN clothing paper (Eq. 2):
-//! `NE = Σ_k v_k·d_k/s / Σ_k v_k` over *visible* landmarks, `s` the distance between the
-//! armpits (blouse, dress, outwear) or the waistband's ends (skirt, trousers).
+//! FashionAI's metric, the normalised error, is `eval::landmarks::fashionai_ne`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,19 +80,6 @@ pub fn taxonomy_def() -> TaxonomyDef {
     }
 }
 
-/// The two local landmarks normalising a FashionAI category's errors (armpits, or the
-/// waistband's ends), by name.
-pub fn normaliser(category: usize) -> Option<(usize, usize)> {
-    let (name, cols) = CATEGORIES.get(category.checked_sub(1)?)?;
-    let (a, b) = if matches!(*name, "skirt" | "trousers") {
-        ("waistband_left", "waistband_right")
-    } else {
-        ("armpit_left", "armpit_right")
-    };
-    let find = |n: &str| cols.iter().position(|&c| COLUMNS[c] == n);
-    Some((find(a)?, find(b)?))
-}
-
 /// Whether a path names a FashionAI CSV (by extension).
 pub fn is_fashionai_csv(path: &Path) -> bool {
     path.extension()
@@ -126,7 +111,6 @@ pub fn read_csv(path: &Path, limits: &Limits) -> Result<CocoFile, DataError> {
         ));
     };
     let landmark_cols: Vec<Option<usize>> = COLUMNS.iter().map(|c| col(c)).collect();
-    let def = taxonomy_def();
     let mut images: Vec<CocoImage> = Vec::new();
     let mut ids: BTreeMap<String, u64> = BTreeMap::new();
     let mut annotations = Vec::new();
@@ -279,63 +263,23 @@ pub fn read_csv(path: &Path, limits: &Limits) -> Result<CocoFile, DataError> {
         licenses: None,
         images,
         annotations,
-        categories: def
-            .categories
-            .iter()
-            .map(|c| CocoCategory {
-                id: c.id as i64,
-                name: c.name.clone(),
-                supercategory: "clothes".into(),
-                keypoints: c.keypoints.clone(),
-                skeleton: Vec::new(),
-            })
-            .collect(),
+        categories: coco_categories(),
         attribute_tasks: Vec::new(),
     })
 }
 
-/// FashionAI's NE: each ground-truth garment (`gt`, items of the `fashionai` taxonomy in its
-/// global layout) against the landmarks `pred(image_id, category_id)` gives for it (the
-/// global layout: FashionAI scores one prediction per image and category, with no box
-/// matching), over its visible landmarks. Returns `(NE, visible landmarks counted, garments
-/// without a prediction)`; garments whose normalising landmarks are not both labelled are left
-/// out (they cannot be normalised).
-pub fn normalised_error(
-    taxonomy: &crate::garment::Taxonomy,
-    gt: &[super::deepfashion2::Sample],
-    pred: &dyn Fn(u64, usize) -> Option<Vec<[f32; 3]>>,
-) -> (f64, usize, usize) {
-    let (mut sum, mut count, mut missed) = (0.0, 0usize, 0usize);
-    for s in gt {
-        for item in &s.items {
-            let Some(cat) = taxonomy.category(item.category_id) else {
-                continue;
-            };
-            let Some((a, b)) = normaliser(cat.id) else {
-                continue;
-            };
-            let (pa, pb) = (item.keypoints[cat.start + a], item.keypoints[cat.start + b]);
-            if pa[2] <= 0.0 || pb[2] <= 0.0 {
-                continue;
-            }
-            let norm = f64::from(pa[0] - pb[0]).hypot(f64::from(pa[1] - pb[1]));
-            if norm <= 0.0 {
-                continue;
-            }
-            let Some(p) = pred(s.image_id, cat.id) else {
-                missed += 1;
-                continue;
-            };
-            for l in cat.range() {
-                let g = item.keypoints[l];
-                if g[2] < 2.0 {
-                    continue;
-                }
-                let d = f64::from(p[l][0] - g[0]).hypot(f64::from(p[l][1] - g[1]));
-                sum += d / norm;
-                count += 1;
-            }
-        }
-    }
-    (sum / count.max(1) as f64, count, missed)
+/// The `categories` a FashionAI CSV amounts to: the `fashionai` taxonomy's, each declaring
+/// its own landmarks (the same for every CSV, so reading them needs no file).
+pub fn coco_categories() -> Vec<CocoCategory> {
+    taxonomy_def()
+        .categories
+        .into_iter()
+        .map(|c| CocoCategory {
+            id: c.id as i64,
+            name: c.name,
+            supercategory: "clothes".into(),
+            keypoints: c.keypoints,
+            skeleton: Vec::new(),
+        })
+        .collect()
 }

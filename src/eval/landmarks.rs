@@ -23,6 +23,7 @@ use super::coco::bbox_iou;
 use crate::codec::grouping::Grouping;
 use crate::codec::scheme::Scheme;
 use crate::data::deepfashion2::Sample;
+use crate::garment::Item;
 use crate::garment::taxonomy::{Category, Taxonomy, category};
 use crate::infer::output::{BboxResult, KeypointResult};
 
@@ -88,6 +89,17 @@ pub fn normaliser_of(taxonomy: &Taxonomy, cat: &Category) -> Option<(usize, usiz
         })
 }
 
+/// The distance between an item's two normalising landmarks (0-based local `a`, `b` of `cat`),
+/// when both are labelled and apart.
+fn normalising_distance(item: &Item, cat: &Category, (a, b): (usize, usize)) -> Option<f64> {
+    let (pa, pb) = (item.keypoints[cat.start + a], item.keypoints[cat.start + b]);
+    if pa[2] <= 0.0 || pb[2] <= 0.0 {
+        return None;
+    }
+    let norm = ((pa[0] - pb[0]) as f64).hypot((pa[1] - pb[1]) as f64);
+    (norm > 0.0).then_some(norm)
+}
+
 /// The two local (0-based) landmark indices whose distance normalises DeepFashion2 category
 /// `id`'s errors.
 pub fn normaliser_landmarks(id: usize) -> Option<(usize, usize)> {
@@ -150,16 +162,10 @@ pub fn landmark_errors_in(
             if item.keypoints.len() < cat.start + cat.num_landmarks {
                 continue;
             }
-            let (pa, pb) = (item.keypoints[cat.start + a], item.keypoints[cat.start + b]);
-            if pa[2] <= 0.0 || pb[2] <= 0.0 {
+            let Some(norm) = normalising_distance(item, cat, (a, b)) else {
                 st.no_normaliser += 1;
                 continue;
-            }
-            let norm = ((pa[0] - pb[0]) as f64).hypot((pa[1] - pb[1]) as f64);
-            if norm <= 0.0 {
-                st.no_normaliser += 1;
-                continue;
-            }
+            };
             st.items += 1;
             let gbox = item.bbox.map(|v| v as f64);
             let best = dets.iter().enumerate().position(|(j, &d)| {
@@ -194,4 +200,45 @@ pub fn landmark_errors_in(
         all.add(p);
     }
     (per, all)
+}
+
+/// FashionAI's NE (the CPN clothing paper's Eq. 2): each ground-truth garment (`gt`, items of
+/// `taxonomy` in its global layout) against the landmarks `pred(image_id, category_id)` gives
+/// for it (the global layout: FashionAI scores one prediction per image and category, with no
+/// box matching), over its *visible* landmarks, normalised as [`normaliser_of`] says (for
+/// FashionAI: the armpits, or the waistband's ends). Returns `(NE, visible landmarks counted,
+/// garments without a prediction)`; garments whose normalising landmarks are not both labelled
+/// are left out (they cannot be normalised).
+pub fn fashionai_ne(
+    taxonomy: &Taxonomy,
+    gt: &[Sample],
+    pred: &dyn Fn(u64, usize) -> Option<Vec<[f32; 3]>>,
+) -> (f64, usize, usize) {
+    let (mut sum, mut count, mut missed) = (0.0, 0usize, 0usize);
+    for s in gt {
+        for item in &s.items {
+            let Some(cat) = taxonomy.category(item.category_id) else {
+                continue;
+            };
+            let Some(norm) =
+                normaliser_of(taxonomy, cat).and_then(|pair| normalising_distance(item, cat, pair))
+            else {
+                continue;
+            };
+            let Some(p) = pred(s.image_id, cat.id) else {
+                missed += 1;
+                continue;
+            };
+            for l in cat.range() {
+                let g = item.keypoints[l];
+                if g[2] < 2.0 {
+                    continue;
+                }
+                let d = f64::from(p[l][0] - g[0]).hypot(f64::from(p[l][1] - g[1]));
+                sum += d / norm;
+                count += 1;
+            }
+        }
+    }
+    (sum / count.max(1) as f64, count, missed)
 }

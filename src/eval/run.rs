@@ -113,9 +113,7 @@ pub fn landmark_report(
             .collect(),
         ..Default::default()
     };
-    let mut gt = gt.clone();
-    gt.set_taxonomy(taxonomy);
-    let (_, kps) = evaluate_in_memory(&gt, &res)?;
+    let (_, kps) = evaluate_in_memory(&gt.in_taxonomy(taxonomy), &res)?;
     let mut per_category_ap = vec![-1.0; taxonomy.num_categories()];
     if let Some(e) = &kps {
         for (c, ap) in e.per_category_ap() {
@@ -341,9 +339,7 @@ pub fn evaluate_detector(
     write_json_compact(&files[0], &res.bbox)?;
     write_json_compact(&files[1], &res.keypoints)?;
     let taxonomy = det.grouping().taxonomy();
-    let mut gt = gt.clone();
-    gt.set_taxonomy(taxonomy);
-    let (bbox, keypoints) = evaluate_in_memory(&gt, &res)?;
+    let (bbox, keypoints) = evaluate_in_memory(&gt.in_taxonomy(taxonomy), &res)?;
     let (per_category, landmarks) =
         landmark_errors_in(taxonomy, samples, &res.bbox, &res.keypoints);
     let fashionai_ne = (taxonomy.name == "fashionai").then(|| {
@@ -355,7 +351,7 @@ pub fn evaluate_detector(
                 *e = i;
             }
         }
-        crate::data::fashionai::normalised_error(taxonomy, samples, &|image, cat| {
+        super::landmarks::fashionai_ne(taxonomy, samples, &|image, cat| {
             best.get(&(image, cat)).map(|&i| {
                 res.keypoints[i]
                     .keypoints

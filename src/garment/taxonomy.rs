@@ -271,10 +271,7 @@ pub fn category(id: usize) -> Option<&'static Category> {
 
 /// Category id (1-based) and 0-based local index of a global landmark index.
 pub fn locate(global: usize) -> Option<(usize, usize)> {
-    CATEGORIES
-        .iter()
-        .find(|c| c.range().contains(&global))
-        .map(|c| (c.id, global - c.start))
+    DEEPFASHION2.locate(global)
 }
 
 /// The 294 official OKS sigmas in global order.

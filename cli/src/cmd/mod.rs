@@ -235,3 +235,24 @@ pub fn load_data(
     print_notes(&d.notes);
     Ok(d)
 }
+
+/// The samples and the evaluator's ground truth of a dataset in a model's `taxonomy` (the data
+/// must agree with it, or it is an error naming the file and the field); the ground truth takes
+/// the taxonomy's sigmas and layout.
+pub fn load_ground_truth(
+    data: &std::path::Path,
+    taxonomy: &'static deepmark::garment::Taxonomy,
+) -> deepmark::Result<(
+    Vec<deepmark::data::deepfashion2::Sample>,
+    deepmark::eval::coco::GroundTruth,
+)> {
+    let samples = load_data(
+        data,
+        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
+        false,
+    )?
+    .samples;
+    let mut gt = deepmark::eval::coco::GroundTruth::load(data, limits())?;
+    gt.set_taxonomy(taxonomy);
+    Ok((samples, gt))
+}

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use deepmark::Precision;
-use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::landmark_quality;
 use deepmark::garment::{Taxonomy, TaxonomyChoice};
 use deepmark::infer::detect_all;
@@ -361,13 +360,7 @@ pub fn refine(a: RefineArgs) -> Result<()> {
     set.min_score = a.min_score;
     let images = images_or_default(&a.images, &a.data);
     let taxonomy = set.taxonomy();
-    let samples = crate::cmd::load_data(
-        &a.data,
-        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
-        false,
-    )?
-    .samples;
-    let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
+    let (samples, gt) = crate::cmd::load_ground_truth(&a.data, taxonomy)?;
     let records = read_detections(&a.inputs, crate::cmd::limits(), taxonomy)?;
     let bar = progress_bar("refining");
     let refined = refine_records(

@@ -10,7 +10,6 @@ use clap::Args;
 use deepmark::Precision;
 use deepmark::codec::scheme::Scheme;
 use deepmark::data::deepfashion2::Sample;
-use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::run::{LandmarkReport, landmark_report};
 use deepmark::garment::{Taxonomy, TaxonomyChoice};
 use deepmark::infer::output::{DetectionRecord, read_detections, update_landmarks};
@@ -313,13 +312,7 @@ pub fn eval_topdown(a: EvalTopDownArgs) -> Result<()> {
     set.flip = !a.no_flip;
     let images = images_or_default(&a.images, &a.data);
     let taxonomy = set.taxonomy();
-    let samples = crate::cmd::load_data(
-        &a.data,
-        &Some(deepmark::garment::TaxonomyChoice::Given(taxonomy)),
-        false,
-    )?
-    .samples;
-    let gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
+    let (samples, gt) = crate::cmd::load_ground_truth(&a.data, taxonomy)?;
     let inputs = match &a.inputs {
         Some(p) => read_detections(p, crate::cmd::limits(), taxonomy)?,
         None => ground_truth_records(&samples, taxonomy),

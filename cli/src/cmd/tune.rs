@@ -10,7 +10,6 @@ use deepmark::codec::PostConfig;
 use deepmark::codec::symmetry::SymmetryConfig;
 use deepmark::draw::draw_text;
 use deepmark::eval::EVAL_SCORE_THRESHOLD;
-use deepmark::eval::coco::GroundTruth;
 use deepmark::eval::tune::{TuneEvent, cache_heads, score_refined, search};
 use deepmark::infer::detector::options_path;
 use deepmark::io::{save_image_atomic, write_json};
@@ -129,17 +128,8 @@ pub fn run(a: TuneArgs) -> Result<()> {
     det.options.threshold = EVAL_SCORE_THRESHOLD;
     let start_post = det.options.post;
     let images = images_or_default(&a.images, &a.data);
-    let samples = crate::cmd::load_data(
-        &a.data,
-        &Some(deepmark::garment::TaxonomyChoice::Given(
-            det.grouping().taxonomy(),
-        )),
-        false,
-    )?
-    .samples;
+    let (samples, mut gt) = crate::cmd::load_ground_truth(&a.data, det.grouping().taxonomy())?;
     let samples: Vec<_> = samples.into_iter().take(a.max_images).collect();
-    let mut gt = GroundTruth::load(&a.data, crate::cmd::limits())?;
-    gt.set_taxonomy(det.grouping().taxonomy());
     let keep: std::collections::HashSet<u64> = samples.iter().map(|s| s.image_id).collect();
     gt.retain_images(|id| keep.contains(&id));
     let bar = progress_bar("running the network once per image");

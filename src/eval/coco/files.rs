@@ -280,13 +280,7 @@ impl GroundTruth {
         let total = taxonomy.num_landmarks;
         let mut moved = false;
         for a in &mut self.anns {
-            let Some(c) = usize::try_from(a.category_id)
-                .ok()
-                .and_then(|id| taxonomy.category(id))
-            else {
-                continue;
-            };
-            if c.num_landmarks != total && a.keypoints.len() == 3 * c.num_landmarks {
+            if let Some(c) = local_category(a, taxonomy) {
                 let mut k = vec![0.0; 3 * total];
                 k[3 * c.start..3 * (c.start + c.num_landmarks)].copy_from_slice(&a.keypoints);
                 a.keypoints = k;
@@ -296,12 +290,34 @@ impl GroundTruth {
         if moved {
             self.declared_keypoints = total;
         }
-        let global = |n: usize| n == 3 * total;
-        if self.num_keypoints() == taxonomy.num_landmarks
-            || (!self.anns.is_empty() && self.anns.iter().all(|a| global(a.keypoints.len())))
-        {
+        if self.in_global_layout(taxonomy) {
             self.oks_sigmas = Some(taxonomy.oks_sigmas());
         }
+    }
+
+    /// The ground truth as [`set_taxonomy`](Self::set_taxonomy) makes it: borrowed when that
+    /// would change nothing the evaluation reads (no annotation to move, the same sigmas), so
+    /// a large ground truth already in `taxonomy` is not copied.
+    pub fn in_taxonomy(&self, taxonomy: &crate::garment::Taxonomy) -> std::borrow::Cow<'_, Self> {
+        let unchanged = !self
+            .anns
+            .iter()
+            .any(|a| local_category(a, taxonomy).is_some())
+            && (!self.in_global_layout(taxonomy) || self.sigmas() == taxonomy.oks_sigmas());
+        if unchanged {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut gt = self.clone();
+        gt.set_taxonomy(taxonomy);
+        std::borrow::Cow::Owned(gt)
+    }
+
+    /// Whether the keypoints are `taxonomy`'s global layout (declared, or carried by every
+    /// annotation).
+    fn in_global_layout(&self, taxonomy: &crate::garment::Taxonomy) -> bool {
+        let total = taxonomy.num_landmarks;
+        self.num_keypoints() == total
+            || (!self.anns.is_empty() && self.anns.iter().all(|a| a.keypoints.len() == 3 * total))
     }
 
     /// Keypoints per annotation: the declared count, else the most any annotation carries.
@@ -316,6 +332,20 @@ impl GroundTruth {
                 .unwrap_or(0)
         }
     }
+}
+
+/// The category of an annotation carrying only that category's landmarks (COCO's form) in a
+/// taxonomy of several categories, which [`GroundTruth::set_taxonomy`] moves to the global
+/// layout.
+fn local_category(
+    a: &Ann,
+    taxonomy: &crate::garment::Taxonomy,
+) -> Option<&'static crate::garment::Category> {
+    let c = usize::try_from(a.category_id)
+        .ok()
+        .and_then(|id| taxonomy.category(id))?;
+    (c.num_landmarks != taxonomy.num_landmarks && a.keypoints.len() == 3 * c.num_landmarks)
+        .then_some(c)
 }
 
 /// Sorted ids as ranges: `1–13`, `1, 3, 5–7`; `none` when empty.
