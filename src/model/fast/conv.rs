@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use super::map::{Map, View, relu_in_place};
+use super::simd::{F8, multiversion};
 
 /// Column offsets of one convolution: input row of output row `oy` and tap `t` is
 /// `oy * stride + ys[t]` (columns likewise). An ordinary convolution has
@@ -242,8 +243,24 @@ unsafe fn prefill(out: *mut f32, n: usize, n0: usize, len: usize, o: usize, ep: 
     }
 }
 
-/// Column buffer `[x.c · taps, len]` for output pixels `n0..n0+len` (zero outside the input).
-fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+multiversion!(
+    /// Column buffer `[x.c · taps, len]` for output pixels `n0..n0+len` (zero outside the
+    /// input).
+    fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) => im2col_body
+);
+
+#[inline(always)]
+fn im2col_body(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+    if taps.stride == 2 {
+        im2col_s2(x, taps, ow, n0, len, col)
+    } else {
+        im2col_any(x, taps, ow, n0, len, col)
+    }
+}
+
+/// [`im2col`] of any stride: one gather per tap and output row.
+#[inline(always)]
+fn im2col_any(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
     let (h, w) = (x.h as isize, x.w as isize);
     let s = taps.stride as isize;
     let mut row = 0;
@@ -286,6 +303,80 @@ fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut 
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// [`im2col`] of a stride-2 convolution. Per input row and output-row segment the row is split
+/// once into its even and odd columns (`e[k] = row[b + 2k]`, `o[k] = row[b + 2k + 1]`, zero
+/// outside the map, `b` the first column the taps read); tap `dx` of output column `j` then reads
+/// `e` or `o` at `j + (dx − dx_min) / 2`: a contiguous copy per tap instead of a gather.
+#[inline(always)]
+fn im2col_s2(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+    let (h, w) = (x.h as isize, x.w as isize);
+    let kx = taps.xs.len();
+    let dx0 = taps.xs.iter().copied().min().unwrap_or(0);
+    let dx1 = taps.xs.iter().copied().max().unwrap_or(0);
+    let span = ((dx1 - dx0) / 2) as usize + 1;
+    let mut ph = vec![0.0f32; 2 * (ow.min(len) + span)];
+    for c in 0..x.c {
+        let plane = x.plane(c);
+        for (yi, &dy) in taps.ys.iter().enumerate() {
+            let r0 = (c * taps.ys.len() + yi) * kx;
+            let mut i = 0;
+            while i < len {
+                let n = n0 + i;
+                let (oy, ox0) = (n / ow, n % ow);
+                let run = (ow - ox0).min(len - i);
+                let iy = oy as isize * 2 + dy;
+                if iy < 0 || iy >= h {
+                    for xi in 0..kx {
+                        col[(r0 + xi) * len + i..][..run].fill(0.0);
+                    }
+                    i += run;
+                    continue;
+                }
+                let src = &plane[iy as usize * x.w..(iy as usize + 1) * x.w];
+                let l = run + span;
+                let (e, o) = ph[..2 * l].split_at_mut(l);
+                let b = 2 * ox0 as isize + dx0;
+                let mut k = 0;
+                if b >= 0 {
+                    // Pairs inside the row, eight at a time, then one by one.
+                    let inner = (((w - b) / 2).max(0) as usize).min(l);
+                    let row = &src[b as usize..];
+                    while k + F8::LANES <= inner {
+                        let z: [f32; 16] = row[2 * k..2 * k + 16].try_into().expect("16 floats");
+                        F8(std::array::from_fn(|q| z[2 * q])).store(&mut e[k..]);
+                        F8(std::array::from_fn(|q| z[2 * q + 1])).store(&mut o[k..]);
+                        k += F8::LANES;
+                    }
+                    while k < inner {
+                        e[k] = row[2 * k];
+                        o[k] = row[2 * k + 1];
+                        k += 1;
+                    }
+                }
+                let at = |xx: isize| {
+                    if xx >= 0 && xx < w {
+                        src[xx as usize]
+                    } else {
+                        0.0
+                    }
+                };
+                for k in k..l {
+                    let xx = b + 2 * k as isize;
+                    e[k] = at(xx);
+                    o[k] = at(xx + 1);
+                }
+                for (xi, &dx) in taps.xs.iter().enumerate() {
+                    let off = (dx - dx0) as usize;
+                    let from = if off % 2 == 0 { &*e } else { &*o };
+                    col[(r0 + xi) * len + i..][..run]
+                        .copy_from_slice(&from[off / 2..off / 2 + run]);
+                }
+                i += run;
             }
         }
     }
@@ -406,6 +497,42 @@ mod tests {
                     (a - b).abs() < 1e-4,
                     "{c} {h} {w} {o} {k} {s} {p}: {a} vs {b}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn stride_two_columns_equal_the_gather() {
+        // Even and odd widths, rows wide enough for the eight-lane path, 1×1 to 7×7 taps with
+        // their paddings, and tiles starting mid-row.
+        for (c, h, w, k, p) in [
+            (2, 9, 40, 3, 1),
+            (3, 12, 41, 3, 1),
+            (2, 7, 37, 7, 3),
+            (1, 5, 64, 1, 0),
+            (2, 4, 3, 3, 1),
+            (1, 6, 33, 2, 0),
+        ] {
+            let x = Map {
+                c,
+                h,
+                w,
+                data: ramp(c * h * w, 0.1),
+            };
+            let taps = Taps::conv([k, k], 2, p, 1);
+            let (oh, ow) = (out_size(h, k, 2, p, 1), out_size(w, k, 2, p, 1));
+            let n = oh * ow;
+            for (n0, len) in [
+                (0, n),
+                (ow / 2, n - ow / 2),
+                (ow + 3, (2 * ow).min(n - ow - 3)),
+            ] {
+                let rows = c * k * k;
+                let mut got = vec![f32::NAN; rows * len];
+                let mut want = vec![f32::NAN; rows * len];
+                im2col_s2(x.view(), &taps, ow, n0, len, &mut got);
+                im2col_any(x.view(), &taps, ow, n0, len, &mut want);
+                assert_eq!(got, want, "c{c} {h}×{w} k{k} p{p} from {n0}, {len}");
             }
         }
     }

@@ -94,3 +94,78 @@ macro_rules! multiversion {
     }};
 }
 pub(crate) use multiversion;
+
+/// Eight `f32` lanes with element-wise arithmetic written as plain array loops: inside a
+/// [`multiversion!`] body (and everything it calls `#[inline(always)]`) each operation becomes
+/// one AVX2 instruction (half an AVX-512 register; two SSE2 ones). Loading into a local value
+/// first is what lets the compiler vectorise: loops over several slices at once otherwise need
+/// run-time alias checks, which it gives up on past a few pointers and stays scalar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct F8(pub [f32; 8]);
+
+impl F8 {
+    /// Lanes per value.
+    pub const LANES: usize = 8;
+
+    /// The first eight floats of `s`.
+    #[inline(always)]
+    pub fn load(s: &[f32]) -> F8 {
+        F8(s[..8].try_into().expect("eight floats"))
+    }
+
+    /// Writes the lanes to the first eight floats of `s`.
+    #[inline(always)]
+    pub fn store(self, s: &mut [f32]) {
+        s[..8].copy_from_slice(&self.0);
+    }
+
+    /// Every lane `v`.
+    #[inline(always)]
+    pub fn splat(v: f32) -> F8 {
+        F8([v; 8])
+    }
+
+    /// Lane-wise maximum with `v` (`max(x, 0)` is ReLU).
+    #[inline(always)]
+    pub fn max(self, v: f32) -> F8 {
+        F8(std::array::from_fn(|k| {
+            if self.0[k] < v { v } else { self.0[k] }
+        }))
+    }
+}
+
+impl std::ops::Add for F8 {
+    type Output = F8;
+    #[inline(always)]
+    fn add(self, b: F8) -> F8 {
+        F8(std::array::from_fn(|k| self.0[k] + b.0[k]))
+    }
+}
+
+impl std::ops::Sub for F8 {
+    type Output = F8;
+    #[inline(always)]
+    fn sub(self, b: F8) -> F8 {
+        F8(std::array::from_fn(|k| self.0[k] - b.0[k]))
+    }
+}
+
+impl std::ops::Mul<f32> for F8 {
+    type Output = F8;
+    #[inline(always)]
+    fn mul(self, b: f32) -> F8 {
+        F8(std::array::from_fn(|k| self.0[k] * b))
+    }
+}
+
+/// The arithmetic the transforms need, on one float or on [`F8`] lanes: the same expression
+/// evaluates lane by lane in the same order, so both give the same bits.
+pub(crate) trait Lanes:
+    Copy
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<f32, Output = Self>
+{
+}
+impl Lanes for f32 {}
+impl Lanes for F8 {}

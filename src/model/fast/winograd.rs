@@ -20,7 +20,7 @@
 
 use super::conv::{Epilogue, OutPtr, run_blocks};
 use super::map::{Map, View};
-use super::simd::multiversion;
+use super::simd::{F8, Lanes, multiversion};
 
 /// Output tile of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,20 +127,24 @@ impl Winograd {
         if tiles == 0 || o == 0 {
             return out;
         }
-        // Block size: the block's V and M (elems × (C + O) × tiles floats) near 1 MiB, and enough
-        // blocks for every thread; at least 16 tiles (the GEMMs' width), and for F(4×4) with
-        // C ≥ 128 at least 64: each of the block's GEMMs packs its whole `U[e]` (O × C), which
-        // narrow blocks do not amortise (res18's F(4×4) layers at 512: 116 → 94 ms; smaller C
-        // lost with it, mdla34's at 256: 50 → 55 ms).
+        // Blocks of tiles: the block's transformed input V (elems × C × tiles floats) near 1 MiB,
+        // and enough blocks for every thread; at least 16 tiles (the GEMMs' width), and for
+        // F(4×4) with C ≥ 128 at least 64: each of the block's GEMMs packs its whole `U[e]`
+        // (O × C), which narrow blocks do not amortise (res18's F(4×4) layers at 512: 116 → 94
+        // ms; smaller C lost with it, mdla34's at 256: 50 → 55 ms).
         let threads = rayon::current_num_threads();
         let min = if self.tile == Tile::F4 && c >= 128 {
             64
         } else {
             16
         };
-        let tb = ((1usize << 18) / (elems * (c + o)))
+        let tb = ((1usize << 18) / (elems * c))
             .clamp(min, 256)
             .min(tiles.div_ceil(2 * threads).max(16));
+        // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
+        // near 512 KiB, so that the output transform reads them from the cache (mdla34's heads,
+        // 64 → 1536 channels at 64 × 64: 25.7 → 20.2 ms on an AVX2 EPYC).
+        let ob = ((1usize << 17) / (elems * tb) / 16 * 16).max(16).min(o);
         let blocks = tiles.div_ceil(tb);
         let ptr = OutPtr(out.data.as_mut_ptr());
         let geo = Geometry {
@@ -151,54 +155,67 @@ impl Winograd {
             ow,
             tw,
         };
-        let run = |b: usize, buf: &mut Buffers, par: gemm::Parallelism| {
+        let block = |b: usize, buf: &mut Buffers, par: gemm::Parallelism| {
             let t0 = b * tb;
             let len = tb.min(tiles - t0);
             let Buffers { v, m: mm, scratch } = buf;
-            v.resize(elems * c * len, 0.0);
-            mm.resize(elems * o * len, 0.0);
+            let v = grown(v, elems * c * len);
+            let mm = grown(mm, elems * ob * len);
             match self.tile {
                 Tile::F2 => input_transform(x, &geo, t0, len, v, scratch),
                 Tile::F4 => input_transform4(x, &geo, t0, len, v, scratch),
             }
-            for e in 0..elems {
-                // Safety: the slices hold o×len, o×c and c×len floats, row-major.
-                unsafe {
-                    gemm::gemm(
-                        o,
-                        len,
-                        c,
-                        mm[e * o * len..].as_mut_ptr(),
-                        1,
-                        len as isize,
-                        false,
-                        self.u[e * o * c..].as_ptr(),
-                        1,
-                        c as isize,
-                        v[e * c * len..].as_ptr(),
-                        1,
-                        len as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
+            for o0 in (0..o).step_by(ob) {
+                let on = ob.min(o - o0);
+                for e in 0..elems {
+                    // Safety: the slices hold on×len, on×c and c×len floats, row-major.
+                    unsafe {
+                        gemm::gemm(
+                            on,
+                            len,
+                            c,
+                            mm[e * on * len..].as_mut_ptr(),
+                            1,
+                            len as isize,
+                            false,
+                            self.u[(e * o + o0) * c..].as_ptr(),
+                            1,
+                            c as isize,
+                            v[e * c * len..].as_ptr(),
+                            1,
+                            len as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
                 }
-            }
-            let p = ptr;
-            // Safety: this block writes only the output pixels of its own tiles.
-            unsafe {
-                match self.tile {
-                    Tile::F2 => output_transform(mm, o, &geo, t0, len, ep, p.0, scratch),
-                    Tile::F4 => output_transform4(mm, o, &geo, t0, len, ep, p.0, scratch),
+                let p = ptr;
+                // Safety: this block writes only the output pixels of its own tiles.
+                unsafe {
+                    match self.tile {
+                        Tile::F2 => output_transform(mm, o0, on, &geo, t0, len, ep, p.0, scratch),
+                        Tile::F4 => output_transform4(mm, o0, on, &geo, t0, len, ep, p.0, scratch),
+                    }
                 }
             }
         };
+        let run = block;
         run_blocks(blocks, run);
         out
     }
+}
+
+/// The first `n` floats of `buf`, grown (zero-filled) if shorter; what it held stays.
+#[inline(always)]
+fn grown(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
 }
 
 /// One block's transformed input, GEMM results and transform scratch.
@@ -251,9 +268,7 @@ fn input_transform_body(
     let c = x.c;
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let m = n + 1;
-        scratch.clear();
-        scratch.resize(16 * m, 0.0);
-        let (d, r) = scratch.split_at_mut(8 * m);
+        let (d, r) = grown(scratch, 16 * m).split_at_mut(8 * m);
         // Input column of even entry k: x0 + 2k; odd entry k: x0 + 2k + 1.
         let x0 = 2 * tx0 as isize - g.pad as isize;
         let inside = x0 >= 0 && x0 + 2 * m as isize <= g.w as isize;
@@ -322,6 +337,7 @@ fn input_transform_body(
 #[inline(always)]
 unsafe fn output_transform_body(
     m: &[f32],
+    o0: usize,
     o: usize,
     g: &Geometry,
     t0: usize,
@@ -332,10 +348,9 @@ unsafe fn output_transform_body(
 ) {
     let plane = g.oh * g.ow;
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
-        scratch.clear();
-        scratch.resize(12 * n, 0.0);
+        let scratch = grown(scratch, 12 * n);
         for oc in 0..o {
-            let bias = ep.bias.get(oc).copied().unwrap_or(0.0);
+            let bias = ep.bias.get(o0 + oc).copied().unwrap_or(0.0);
             let q: [&[f32]; 16] = std::array::from_fn(|e| &m[(e * o + oc) * len + tl0..][..n]);
             let (y, sd) = scratch.split_at_mut(4 * n);
             // Rows: s_j = q0j + q1j + q2j, d_j = q1j − q2j − q3j.
@@ -369,7 +384,7 @@ unsafe fn output_transform_body(
                 if yy >= g.oh {
                     break;
                 }
-                let base = oc * plane + yy * g.ow;
+                let base = (o0 + oc) * plane + yy * g.ow;
                 let res = ep.residual.map(|r| &r.data[base..base + g.ow]);
                 for k in 0..n {
                     let xx = 2 * (tx0 + k);
@@ -393,9 +408,11 @@ unsafe fn output_transform_body(
     }
 }
 
-/// F(4×4): `V[e][ch][t] = (Bᵀ d B)[e]` for tiles `t0..t0+len`. Per input row the horizontal
-/// transform (`d B`) reads the tiles' six columns; the vertical one (`Bᵀ ·`) then runs over
-/// contiguous arrays of tiles.
+/// F(4×4): `V[e][ch][t] = (Bᵀ d B)[e]` for tiles `t0..t0+len`. Per input row, the row is
+/// split into its four phases (`p_r[t] = row[4t + r]`, so that tile `t`'s six columns are
+/// `p_0[t] … p_3[t], p_0[t+1], p_1[t+1]`) and the horizontal transform (`d B`) runs over those
+/// contiguous arrays; the vertical one (`Bᵀ ·`) then over the rows' results. Both run on
+/// [`F8`] lanes of eight tiles.
 #[inline(always)]
 fn input_transform4_body(
     x: View<'_>,
@@ -407,133 +424,191 @@ fn input_transform4_body(
 ) {
     let c = x.c;
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
-        scratch.clear();
-        scratch.resize(42 * n, 0.0);
-        // h[i][j'][t]: row i of tile t after the horizontal transform; r: one vertical result.
-        let (h, r) = scratch.split_at_mut(36 * n);
+        let np = n + 1;
+        let scratch = grown(scratch, 36 * n + 8 * np);
+        // h[i][j'][t]: row i of tile t after the horizontal transform; p[r][t]: a row's phases;
+        // win: the row's columns x0..x0+4np, zero outside the map, where they leave it.
+        let (h, rest) = scratch.split_at_mut(36 * n);
+        let (p, win) = rest.split_at_mut(4 * np);
         // Input column of tile t, tap j: x0 + 4t + j.
         let x0 = 4 * tx0 as isize - g.pad as isize;
-        let inside = x0 >= 0 && x0 + 4 * n as isize + 2 <= g.w as isize;
+        let inside = x0 >= 0 && x0 + 4 * np as isize <= g.w as isize;
+        // The columns of the row that are inside the map: win[wlo..whi] = row[wlo+x0..whi+x0].
+        let wlo = (-x0).max(0) as usize;
+        let whi = ((g.w as isize - x0).max(0) as usize).min(4 * np);
+        if !inside {
+            win.fill(0.0);
+        }
         for ch in 0..c {
             let src = &x.data[ch * g.h * g.w..(ch + 1) * g.h * g.w];
             for i in 0..6 {
-                let hi = &mut h[6 * i * n..6 * (i + 1) * n];
+                let hrow = &mut h[6 * i * n..6 * (i + 1) * n];
                 let y = (4 * ty + i) as isize - g.pad as isize;
                 if y < 0 || y >= g.h as isize {
-                    hi.fill(0.0);
+                    hrow.fill(0.0);
                     continue;
                 }
                 let row = &src[y as usize * g.w..(y as usize + 1) * g.w];
-                let (h0, rest) = hi.split_at_mut(n);
-                let (h1, rest) = rest.split_at_mut(n);
-                let (h2, rest) = rest.split_at_mut(n);
-                let (h3, rest) = rest.split_at_mut(n);
-                let (h4, h5) = rest.split_at_mut(n);
-                let mut put = |t: usize, z: [f32; 6]| {
-                    let b = bt6(z);
-                    h0[t] = b[0];
-                    h1[t] = b[1];
-                    h2[t] = b[2];
-                    h3[t] = b[3];
-                    h4[t] = b[4];
-                    h5[t] = b[5];
-                };
-                if inside {
-                    let row = &row[x0 as usize..x0 as usize + 4 * n + 2];
-                    for t in 0..n {
-                        let z = &row[4 * t..4 * t + 6];
-                        put(t, [z[0], z[1], z[2], z[3], z[4], z[5]]);
-                    }
+                let row: &[f32] = if inside {
+                    &row[x0 as usize..x0 as usize + 4 * np]
                 } else {
-                    let at = |xx: isize| {
-                        if xx >= 0 && xx < g.w as isize {
-                            row[xx as usize]
-                        } else {
-                            0.0
-                        }
-                    };
-                    for t in 0..n {
-                        let b = x0 + 4 * t as isize;
-                        put(t, std::array::from_fn(|j| at(b + j as isize)));
+                    if wlo < whi {
+                        let at = |k: usize| (k as isize + x0) as usize;
+                        win[wlo..whi].copy_from_slice(&row[at(wlo)..at(whi)]);
+                    }
+                    win
+                };
+                let (p0, rest) = p.split_at_mut(np);
+                let (p1, rest) = rest.split_at_mut(np);
+                let (p2, p3) = rest.split_at_mut(np);
+                let mut t = 0;
+                while t + F8::LANES <= np {
+                    let z: [f32; 32] = row[4 * t..4 * t + 32].try_into().expect("32 floats");
+                    F8(std::array::from_fn(|k| z[4 * k])).store(&mut p0[t..]);
+                    F8(std::array::from_fn(|k| z[4 * k + 1])).store(&mut p1[t..]);
+                    F8(std::array::from_fn(|k| z[4 * k + 2])).store(&mut p2[t..]);
+                    F8(std::array::from_fn(|k| z[4 * k + 3])).store(&mut p3[t..]);
+                    t += F8::LANES;
+                }
+                for t in t..np {
+                    p0[t] = row[4 * t];
+                    p1[t] = row[4 * t + 1];
+                    p2[t] = row[4 * t + 2];
+                    p3[t] = row[4 * t + 3];
+                }
+                let (p0, p1, p2, p3) = (&*p0, &*p1, &*p2, &*p3);
+                let mut t = 0;
+                while t + F8::LANES <= n {
+                    let ld = |q: &[f32], at: usize| F8::load(&q[at..]);
+                    let z = [
+                        ld(p0, t),
+                        ld(p1, t),
+                        ld(p2, t),
+                        ld(p3, t),
+                        ld(p0, t + 1),
+                        ld(p1, t + 1),
+                    ];
+                    let [b0, b1, b2, b3, b4, b5] = bt6(z);
+                    b0.store(&mut hrow[t..]);
+                    b1.store(&mut hrow[n + t..]);
+                    b2.store(&mut hrow[2 * n + t..]);
+                    b3.store(&mut hrow[3 * n + t..]);
+                    b4.store(&mut hrow[4 * n + t..]);
+                    b5.store(&mut hrow[5 * n + t..]);
+                    t += F8::LANES;
+                }
+                for t in t..n {
+                    let z = [p0[t], p1[t], p2[t], p3[t], p0[t + 1], p1[t + 1]];
+                    for (jp, b) in bt6(z).into_iter().enumerate() {
+                        hrow[jp * n + t] = b;
                     }
                 }
             }
-            // Vertical, column j' of every tile at once.
+            // Vertical, column j' of every tile at once, straight into V.
             for jp in 0..6 {
-                let z: [&[f32]; 6] = std::array::from_fn(|i| &h[(6 * i + jp) * n..][..n]);
-                bt6_rows(z, r);
-                for ip in 0..6 {
-                    let at = ((6 * ip + jp) * c + ch) * len + tl0;
-                    v[at..at + n].copy_from_slice(&r[ip * n..(ip + 1) * n]);
+                let row = |i: usize| &h[(6 * i + jp) * n..][..n];
+                let at = |ip: usize| ((6 * ip + jp) * c + ch) * len + tl0;
+                let mut t = 0;
+                while t + F8::LANES <= n {
+                    let ld = |i: usize| F8::load(&row(i)[t..]);
+                    let z = [ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)];
+                    let [b0, b1, b2, b3, b4, b5] = bt6(z);
+                    b0.store(&mut v[at(0) + t..]);
+                    b1.store(&mut v[at(1) + t..]);
+                    b2.store(&mut v[at(2) + t..]);
+                    b3.store(&mut v[at(3) + t..]);
+                    b4.store(&mut v[at(4) + t..]);
+                    b5.store(&mut v[at(5) + t..]);
+                    t += F8::LANES;
+                }
+                for t in t..n {
+                    let z = std::array::from_fn(|i| row(i)[t]);
+                    for (ip, b) in bt6(z).into_iter().enumerate() {
+                        v[at(ip) + t] = b;
+                    }
                 }
             }
         }
     }
 }
 
-/// `Bᵀ z` of F(4×4) for one six-vector.
+/// `Bᵀ z` of F(4×4) for one six-vector (of floats or of lanes).
 #[inline(always)]
-fn bt6(z: [f32; 6]) -> [f32; 6] {
+fn bt6<T: Lanes>(z: [T; 6]) -> [T; 6] {
     [
-        4.0 * z[0] - 5.0 * z[2] + z[4],
-        -4.0 * (z[1] + z[2]) + z[3] + z[4],
-        4.0 * (z[1] - z[2]) - z[3] + z[4],
-        2.0 * (z[3] - z[1]) - z[2] + z[4],
-        2.0 * (z[1] - z[3]) - z[2] + z[4],
-        4.0 * z[1] - 5.0 * z[3] + z[5],
+        z[0] * 4.0 - z[2] * 5.0 + z[4],
+        (z[1] + z[2]) * -4.0 + z[3] + z[4],
+        (z[1] - z[2]) * 4.0 - z[3] + z[4],
+        (z[3] - z[1]) * 2.0 - z[2] + z[4],
+        (z[1] - z[3]) * 2.0 - z[2] + z[4],
+        z[1] * 4.0 - z[3] * 5.0 + z[5],
     ]
 }
 
-/// `Bᵀ z` for arrays: `out[i' n + t] = (Bᵀ [z_0[t], …, z_5[t]])[i']`.
+/// `Aᵀ z` of F(4×4) for one six-vector (of floats or of lanes).
 #[inline(always)]
-fn bt6_rows(z: [&[f32]; 6], out: &mut [f32]) {
-    let n = z[0].len();
-    let z: [&[f32]; 6] = std::array::from_fn(|i| &z[i][..n]);
-    let (o0, rest) = out.split_at_mut(n);
-    let (o1, rest) = rest.split_at_mut(n);
-    let (o2, rest) = rest.split_at_mut(n);
-    let (o3, rest) = rest.split_at_mut(n);
-    let (o4, rest) = rest.split_at_mut(n);
-    let o5 = &mut rest[..n];
-    for t in 0..n {
-        let b = bt6([z[0][t], z[1][t], z[2][t], z[3][t], z[4][t], z[5][t]]);
-        o0[t] = b[0];
-        o1[t] = b[1];
-        o2[t] = b[2];
-        o3[t] = b[3];
-        o4[t] = b[4];
-        o5[t] = b[5];
+fn at6<T: Lanes>(z: [T; 6]) -> [T; 4] {
+    let (a, b) = (z[1] + z[2], z[1] - z[2]);
+    let (c, d) = (z[3] + z[4], z[3] - z[4]);
+    [z[0] + a + c, b + d * 2.0, a + c * 4.0, b + d * 8.0 + z[5]]
+}
+
+/// `out[k][t] = (Aᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, `out[k]` being `out[k * n..]`.
+#[inline(always)]
+fn at6_rows(z: [&[f32]; 6], out: &mut [f32], n: usize) {
+    let mut t = 0;
+    while t + F8::LANES <= n {
+        let ld = |i: usize| F8::load(&z[i][t..]);
+        let [y0, y1, y2, y3] = at6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+        y0.store(&mut out[t..]);
+        y1.store(&mut out[n + t..]);
+        y2.store(&mut out[2 * n + t..]);
+        y3.store(&mut out[3 * n + t..]);
+        t += F8::LANES;
+    }
+    for t in t..n {
+        let y = at6(std::array::from_fn(|i| z[i][t]));
+        for (k, y) in y.into_iter().enumerate() {
+            out[k * n + t] = y;
+        }
     }
 }
 
-/// `Aᵀ z` of F(4×4) for arrays: `out[k n + t] = (Aᵀ [z_0[t], …, z_5[t]])[k]`.
+/// `d[i] = max(d[i] + bias + r[i], floor)`: the epilogue on one stretch of an output row
+/// (`floor` 0 for ReLU, −∞ for none).
 #[inline(always)]
-fn at6_rows(z: [&[f32]; 6], out: &mut [f32]) {
-    let n = z[0].len();
-    let z: [&[f32]; 6] = std::array::from_fn(|i| &z[i][..n]);
-    let (o0, rest) = out.split_at_mut(n);
-    let (o1, rest) = rest.split_at_mut(n);
-    let (o2, rest) = rest.split_at_mut(n);
-    let o3 = &mut rest[..n];
-    for t in 0..n {
-        let (a, b) = (z[1][t] + z[2][t], z[1][t] - z[2][t]);
-        let (c, d) = (z[3][t] + z[4][t], z[3][t] - z[4][t]);
-        o0[t] = z[0][t] + a + c;
-        o1[t] = b + 2.0 * d;
-        o2[t] = a + 4.0 * c;
-        o3[t] = b + 8.0 * d + z[5][t];
+fn finish(d: &mut [f32], bias: f32, res: Option<&[f32]>, floor: f32) {
+    let n = d.len();
+    let mut i = 0;
+    while i + F8::LANES <= n {
+        let mut y = F8::load(&d[i..]) + F8::splat(bias);
+        if let Some(r) = res {
+            y = y + F8::load(&r[i..]);
+        }
+        y.max(floor).store(&mut d[i..]);
+        i += F8::LANES;
+    }
+    for i in i..n {
+        let mut y = d[i] + bias;
+        if let Some(r) = res {
+            y += r[i];
+        }
+        d[i] = if y < floor { floor } else { y };
     }
 }
 
-/// F(4×4): `Aᵀ M A` per tile and output channel, plus bias, residual and ReLU, into the output
-/// map.
+/// F(4×4): `Aᵀ M A` per tile and output channel (`o0..o0+o`, `M` holding only those), plus
+/// bias, residual and ReLU, into the output map. The transforms run over the block's tiles on
+/// [`F8`] lanes; each output row then takes its tiles' four columns interleaved.
 ///
 /// # Safety
-/// `out` points to an `o × oh × ow` map; no other thread writes these tiles' pixels.
+/// `out` points to a map of `o0 + o` channels or more, `oh × ow`; no other thread writes these
+/// tiles' pixels.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn output_transform4_body(
     m: &[f32],
+    o0: usize,
     o: usize,
     g: &Geometry,
     t0: usize,
@@ -543,67 +618,60 @@ unsafe fn output_transform4_body(
     scratch: &mut Vec<f32>,
 ) {
     let plane = g.oh * g.ow;
-    for [tl0, ty, tx0, n] in segments(g, t0, len) {
-        scratch.clear();
-        scratch.resize(28 * n, 0.0);
-        // s[j][k][t]: after the vertical transform; y[l][t]: one output row of every tile.
-        let (s, y) = scratch.split_at_mut(24 * n);
-        // Tiles whose four columns are all inside the output.
-        let full = (g.ow / 4).saturating_sub(tx0).min(n);
-        for oc in 0..o {
-            let bias = ep.bias.get(oc).copied().unwrap_or(0.0);
-            let q = |e: usize| &m[(e * o + oc) * len + tl0..][..n];
-            for j in 0..6 {
-                let z = std::array::from_fn(|i| q(6 * i + j));
-                at6_rows(z, &mut s[4 * j * n..4 * (j + 1) * n]);
-            }
-            for k in 0..4 {
+    let floor = if ep.relu { 0.0 } else { f32::NEG_INFINITY };
+    let scratch = grown(scratch, 28 * len);
+    // s[j][k][t]: after the vertical transform; y[l][t]: output row k of every tile.
+    let (s, y) = scratch.split_at_mut(24 * len);
+    for oc in 0..o {
+        let ch = o0 + oc;
+        let bias = ep.bias.get(ch).copied().unwrap_or(0.0);
+        let q = |e: usize| &m[(e * o + oc) * len..][..len];
+        for j in 0..6 {
+            let z = std::array::from_fn(|i| q(6 * i + j));
+            at6_rows(z, &mut s[4 * j * len..4 * (j + 1) * len], len);
+        }
+        for k in 0..4 {
+            let z = std::array::from_fn(|j| &s[(4 * j + k) * len..][..len]);
+            at6_rows(z, y, len);
+            let yl = |l: usize| &y[l * len..(l + 1) * len];
+            let (y0, y1, y2, y3) = (yl(0), yl(1), yl(2), yl(3));
+            for [tl0, ty, tx0, n] in segments(g, t0, len) {
                 let yy = 4 * ty + k;
                 if yy >= g.oh {
-                    break;
+                    continue;
                 }
-                let z = std::array::from_fn(|j| &s[(4 * j + k) * n..][..n]);
-                at6_rows(z, y);
-                // This segment's columns of row `yy` of channel `oc`.
+                // This segment's columns of row `yy` of channel `ch`.
                 let (lo, hi) = (4 * tx0, (4 * (tx0 + n)).min(g.ow));
-                let base = oc * plane + yy * g.ow + lo;
+                let base = ch * plane + yy * g.ow + lo;
                 // Safety: see the function's contract.
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
-                let put = |d: &mut f32, v: f32, r: f32| {
-                    let v = v + bias + r;
-                    *d = if ep.relu && v < 0.0 { 0.0 } else { v };
-                };
-                let (y0, y1, y2, y3) = (&y[..n], &y[n..2 * n], &y[2 * n..3 * n], &y[3 * n..4 * n]);
-                match res {
-                    Some(r) => {
-                        for t in 0..full {
-                            let (d, rr) = (&mut cols[4 * t..4 * t + 4], &r[4 * t..4 * t + 4]);
-                            put(&mut d[0], y0[t], rr[0]);
-                            put(&mut d[1], y1[t], rr[1]);
-                            put(&mut d[2], y2[t], rr[2]);
-                            put(&mut d[3], y3[t], rr[3]);
+                // Tiles whose four columns are all inside the output: interleaved in registers,
+                // the epilogue applied, each output written once.
+                let full = (hi - lo) / 4;
+                let mut t = 0;
+                while t + F8::LANES <= full {
+                    let ld = |yl: &[f32]| F8::load(&yl[tl0 + t..]).0;
+                    let a = [ld(y0), ld(y1), ld(y2), ld(y3)];
+                    let z: [f32; 32] = std::array::from_fn(|i| a[i % 4][i / 4]);
+                    let put = |q: usize, cols: &mut [f32]| {
+                        let mut v = F8::load(&z[8 * q..]) + F8::splat(bias);
+                        if let Some(r) = res {
+                            v = v + F8::load(&r[4 * t + 8 * q..]);
                         }
-                    }
-                    None => {
-                        for t in 0..full {
-                            let d = &mut cols[4 * t..4 * t + 4];
-                            put(&mut d[0], y0[t], 0.0);
-                            put(&mut d[1], y1[t], 0.0);
-                            put(&mut d[2], y2[t], 0.0);
-                            put(&mut d[3], y3[t], 0.0);
-                        }
-                    }
+                        v.max(floor).store(&mut cols[4 * t + 8 * q..]);
+                    };
+                    put(0, cols);
+                    put(1, cols);
+                    put(2, cols);
+                    put(3, cols);
+                    t += F8::LANES;
                 }
-                // The partial tile at the right edge.
-                for t in full..n {
-                    for (l, yl) in [y0, y1, y2, y3].into_iter().enumerate() {
-                        let xx = 4 * t + l;
-                        if xx < cols.len() {
-                            put(&mut cols[xx], yl[t], res.map_or(0.0, |r| r[xx]));
-                        }
-                    }
+                let rest = &mut cols[4 * t..];
+                for (k, d) in rest.iter_mut().enumerate() {
+                    *d = [y0, y1, y2, y3][k % 4][tl0 + t + k / 4];
                 }
+                finish(rest, bias, res.map(|r| &r[4 * t..]), floor);
             }
         }
     }
@@ -614,12 +682,12 @@ multiversion!(fn input_transform4(x: View<'_>, g: &Geometry, t0: usize, len: usi
 multiversion!(
     /// # Safety
     /// As [`output_transform_body`].
-    unsafe fn output_transform(m: &[f32], o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform_body
+    unsafe fn output_transform(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform_body
 );
 multiversion!(
     /// # Safety
     /// As [`output_transform4_body`].
-    unsafe fn output_transform4(m: &[f32], o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform4_body
+    unsafe fn output_transform4(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform4_body
 );
 
 /// `out[k] = f(a[k], b[k])`.
@@ -647,7 +715,8 @@ mod tests {
     #[test]
     fn winograd_equals_the_im2col_convolution() {
         // Odd and even sizes (partial tiles), padding 0 and 1, maps narrower than a tile,
-        // blocks spanning tile rows, and the parallel path.
+        // blocks spanning tile rows, rows of eight tiles and more (the vector paths), output
+        // channels in several rounds, and the parallel path.
         for (c, h, w, o, p, relu) in [
             (3, 9, 7, 5, 1, true),
             (4, 10, 10, 6, 0, false),
@@ -660,6 +729,8 @@ mod tests {
             (4, 13, 11, 5, 1, true), // partial F(4×4) tiles at both edges
             (4, 7, 9, 3, 0, false),
             (6, 4, 4, 2, 1, true),
+            (8, 20, 20, 300, 1, true), // output channels in two GEMM rounds (both forms)
+            (4, 9, 30, 530, 1, false),
         ] {
             let x = Map {
                 c,
