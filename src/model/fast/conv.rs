@@ -187,6 +187,11 @@ thread_local! {
     static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread runs one of several convolutions side by side (see [`serial`]).
+pub(crate) fn is_serial() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
 /// Runs `f` with every GEMM it starts on this thread alone: for independent convolutions run
 /// in parallel with each other, each too small to split well by itself.
 pub(crate) fn serial<T>(f: impl FnOnce() -> T) -> T {
