@@ -377,7 +377,7 @@ fn im2col_s2(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &m
                 }
                 for (xi, &dx) in taps.xs.iter().enumerate() {
                     let off = (dx - dx0) as usize;
-                    let from = if off % 2 == 0 { &*e } else { &*o };
+                    let from = if off.is_multiple_of(2) { &*e } else { &*o };
                     col[(r0 + xi) * len + i..][..run]
                         .copy_from_slice(&from[off / 2..off / 2 + run]);
                 }
