@@ -144,9 +144,10 @@ impl Winograd {
             .clamp(min, 256)
             .min(tiles.div_ceil(2 * threads).max(16));
         // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
-        // near 512 KiB, so that the output transform reads them from the cache (mdla34's heads,
-        // 64 → 1536 channels at 64 × 64: 25.7 → 20.2 ms on an AVX2 EPYC).
-        let ob = ((1usize << 17) / (elems * tb) / 16 * 16).max(16).min(o);
+        // near 1 MiB, so that the output transform reads them from the cache (mdla34's heads,
+        // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 25.7 → 20.2 ms against all channels
+        // in one round; at 128 × 128 155–183 → 129–132 ms against rounds of 512 KiB).
+        let ob = ((1usize << 18) / (elems * tb) / 16 * 16).max(16).min(o);
         let blocks = tiles.div_ceil(tb);
         let ptr = OutPtr(out.data.as_mut_ptr());
         let geo = Geometry {
@@ -771,8 +772,9 @@ mod tests {
             (4, 13, 11, 5, 1, true), // partial F(4×4) tiles at both edges
             (4, 7, 9, 3, 0, false),
             (6, 4, 4, 2, 1, true),
-            (8, 20, 20, 300, 1, true), // output channels in two GEMM rounds (both forms)
+            (8, 20, 20, 300, 1, true), // few tiles: the threads share the output channels
             (4, 9, 30, 530, 1, false),
+            (4, 32, 32, 500, 1, true), // output channels in two GEMM rounds (both forms)
         ] {
             let x = Map {
                 c,
