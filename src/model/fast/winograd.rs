@@ -145,7 +145,7 @@ impl Winograd {
             .min(tiles.div_ceil(2 * threads).max(16));
         // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
         // near 1 MiB, so that the output transform reads them from the cache (mdla34's heads,
-        // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 25.7 → 20.2 ms against all channels
+        // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 23.4 → 19.1 ms against all channels
         // in one round; at 128 × 128 155–183 → 129–132 ms against rounds of 512 KiB).
         let ob = ((1usize << 18) / (elems * tb) / 16 * 16).max(16).min(o);
         let blocks = tiles.div_ceil(tb);
