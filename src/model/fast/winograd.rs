@@ -520,56 +520,14 @@ fn input_transform4_body(
                     p3[t] = row[4 * t + 3];
                 }
                 let (p0, p1, p2, p3) = (&*p0, &*p1, &*p2, &*p3);
-                let mut t = 0;
-                while t + F8::LANES <= n {
-                    let ld = |q: &[f32], at: usize| F8::load(&q[at..]);
-                    let z = [
-                        ld(p0, t),
-                        ld(p1, t),
-                        ld(p2, t),
-                        ld(p3, t),
-                        ld(p0, t + 1),
-                        ld(p1, t + 1),
-                    ];
-                    let [b0, b1, b2, b3, b4, b5] = bt6(z);
-                    b0.store(&mut hrow[t..]);
-                    b1.store(&mut hrow[n + t..]);
-                    b2.store(&mut hrow[2 * n + t..]);
-                    b3.store(&mut hrow[3 * n + t..]);
-                    b4.store(&mut hrow[4 * n + t..]);
-                    b5.store(&mut hrow[5 * n + t..]);
-                    t += F8::LANES;
-                }
-                for t in t..n {
-                    let z = [p0[t], p1[t], p2[t], p3[t], p0[t + 1], p1[t + 1]];
-                    for (jp, b) in bt6(z).into_iter().enumerate() {
-                        hrow[jp * n + t] = b;
-                    }
-                }
+                bt6_rows([p0, p1, p2, p3, &p0[1..], &p1[1..]], hrow, n, n);
             }
-            // Vertical, column j' of every tile at once, straight into V.
+            // Vertical, column j' of every tile at once, straight into V (rows i' of
+            // `e = 6 i' + j'` are 6 C × len floats apart).
             for jp in 0..6 {
-                let row = |i: usize| &h[(6 * i + jp) * n..][..n];
-                let at = |ip: usize| ((6 * ip + jp) * c + ch) * len + tl0;
-                let mut t = 0;
-                while t + F8::LANES <= n {
-                    let ld = |i: usize| F8::load(&row(i)[t..]);
-                    let z = [ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)];
-                    let [b0, b1, b2, b3, b4, b5] = bt6(z);
-                    b0.store(&mut v[at(0) + t..]);
-                    b1.store(&mut v[at(1) + t..]);
-                    b2.store(&mut v[at(2) + t..]);
-                    b3.store(&mut v[at(3) + t..]);
-                    b4.store(&mut v[at(4) + t..]);
-                    b5.store(&mut v[at(5) + t..]);
-                    t += F8::LANES;
-                }
-                for t in t..n {
-                    let z = std::array::from_fn(|i| row(i)[t]);
-                    for (ip, b) in bt6(z).into_iter().enumerate() {
-                        v[at(ip) + t] = b;
-                    }
-                }
+                let z = std::array::from_fn(|i| &h[(6 * i + jp) * n..][..n]);
+                let at = (jp * c + ch) * len + tl0;
+                bt6_rows(z, &mut v[at..], 6 * c * len, n);
             }
         }
     }
@@ -594,6 +552,29 @@ fn at6<T: Lanes>(z: [T; 6]) -> [T; 4] {
     let (a, b) = (z[1] + z[2], z[1] - z[2]);
     let (c, d) = (z[3] + z[4], z[3] - z[4]);
     [z[0] + a + c, b + d * 2.0, a + c * 4.0, b + d * 8.0 + z[5]]
+}
+
+/// `out[k * stride + t] = (Bᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, on [`F8`] lanes.
+#[inline(always)]
+fn bt6_rows(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
+    let mut t = 0;
+    while t + F8::LANES <= n {
+        let ld = |i: usize| F8::load(&z[i][t..]);
+        let [b0, b1, b2, b3, b4, b5] = bt6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+        b0.store(&mut out[t..]);
+        b1.store(&mut out[stride + t..]);
+        b2.store(&mut out[2 * stride + t..]);
+        b3.store(&mut out[3 * stride + t..]);
+        b4.store(&mut out[4 * stride + t..]);
+        b5.store(&mut out[5 * stride + t..]);
+        t += F8::LANES;
+    }
+    for t in t..n {
+        let b = bt6(std::array::from_fn(|i| z[i][t]));
+        for (k, b) in b.into_iter().enumerate() {
+            out[k * stride + t] = b;
+        }
+    }
 }
 
 /// `out[k][t] = (Aᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, `out[k]` being `out[k * n..]`.
