@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::map::{Map, View, relu_in_place};
-use super::simd::{F8, multiversion};
+use super::simd::{Vector, multiversion};
 
 /// Column offsets of one convolution: input row of output row `oy` and tap `t` is
 /// `oy * stride + ys[t]` (columns likewise). An ordinary convolution has
@@ -255,9 +255,16 @@ multiversion!(
 );
 
 #[inline(always)]
-fn im2col_body(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+fn im2col_body<V: Vector>(
+    x: View<'_>,
+    taps: &Taps,
+    ow: usize,
+    n0: usize,
+    len: usize,
+    col: &mut [f32],
+) {
     if taps.stride == 2 {
-        im2col_s2(x, taps, ow, n0, len, col)
+        im2col_s2::<V>(x, taps, ow, n0, len, col)
     } else {
         im2col_any(x, taps, ow, n0, len, col)
     }
@@ -318,7 +325,14 @@ fn im2col_any(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &
 /// outside the map, `b` the first column the taps read); tap `dx` of output column `j` then reads
 /// `e` or `o` at `j + (dx − dx_min) / 2`: a contiguous copy per tap instead of a gather.
 #[inline(always)]
-fn im2col_s2(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) {
+fn im2col_s2<V: Vector>(
+    x: View<'_>,
+    taps: &Taps,
+    ow: usize,
+    n0: usize,
+    len: usize,
+    col: &mut [f32],
+) {
     let (h, w) = (x.h as isize, x.w as isize);
     let kx = taps.xs.len();
     let dx0 = taps.xs.iter().copied().min().unwrap_or(0);
@@ -351,11 +365,11 @@ fn im2col_s2(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &m
                     // Pairs inside the row, eight at a time, then one by one.
                     let inner = (((w - b) / 2).max(0) as usize).min(l);
                     let row = &src[b as usize..];
-                    while k + F8::LANES <= inner {
-                        let z: [f32; 16] = row[2 * k..2 * k + 16].try_into().expect("16 floats");
-                        F8(std::array::from_fn(|q| z[2 * q])).store(&mut e[k..]);
-                        F8(std::array::from_fn(|q| z[2 * q + 1])).store(&mut o[k..]);
-                        k += F8::LANES;
+                    while k + V::LANES <= inner {
+                        let [ze, zo] = V::deinterleave2(&row[2 * k..]);
+                        ze.store(&mut e[k..]);
+                        zo.store(&mut o[k..]);
+                        k += V::LANES;
                     }
                     while k < inner {
                         e[k] = row[2 * k];
@@ -533,10 +547,14 @@ mod tests {
                 (ow + 3, (2 * ow).min(n - ow - 3)),
             ] {
                 let rows = c * k * k;
-                let mut got = vec![f32::NAN; rows * len];
                 let mut want = vec![f32::NAN; rows * len];
-                im2col_s2(x.view(), &taps, ow, n0, len, &mut got);
                 im2col_any(x.view(), &taps, ow, n0, len, &mut want);
+                // The portable lanes, and the copy this CPU runs (AVX lanes where it has AVX2).
+                let mut got = vec![f32::NAN; rows * len];
+                im2col_s2::<super::super::simd::F8>(x.view(), &taps, ow, n0, len, &mut got);
+                assert_eq!(got, want, "F8: c{c} {h}×{w} k{k} p{p} from {n0}, {len}");
+                let mut got = vec![f32::NAN; rows * len];
+                im2col(x.view(), &taps, ow, n0, len, &mut got);
                 assert_eq!(got, want, "c{c} {h}×{w} k{k} p{p} from {n0}, {len}");
             }
         }

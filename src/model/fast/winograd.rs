@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::conv::{Epilogue, OutPtr, is_serial, run_blocks};
 use super::map::{Map, View};
-use super::simd::{F8, Lanes, multiversion};
+use super::simd::{Lanes, Vector, multiversion};
 
 /// Output tile of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +300,7 @@ fn segments(g: &Geometry, t0: usize, len: usize) -> impl Iterator<Item = [usize;
 /// split into even and odd ones (a tile starts at an even column), so that every step of the
 /// transform reads and writes contiguous arrays.
 #[inline(always)]
-fn input_transform_body(
+fn input_transform_body<V: Vector>(
     x: View<'_>,
     g: &Geometry,
     t0: usize,
@@ -378,7 +378,7 @@ fn input_transform_body(
 /// `out` points to an `o × oh × ow` map; no other thread writes these tiles' pixels.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn output_transform_body(
+unsafe fn output_transform_body<V: Vector>(
     m: &[f32],
     o0: usize,
     o: usize,
@@ -455,9 +455,9 @@ unsafe fn output_transform_body(
 /// split into its four phases (`p_r[t] = row[4t + r]`, so that tile `t`'s six columns are
 /// `p_0[t] … p_3[t], p_0[t+1], p_1[t+1]`) and the horizontal transform (`d B`) runs over those
 /// contiguous arrays; the vertical one (`Bᵀ ·`) then over the rows' results. Both run on
-/// [`F8`] lanes of eight tiles.
+/// [`Vector`] lanes of eight tiles.
 #[inline(always)]
-fn input_transform4_body(
+fn input_transform4_body<V: Vector>(
     x: View<'_>,
     g: &Geometry,
     t0: usize,
@@ -505,13 +505,13 @@ fn input_transform4_body(
                 let (p1, rest) = rest.split_at_mut(np);
                 let (p2, p3) = rest.split_at_mut(np);
                 let mut t = 0;
-                while t + F8::LANES <= np {
-                    let z: [f32; 32] = row[4 * t..4 * t + 32].try_into().expect("32 floats");
-                    F8(std::array::from_fn(|k| z[4 * k])).store(&mut p0[t..]);
-                    F8(std::array::from_fn(|k| z[4 * k + 1])).store(&mut p1[t..]);
-                    F8(std::array::from_fn(|k| z[4 * k + 2])).store(&mut p2[t..]);
-                    F8(std::array::from_fn(|k| z[4 * k + 3])).store(&mut p3[t..]);
-                    t += F8::LANES;
+                while t + V::LANES <= np {
+                    let [z0, z1, z2, z3] = V::deinterleave4(&row[4 * t..]);
+                    z0.store(&mut p0[t..]);
+                    z1.store(&mut p1[t..]);
+                    z2.store(&mut p2[t..]);
+                    z3.store(&mut p3[t..]);
+                    t += V::LANES;
                 }
                 for t in t..np {
                     p0[t] = row[4 * t];
@@ -520,14 +520,14 @@ fn input_transform4_body(
                     p3[t] = row[4 * t + 3];
                 }
                 let (p0, p1, p2, p3) = (&*p0, &*p1, &*p2, &*p3);
-                bt6_rows([p0, p1, p2, p3, &p0[1..], &p1[1..]], hrow, n, n);
+                bt6_rows::<V>([p0, p1, p2, p3, &p0[1..], &p1[1..]], hrow, n, n);
             }
             // Vertical, column j' of every tile at once, straight into V (rows i' of
             // `e = 6 i' + j'` are 6 C × len floats apart).
             for jp in 0..6 {
                 let z = std::array::from_fn(|i| &h[(6 * i + jp) * n..][..n]);
                 let at = (jp * c + ch) * len + tl0;
-                bt6_rows(z, &mut v[at..], 6 * c * len, n);
+                bt6_rows::<V>(z, &mut v[at..], 6 * c * len, n);
             }
         }
     }
@@ -554,12 +554,12 @@ fn at6<T: Lanes>(z: [T; 6]) -> [T; 4] {
     [z[0] + a + c, b + d * 2.0, a + c * 4.0, b + d * 8.0 + z[5]]
 }
 
-/// `out[k * stride + t] = (Bᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, on [`F8`] lanes.
+/// `out[k * stride + t] = (Bᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, on [`Vector`] lanes.
 #[inline(always)]
-fn bt6_rows(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
+fn bt6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
     let mut t = 0;
-    while t + F8::LANES <= n {
-        let ld = |i: usize| F8::load(&z[i][t..]);
+    while t + V::LANES <= n {
+        let ld = |i: usize| V::load(&z[i][t..]);
         let [b0, b1, b2, b3, b4, b5] = bt6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
         b0.store(&mut out[t..]);
         b1.store(&mut out[stride + t..]);
@@ -567,7 +567,7 @@ fn bt6_rows(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
         b3.store(&mut out[3 * stride + t..]);
         b4.store(&mut out[4 * stride + t..]);
         b5.store(&mut out[5 * stride + t..]);
-        t += F8::LANES;
+        t += V::LANES;
     }
     for t in t..n {
         let b = bt6(std::array::from_fn(|i| z[i][t]));
@@ -579,16 +579,16 @@ fn bt6_rows(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
 
 /// `out[k][t] = (Aᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, `out[k]` being `out[k * n..]`.
 #[inline(always)]
-fn at6_rows(z: [&[f32]; 6], out: &mut [f32], n: usize) {
+fn at6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], n: usize) {
     let mut t = 0;
-    while t + F8::LANES <= n {
-        let ld = |i: usize| F8::load(&z[i][t..]);
+    while t + V::LANES <= n {
+        let ld = |i: usize| V::load(&z[i][t..]);
         let [y0, y1, y2, y3] = at6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
         y0.store(&mut out[t..]);
         y1.store(&mut out[n + t..]);
         y2.store(&mut out[2 * n + t..]);
         y3.store(&mut out[3 * n + t..]);
-        t += F8::LANES;
+        t += V::LANES;
     }
     for t in t..n {
         let y = at6(std::array::from_fn(|i| z[i][t]));
@@ -601,16 +601,16 @@ fn at6_rows(z: [&[f32]; 6], out: &mut [f32], n: usize) {
 /// `d[i] = max(d[i] + bias + r[i], floor)`: the epilogue on one stretch of an output row
 /// (`floor` 0 for ReLU, −∞ for none).
 #[inline(always)]
-fn finish(d: &mut [f32], bias: f32, res: Option<&[f32]>, floor: f32) {
+fn finish<V: Vector>(d: &mut [f32], bias: f32, res: Option<&[f32]>, floor: f32) {
     let n = d.len();
     let mut i = 0;
-    while i + F8::LANES <= n {
-        let mut y = F8::load(&d[i..]) + F8::splat(bias);
+    while i + V::LANES <= n {
+        let mut y = V::load(&d[i..]) + V::splat(bias);
         if let Some(r) = res {
-            y = y + F8::load(&r[i..]);
+            y = y + V::load(&r[i..]);
         }
         y.max(floor).store(&mut d[i..]);
-        i += F8::LANES;
+        i += V::LANES;
     }
     for i in i..n {
         let mut y = d[i] + bias;
@@ -623,14 +623,14 @@ fn finish(d: &mut [f32], bias: f32, res: Option<&[f32]>, floor: f32) {
 
 /// F(4×4): `Aᵀ M A` per tile and output channel (`o0..o0+o`, `M` holding only those), plus
 /// bias, residual and ReLU, into the output map. The transforms run over the block's tiles on
-/// [`F8`] lanes; each output row then takes its tiles' four columns interleaved.
+/// [`Vector`] lanes; each output row then takes its tiles' four columns interleaved.
 ///
 /// # Safety
 /// `out` points to a map of `o0 + o` channels or more, `oh × ow`; no other thread writes these
 /// tiles' pixels.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn output_transform4_body(
+unsafe fn output_transform4_body<V: Vector>(
     m: &[f32],
     o0: usize,
     o: usize,
@@ -652,11 +652,11 @@ unsafe fn output_transform4_body(
         let q = |e: usize| &m[(e * o + oc) * len..][..len];
         for j in 0..6 {
             let z = std::array::from_fn(|i| q(6 * i + j));
-            at6_rows(z, &mut s[4 * j * len..4 * (j + 1) * len], len);
+            at6_rows::<V>(z, &mut s[4 * j * len..4 * (j + 1) * len], len);
         }
         for k in 0..4 {
             let z = std::array::from_fn(|j| &s[(4 * j + k) * len..][..len]);
-            at6_rows(z, y, len);
+            at6_rows::<V>(z, y, len);
             let yl = |l: usize| &y[l * len..(l + 1) * len];
             let (y0, y1, y2, y3) = (yl(0), yl(1), yl(2), yl(3));
             for [tl0, ty, tx0, n] in segments(g, t0, len) {
@@ -674,28 +674,23 @@ unsafe fn output_transform4_body(
                 // the epilogue applied, each output written once.
                 let full = (hi - lo) / 4;
                 let mut t = 0;
-                while t + F8::LANES <= full {
-                    let ld = |yl: &[f32]| F8::load(&yl[tl0 + t..]).0;
-                    let a = [ld(y0), ld(y1), ld(y2), ld(y3)];
-                    let z: [f32; 32] = std::array::from_fn(|i| a[i % 4][i / 4]);
-                    let put = |q: usize, cols: &mut [f32]| {
-                        let mut v = F8::load(&z[8 * q..]) + F8::splat(bias);
+                while t + V::LANES <= full {
+                    let ld = |yl: &[f32]| V::load(&yl[tl0 + t..]);
+                    let z = V::interleave4([ld(y0), ld(y1), ld(y2), ld(y3)]);
+                    for (q, z) in z.into_iter().enumerate() {
+                        let mut v = z + V::splat(bias);
                         if let Some(r) = res {
-                            v = v + F8::load(&r[4 * t + 8 * q..]);
+                            v = v + V::load(&r[4 * t + 8 * q..]);
                         }
                         v.max(floor).store(&mut cols[4 * t + 8 * q..]);
-                    };
-                    put(0, cols);
-                    put(1, cols);
-                    put(2, cols);
-                    put(3, cols);
-                    t += F8::LANES;
+                    }
+                    t += V::LANES;
                 }
                 let rest = &mut cols[4 * t..];
                 for (k, d) in rest.iter_mut().enumerate() {
                     *d = [y0, y1, y2, y3][k % 4][tl0 + t + k / 4];
                 }
-                finish(rest, bias, res.map(|r| &r[4 * t..]), floor);
+                finish::<V>(rest, bias, res.map(|r| &r[4 * t..]), floor);
             }
         }
     }
