@@ -8,7 +8,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::Tensor;
 
-use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles, out_size};
+use super::conv::{
+    BnStats, Columns, Epilogue, Im2col, POINTWISE_FEW_MAX, Taps, fold_bn, gemm_tiles, out_size,
+    pointwise_few,
+};
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::map::{Map, View};
 use super::profile;
@@ -250,6 +253,9 @@ impl FConv {
             (name, self.flops(size))
         };
         let taps = Taps::conv(self.k, self.stride, self.pad, self.dilation);
+        if taps.is_pointwise() && self.o <= POINTWISE_FEW_MAX {
+            return profile::op(what, || pointwise_few(x, &self.w, self.o, &ep));
+        }
         let cols = Im2col {
             x,
             taps: &taps,

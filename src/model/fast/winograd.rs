@@ -140,9 +140,14 @@ impl Winograd {
         } else {
             16
         };
+        // A multiple of 16 tiles, the GEMM kernel's strip on AVX2: 113 tiles (64 channels at
+        // 128 × 128) left a one-tile strip to a narrow kernel (mdla34's heads at 512, 64 → 1536
+        // channels, on an AVX2 EPYC: 112.9 → 102.8–106.1 ms, alternated).
         let tb = ((1usize << 18) / (elems * c))
             .clamp(min, 256)
-            .min(tiles.div_ceil(2 * threads).max(16));
+            .min(tiles.div_ceil(2 * threads).max(16))
+            / 16
+            * 16;
         // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
         // near 1 MiB, so that the output transform reads them from the cache (mdla34's heads,
         // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 23.4 → 19.1 ms against all channels
