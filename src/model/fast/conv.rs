@@ -61,9 +61,12 @@ pub(crate) struct OutPtr(pub(crate) *mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// Output pixels per tile: the column buffer (`K × tile` floats) stays around 1 MiB.
+/// Output pixels per tile: the column buffer (`K × tile` floats) stays around 512 KiB, within
+/// a core's L2 on the CPUs measured (512 KiB on Zen 3, 1 MiB on Zen 4). Against 1 MiB on an
+/// AVX2 EPYC (Zen 3), alternated: mdla34@256's 7×7 stem 5.2 → 3.8 ms, its stride-2 3×3
+/// convolutions about the same or faster (benches/RESULTS.md).
 fn tile_width(k: usize, n: usize) -> usize {
-    ((1usize << 18) / k.max(1)).clamp(64, 4096).min(n)
+    ((1usize << 17) / k.max(1)).clamp(64, 4096).min(n)
 }
 
 /// Where a tile's columns come from.
