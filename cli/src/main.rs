@@ -109,6 +109,9 @@ enum Command {
 fn main() {
     // Silent unless RUST_LOG asks: Burn, CubeCL and wgpu log through `log`.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    // Activation maps are reused from one image to the next instead of being faulted in afresh
+    // (see its documentation).
+    deepmark::model::fast::keep_freed_memory();
     let cli = Cli::parse();
     pin_default_device(&cli.command);
     if let Err(e) = run(cli) {

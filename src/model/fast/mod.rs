@@ -39,6 +39,35 @@ use super::heads::HeadOutputs;
 use crate::codec::heads::Heads;
 use crate::error::{Error, Result};
 
+/// Keeps the memory the process frees for its next allocations instead of returning it to
+/// the operating system, on glibc (Linux); elsewhere it does nothing and returns `false`.
+///
+/// Every forward pass allocates its activation maps afresh, and glibc hands maps from 128 KiB
+/// up (its threshold grows to 32 MiB at most) straight back to the kernel when they are freed:
+/// the next pass then faults each page in again, zeroed by the kernel. At 512 the heads' map
+/// alone is 100 MB; mdla34@512 faulted in about 160 MB per image, 10–25 % of its forward time
+/// on a 2-core EPYC (benches/RESULTS.md). After this call the process keeps its peak memory
+/// and reuses it (on a thread other than the main one, glibc still maps a single allocation
+/// larger than its thread heaps, 64 MiB, afresh). It sets glibc's `M_MMAP_THRESHOLD` and
+/// `M_TRIM_THRESHOLD` for the whole
+/// process, so an application calls it once, at start-up, if that suits it (`deepmark` does);
+/// the same can be had without code from the environment:
+/// `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647`.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // Safety: `mallopt` only sets allocator parameters; glibc serialises it with malloc.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 enum FBackbone {
     Resnet(Box<FResNet>),
     Dla(Box<FDlaSeg>),
@@ -186,4 +215,41 @@ pub fn is_host_cpu(device: &Device) -> bool {
     }
     let _ = device;
     cpu
+}
+
+#[cfg(test)]
+mod tests {
+    /// Page faults of the calling thread so far.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn faults() -> i64 {
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // Safety: `u` is a valid rusage to fill.
+        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+        u.ru_minflt + u.ru_majflt
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn freed_maps_are_reused_without_faulting_pages_in_again() {
+        assert!(super::keep_freed_memory());
+        // A 40 MiB map (over glibc's largest dynamic threshold, 32 MiB: without the call it is
+        // mapped and unmapped each time; under the 64 MiB of a thread's arena heap, as the
+        // test runs on a thread of its own), written, freed, then allocated and written again.
+        let n = 10 << 20;
+        let touch = || {
+            let mut v = vec![0.0f32; n];
+            for i in (0..n).step_by(1024) {
+                v[i] = i as f32;
+            }
+            std::hint::black_box(&v);
+        };
+        let a = faults();
+        touch();
+        let b = faults();
+        touch();
+        let c = faults();
+        // The first time faults its 10,240 pages in; the second reuses them.
+        assert!(b - a > 5_000, "first map: {} faults", b - a);
+        assert!(c - b < 1_000, "second map: {} faults", c - b);
+    }
 }
