@@ -169,8 +169,14 @@ pub fn head_maps(heads: Heads<Map>) -> crate::codec::HeadMaps {
         profile::op(
             || ("sigmoid".into(), 0.0),
             || {
-                for v in maps.hm.iter_mut().chain(maps.hm_hp.iter_mut()) {
-                    *v = map::sigmoid(*v);
+                // On the threads of the pool, in chunks of 16 KiB (libm's `exp` per value).
+                use rayon::prelude::*;
+                for m in [&mut maps.hm, &mut maps.hm_hp] {
+                    m.par_chunks_mut(4096).for_each(|c| {
+                        for v in c {
+                            *v = map::sigmoid(*v);
+                        }
+                    });
                 }
             },
         )
