@@ -120,6 +120,9 @@ pub(crate) trait Vector: Lanes {
     /// The inverse of [`Vector::deinterleave4`]: 32 floats `s[4k + p] = r[p][k]`, returned as
     /// four vectors of eight consecutive floats (`s[8q..8q + 8]` is the `q`-th).
     fn interleave4(r: [Self; 4]) -> [Self; 4];
+    /// The inverse of [`Vector::deinterleave2`]: 16 floats `s[2k] = e[k]`, `s[2k + 1] = o[k]`,
+    /// as two vectors of eight consecutive floats.
+    fn interleave2(e: Self, o: Self) -> [Self; 2];
 }
 
 /// Eight `f32` lanes with element-wise arithmetic written as plain array loops: the baseline
@@ -168,6 +171,16 @@ impl Vector for F8 {
     #[inline(always)]
     fn interleave4(r: [F8; 4]) -> [F8; 4] {
         std::array::from_fn(|q| F8(std::array::from_fn(|i| r[i % 4].0[2 * q + i / 4])))
+    }
+
+    #[inline(always)]
+    fn interleave2(e: F8, o: F8) -> [F8; 2] {
+        std::array::from_fn(|q| {
+            F8(std::array::from_fn(|i| {
+                let k = 4 * q + i / 2;
+                if i % 2 == 0 { e.0[k] } else { o.0[k] }
+            }))
+        })
     }
 }
 
@@ -311,6 +324,20 @@ mod x86 {
                 ]
             }
         }
+
+        #[inline(always)]
+        fn interleave2(e: Y8, o: Y8) -> [Y8; 2] {
+            // Safety: see `Y8`.
+            unsafe {
+                // Per half: [e0 o0 e1 o1], [e2 o2 e3 o3]; then the halves paired.
+                let lo = _mm256_unpacklo_ps(e.0, o.0);
+                let hi = _mm256_unpackhi_ps(e.0, o.0);
+                [
+                    Y8(_mm256_permute2f128_ps::<0x20>(lo, hi)),
+                    Y8(_mm256_permute2f128_ps::<0x31>(lo, hi)),
+                ]
+            }
+        }
     }
 
     impl std::ops::Add for Y8 {
@@ -393,6 +420,9 @@ mod tests {
         out.extend(V::deinterleave4(&s[1..]).map(lanes));
         out.extend(V::interleave4(V::deinterleave4(&s[2..])).map(lanes));
         out.extend(V::interleave4([a, b, a + b, a - b]).map(lanes));
+        out.extend(V::interleave2(a, b).map(lanes));
+        let [e, o] = V::deinterleave2(&s[7..]);
+        out.extend(V::interleave2(e, o).map(lanes));
         out.concat()
     }
 
@@ -411,6 +441,12 @@ mod tests {
         assert!(
             back.iter()
                 .zip(&s[1..33])
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        let back: Vec<f32> = F8::interleave2(e, o).iter().flat_map(|v| v.0).collect();
+        assert!(
+            back.iter()
+                .zip(&s[3..19])
                 .all(|(a, b)| a.to_bits() == b.to_bits())
         );
         // ReLU keeps a NaN lane NaN.

@@ -333,11 +333,16 @@ fn input_transform_body<V: Vector>(
                 let row = &src[y as usize * g.w..(y as usize + 1) * g.w];
                 if inside {
                     let row = &row[x0 as usize..x0 as usize + 2 * m];
-                    for ((e, od), pair) in
-                        de.iter_mut().zip(dodd.iter_mut()).zip(row.chunks_exact(2))
-                    {
-                        *e = pair[0];
-                        *od = pair[1];
+                    let mut k = 0;
+                    while k + V::LANES <= m {
+                        let [e, od] = V::deinterleave2(&row[2 * k..]);
+                        e.store(&mut de[k..]);
+                        od.store(&mut dodd[k..]);
+                        k += V::LANES;
+                    }
+                    for k in k..m {
+                        de[k] = row[2 * k];
+                        dodd[k] = row[2 * k + 1];
                     }
                 } else {
                     let at = |xx: isize| {
@@ -395,6 +400,7 @@ unsafe fn output_transform_body<V: Vector>(
     scratch: &mut Vec<f32>,
 ) {
     let plane = g.oh * g.ow;
+    let floor = if ep.relu { 0.0 } else { f32::NEG_INFINITY };
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let scratch = grown(scratch, 12 * n);
         for oc in 0..o {
@@ -432,25 +438,31 @@ unsafe fn output_transform_body<V: Vector>(
                 if yy >= g.oh {
                     break;
                 }
-                let base = (o0 + oc) * plane + yy * g.ow;
-                let res = ep.residual.map(|r| &r.data[base..base + g.ow]);
-                for k in 0..n {
-                    let xx = 2 * (tx0 + k);
-                    for (dx, val) in [(0, left[k]), (1, right[k])] {
-                        if xx + dx >= g.ow {
-                            continue;
-                        }
-                        let mut val = val + bias;
+                // This segment's columns of row `yy`: the tiles' two columns interleaved, the
+                // epilogue applied, each output written once.
+                let (lo, hi) = (2 * tx0, (2 * (tx0 + n)).min(g.ow));
+                let base = (o0 + oc) * plane + yy * g.ow + lo;
+                // Safety: see the function's contract.
+                let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
+                let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
+                let full = (hi - lo) / 2;
+                let mut t = 0;
+                while t + V::LANES <= full {
+                    let pair = V::interleave2(V::load(&left[t..]), V::load(&right[t..]));
+                    for (q, z) in pair.into_iter().enumerate() {
+                        let mut v = z + V::splat(bias);
                         if let Some(r) = res {
-                            val += r[xx + dx];
+                            v = v + V::load(&r[2 * t + 8 * q..]);
                         }
-                        if ep.relu && val < 0.0 {
-                            val = 0.0;
-                        }
-                        // Safety: see the function's contract.
-                        unsafe { *out.add(base + xx + dx) = val };
+                        v.max(floor).store(&mut cols[2 * t + 8 * q..]);
                     }
+                    t += V::LANES;
                 }
+                let rest = &mut cols[2 * t..];
+                for (k, d) in rest.iter_mut().enumerate() {
+                    *d = [left, right][k % 2][t + k / 2];
+                }
+                finish::<V>(rest, bias, res.map(|r| &r[2 * t..]), floor);
             }
         }
     }
