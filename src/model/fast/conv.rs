@@ -38,7 +38,7 @@ impl Taps {
         }
     }
 
-    pub(crate) fn is_pointwise(&self) -> bool {
+    fn is_pointwise(&self) -> bool {
         self.ys == [0] && self.xs == [0] && self.stride == 1
     }
 
@@ -183,129 +183,6 @@ pub fn gemm_tiles(
     };
     run_blocks(tiles, run);
     out
-}
-
-/// Output channels up to which a 1×1 stride-1 convolution runs as [`pointwise_few`] rather
-/// than a GEMM: with so few output columns the GEMM kernels run mostly empty (mdla34's heads'
-/// last convolutions, 256 → 2 and 256 → 13 channels at 128 × 128, ran at 8 and 22 GFLOP/s).
-pub const POINTWISE_FEW_MAX: usize = 16;
-
-/// `epilogue + W · x` of a 1×1, stride-1 convolution with few output channels (`w` is
-/// `[o, x.c]`): chunks of pixels in parallel; per chunk, each output row accumulates four input
-/// rows at a time on vector lanes while the chunk's input and output rows stay in the cache.
-pub fn pointwise_few(x: View<'_>, w: &[f32], o: usize, ep: &Epilogue<'_>) -> Map {
-    debug_assert_eq!(w.len(), o * x.c);
-    let n = x.hw();
-    let mut out = Map::zeros(o, x.h, x.w);
-    if n == 0 || o == 0 {
-        return out;
-    }
-    // 256 pixels: an input row's chunk is 1 KiB, the chunk's four input rows and its output
-    // rows (at most 16 KiB) stay in L1.
-    const CHUNK: usize = 256;
-    let ptr = OutPtr(out.data.as_mut_ptr());
-    let run = |t: usize| {
-        let (n0, len) = (t * CHUNK, CHUNK.min(n - t * CHUNK));
-        let p = ptr;
-        // Safety: each chunk writes only its own pixels of every output row.
-        unsafe { pointwise_chunk(x, w, o, ep, n0, len, p.0) }
-    };
-    let chunks = n.div_ceil(CHUNK);
-    if is_serial() || rayon::current_num_threads() == 1 {
-        (0..chunks).for_each(run);
-    } else {
-        (0..chunks).into_par_iter().for_each(run);
-    }
-    out
-}
-
-multiversion!(
-    /// # Safety
-    /// As [`pointwise_chunk_body`].
-    unsafe fn pointwise_chunk(x: View<'_>, w: &[f32], o: usize, ep: &Epilogue<'_>, n0: usize, len: usize, out: *mut f32) => pointwise_chunk_body
-);
-
-/// Pixels `n0..n0+len` of every output row of [`pointwise_few`].
-///
-/// # Safety
-/// `out` points to an `o × x.hw()` map; no other thread writes these pixels.
-#[inline(always)]
-unsafe fn pointwise_chunk_body<V: Vector>(
-    x: View<'_>,
-    w: &[f32],
-    o: usize,
-    ep: &Epilogue<'_>,
-    n0: usize,
-    len: usize,
-    out: *mut f32,
-) {
-    let (n, c) = (x.hw(), x.c);
-    let row = |r: usize| {
-        // Safety: see the function's contract.
-        unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) }
-    };
-    for r in 0..o {
-        let d = row(r);
-        let b = ep.bias.get(r).copied().unwrap_or(0.0);
-        match ep.residual {
-            Some(res) => {
-                for (d, s) in d.iter_mut().zip(&res.data[r * n + n0..][..len]) {
-                    *d = b + s;
-                }
-            }
-            None => d.fill(b),
-        }
-    }
-    let xr = |ch: usize| &x.plane(ch)[n0..n0 + len];
-    let mut ch = 0;
-    while ch + 4 <= c {
-        let (x0, x1, x2, x3) = (xr(ch), xr(ch + 1), xr(ch + 2), xr(ch + 3));
-        for r in 0..o {
-            let d = row(r);
-            let k = &w[r * c + ch..][..4];
-            let mut t = 0;
-            while t + V::LANES <= len {
-                let ld = |s: &[f32]| V::load(&s[t..]);
-                let sum = (ld(x0) * k[0] + ld(x1) * k[1]) + (ld(x2) * k[2] + ld(x3) * k[3]);
-                (ld(d) + sum).store(&mut d[t..]);
-                t += V::LANES;
-            }
-            for t in t..len {
-                d[t] += (x0[t] * k[0] + x1[t] * k[1]) + (x2[t] * k[2] + x3[t] * k[3]);
-            }
-        }
-        ch += 4;
-    }
-    for ch in ch..c {
-        let x0 = xr(ch);
-        for r in 0..o {
-            let d = row(r);
-            let k = w[r * c + ch];
-            let mut t = 0;
-            while t + V::LANES <= len {
-                (V::load(&d[t..]) + V::load(&x0[t..]) * k).store(&mut d[t..]);
-                t += V::LANES;
-            }
-            for t in t..len {
-                d[t] += x0[t] * k;
-            }
-        }
-    }
-    if ep.relu {
-        for r in 0..o {
-            let d = row(r);
-            let mut t = 0;
-            while t + V::LANES <= len {
-                V::load(&d[t..]).max(0.0).store(&mut d[t..]);
-                t += V::LANES;
-            }
-            for v in &mut d[t..] {
-                if *v < 0.0 {
-                    *v = 0.0;
-                }
-            }
-        }
-    }
 }
 
 thread_local! {
@@ -642,53 +519,6 @@ mod tests {
                     (a - b).abs() < 1e-4,
                     "{c} {h} {w} {o} {k} {s} {p}: {a} vs {b}"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn few_channel_pointwise_equals_the_definition() {
-        // Input channels that are and are not a multiple of four; maps with several chunks
-        // and a tail of fewer than eight pixels; with and without residual and ReLU.
-        for (c, h, w, o) in [
-            (8, 16, 16, 2),
-            (7, 23, 29, 13),
-            (1, 3, 5, 16),
-            (258, 9, 33, 3),
-        ] {
-            let x = Map {
-                c,
-                h,
-                w,
-                data: ramp(c * h * w, 0.1),
-            };
-            let wt = ramp(o * c, 0.7);
-            let bias = ramp(o, 0.3);
-            let res = Map {
-                c: o,
-                h,
-                w,
-                data: ramp(o * h * w, 0.9),
-            };
-            for (residual, relu) in [(None, false), (Some(&res), true)] {
-                let mut want = naive(&x, &wt, o, 1, 1, 0);
-                for (i, v) in want.data.iter_mut().enumerate() {
-                    *v += bias[i / (h * w)] + residual.map_or(0.0, |r| r.data[i]);
-                    if relu {
-                        *v = v.max(0.0);
-                    }
-                }
-                let ep = Epilogue {
-                    bias: &bias,
-                    residual,
-                    relu,
-                };
-                let got = pointwise_few(x.view(), &wt, o, &ep);
-                assert_eq!((got.c, got.h, got.w), (o, h, w));
-                for (a, b) in got.data.iter().zip(&want.data) {
-                    let tol = 1e-4 * b.abs().max(1.0);
-                    assert!((a - b).abs() < tol, "c{c} {h}×{w} o{o}: {a} vs {b}");
-                }
             }
         }
     }

@@ -8,14 +8,11 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::Tensor;
 
-use super::conv::{
-    BnStats, Columns, Epilogue, Im2col, POINTWISE_FEW_MAX, Taps, fold_bn, gemm_tiles, out_size,
-    pointwise_few,
-};
+use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles, out_size};
 use super::deconv::{FDeconv, FDepthwiseDeconv};
 use super::map::{Map, View};
 use super::profile;
-use super::winograd::{Tile, Winograd};
+use super::winograd::{Pointwise, Tile, Winograd};
 use crate::error::{Error, Result};
 
 /// A tensor's values on the host.
@@ -253,15 +250,55 @@ impl FConv {
             (name, self.flops(size))
         };
         let taps = Taps::conv(self.k, self.stride, self.pad, self.dilation);
-        if taps.is_pointwise() && self.o <= POINTWISE_FEW_MAX {
-            return profile::op(what, || pointwise_few(x, &self.w, self.o, &ep));
-        }
         let cols = Im2col {
             x,
             taps: &taps,
             ow: size[1],
         };
         profile::op(what, || gemm_tiles(&cols, size, &self.w, self.o, &ep))
+    }
+
+    /// `outs[i](self(x))`, where each `outs[i]` is a 1×1 convolution reading its own slice of
+    /// this convolution's output channels (the slices in order, covering them all), with
+    /// `self(x)` never written out ([`Winograd::forward_pointwise`]); `None` (nothing run)
+    /// where this convolution does not run as Winograd on `x` or an `outs[i]` is not such a
+    /// convolution.
+    pub fn forward_then_pointwise(&self, x: View<'_>, outs: &[&FConv]) -> Option<Vec<Map>> {
+        let size = self.out_dims(x);
+        let wg = self.winograd_for(size)?;
+        let mut start = 0;
+        let post = outs
+            .iter()
+            .map(|p| {
+                let pointwise = p.k == [1, 1] && p.stride == 1 && p.pad == 0 && !p.relu;
+                let slice = Pointwise {
+                    start,
+                    c: p.c,
+                    w: &p.w,
+                    bias: &p.bias,
+                    o: p.o,
+                };
+                start += p.c;
+                pointwise.then_some(slice)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        if start != self.o {
+            return None;
+        }
+        let what = || {
+            let name = format!(
+                "conv3x3/s1 {} + {} conv1x1{}",
+                wg.name(),
+                outs.len(),
+                self.shape_of(x)
+            );
+            let flops = self.flops(size) + outs.iter().map(|p| p.flops(size)).sum::<f64>();
+            (name, flops)
+        };
+        let ep = self.epilogue(None);
+        Some(profile::op(what, || {
+            wg.forward_pointwise(x, self.pad, size, &ep, &post)
+        }))
     }
 
     /// The input shape and output channels, when profiling by shape.

@@ -4,8 +4,12 @@
 //! What compiling does (the Burn module stays the reference, the training form and the GPU path):
 //! - every BatchNorm is folded into the convolution before it (weights and bias);
 //! - bias, the residual add of a block and ReLU are fused into the convolution's GEMM epilogue;
-//! - convolutions are column-tile im2col + GEMM (`gemm` crate), 1×1 convolutions plain GEMM;
-//!   the six heads' first 3×3 convolutions share one column buffer;
+//! - convolutions are column-tile im2col + GEMM (`gemm` crate), 1×1 convolutions plain GEMM,
+//!   3×3 stride-1 convolutions Winograd F(2×2, 3×3) or F(4×4, 3×3) (`winograd`), their
+//!   transforms on AVX registers where the CPU has AVX2 (`simd`);
+//! - the six heads' first 3×3 convolutions run as one (their output channels stacked); where
+//!   that runs as Winograd, each head's output 1×1 convolution reads its slice of a block of
+//!   rows while it is in cache, so the stacked map is never written out;
 //! - transposed convolutions are split into stride-1 phase convolutions (full) or gathered
 //!   directly (depthwise, DLA's bilinear up-sampling);
 //! - DCNv2 samples bilinearly into the column buffer, then one GEMM;

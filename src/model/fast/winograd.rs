@@ -129,25 +129,12 @@ impl Winograd {
         if tiles == 0 || o == 0 {
             return out;
         }
-        // Blocks of tiles: the block's transformed input V (elems × C × tiles floats) near 1 MiB,
-        // and enough blocks for every thread; at least 16 tiles (the GEMMs' width), and for
-        // F(4×4) with C ≥ 128 at least 64: each of the block's GEMMs packs its whole `U[e]`
-        // (O × C), which narrow blocks do not amortise (res18's F(4×4) layers at 512: 116 → 94
-        // ms; smaller C lost with it, mdla34's at 256: 50 → 55 ms).
+        // Blocks of tiles ([`Winograd::block_budget`]), enough of them for every thread.
         let threads = rayon::current_num_threads();
-        let min = if self.tile == Tile::F4 && c >= 128 {
-            64
-        } else {
-            16
-        };
         // A multiple of 16 tiles, the GEMM kernel's strip on AVX2: 113 tiles (64 channels at
         // 128 × 128) left a one-tile strip to a narrow kernel (mdla34's heads at 512, 64 → 1536
         // channels, on an AVX2 EPYC: 112.9 → 102.8–106.1 ms, alternated).
-        let tb = ((1usize << 18) / (elems * c))
-            .clamp(min, 256)
-            .min(tiles.div_ceil(2 * threads).max(16))
-            / 16
-            * 16;
+        let tb = self.block_budget().min(tiles.div_ceil(2 * threads).max(16)) / 16 * 16;
         // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
         // near 1 MiB, so that the output transform reads them from the cache (mdla34's heads,
         // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 23.4 → 19.1 ms against all channels
@@ -171,32 +158,7 @@ impl Winograd {
                      mm: &mut [f32],
                      scratch: &mut Vec<f32>,
                      par: gemm::Parallelism| {
-            for e in 0..elems {
-                // Safety: the slices hold on×len, on×c and c×len floats, row-major.
-                unsafe {
-                    gemm::gemm(
-                        on,
-                        len,
-                        c,
-                        mm[e * on * len..].as_mut_ptr(),
-                        1,
-                        len as isize,
-                        false,
-                        self.u[(e * o + o0) * c..].as_ptr(),
-                        1,
-                        c as isize,
-                        v[e * c * len..].as_ptr(),
-                        1,
-                        len as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
-            }
+            self.gemms(v, len, (o0, on), mm, par);
             let p = ptr;
             // Safety: a round writes only the output pixels of its own tiles and channels.
             unsafe {
@@ -255,6 +217,192 @@ impl Winograd {
         run_blocks(blocks, block);
         out
     }
+
+    /// Tiles per block as far as the cache goes: the block's transformed input V (elems × C ×
+    /// tiles floats) near 1 MiB; at least 16 tiles (the GEMMs' width), and for F(4×4) with
+    /// C ≥ 128 at least 64: each of the block's GEMMs packs its whole `U[e]` (O × C), which
+    /// narrow blocks do not amortise (res18's F(4×4) layers at 512: 116 → 94 ms; smaller C
+    /// lost with it, mdla34's at 256: 50 → 55 ms).
+    fn block_budget(&self) -> usize {
+        let min = if self.tile == Tile::F4 && self.c >= 128 {
+            64
+        } else {
+            16
+        };
+        ((1usize << 18) / (self.tile.elems() * self.c)).clamp(min, 256)
+    }
+
+    /// `M[e] = U[e] V[e]` for output channels `o0..o0+on` of a block of `len` tiles (`mm`
+    /// holds `elems × on × len` floats).
+    fn gemms(
+        &self,
+        v: &[f32],
+        len: usize,
+        (o0, on): (usize, usize),
+        mm: &mut [f32],
+        par: gemm::Parallelism,
+    ) {
+        let (o, c) = (self.o, self.c);
+        for e in 0..self.tile.elems() {
+            // Safety: the slices hold on×len, on×c and c×len floats, row-major.
+            unsafe {
+                gemm::gemm(
+                    on,
+                    len,
+                    c,
+                    mm[e * on * len..].as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    self.u[(e * o + o0) * c..].as_ptr(),
+                    1,
+                    c as isize,
+                    v[e * c * len..].as_ptr(),
+                    1,
+                    len as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    }
+
+    /// `post[i](epilogue(conv(x)))` for each 1×1 convolution `post[i]` reading its own slice
+    /// of this convolution's output channels, the slices one after the other and covering
+    /// them all (CenterNet's heads: the stacked first convolutions, then each head's output
+    /// convolution), without writing `conv(x)` out. Blocks of whole tile rows run in
+    /// parallel; per block and slice, the slice's channels are transformed into a block
+    /// buffer of at most 512 KiB, which the slice's 1×1 convolution (a GEMM) then reads while
+    /// it is in cache. The epilogue has no residual.
+    pub fn forward_pointwise(
+        &self,
+        x: View<'_>,
+        pad: usize,
+        [oh, ow]: [usize; 2],
+        ep: &Epilogue<'_>,
+        post: &[Pointwise<'_>],
+    ) -> Vec<Map> {
+        debug_assert_eq!(x.c, self.c);
+        debug_assert!(ep.residual.is_none());
+        debug_assert_eq!(post.iter().map(|p| p.c).sum::<usize>(), self.o);
+        let (m, elems, c) = (self.tile.m(), self.tile.elems(), self.c);
+        let mut outs: Vec<Map> = post.iter().map(|p| Map::zeros(p.o, oh, ow)).collect();
+        let (th, tw) = (oh.div_ceil(m), ow.div_ceil(m));
+        let widest = post.iter().map(|p| p.c).max().unwrap_or(0);
+        if th * tw == 0 || widest == 0 {
+            return outs;
+        }
+        // Tile rows per block: the block's V as in `forward`, the widest slice's block buffer
+        // within 512 KiB (a Zen 3 core's L2), and at least two blocks per thread where the map
+        // has the rows.
+        let threads = rayon::current_num_threads();
+        let rows = ((1usize << 17) / (widest * m * ow))
+            .min(self.block_budget() / tw)
+            .min(th.div_ceil(2 * threads))
+            .max(1);
+        let (tb, blocks) = (rows * tw, th.div_ceil(rows));
+        // Output channels per GEMM round, as in `forward`.
+        let ob = ((1usize << 18) / (elems * tb) / 16 * 16).max(16);
+        let geo = Geometry {
+            h: x.h,
+            w: x.w,
+            pad,
+            oh,
+            ow,
+            tw,
+        };
+        let ptrs: Vec<OutPtr> = outs
+            .iter_mut()
+            .map(|o| OutPtr(o.data.as_mut_ptr()))
+            .collect();
+        let plane = oh * ow;
+        let block = |b: usize, buf: &mut (Buffers, Vec<f32>), par: gemm::Parallelism| {
+            let (Buffers { v, m: mm, scratch }, hid) = buf;
+            let (ty0, nrows) = (b * rows, rows.min(th - b * rows));
+            let (t0, len) = (ty0 * tw, nrows * tw);
+            // The block's output rows y0..y0+bh, as a map of their own.
+            let (y0, bh) = (ty0 * m, (nrows * m).min(oh - ty0 * m));
+            let npx = bh * ow;
+            let bgeo = Geometry { oh: bh, ..geo };
+            let v = grown(v, elems * c * len);
+            match self.tile {
+                Tile::F2 => input_transform(x, &geo, t0, len, v, scratch),
+                Tile::F4 => input_transform4(x, &geo, t0, len, v, scratch),
+            }
+            for (p, dst) in post.iter().zip(&ptrs) {
+                let hid = grown(hid, p.c * npx);
+                let hp = OutPtr(hid.as_mut_ptr());
+                let hep = Epilogue {
+                    bias: &ep.bias[p.start..p.start + p.c],
+                    residual: None,
+                    relu: ep.relu,
+                };
+                for r0 in (0..p.c).step_by(ob) {
+                    let on = ob.min(p.c - r0);
+                    let mm = grown(mm, elems * on * len);
+                    self.gemms(v, len, (p.start + r0, on), mm, par);
+                    // Safety: `hid` holds the slice's channels of the block's rows, all its own.
+                    unsafe {
+                        match self.tile {
+                            Tile::F2 => {
+                                output_transform(mm, r0, on, &bgeo, 0, len, &hep, hp.0, scratch)
+                            }
+                            Tile::F4 => {
+                                output_transform4(mm, r0, on, &bgeo, 0, len, &hep, hp.0, scratch)
+                            }
+                        }
+                    }
+                }
+                // The 1×1 convolution of the block's pixels: its bias, then W · hid onto it.
+                // Safety: the block writes only its own rows of every output channel.
+                unsafe {
+                    let d = dst.0.add(y0 * ow);
+                    for r in 0..p.o {
+                        std::slice::from_raw_parts_mut(d.add(r * plane), npx).fill(p.bias[r]);
+                    }
+                    gemm::gemm(
+                        p.o,
+                        npx,
+                        p.c,
+                        d,
+                        1,
+                        plane as isize,
+                        true,
+                        p.w.as_ptr(),
+                        1,
+                        p.c as isize,
+                        hid.as_ptr(),
+                        1,
+                        npx as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            }
+        };
+        run_blocks(blocks, block);
+        outs
+    }
+}
+
+/// A 1×1 convolution of a slice of a Winograd convolution's output channels, for
+/// [`Winograd::forward_pointwise`].
+pub struct Pointwise<'a> {
+    /// The slice's first channel and its channels (the 1×1 convolution's inputs).
+    pub start: usize,
+    pub c: usize,
+    /// `[o, c]` weights, row-major, and `o` biases.
+    pub w: &'a [f32],
+    pub bias: &'a [f32],
+    pub o: usize,
 }
 
 /// The first `n` floats of `buf`, grown (zero-filled) if shorter; what it held stays.
@@ -806,6 +954,92 @@ mod tests {
                         assert!(
                             (a - b).abs() <= 1e-5 * scale,
                             "{tile:?} c{c} {h}×{w} o{o} p{p} at {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_pointwise_equals_the_convolution_then_each_slice() {
+        // Slices of unequal widths (one wider than a GEMM round), odd sizes (partial tiles at
+        // the edges and a short last block), one block or several, ReLU or none.
+        for (c, h, w, slices, p, relu) in [
+            (4, 13, 11, &[(3, 2), (5, 1), (2, 4)][..], 1, true),
+            (8, 64, 64, &[(16, 3), (8, 13)][..], 1, true),
+            (3, 70, 90, &[(4, 2), (4, 2)][..], 1, false),
+            (5, 9, 9, &[(300, 5)][..], 0, true),
+            (6, 40, 24, &[(20, 2), (12, 17), (4, 1)][..], 1, true),
+        ] {
+            let o: usize = slices.iter().map(|s| s.0).sum();
+            let x = Map {
+                c,
+                h,
+                w,
+                data: ramp(c * h * w, 0.1),
+            };
+            let wt = ramp(o * c * 9, 0.7);
+            let bias = ramp(o, 0.3);
+            let ep = Epilogue {
+                bias: &bias,
+                residual: None,
+                relu,
+            };
+            let (oh, ow) = (out_size(h, 3, 1, p, 1), out_size(w, 3, 1, p, 1));
+            let hidden = conv_gemm(
+                x.view(),
+                &Taps::conv([3, 3], 1, p, 1),
+                [oh, ow],
+                &wt,
+                o,
+                &ep,
+            );
+            let pw: Vec<(Vec<f32>, Vec<f32>)> = slices
+                .iter()
+                .enumerate()
+                .map(|(i, &(sc, so))| (ramp(so * sc, 0.2 + i as f32), ramp(so, 0.5 + i as f32)))
+                .collect();
+            let mut start = 0;
+            let post: Vec<Pointwise> = slices
+                .iter()
+                .zip(&pw)
+                .map(|(&(sc, so), (pwt, pb))| {
+                    let q = Pointwise {
+                        start,
+                        c: sc,
+                        w: pwt,
+                        bias: pb,
+                        o: so,
+                    };
+                    start += sc;
+                    q
+                })
+                .collect();
+            for tile in [Tile::F2, Tile::F4] {
+                let got = Winograd::new(&wt, o, c, tile).forward_pointwise(
+                    x.view(),
+                    p,
+                    [oh, ow],
+                    &ep,
+                    &post,
+                );
+                assert_eq!(got.len(), post.len());
+                for (k, (q, got)) in post.iter().zip(&got).enumerate() {
+                    assert_eq!((got.c, got.h, got.w), (q.o, oh, ow));
+                    let plane = oh * ow;
+                    let want: Vec<f32> = (0..q.o * plane)
+                        .map(|i| {
+                            let (r, px) = (i / plane, i % plane);
+                            let hid = |ch: usize| hidden.data[(q.start + ch) * plane + px];
+                            q.bias[r] + (0..q.c).map(|ch| q.w[r * q.c + ch] * hid(ch)).sum::<f32>()
+                        })
+                        .collect();
+                    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    for (i, (a, b)) in got.data.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{tile:?} c{c} {h}×{w} slice {k} at {i}: {a} vs {b}"
                         );
                     }
                 }
