@@ -86,10 +86,15 @@ impl Map {
         let ow = (self.w + 2 * p - k) / s + 1;
         let mut out = Map::zeros(self.c, oh, ow);
         let (h, w) = (self.h as isize, self.w as isize);
-        let mut col = vec![f32::NEG_INFINITY; self.w];
-        for c in 0..self.c {
+        if oh * ow == 0 {
+            return out;
+        }
+        // Channels in parallel on the pool's threads.
+        use rayon::prelude::*;
+        let planes = out.data.par_chunks_mut(oh * ow).enumerate();
+        planes.for_each_init(Vec::new, |col, (c, dst)| {
+            col.resize(self.w, 0.0);
             let src = &self.data[c * self.h * self.w..(c + 1) * self.h * self.w];
-            let dst = &mut out.data[c * oh * ow..(c + 1) * oh * ow];
             for oy in 0..oh {
                 // Vertical max over the window's rows (contiguous, vectorised), then the
                 // horizontal windows on that one row.
@@ -107,7 +112,7 @@ impl Map {
                     *d = col[xs].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 }
             }
-        }
+        });
         out
     }
 
