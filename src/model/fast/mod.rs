@@ -49,7 +49,7 @@ use crate::error::{Error, Result};
 /// Every forward pass allocates its activation maps afresh, and glibc hands maps from 128 KiB
 /// up (its threshold grows to 32 MiB at most) straight back to the kernel when they are freed:
 /// the next pass then faults each page in again, zeroed by the kernel. At 512 the heads' map
-/// alone is 100 MB; mdla34@512 faulted in about 160 MB per image, 10–25 % of its forward time
+/// alone is 100 MB; mdla34@512 faulted in about 160 MB per image, about 20 % of its forward time
 /// on a 2-core EPYC (benches/RESULTS.md). After this call the process keeps its peak memory
 /// and reuses it (on a thread other than the main one, glibc still maps a single allocation
 /// larger than its thread heaps, 64 MiB, afresh). It sets glibc's `M_MMAP_THRESHOLD` and
