@@ -135,21 +135,10 @@ impl Winograd {
         // 128 × 128) left a one-tile strip to a narrow kernel (mdla34's heads at 512, 64 → 1536
         // channels, on an AVX2 EPYC: 112.9 → 102.8–106.1 ms, alternated).
         let tb = self.block_budget().min(tiles.div_ceil(2 * threads).max(16)) / 16 * 16;
-        // Output channels per GEMM round: the block's GEMM results M (elems × O × tiles floats)
-        // near 1 MiB, so that the output transform reads them from the cache (mdla34's heads,
-        // 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 23.4 → 19.1 ms against all channels
-        // in one round; at 128 × 128 155–183 → 129–132 ms against rounds of 512 KiB).
-        let ob = ((1usize << 18) / (elems * tb) / 16 * 16).max(16).min(o);
+        let ob = self.round_channels(tb).min(o);
         let blocks = tiles.div_ceil(tb);
         let ptr = OutPtr(out.data.as_mut_ptr());
-        let geo = Geometry {
-            h: x.h,
-            w: x.w,
-            pad,
-            oh,
-            ow,
-            tw,
-        };
+        let geo = Geometry::new(x, pad, [oh, ow], tw);
         // One round: the GEMMs of output channels o0..o0+on for the block's tiles t0..t0+len,
         // then their output transform.
         let round = |v: &[f32],
@@ -161,16 +150,10 @@ impl Winograd {
             self.gemms(v, len, (o0, on), mm, par);
             let p = ptr;
             // Safety: a round writes only the output pixels of its own tiles and channels.
-            unsafe {
-                match self.tile {
-                    Tile::F2 => output_transform(mm, o0, on, &geo, t0, len, ep, p.0, scratch),
-                    Tile::F4 => output_transform4(mm, o0, on, &geo, t0, len, ep, p.0, scratch),
-                }
-            }
+            unsafe { self.output(mm, (o0, on), &geo, (t0, len), ep, p.0, scratch) }
         };
-        let input = |t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>| match self.tile {
-            Tile::F2 => input_transform(x, &geo, t0, len, v, scratch),
-            Tile::F4 => input_transform4(x, &geo, t0, len, v, scratch),
+        let input = |t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>| {
+            self.input(x, &geo, (t0, len), v, scratch)
         };
         let split = o.div_ceil(2 * threads).next_multiple_of(16);
         if blocks < 2 * threads && threads > 1 && !is_serial() && split < o {
@@ -230,6 +213,56 @@ impl Winograd {
             16
         };
         ((1usize << 18) / (self.tile.elems() * self.c)).clamp(min, 256)
+    }
+
+    /// Output channels per GEMM round for blocks of `tb` tiles: the round's GEMM results M
+    /// (elems × channels × tb floats) near 1 MiB, so that the output transform reads them from
+    /// the cache; a multiple of 16 (mdla34's heads, 64 → 1536 channels, on an AVX2 EPYC: at
+    /// 64 × 64 23.4 → 19.1 ms against all channels in one round; at 128 × 128 155–183 →
+    /// 129–132 ms against rounds of 512 KiB).
+    fn round_channels(&self, tb: usize) -> usize {
+        ((1usize << 18) / (self.tile.elems() * tb) / 16 * 16).max(16)
+    }
+
+    /// The input transform of tiles `t0..t0+len` into `v` ([`input_transform`] or
+    /// [`input_transform4`]).
+    fn input(
+        &self,
+        x: View<'_>,
+        g: &Geometry,
+        (t0, len): (usize, usize),
+        v: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        match self.tile {
+            Tile::F2 => input_transform(x, g, t0, len, v, scratch),
+            Tile::F4 => input_transform4(x, g, t0, len, v, scratch),
+        }
+    }
+
+    /// The output transform of output channels `o0..o0+on` (`mm` holding their GEMM results)
+    /// of tiles `t0..t0+len` ([`output_transform`] or [`output_transform4`]).
+    ///
+    /// # Safety
+    /// As those functions.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn output(
+        &self,
+        mm: &[f32],
+        (o0, on): (usize, usize),
+        g: &Geometry,
+        (t0, len): (usize, usize),
+        ep: &Epilogue<'_>,
+        out: *mut f32,
+        scratch: &mut Vec<f32>,
+    ) {
+        // Safety: the caller keeps the transforms' contract.
+        unsafe {
+            match self.tile {
+                Tile::F2 => output_transform(mm, o0, on, g, t0, len, ep, out, scratch),
+                Tile::F4 => output_transform4(mm, o0, on, g, t0, len, ep, out, scratch),
+            }
+        }
     }
 
     /// `M[e] = U[e] V[e]` for output channels `o0..o0+on` of a block of `len` tiles (`mm`
@@ -305,16 +338,8 @@ impl Winograd {
             .min(th.div_ceil(2 * threads))
             .max(1);
         let (tb, blocks) = (rows * tw, th.div_ceil(rows));
-        // Output channels per GEMM round, as in `forward`.
-        let ob = ((1usize << 18) / (elems * tb) / 16 * 16).max(16);
-        let geo = Geometry {
-            h: x.h,
-            w: x.w,
-            pad,
-            oh,
-            ow,
-            tw,
-        };
+        let ob = self.round_channels(tb);
+        let geo = Geometry::new(x, pad, [oh, ow], tw);
         let ptrs: Vec<OutPtr> = outs
             .iter_mut()
             .map(|o| OutPtr(o.data.as_mut_ptr()))
@@ -329,10 +354,7 @@ impl Winograd {
             let npx = bh * ow;
             let bgeo = Geometry { oh: bh, ..geo };
             let v = grown(v, elems * c * len);
-            match self.tile {
-                Tile::F2 => input_transform(x, &geo, t0, len, v, scratch),
-                Tile::F4 => input_transform4(x, &geo, t0, len, v, scratch),
-            }
+            self.input(x, &geo, (t0, len), v, scratch);
             for (p, dst) in post.iter().zip(&ptrs) {
                 let hid = grown(hid, p.c * npx);
                 let hp = OutPtr(hid.as_mut_ptr());
@@ -346,16 +368,7 @@ impl Winograd {
                     let mm = grown(mm, elems * on * len);
                     self.gemms(v, len, (p.start + r0, on), mm, par);
                     // Safety: `hid` holds the slice's channels of the block's rows, all its own.
-                    unsafe {
-                        match self.tile {
-                            Tile::F2 => {
-                                output_transform(mm, r0, on, &bgeo, 0, len, &hep, hp.0, scratch)
-                            }
-                            Tile::F4 => {
-                                output_transform4(mm, r0, on, &bgeo, 0, len, &hep, hp.0, scratch)
-                            }
-                        }
-                    }
+                    unsafe { self.output(mm, (r0, on), &bgeo, (0, len), &hep, hp.0, scratch) };
                 }
                 // The 1×1 convolution of the block's pixels: its bias, then W · hid onto it.
                 // Safety: the block writes only its own rows of every output channel.
@@ -430,6 +443,19 @@ struct Geometry {
     ow: usize,
     /// Tiles per output row.
     tw: usize,
+}
+
+impl Geometry {
+    fn new(x: View<'_>, pad: usize, [oh, ow]: [usize; 2], tw: usize) -> Self {
+        Geometry {
+            h: x.h,
+            w: x.w,
+            pad,
+            oh,
+            ow,
+            tw,
+        }
+    }
 }
 
 /// The tile-row segments of tiles `t0..t0+len`, as `(tl0, ty, tx0, n)`: `n` tiles of tile row
@@ -586,31 +612,14 @@ unsafe fn output_transform_body<V: Vector>(
                 if yy >= g.oh {
                     break;
                 }
-                // This segment's columns of row `yy`: the tiles' two columns interleaved, the
-                // epilogue applied, each output written once.
+                // This segment's columns of row `yy`.
                 let (lo, hi) = (2 * tx0, (2 * (tx0 + n)).min(g.ow));
                 let base = (o0 + oc) * plane + yy * g.ow + lo;
                 // Safety: see the function's contract.
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
-                let full = (hi - lo) / 2;
-                let mut t = 0;
-                while t + V::LANES <= full {
-                    let pair = V::interleave2(V::load(&left[t..]), V::load(&right[t..]));
-                    for (q, z) in pair.into_iter().enumerate() {
-                        let mut v = z + V::splat(bias);
-                        if let Some(r) = res {
-                            v = v + V::load(&r[2 * t + 8 * q..]);
-                        }
-                        v.max(floor).store(&mut cols[2 * t + 8 * q..]);
-                    }
-                    t += V::LANES;
-                }
-                let rest = &mut cols[2 * t..];
-                for (k, d) in rest.iter_mut().enumerate() {
-                    *d = [left, right][k % 2][t + k / 2];
-                }
-                finish::<V>(rest, bias, res.map(|r| &r[2 * t..]), floor);
+                let interleave = |[e, o]: [V; 2]| V::interleave2(e, o);
+                write_row([left, right], cols, bias, res, floor, interleave);
             }
         }
     }
@@ -763,6 +772,41 @@ fn at6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], n: usize) {
     }
 }
 
+/// One stretch of an output row from its tiles' `K` columns (`rows[j][t]`: column `j` of tile
+/// `t`, output column `K t + j`), with the epilogue (bias, residual `res`, then `floor`): the
+/// tiles whose `K` columns are all inside `cols` interleaved in registers by `interleave`
+/// ([`Vector::interleave2`] or [`Vector::interleave4`]), each output written once; the rest
+/// by [`finish`].
+#[inline(always)]
+fn write_row<V: Vector, const K: usize>(
+    rows: [&[f32]; K],
+    cols: &mut [f32],
+    bias: f32,
+    res: Option<&[f32]>,
+    floor: f32,
+    interleave: impl Fn([V; K]) -> [V; K],
+) {
+    let full = cols.len() / K;
+    let mut t = 0;
+    while t + V::LANES <= full {
+        let z = interleave(rows.map(|r| V::load(&r[t..])));
+        for (q, z) in z.into_iter().enumerate() {
+            let at = K * t + V::LANES * q;
+            let mut v = z + V::splat(bias);
+            if let Some(r) = res {
+                v = v + V::load(&r[at..]);
+            }
+            v.max(floor).store(&mut cols[at..]);
+        }
+        t += V::LANES;
+    }
+    let rest = &mut cols[K * t..];
+    for (k, d) in rest.iter_mut().enumerate() {
+        *d = rows[k % K][t + k / K];
+    }
+    finish::<V>(rest, bias, res.map(|r| &r[K * t..]), floor);
+}
+
 /// `d[i] = max(d[i] + bias + r[i], floor)`: the epilogue on one stretch of an output row
 /// (`floor` 0 for ReLU, −∞ for none).
 #[inline(always)]
@@ -835,27 +879,8 @@ unsafe fn output_transform4_body<V: Vector>(
                 // Safety: see the function's contract.
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
-                // Tiles whose four columns are all inside the output: interleaved in registers,
-                // the epilogue applied, each output written once.
-                let full = (hi - lo) / 4;
-                let mut t = 0;
-                while t + V::LANES <= full {
-                    let ld = |yl: &[f32]| V::load(&yl[tl0 + t..]);
-                    let z = V::interleave4([ld(y0), ld(y1), ld(y2), ld(y3)]);
-                    for (q, z) in z.into_iter().enumerate() {
-                        let mut v = z + V::splat(bias);
-                        if let Some(r) = res {
-                            v = v + V::load(&r[4 * t + 8 * q..]);
-                        }
-                        v.max(floor).store(&mut cols[4 * t + 8 * q..]);
-                    }
-                    t += V::LANES;
-                }
-                let rest = &mut cols[4 * t..];
-                for (k, d) in rest.iter_mut().enumerate() {
-                    *d = [y0, y1, y2, y3][k % 4][tl0 + t + k / 4];
-                }
-                finish::<V>(rest, bias, res.map(|r| &r[4 * t..]), floor);
+                let rows = [y0, y1, y2, y3].map(|y| &y[tl0..]);
+                write_row(rows, cols, bias, res, floor, V::interleave4);
             }
         }
     }
