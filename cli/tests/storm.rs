@@ -97,9 +97,15 @@ fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
         launches += 1;
         assert!(launches < 200, "no progress after {launches} launches");
         let resume = run.join("checkpoint/state.json").is_file();
+        // A launch killed before its first checkpoint leaves its `train.json`, which the next
+        // fresh launch would refuse as another run: it replaces it, as a user would.
+        let overwrite = !resume && run.join("train.json").is_file();
         // Left by the previous kill (the resume removes them): not a write of this launch.
         let stale = temporaries(&run);
-        let mut child = train_cmd(&json, &images, &run, resume).spawn().unwrap();
+        let mut child = train_cmd(&json, &images, &run, resume)
+            .args(overwrite.then_some("--overwrite"))
+            .spawn()
+            .unwrap();
         // Odd kills land while a checkpoint file is being written; even ones at a random
         // moment up to 0.8 s after the start (start-up, data loading, a step, a write).
         let on_write = kills % 2 == 1;
@@ -126,7 +132,14 @@ fn twenty_sigkills_then_resume_end_with_the_uninterrupted_weights() {
         if finished {
             // The run completed before this kill: start over from its end is not a storm;
             // the rest of the kills need a run that is still going.
-            let s = state(&run).unwrap();
+            let Some(s) = state(&run) else {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "launch {launches} ended by itself without a checkpoint ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
             assert_eq!(s.epoch, EPOCHS);
             break;
         }
