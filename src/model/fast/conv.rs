@@ -139,50 +139,75 @@ pub fn gemm_tiles(
     let run = |t: usize, col: &mut Vec<f32>, par: gemm::Parallelism| {
         let n0 = t * tile;
         let len = tile.min(n - n0);
-        let p = ptr;
-        // Safety: each tile writes only columns n0..n0+len of every output row.
-        unsafe { prefill(p.0, n, n0, len, o, ep) };
         let (rhs, rhs_rs) = match cols.direct(n0) {
-            Some((ptr, rs)) => (ptr, rs as isize),
+            Some((ptr, rs)) => (ptr, rs),
             None => {
                 col.resize(k * len, 0.0);
                 cols.fill(n0, len, col);
-                (col.as_ptr(), len as isize)
+                (col.as_ptr(), len)
             }
         };
-        unsafe {
-            gemm::gemm(
-                o,
-                len,
-                k,
-                p.0.add(n0),
-                1,
-                n as isize,
-                true,
-                w.as_ptr(),
-                1,
-                k as isize,
-                rhs,
-                1,
-                rhs_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-        if ep.relu {
-            for r in 0..o {
-                // Safety: as above, this tile's columns only.
-                let row = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * n + n0), len) };
-                relu_in_place(row);
-            }
-        }
+        let p = ptr;
+        // Safety: each tile writes only columns n0..n0+len of every output row; `rhs` holds
+        // k rows of len columns.
+        unsafe { gemm_into(p.0, n, (n0, len), w, o, (rhs, rhs_rs), ep, par) };
     };
     run_blocks(tiles, run);
     out
+}
+
+/// `out[r, n0..n0+len] = epilogue + Σ_j W[r, j] · rhs[j, ..len]` for every output row `r` of a
+/// map of `n` pixels per channel: bias (+ residual) written first, the GEMM accumulated onto
+/// it, then ReLU while the columns are in cache. `w` is `[o, k]` row-major; `rhs` holds `k`
+/// rows of `len` floats, `rhs_rs` apart.
+///
+/// # Safety
+/// `out` points to an `o × n` map, `rhs` to its rows as said; no other thread writes these
+/// columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_into(
+    out: *mut f32,
+    n: usize,
+    (n0, len): (usize, usize),
+    w: &[f32],
+    o: usize,
+    (rhs, rhs_rs): (*const f32, usize),
+    ep: &Epilogue<'_>,
+    par: gemm::Parallelism,
+) {
+    let k = w.len() / o.max(1);
+    // Safety: the caller's contract.
+    unsafe {
+        prefill(out, n, n0, len, o, ep);
+        gemm::gemm(
+            o,
+            len,
+            k,
+            out.add(n0),
+            1,
+            n as isize,
+            true,
+            w.as_ptr(),
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    if ep.relu {
+        for r in 0..o {
+            // Safety: as above, these columns only.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
+            relu_in_place(row);
+        }
+    }
 }
 
 thread_local! {

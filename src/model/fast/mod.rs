@@ -53,9 +53,8 @@ use crate::error::{Error, Result};
 /// on a 2-core EPYC (benches/RESULTS.md). After this call the process keeps its peak memory
 /// and reuses it (on a thread other than the main one, glibc still maps a single allocation
 /// larger than its thread heaps, 64 MiB, afresh). It sets glibc's `M_MMAP_THRESHOLD` and
-/// `M_TRIM_THRESHOLD` for the whole
-/// process, so an application calls it once, at start-up, if that suits it (`deepmark` does);
-/// the same can be had without code from the environment:
+/// `M_TRIM_THRESHOLD` for the whole process, so an application calls it once, at start-up, if
+/// that suits it (`deepmark` does); the same can be had without code from the environment:
 /// `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647`.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

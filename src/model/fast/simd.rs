@@ -122,9 +122,9 @@ pub(crate) trait Vector: Lanes {
     /// The inverse of [`Vector::deinterleave4`]: 32 floats `s[4k + p] = r[p][k]`, returned as
     /// four vectors of eight consecutive floats (`s[8q..8q + 8]` is the `q`-th).
     fn interleave4(r: [Self; 4]) -> [Self; 4];
-    /// The inverse of [`Vector::deinterleave2`]: 16 floats `s[2k] = e[k]`, `s[2k + 1] = o[k]`,
-    /// as two vectors of eight consecutive floats.
-    fn interleave2(e: Self, o: Self) -> [Self; 2];
+    /// The inverse of [`Vector::deinterleave2`]: 16 floats `s[2k] = e[k]`, `s[2k + 1] = o[k]`
+    /// from `[e, o]`, as two vectors of eight consecutive floats.
+    fn interleave2(r: [Self; 2]) -> [Self; 2];
 }
 
 /// Eight `f32` lanes with element-wise arithmetic written as plain array loops: the baseline
@@ -176,7 +176,7 @@ impl Vector for F8 {
     }
 
     #[inline(always)]
-    fn interleave2(e: F8, o: F8) -> [F8; 2] {
+    fn interleave2([e, o]: [F8; 2]) -> [F8; 2] {
         std::array::from_fn(|q| {
             F8(std::array::from_fn(|i| {
                 let k = 4 * q + i / 2;
@@ -328,7 +328,7 @@ mod x86 {
         }
 
         #[inline(always)]
-        fn interleave2(e: Y8, o: Y8) -> [Y8; 2] {
+        fn interleave2([e, o]: [Y8; 2]) -> [Y8; 2] {
             // Safety: see `Y8`.
             unsafe {
                 // Per half: [e0 o0 e1 o1], [e2 o2 e3 o3]; then the halves paired.
@@ -422,9 +422,8 @@ mod tests {
         out.extend(V::deinterleave4(&s[1..]).map(lanes));
         out.extend(V::interleave4(V::deinterleave4(&s[2..])).map(lanes));
         out.extend(V::interleave4([a, b, a + b, a - b]).map(lanes));
-        out.extend(V::interleave2(a, b).map(lanes));
-        let [e, o] = V::deinterleave2(&s[7..]);
-        out.extend(V::interleave2(e, o).map(lanes));
+        out.extend(V::interleave2([a, b]).map(lanes));
+        out.extend(V::interleave2(V::deinterleave2(&s[7..])).map(lanes));
         out.concat()
     }
 
@@ -445,7 +444,7 @@ mod tests {
                 .zip(&s[1..33])
                 .all(|(a, b)| a.to_bits() == b.to_bits())
         );
-        let back: Vec<f32> = F8::interleave2(e, o).iter().flat_map(|v| v.0).collect();
+        let back: Vec<f32> = F8::interleave2([e, o]).iter().flat_map(|v| v.0).collect();
         assert!(
             back.iter()
                 .zip(&s[3..19])

@@ -20,7 +20,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Epilogue, OutPtr, is_serial, run_blocks};
+use super::conv::{Epilogue, OutPtr, gemm_into, is_serial, run_blocks};
 use super::map::{Map, View};
 use super::simd::{Lanes, Vector, multiversion};
 
@@ -370,35 +370,16 @@ impl Winograd {
                     // Safety: `hid` holds the slice's channels of the block's rows, all its own.
                     unsafe { self.output(mm, (r0, on), &bgeo, (0, len), &hep, hp.0, scratch) };
                 }
-                // The 1×1 convolution of the block's pixels: its bias, then W · hid onto it.
-                // Safety: the block writes only its own rows of every output channel.
-                unsafe {
-                    let d = dst.0.add(y0 * ow);
-                    for r in 0..p.o {
-                        std::slice::from_raw_parts_mut(d.add(r * plane), npx).fill(p.bias[r]);
-                    }
-                    gemm::gemm(
-                        p.o,
-                        npx,
-                        p.c,
-                        d,
-                        1,
-                        plane as isize,
-                        true,
-                        p.w.as_ptr(),
-                        1,
-                        p.c as isize,
-                        hid.as_ptr(),
-                        1,
-                        npx as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
+                // The 1×1 convolution of the block's pixels (its own rows of every output
+                // channel); `hid` holds its p.c input rows of npx pixels.
+                let pep = Epilogue {
+                    bias: p.bias,
+                    residual: None,
+                    relu: false,
+                };
+                let cols = (y0 * ow, npx);
+                // Safety: as said; no other block writes these pixels.
+                unsafe { gemm_into(dst.0, plane, cols, p.w, p.o, (hid.as_ptr(), npx), &pep, par) };
             }
         };
         run_blocks(blocks, block);
@@ -618,8 +599,24 @@ unsafe fn output_transform_body<V: Vector>(
                 // Safety: see the function's contract.
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
-                let interleave = |[e, o]: [V; 2]| V::interleave2(e, o);
-                write_row([left, right], cols, bias, res, floor, interleave);
+                let full = (hi - lo) / 2;
+                let mut t = 0;
+                while t + V::LANES <= full {
+                    let pair = V::interleave2([V::load(&left[t..]), V::load(&right[t..])]);
+                    for (q, z) in pair.into_iter().enumerate() {
+                        let mut v = z + V::splat(bias);
+                        if let Some(r) = res {
+                            v = v + V::load(&r[2 * t + 8 * q..]);
+                        }
+                        v.max(floor).store(&mut cols[2 * t + 8 * q..]);
+                    }
+                    t += V::LANES;
+                }
+                let rest = &mut cols[2 * t..];
+                for (k, d) in rest.iter_mut().enumerate() {
+                    *d = [left, right][k % 2][t + k / 2];
+                }
+                finish::<V>(rest, bias, res.map(|r| &r[2 * t..]), floor);
             }
         }
     }
@@ -772,41 +769,6 @@ fn at6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], n: usize) {
     }
 }
 
-/// One stretch of an output row from its tiles' `K` columns (`rows[j][t]`: column `j` of tile
-/// `t`, output column `K t + j`), with the epilogue (bias, residual `res`, then `floor`): the
-/// tiles whose `K` columns are all inside `cols` interleaved in registers by `interleave`
-/// ([`Vector::interleave2`] or [`Vector::interleave4`]), each output written once; the rest
-/// by [`finish`].
-#[inline(always)]
-fn write_row<V: Vector, const K: usize>(
-    rows: [&[f32]; K],
-    cols: &mut [f32],
-    bias: f32,
-    res: Option<&[f32]>,
-    floor: f32,
-    interleave: impl Fn([V; K]) -> [V; K],
-) {
-    let full = cols.len() / K;
-    let mut t = 0;
-    while t + V::LANES <= full {
-        let z = interleave(rows.map(|r| V::load(&r[t..])));
-        for (q, z) in z.into_iter().enumerate() {
-            let at = K * t + V::LANES * q;
-            let mut v = z + V::splat(bias);
-            if let Some(r) = res {
-                v = v + V::load(&r[at..]);
-            }
-            v.max(floor).store(&mut cols[at..]);
-        }
-        t += V::LANES;
-    }
-    let rest = &mut cols[K * t..];
-    for (k, d) in rest.iter_mut().enumerate() {
-        *d = rows[k % K][t + k / K];
-    }
-    finish::<V>(rest, bias, res.map(|r| &r[K * t..]), floor);
-}
-
 /// `d[i] = max(d[i] + bias + r[i], floor)`: the epilogue on one stretch of an output row
 /// (`floor` 0 for ReLU, −∞ for none).
 #[inline(always)]
@@ -879,8 +841,29 @@ unsafe fn output_transform4_body<V: Vector>(
                 // Safety: see the function's contract.
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
-                let rows = [y0, y1, y2, y3].map(|y| &y[tl0..]);
-                write_row(rows, cols, bias, res, floor, V::interleave4);
+                // Tiles whose four columns are all inside the output: interleaved in registers,
+                // the epilogue applied, each output written once. (The same loop as F(2×2)'s
+                // with four columns; written once for both, behind a const-generic helper, it
+                // ran 7–10 % slower.)
+                let full = (hi - lo) / 4;
+                let mut t = 0;
+                while t + V::LANES <= full {
+                    let ld = |yl: &[f32]| V::load(&yl[tl0 + t..]);
+                    let z = V::interleave4([ld(y0), ld(y1), ld(y2), ld(y3)]);
+                    for (q, z) in z.into_iter().enumerate() {
+                        let mut v = z + V::splat(bias);
+                        if let Some(r) = res {
+                            v = v + V::load(&r[4 * t + 8 * q..]);
+                        }
+                        v.max(floor).store(&mut cols[4 * t + 8 * q..]);
+                    }
+                    t += V::LANES;
+                }
+                let rest = &mut cols[4 * t..];
+                for (k, d) in rest.iter_mut().enumerate() {
+                    *d = [y0, y1, y2, y3][k % 4][tl0 + t + k / 4];
+                }
+                finish::<V>(rest, bias, res.map(|r| &r[4 * t..]), floor);
             }
         }
     }
