@@ -27,6 +27,7 @@ pub(crate) mod deconv;
 pub(crate) mod layers;
 pub(crate) mod map;
 mod nets;
+mod panel;
 pub mod profile;
 pub mod simd;
 mod winograd;

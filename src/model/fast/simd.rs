@@ -125,6 +125,10 @@ pub(crate) trait Vector: Lanes {
     /// The inverse of [`Vector::deinterleave2`]: 16 floats `s[2k] = e[k]`, `s[2k + 1] = o[k]`
     /// from `[e, o]`, as two vectors of eight consecutive floats.
     fn interleave2(r: [Self; 2]) -> [Self; 2];
+    /// `self · a + b` lane by lane: one rounding on [`Y8`] (an FMA instruction, as
+    /// `f32::mul_add`), two on [`F8`] (the baseline has no FMA; `f32::mul_add` there is a
+    /// library call). The one operation whose bits differ between the two.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 /// Eight `f32` lanes with element-wise arithmetic written as plain array loops: the baseline
@@ -183,6 +187,11 @@ impl Vector for F8 {
                 if i % 2 == 0 { e.0[k] } else { o.0[k] }
             }))
         })
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: F8, b: F8) -> F8 {
+        F8(std::array::from_fn(|k| self.0[k] * a.0[k] + b.0[k]))
     }
 }
 
@@ -340,6 +349,12 @@ mod x86 {
                 ]
             }
         }
+
+        #[inline(always)]
+        fn mul_add(self, a: Y8, b: Y8) -> Y8 {
+            // Safety: FMA, see `Y8`.
+            unsafe { Y8(_mm256_fmadd_ps(self.0, a.0, b.0)) }
+        }
     }
 
     impl std::ops::Add for Y8 {
@@ -452,6 +467,31 @@ mod tests {
         );
         // ReLU keeps a NaN lane NaN.
         assert!(F8::load(&s).max(0.0).0[5].is_nan());
+    }
+
+    /// [`Vector::mul_add`]: fused on [`Y8`], two roundings on [`F8`].
+    fn mul_adds<V: Vector>() -> Vec<u32> {
+        let s = ramp(40);
+        let mut o = [0.0; 8];
+        V::load(&s[1..])
+            .mul_add(V::load(&s[11..]), V::load(&s[21..]))
+            .store(&mut o);
+        o.map(f32::to_bits).to_vec()
+    }
+
+    #[test]
+    fn mul_add_rounds_as_it_says() {
+        let s = ramp(40);
+        let (a, b, c) = (&s[1..9], &s[11..19], &s[21..29]);
+        let twice: Vec<u32> = (0..8).map(|k| (a[k] * b[k] + c[k]).to_bits()).collect();
+        assert_eq!(mul_adds::<F8>(), twice);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            let fused: Vec<u32> = (0..8).map(|k| a[k].mul_add(b[k], c[k]).to_bits()).collect();
+            assert_eq!(mul_adds::<Y8>(), fused);
+            // The inputs are such that the two differ somewhere, so the check above can fail.
+            assert_ne!(fused, twice);
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::conv::{Epilogue, OutPtr, gemm_into, is_serial, run_blocks};
 use super::map::{Map, View};
+use super::panel::{MR, Panels};
 use super::simd::{Lanes, Vector, multiversion};
 
 /// Output tile of a Winograd convolution.
@@ -70,14 +71,14 @@ impl Tile {
     }
 }
 
-/// A 3×3 stride-1 convolution's weights in the Winograd domain: `u[e][o][c]`,
-/// `e = (m + 2) i + j`.
+/// A 3×3 stride-1 convolution's weights in the Winograd domain: `U[e]` (`o × c`), `e = (m + 2)
+/// i + j`, in the GEMM kernel's panels.
 #[derive(Debug, Clone)]
 pub struct Winograd {
     tile: Tile,
     o: usize,
     c: usize,
-    u: Vec<f32>,
+    u: Panels,
 }
 
 impl Winograd {
@@ -107,6 +108,7 @@ impl Winograd {
                 }
             }
         }
+        let u = Panels::new(a * a, o, c, |e, oc, ic| u[(e * o + oc) * c + ic]);
         Winograd { tile, o, c, u }
     }
 
@@ -155,7 +157,7 @@ impl Winograd {
         let input = |t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>| {
             self.input(x, &geo, (t0, len), v, scratch)
         };
-        let split = o.div_ceil(2 * threads).next_multiple_of(16);
+        let split = o.div_ceil(2 * threads).next_multiple_of(MR);
         if blocks < 2 * threads && threads > 1 && !is_serial() && split < o {
             // Too few tiles to keep every thread busy (small maps): the threads share each
             // block's output channels instead, the block's V transformed once (mdla34's
@@ -217,11 +219,11 @@ impl Winograd {
 
     /// Output channels per GEMM round for blocks of `tb` tiles: the round's GEMM results M
     /// (elems × channels × tb floats) near 1 MiB, so that the output transform reads them from
-    /// the cache; a multiple of 16 (mdla34's heads, 64 → 1536 channels, on an AVX2 EPYC: at
-    /// 64 × 64 23.4 → 19.1 ms against all channels in one round; at 128 × 128 155–183 →
-    /// 129–132 ms against rounds of 512 KiB).
+    /// the cache (mdla34's heads, 64 → 1536 channels, on an AVX2 EPYC: at 64 × 64 23.4 → 19.1
+    /// ms against all channels in one round; at 128 × 128 155–183 → 129–132 ms against rounds
+    /// of 512 KiB); whole panels of the GEMM kernel.
     fn round_channels(&self, tb: usize) -> usize {
-        ((1usize << 18) / (self.tile.elems() * tb) / 16 * 16).max(16)
+        ((1usize << 18) / (self.tile.elems() * tb) / MR * MR).max(MR)
     }
 
     /// The input transform of tiles `t0..t0+len` into `v` ([`input_transform`] or
@@ -266,7 +268,7 @@ impl Winograd {
     }
 
     /// `M[e] = U[e] V[e]` for output channels `o0..o0+on` of a block of `len` tiles (`mm`
-    /// holds `elems × on × len` floats).
+    /// holds `elems × on × len` floats): the elements in parallel where `par` says so.
     fn gemms(
         &self,
         v: &[f32],
@@ -275,32 +277,25 @@ impl Winograd {
         mm: &mut [f32],
         par: gemm::Parallelism,
     ) {
-        let (o, c) = (self.o, self.c);
-        for e in 0..self.tile.elems() {
-            // Safety: the slices hold on×len, on×c and c×len floats, row-major.
-            unsafe {
-                gemm::gemm(
-                    on,
-                    len,
-                    c,
-                    mm[e * on * len..].as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    self.u[(e * o + o0) * c..].as_ptr(),
-                    1,
-                    c as isize,
-                    v[e * c * len..].as_ptr(),
-                    1,
-                    len as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                );
+        let c = self.c;
+        let one = |e: usize, mm: &mut [f32]| {
+            self.u
+                .gemm(e, o0..o0 + on, &v[e * c * len..][..c * len], len, mm)
+        };
+        let mm = &mut mm[..self.tile.elems() * on * len];
+        if on * len == 0 {
+            return;
+        }
+        match par {
+            gemm::Parallelism::None => {
+                for (e, mm) in mm.chunks_exact_mut(on * len).enumerate() {
+                    one(e, mm);
+                }
             }
+            _ => mm
+                .par_chunks_exact_mut(on * len)
+                .enumerate()
+                .for_each(|(e, mm)| one(e, mm)),
         }
     }
 
@@ -363,10 +358,10 @@ impl Winograd {
                     residual: None,
                     relu: ep.relu,
                 };
-                for r0 in (0..p.c).step_by(ob) {
-                    let on = ob.min(p.c - r0);
+                for (a, on) in rounds(p.start, p.start + p.c, ob) {
+                    let r0 = a - p.start;
                     let mm = grown(mm, elems * on * len);
-                    self.gemms(v, len, (p.start + r0, on), mm, par);
+                    self.gemms(v, len, (a, on), mm, par);
                     // Safety: `hid` holds the slice's channels of the block's rows, all its own.
                     unsafe { self.output(mm, (r0, on), &bgeo, (0, len), &hep, hp.0, scratch) };
                 }
@@ -385,6 +380,21 @@ impl Winograd {
         run_blocks(blocks, block);
         outs
     }
+}
+
+/// Output channels `start..end` in rounds `(first, count)` of at most `ob` (a multiple of
+/// [`MR`]) that start on the GEMM kernel's panels where they can: only a slice's first and
+/// last rounds share a panel with the next slice.
+fn rounds(start: usize, end: usize, ob: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut a = start;
+    std::iter::from_fn(move || {
+        (a < end).then(|| {
+            let b = (a / MR * MR + ob).min(end);
+            let r = (a, b - a);
+            a = b;
+            r
+        })
+    })
 }
 
 /// A 1×1 convolution of a slice of a Winograd convolution's output channels, for
