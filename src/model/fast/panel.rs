@@ -150,53 +150,62 @@ fn panel_gemm_body<V: Vector>(
         }
         t
     });
-    for p in a / MR..b.div_ceil(MR) {
-        let r0 = p * MR;
-        let panel = &u[p * c * MR..(p + 1) * c * MR];
-        // This panel's rows lo..hi belong to the result (all six but at its ends).
-        let (lo, hi) = (a.max(r0), b.min(r0 + MR));
-        let whole = lo == r0 && hi == r0 + MR;
-        for s in 0..strips {
-            let col = s * NR;
-            if whole {
-                // Safety: v holds c rows of len floats, so columns col..col+16 of each; mm
-                // holds rows r0-a..r0-a+6 of len floats.
-                unsafe {
-                    kernel::<V>(
-                        c,
-                        panel.as_ptr(),
-                        v.as_ptr().add(col),
-                        len,
-                        mm.as_mut_ptr().add((r0 - a) * len + col),
-                        len,
-                    )
-                };
-            } else {
-                let mut t = [0.0f32; MR * NR];
-                // Safety: as above; t holds 6 rows of 16.
-                unsafe {
-                    kernel::<V>(
-                        c,
-                        panel.as_ptr(),
-                        v.as_ptr().add(col),
-                        len,
-                        t.as_mut_ptr(),
-                        NR,
-                    )
-                };
-                for r in lo..hi {
-                    mm[(r - a) * len + col..][..NR].copy_from_slice(&t[(r - r0) * NR..][..NR]);
-                }
-            }
+    let ns = strips + (tail > 0) as usize;
+    let vt = vt.as_deref();
+    // Strip by strip: the strip's c × 16 floats of V stay in L1 while the panels stream
+    // past (mdla34 at 256 on an AVX2 EPYC, its Winograd layers' time over its other
+    // convolutions', medians of five alternated runs: 3.25 panel by panel, 3.17 strip by
+    // strip, 3.77 with the `gemm` crate).
+    for s in 0..ns {
+        for p in a / MR..b.div_ceil(MR) {
+            block::<V>(u, c, (a, b), v, len, vt, p, s, mm);
         }
-        if let Some(vt) = &vt {
-            let mut t = [0.0f32; MR * NR];
-            // Safety: vt holds c rows of 16 floats, t 6 rows of 16.
-            unsafe { kernel::<V>(c, panel.as_ptr(), vt.as_ptr(), NR, t.as_mut_ptr(), NR) };
-            for r in lo..hi {
-                mm[(r - a) * len + strips * NR..][..tail]
-                    .copy_from_slice(&t[(r - r0) * NR..][..tail]);
-            }
+    }
+}
+
+/// Panel `p`'s product with strip `s` (past the whole strips: the tail, from `vt`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block<V: Vector>(
+    u: &[f32],
+    c: usize,
+    (a, b): (usize, usize),
+    v: &[f32],
+    len: usize,
+    vt: Option<&[f32]>,
+    p: usize,
+    s: usize,
+    mm: &mut [f32],
+) {
+    let r0 = p * MR;
+    let panel = &u[p * c * MR..(p + 1) * c * MR];
+    // This panel's rows lo..hi belong to the result (all six but at its ends).
+    let (lo, hi) = (a.max(r0), b.min(r0 + MR));
+    let col = s * NR;
+    let (src, ld, w) = match vt {
+        Some(vt) if col + NR > len => (vt.as_ptr(), NR, len - col),
+        // Safety: v holds c rows of len floats, so columns col..col+16 of each.
+        _ => (unsafe { v.as_ptr().add(col) }, len, NR),
+    };
+    if lo == r0 && hi == r0 + MR && w == NR {
+        // Safety: src holds c rows of 16 floats ld apart; mm holds rows r0-a..r0-a+6 of len
+        // floats.
+        unsafe {
+            kernel::<V>(
+                c,
+                panel.as_ptr(),
+                src,
+                ld,
+                mm.as_mut_ptr().add((r0 - a) * len + col),
+                len,
+            )
+        };
+    } else {
+        let mut t = [0.0f32; MR * NR];
+        // Safety: as above; t holds 6 rows of 16.
+        unsafe { kernel::<V>(c, panel.as_ptr(), src, ld, t.as_mut_ptr(), NR) };
+        for r in lo..hi {
+            mm[(r - a) * len + col..][..w].copy_from_slice(&t[(r - r0) * NR..][..w]);
         }
     }
 }
