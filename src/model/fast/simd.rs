@@ -1,13 +1,16 @@
 //! The vector width of this crate's own hot loops (today the Winograd input and output
-//! transforms and the stride-2 column copies), chosen once per process from the CPU: such a
-//! function is compiled three times — for AVX-512F, for AVX2 + FMA, and for the target's
-//! baseline — and the `multiversion!` macro calls the widest copy the CPU runs, on AVX
-//! registers (`Y8`, eight lanes, in both AVX copies) or on plain arrays (`F8`). (The `gemm`
-//! crate dispatches its own kernels the same way.) Loops not wrapped this way are vectorised
-//! for x86-64's baseline, SSE2, only.
+//! transforms, the Winograd GEMM kernel and the stride-2 column copies), chosen once per
+//! process from the CPU: such a function is compiled three times — for AVX-512F, for AVX2 +
+//! FMA, and for the target's baseline — and the `multiversion!` macro calls the widest copy
+//! the CPU runs, on AVX registers (`Y8`, eight lanes, in both AVX copies) or on plain arrays
+//! (`F8`). (The `gemm` crate dispatches its own kernels the same way.) Loops not wrapped this
+//! way are vectorised for x86-64's baseline, SSE2, only.
 //!
 //! A function body wrapped this way must be `#[inline(always)]`, and so must what it calls in
-//! its hot loops, so that it is compiled inside each feature-enabled copy.
+//! its hot loops, so that it is compiled inside each feature-enabled copy. Hot code must not
+//! sit in a closure or be passed as a function value: neither takes the copy's features, and
+//! the intrinsics in it become calls (a closure around the Winograd GEMM kernel ran it 25×
+//! slower).
 
 use std::sync::OnceLock;
 
