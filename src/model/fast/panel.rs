@@ -12,6 +12,7 @@
 //! baseline copy, and other targets) the weights stay row-major and the `gemm` crate, whose
 //! SSE and NEON kernels this kernel's portable form does not match, runs the GEMMs.
 
+use super::conv::{Epilogue, gemm_into};
 use super::simd::{Level, Vector, level, multiversion};
 
 /// Output channels per panel.
@@ -93,28 +94,22 @@ impl Panels {
         let c = self.c;
         if self.panels == 0 {
             let u = &self.data[(e * self.o + rows.start) * c..(e * self.o + rows.end) * c];
-            // Safety: `mm` holds rows.len() × len floats, `u` rows.len() × c and `v` c × len,
-            // row-major.
+            let zero = Epilogue {
+                bias: &[],
+                residual: None,
+                relu: false,
+            };
+            // Safety: `mm` holds rows.len() rows of len floats, `v` c rows of len floats; the
+            // slices are this call's alone.
             unsafe {
-                gemm::gemm(
-                    rows.len(),
-                    len,
-                    c,
+                gemm_into(
                     mm.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    u.as_ptr(),
-                    1,
-                    c as isize,
-                    v.as_ptr(),
-                    1,
-                    len as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    len,
+                    (0, len),
+                    u,
+                    rows.len(),
+                    (v.as_ptr(), len),
+                    &zero,
                     gemm::Parallelism::None,
                 )
             };
