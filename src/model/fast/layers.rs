@@ -55,6 +55,28 @@ pub enum WinogradTiles {
     Off,
 }
 
+impl WinogradTiles {
+    /// The tile a 3×3 stride-1 convolution with an output of `oh × ow` runs with under this
+    /// policy (`None`: im2col + GEMM).
+    pub(crate) fn tile_for(self, [oh, ow]: [usize; 2]) -> Option<Tile> {
+        Some(match self {
+            WinogradTiles::Off => return None,
+            _ if oh * ow < WINOGRAD_MIN_PIXELS => return None,
+            WinogradTiles::F2 => Tile::F2,
+            WinogradTiles::F4 => Tile::F4,
+            WinogradTiles::Auto if oh.div_ceil(4) * ow.div_ceil(4) >= WINOGRAD_F4_MIN_TILES => {
+                Tile::F4
+            }
+            WinogradTiles::Auto => Tile::F2,
+        })
+    }
+
+    /// The policy of the compilation running on this thread ([`compiling_with`]).
+    pub(crate) fn current() -> Self {
+        POLICY.with(|p| p.get())
+    }
+}
+
 thread_local! {
     /// The policy of the compilation running on this thread.
     static POLICY: std::cell::Cell<WinogradTiles> = const { std::cell::Cell::new(WinogradTiles::Auto) };
@@ -153,7 +175,7 @@ impl FConv {
             // 3×3 stride-1 convolutions take the policy of the compilation in progress
             // ([`compiling_with`]).
             winograd: if k == [3, 3] && stride == 1 && dilation == 1 {
-                POLICY.with(|p| p.get())
+                WinogradTiles::current()
             } else {
                 WinogradTiles::Off
             },
@@ -163,17 +185,8 @@ impl FConv {
 
     /// The Winograd form for an output of `size`, if this convolution has one and the map is
     /// large enough.
-    fn winograd_for(&self, [oh, ow]: [usize; 2]) -> Option<&Winograd> {
-        let tile = match self.winograd {
-            WinogradTiles::Off => return None,
-            _ if oh * ow < WINOGRAD_MIN_PIXELS => return None,
-            WinogradTiles::F2 => Tile::F2,
-            WinogradTiles::F4 => Tile::F4,
-            WinogradTiles::Auto if oh.div_ceil(4) * ow.div_ceil(4) >= WINOGRAD_F4_MIN_TILES => {
-                Tile::F4
-            }
-            WinogradTiles::Auto => Tile::F2,
-        };
+    fn winograd_for(&self, size: [usize; 2]) -> Option<&Winograd> {
+        let tile = self.winograd.tile_for(size)?;
         let cell = &self.wino[(tile == Tile::F4) as usize];
         Some(cell.get_or_init(|| Winograd::new(&self.w, self.o, self.c, tile)))
     }
@@ -346,7 +359,16 @@ pub fn deconv(up: &ConvTranspose2d, bn: Option<&BatchNorm>, relu: bool) -> Resul
         Some(bn) => fold_bn(&mut w, bias.as_deref(), &bn_stats(bn)?),
         None => bias.unwrap_or_else(|| vec![0.0; o]),
     };
-    Ok(FDeconv::new(&w, [c, o], k, s, p, bias, relu))
+    Ok(FDeconv::new(
+        &w,
+        [c, o],
+        k,
+        s,
+        p,
+        bias,
+        relu,
+        WinogradTiles::current(),
+    ))
 }
 
 /// A depthwise, bias-free transposed convolution (DLA's `up` layers).
