@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 
 use super::conv::{BnStats, Columns, Epilogue, Im2col, Taps, fold_bn, gemm_tiles, out_size};
 use super::deconv::{FDeconv, FDepthwiseDeconv};
+use super::direct::Direct;
 use super::map::{Map, View};
 use super::profile;
 use super::winograd::{Pointwise, Tile, Winograd};
@@ -107,6 +108,8 @@ pub struct FConv {
     /// Its weights in the Winograd domain, F(2×2) and F(4×4), each made the first time a map
     /// needs it (a layer usually sees one map size, so one of the two).
     wino: Box<[OnceLock<Winograd>; 2]>,
+    /// Its direct form, for the convolutions that run so ([`FConv::direct_for`]).
+    direct: OnceLock<Option<Box<Direct>>>,
 }
 
 /// Below this many output pixels a 3×3 convolution stays im2col + GEMM: Winograd's blocks
@@ -119,6 +122,18 @@ const WINOGRAD_MIN_PIXELS: usize = 64;
 /// weights, 36 × O × C floats against 16 × O × C, read once per block (measured per layer on
 /// mdla34 at 256 and 512, benches/RESULTS.md).
 const WINOGRAD_F4_MIN_TILES: usize = 64;
+
+/// The most output channels a direct convolution ([`Direct`]) runs with: its column of taps
+/// is read once per six output channels, where im2col + GEMM writes and reads a column matrix
+/// of all taps once. Stand-alone on an AVX2 EPYC (two threads, medians of 15, 512 × 512
+/// input), direct against im2col: the DLA 7×7 stride-1 stem (3 → 16 channels) 0.72–0.77 of
+/// the time, the ResNet 7×7 stride-2 stem (3 → 64) 0.80–0.89; 3×3 stride-2 convolutions (16
+/// → 32, 32 → 64) 1.05–1.13, so those stay im2col (benches/RESULTS.md).
+const DIRECT_MAX_OUT: usize = 64;
+
+/// The most taps (`c · kh · kw`) of a direct convolution: its sixteen-pixel rows of all taps,
+/// 64 bytes each, stay in L1 while the panels stream past.
+const DIRECT_MAX_TAPS: usize = 320;
 
 impl FConv {
     /// `conv → [bn] → [relu]`.
@@ -180,6 +195,7 @@ impl FConv {
                 WinogradTiles::Off
             },
             wino: Box::default(),
+            direct: OnceLock::new(),
         })
     }
 
@@ -218,6 +234,7 @@ impl FConv {
             relu: first.relu,
             winograd: first.winograd,
             wino: Box::default(),
+            direct: OnceLock::new(),
         };
         for c in convs {
             debug_assert_eq!(
@@ -268,7 +285,35 @@ impl FConv {
             taps: &taps,
             ow: size[1],
         };
+        if let Some(d) = self.direct_for(size) {
+            let what = || {
+                let (k, s) = (self.k, self.stride);
+                let name = format!("conv{}x{}/s{s} direct{}", k[0], k[1], self.shape_of(x));
+                (name, self.flops(size))
+            };
+            return profile::op(what, || d.forward(x, size, &ep));
+        }
         profile::op(what, || gemm_tiles(&cols, size, &self.w, self.o, &ep))
+    }
+
+    /// The direct form for an output of `size`, where this convolution runs so: kernels of at
+    /// least 5 × 5 (the 7×7 stems) with at most [`DIRECT_MAX_OUT`] output channels and
+    /// [`DIRECT_MAX_TAPS`] taps, on maps of at least 32 × 32, where the CPU has AVX2.
+    fn direct_for(&self, [oh, ow]: [usize; 2]) -> Option<&Direct> {
+        let [kh, kw] = self.k;
+        if kh * kw < 25
+            || self.dilation != 1
+            || self.o > DIRECT_MAX_OUT
+            || self.c * kh * kw > DIRECT_MAX_TAPS
+            || oh * ow < 1024
+        {
+            return None;
+        }
+        self.direct
+            .get_or_init(|| {
+                Direct::new(&self.w, [self.o, self.c], self.k, self.stride, self.pad).map(Box::new)
+            })
+            .as_deref()
     }
 
     /// `outs[i](self(x))`, where each `outs[i]` is a 1×1 convolution reading its own slice of

@@ -24,6 +24,7 @@
 pub(crate) mod conv;
 mod dcn;
 pub(crate) mod deconv;
+mod direct;
 pub(crate) mod layers;
 pub(crate) mod map;
 mod nets;

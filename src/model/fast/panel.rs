@@ -75,6 +75,36 @@ impl Panels {
         Panels { c, o, panels, data }
     }
 
+    /// Whether the matrices are in panels (the CPU has AVX2), as [`Panels::direct_row`] needs.
+    pub(crate) fn packed(&self) -> bool {
+        self.panels > 0
+    }
+
+    /// One output row of a direct convolution with weights `U[0]` (`o × c`): `out[r][x] =
+    /// Σ_k U[0][r][k] · base[off[k] + x]` for `x < len`, rows `ldo` floats apart.
+    ///
+    /// # Safety
+    /// The matrices are [packed](Panels::packed); `off` has `c` entries; `base + off[k]`
+    /// points to at least `len` rounded up to 16 readable floats; `out` to `o` rows of `len`
+    /// floats `ldo` apart that no one else reads or writes meanwhile.
+    pub(crate) unsafe fn direct_row(
+        &self,
+        base: *const f32,
+        off: &[usize],
+        len: usize,
+        (out, ldo): (*mut f32, usize),
+    ) {
+        assert!(self.packed() && off.len() == self.c);
+        let u = &self.data[..self.panels * self.c * MR];
+        // Safety: the caller's contract.
+        unsafe { direct_row(u, self.c, self.o, Offsets(base, off), len, (out, ldo)) };
+    }
+
+    /// Rows of each matrix (output channels).
+    pub(crate) fn rows(&self) -> usize {
+        self.o
+    }
+
     /// `mm = U[e][rows] · v`: `v` holds `c × len` floats (row-major), `mm` the `rows.len() ×
     /// len` result (row-major).
     pub(crate) fn gemm(
@@ -91,6 +121,25 @@ impl Panels {
             self.o
         );
         assert!(v.len() >= self.c * len && mm.len() >= rows.len() * len);
+        // Safety: `v` holds c rows of len floats, `mm` rows.len() rows of len floats; the
+        // slices are this call's alone.
+        unsafe { self.gemm_strided(e, rows, (v.as_ptr(), len), len, (mm.as_mut_ptr(), len)) }
+    }
+
+    /// [`Panels::gemm`] with `v`'s rows `ldv` floats apart and the result's rows `ldm` apart.
+    ///
+    /// # Safety
+    /// `rows` lie within `0..o`; `v` points to `c` rows of `len` floats `ldv` apart, `mm` to
+    /// `rows.len()` rows of `len` floats `ldm` apart that no one else reads or writes meanwhile.
+    pub(crate) unsafe fn gemm_strided(
+        &self,
+        e: usize,
+        rows: std::ops::Range<usize>,
+        (v, ldv): (*const f32, usize),
+        len: usize,
+        (mm, ldm): (*mut f32, usize),
+    ) {
+        debug_assert!(rows.start <= rows.end && rows.end <= self.o);
         let c = self.c;
         if self.panels == 0 {
             let u = &self.data[(e * self.o + rows.start) * c..(e * self.o + rows.end) * c];
@@ -99,16 +148,16 @@ impl Panels {
                 residual: None,
                 relu: false,
             };
-            // Safety: `mm` holds rows.len() rows of len floats, `v` c rows of len floats; the
-            // slices are this call's alone.
+            // Safety: the caller's contract (`gemm_into` writes columns 0..len of rows ldm
+            // apart).
             unsafe {
                 gemm_into(
-                    mm.as_mut_ptr(),
-                    len,
+                    mm,
+                    ldm,
                     (0, len),
                     u,
                     rows.len(),
-                    (v.as_ptr(), len),
+                    (v, ldv),
                     &zero,
                     gemm::Parallelism::None,
                 )
@@ -117,23 +166,26 @@ impl Panels {
         }
         let size = self.panels * c * MR;
         let u = &self.data[e * size..(e + 1) * size];
-        panel_gemm(u, c, (rows.start, rows.end), v, len, mm);
+        // Safety: the caller's contract.
+        unsafe { panel_gemm(u, c, (rows.start, rows.end), (v, ldv), len, (mm, ldm)) };
     }
 }
 
 multiversion!(
-    /// [`Panels::gemm`] of one `U[e]` (`u`, all its panels) and rows `a..b`.
-    fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) => panel_gemm_body
+    /// [`Panels::gemm_strided`] of one `U[e]` (`u`, all its panels) and rows `a..b`.
+    unsafe fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: (*const f32, usize), len: usize, mm: (*mut f32, usize)) => panel_gemm_body
 );
 
+/// # Safety
+/// [`Panels::gemm_strided`]'s contract.
 #[inline(always)]
-fn panel_gemm_body<V: Vector>(
+unsafe fn panel_gemm_body<V: Vector>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
-    v: &[f32],
+    (v, ldv): (*const f32, usize),
     len: usize,
-    mm: &mut [f32],
+    (mm, ldm): (*mut f32, usize),
 ) {
     let strips = len / NR;
     let tail = len % NR;
@@ -141,7 +193,9 @@ fn panel_gemm_body<V: Vector>(
     let vt = (tail > 0).then(|| {
         let mut t = vec![0.0; c * NR];
         for (k, row) in t.chunks_exact_mut(NR).enumerate() {
-            row[..tail].copy_from_slice(&v[k * len + strips * NR..][..tail]);
+            // Safety: row k of v holds len floats.
+            let src = unsafe { std::slice::from_raw_parts(v.add(k * ldv + strips * NR), tail) };
+            row[..tail].copy_from_slice(src);
         }
         t
     });
@@ -153,24 +207,67 @@ fn panel_gemm_body<V: Vector>(
     // strip, 3.77 with the `gemm` crate).
     for s in 0..ns {
         for p in a / MR..b.div_ceil(MR) {
-            block::<V>(u, c, (a, b), v, len, vt, p, s, mm);
+            // Safety: the contract.
+            unsafe { block::<V>(u, c, (a, b), (v, ldv), len, vt, p, s, (mm, ldm)) };
+        }
+    }
+}
+
+multiversion!(
+    /// [`Panels::direct_row`] on all panels `u` of one matrix.
+    unsafe fn direct_row(u: &[f32], c: usize, o: usize, rows: Offsets<'_>, len: usize, out: (*mut f32, usize)) => direct_row_body
+);
+
+/// # Safety
+/// [`Panels::direct_row`]'s contract.
+#[inline(always)]
+unsafe fn direct_row_body<V: Vector>(
+    u: &[f32],
+    c: usize,
+    o: usize,
+    Offsets(base, off): Offsets<'_>,
+    len: usize,
+    (out, ldo): (*mut f32, usize),
+) {
+    for col in (0..len).step_by(NR) {
+        let w = NR.min(len - col);
+        // Safety: the contract: 16 floats readable from every row's column `col`.
+        let rows = Offsets(unsafe { base.add(col) }, off);
+        for (p, panel) in u.chunks_exact(c * MR).enumerate() {
+            let (r0, hi) = (p * MR, o.min(p * MR + MR));
+            if hi == r0 + MR && w == NR {
+                // Safety: out holds o rows of len floats ldo apart.
+                unsafe { kernel::<V, _>(c, panel.as_ptr(), rows, out.add(r0 * ldo + col), ldo) };
+            } else {
+                let mut t = [0.0f32; MR * NR];
+                // Safety: t holds 6 rows of 16.
+                unsafe { kernel::<V, _>(c, panel.as_ptr(), rows, t.as_mut_ptr(), NR) };
+                for r in r0..hi {
+                    // Safety: row r of out holds len floats, so columns col..col+w.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo + col), w) };
+                    dst.copy_from_slice(&t[(r - r0) * NR..][..w]);
+                }
+            }
         }
     }
 }
 
 /// Panel `p`'s product with strip `s` (past the whole strips: the tail, from `vt`).
+///
+/// # Safety
+/// [`Panels::gemm_strided`]'s contract.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block<V: Vector>(
+unsafe fn block<V: Vector>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
-    v: &[f32],
+    (v, ldv): (*const f32, usize),
     len: usize,
     vt: Option<&[f32]>,
     p: usize,
     s: usize,
-    mm: &mut [f32],
+    (mm, ldm): (*mut f32, usize),
 ) {
     let r0 = p * MR;
     let panel = &u[p * c * MR..(p + 1) * c * MR];
@@ -180,50 +277,75 @@ fn block<V: Vector>(
     let (src, ld, w) = match vt {
         Some(vt) if col + NR > len => (vt.as_ptr(), NR, len - col),
         // Safety: v holds c rows of len floats, so columns col..col+16 of each.
-        _ => (unsafe { v.as_ptr().add(col) }, len, NR),
+        _ => (unsafe { v.add(col) }, ldv, NR),
     };
     if lo == r0 && hi == r0 + MR && w == NR {
         // Safety: src holds c rows of 16 floats ld apart; mm holds rows r0-a..r0-a+6 of len
-        // floats.
+        // floats ldm apart.
         unsafe {
-            kernel::<V>(
+            kernel::<V, _>(
                 c,
                 panel.as_ptr(),
-                src,
-                ld,
-                mm.as_mut_ptr().add((r0 - a) * len + col),
-                len,
+                Strided(src, ld),
+                mm.add((r0 - a) * ldm + col),
+                ldm,
             )
         };
     } else {
         let mut t = [0.0f32; MR * NR];
         // Safety: as above; t holds 6 rows of 16.
-        unsafe { kernel::<V>(c, panel.as_ptr(), src, ld, t.as_mut_ptr(), NR) };
+        unsafe { kernel::<V, _>(c, panel.as_ptr(), Strided(src, ld), t.as_mut_ptr(), NR) };
         for r in lo..hi {
-            mm[(r - a) * len + col..][..w].copy_from_slice(&t[(r - r0) * NR..][..w]);
+            // Safety: row r - a of mm holds len floats, so columns col..col+w.
+            let dst = unsafe { std::slice::from_raw_parts_mut(mm.add((r - a) * ldm + col), w) };
+            dst.copy_from_slice(&t[(r - r0) * NR..][..w]);
         }
+    }
+}
+
+/// Where the kernel finds row `k` of its sixteen columns.
+trait Rows: Copy {
+    /// # Safety
+    /// `k` is below the kernel's `c`, and the caller's pointer covers that row.
+    unsafe fn row(self, k: usize) -> *const f32;
+}
+
+/// Rows a fixed number of floats apart.
+#[derive(Clone, Copy)]
+struct Strided(*const f32, usize);
+
+impl Rows for Strided {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // Safety: the trait's contract.
+        unsafe { self.0.add(k * self.1) }
+    }
+}
+
+/// Row `k` at `base + off[k]`: a direct convolution's taps in its input planes.
+#[derive(Clone, Copy)]
+struct Offsets<'a>(*const f32, &'a [usize]);
+
+impl Rows for Offsets<'_> {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // Safety: the trait's contract (k < c = off.len()).
+        unsafe { self.0.add(*self.1.get_unchecked(k)) }
     }
 }
 
 /// `out[r][j] = Σ_k panel[k][r] · v[k][j]` for six rows and sixteen columns.
 ///
 /// # Safety
-/// `panel` holds `c × 6` floats, `v` `c` rows of (at least) 16 floats `ldv` apart, `out` 6 rows
-/// of 16 floats `ldo` apart.
+/// `panel` holds `c × 6` floats, `v` gives `c` rows of (at least) 16 floats, `out` 6 rows of
+/// 16 floats `ldo` apart.
 #[inline(always)]
-unsafe fn kernel<V: Vector>(
-    c: usize,
-    panel: *const f32,
-    v: *const f32,
-    ldv: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn kernel<V: Vector, R: Rows>(c: usize, panel: *const f32, v: R, out: *mut f32, ldo: usize) {
     let mut acc = [[V::splat(0.0); 2]; MR];
     for k in 0..c {
         // Safety: the contract's bounds.
         let (x0, x1, w) = unsafe {
-            let row = std::slice::from_raw_parts(v.add(k * ldv), NR);
+            let row = std::slice::from_raw_parts(v.row(k), NR);
             let w = std::slice::from_raw_parts(panel.add(k * MR), MR);
             (V::load(row), V::load(&row[8..]), w)
         };
@@ -278,14 +400,17 @@ mod tests {
                     let mut got = vec![f32::NAN; (b - a) * len];
                     p.gemm(e, a..b, &v, len, &mut got);
                     let mut portable = vec![f32::NAN; (b - a) * len];
-                    panel_gemm_body::<crate::model::fast::simd::F8>(
-                        ue,
-                        c,
-                        (a, b),
-                        &v,
-                        len,
-                        &mut portable,
-                    );
+                    // Safety: v holds c rows of len floats, portable b - a rows of len.
+                    unsafe {
+                        panel_gemm_body::<crate::model::fast::simd::F8>(
+                            ue,
+                            c,
+                            (a, b),
+                            (v.as_ptr(), len),
+                            len,
+                            (portable.as_mut_ptr(), len),
+                        )
+                    };
                     let mut plain = vec![f32::NAN; (b - a) * len];
                     row_major.gemm(e, a..b, &v, len, &mut plain);
                     for (i, w) in want.iter().enumerate() {
