@@ -123,12 +123,14 @@ const WINOGRAD_MIN_PIXELS: usize = 64;
 /// mdla34 at 256 and 512, benches/RESULTS.md).
 const WINOGRAD_F4_MIN_TILES: usize = 64;
 
-/// The most output channels a direct convolution ([`Direct`]) runs with: its column of taps
-/// is read once per six output channels, where im2col + GEMM writes and reads a column matrix
-/// of all taps once. Stand-alone on an AVX2 EPYC (two threads, medians of 15, 512 × 512
-/// input), direct against im2col: the DLA 7×7 stride-1 stem (3 → 16 channels) 0.72–0.77 of
-/// the time, the ResNet 7×7 stride-2 stem (3 → 64) 0.80–0.89; 3×3 stride-2 convolutions (16
-/// → 32, 32 → 64) 1.05–1.13, so those stay im2col (benches/RESULTS.md).
+/// The most output channels a direct convolution ([`Direct`]) runs with: its row of taps is
+/// read once per six output channels, where im2col + GEMM writes and reads a column matrix of
+/// all taps once, which pays only with few output channels and many taps per input channel.
+/// On an AVX2 EPYC (`deepmark profile --by-shape`, three alternated runs against im2col): the
+/// DLA 7×7 stride-1 stem (3 → 16) at 512 16.3–20.1 → 10.9–17.4 ms, the ResNet 7×7 stride-2
+/// stem (3 → 64) 14.7–16.2 → 10.7–16.9 ms; the stride-2 3×3 convolutions (16 → 32, 32 → 64)
+/// were no faster (the stride phases of a 16-channel 512 × 512 input cost as much as the
+/// columns saved), so kernels under 5 × 5 stay im2col (benches/RESULTS.md).
 const DIRECT_MAX_OUT: usize = 64;
 
 /// The most taps (`c · kh · kw`) of a direct convolution: its sixteen-pixel rows of all taps,
