@@ -56,8 +56,10 @@ impl FDcnBlock {
             FDcnBlock::Plain(conv) => conv.forward(x),
             FDcnBlock::Deform { offset, main } => {
                 let om = offset.forward(x);
+                let padded = pad1(x.view());
                 let cols = Deform {
                     x: x.view(),
+                    padded: &padded,
                     om: &om,
                 };
                 let size = [x.h, x.w];
@@ -73,8 +75,30 @@ impl FDcnBlock {
     }
 }
 
+/// `x` with a border of one zero on every side (`c × (h + 2) × (w + 2)`): every corner of a
+/// sample point inside `(-1, H) × (-1, W)` lies in it, those outside the map on the zeros, so
+/// sampling needs no test per corner.
+fn pad1(x: View<'_>) -> Vec<f32> {
+    use rayon::prelude::*;
+    let (h2, w2) = (x.h + 2, x.w + 2);
+    let mut out = vec![0.0; x.c * h2 * w2];
+    out.par_chunks_mut(h2 * w2)
+        .enumerate()
+        .for_each(|(c, plane)| {
+            for (row, line) in plane[w2..]
+                .chunks_exact_mut(w2)
+                .zip(x.plane(c).chunks_exact(x.w.max(1)))
+            {
+                row[1..=x.w].copy_from_slice(line);
+            }
+        });
+    out
+}
+
 struct Deform<'a> {
     x: View<'a>,
+    /// `x` zero-padded by one ([`pad1`]).
+    padded: &'a [f32],
     /// `conv_offset_mask` output: 18 offset channels then 9 mask logits.
     om: &'a Map,
 }
@@ -86,9 +110,12 @@ impl Columns for Deform<'_> {
 
     fn fill(&self, n0: usize, len: usize, col: &mut [f32]) {
         let (h, w) = (self.x.h, self.x.w);
-        let hw = h * w;
-        // Per tap and pixel: four corner indices (or usize::MAX) and their weights × mask.
-        let mut idx = vec![[usize::MAX; 4]; TAPS * len];
+        let (hw, w2) = (h * w, w + 2);
+        let plane_len = (h + 2) * w2;
+        // Per tap and pixel: the top-left corner's index in the padded plane (the others are
+        // +1, +w2, +w2 + 1) and the four corners' weights × mask. A point outside (-1, H) ×
+        // (-1, W) reads corner 0 (a border zero) with weights 0.
+        let mut base = vec![0usize; TAPS * len];
         let mut wt = vec![[0.0f32; 4]; TAPS * len];
         for t in 0..TAPS {
             let (ky, kx) = ((t / 3) as f32, (t % 3) as f32);
@@ -106,35 +133,106 @@ impl Columns for Deform<'_> {
                 let mask = sigmoid(m[n]);
                 let (y0, x0) = (py.floor(), px.floor());
                 let (ly, lx) = (py - y0, px - x0);
-                let (y0, x0) = (y0 as isize, x0 as isize);
-                let corners = [(y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)];
-                let weights = [
-                    (1.0 - ly) * (1.0 - lx),
-                    (1.0 - ly) * lx,
-                    ly * (1.0 - lx),
-                    ly * lx,
+                // y0 in -1..h, x0 in -1..w: padded row y0 + 1, column x0 + 1.
+                base[t * len + i] = (y0 as isize + 1) as usize * w2 + (x0 as isize + 1) as usize;
+                wt[t * len + i] = [
+                    (1.0 - ly) * (1.0 - lx) * mask,
+                    (1.0 - ly) * lx * mask,
+                    ly * (1.0 - lx) * mask,
+                    ly * lx * mask,
                 ];
-                for (j, ((cy, cx), cw)) in corners.into_iter().zip(weights).enumerate() {
-                    if cy >= 0 && cx >= 0 && (cy as usize) < h && (cx as usize) < w {
-                        idx[t * len + i][j] = cy as usize * w + cx as usize;
-                        wt[t * len + i][j] = cw * mask;
-                    }
-                }
             }
         }
         for c in 0..self.x.c {
-            let plane = self.x.plane(c);
+            let plane = &self.padded[c * plane_len..(c + 1) * plane_len];
             for t in 0..TAPS {
                 let row = &mut col[(c * TAPS + t) * len..(c * TAPS + t + 1) * len];
-                let (idx, wt) = (&idx[t * len..(t + 1) * len], &wt[t * len..(t + 1) * len]);
-                for ((d, ix), wv) in row.iter_mut().zip(idx).zip(wt) {
+                let (base, wt) = (&base[t * len..(t + 1) * len], &wt[t * len..(t + 1) * len]);
+                for ((d, &b), wv) in row.iter_mut().zip(base).zip(wt) {
+                    let (top, bottom) = (&plane[b..b + 2], &plane[b + w2..b + w2 + 2]);
+                    // Corners in torchvision's order; one outside the map reads a border
+                    // zero, adding +0 (the weights are >= 0), so the sum is the one that
+                    // skips it.
                     let mut acc = 0.0;
-                    for j in 0..4 {
-                        if ix[j] != usize::MAX {
-                            acc += wv[j] * plane[ix[j]];
-                        }
-                    }
+                    acc += wv[0] * top[0];
+                    acc += wv[1] * top[1];
+                    acc += wv[2] * bottom[0];
+                    acc += wv[3] * bottom[1];
                     *d = acc;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fast::map::ramp;
+
+    /// Against torchvision's sampling written out (each corner tested against the map), with
+    /// offsets that move points past every edge, onto integer positions and out of range.
+    #[test]
+    fn sampled_columns_equal_the_definition() {
+        let (c, h, w) = (3, 5, 7);
+        let hw = h * w;
+        let x = Map {
+            c,
+            h,
+            w,
+            data: ramp(c * hw, 0.8),
+        };
+        // Offsets from -3.5 to 3.5 in steps of 0.25 (integers and halves included), masks of
+        // both signs.
+        let om = Map {
+            c: 27,
+            h,
+            w,
+            data: (0..27 * hw)
+                .map(|i| ((i * 37) % 29) as f32 * 0.25 - 3.5)
+                .collect(),
+        };
+        let padded = pad1(x.view());
+        let cols = Deform {
+            x: x.view(),
+            padded: &padded,
+            om: &om,
+        };
+        for (n0, len) in [(0, hw), (3, 11), (hw - 4, 4)] {
+            let mut got = vec![f32::NAN; c * TAPS * len];
+            cols.fill(n0, len, &mut got);
+            for ci in 0..c {
+                for t in 0..TAPS {
+                    for i in 0..len {
+                        let n = n0 + i;
+                        let py = (n / w) as f32 - 1.0 + (t / 3) as f32 + om.data[2 * t * hw + n];
+                        let px =
+                            (n % w) as f32 - 1.0 + (t % 3) as f32 + om.data[(2 * t + 1) * hw + n];
+                        let mut want = 0.0f32;
+                        if py > -1.0 && py < h as f32 && px > -1.0 && px < w as f32 {
+                            let mask = sigmoid(om.data[(18 + t) * hw + n]);
+                            let (y0, x0) = (py.floor(), px.floor());
+                            let (ly, lx) = (py - y0, px - x0);
+                            let corners = [
+                                (y0, x0, (1.0 - ly) * (1.0 - lx)),
+                                (y0, x0 + 1.0, (1.0 - ly) * lx),
+                                (y0 + 1.0, x0, ly * (1.0 - lx)),
+                                (y0 + 1.0, x0 + 1.0, ly * lx),
+                            ];
+                            for (cy, cx, cw) in corners {
+                                if cy >= 0.0 && cx >= 0.0 && cy < h as f32 && cx < w as f32 {
+                                    let v = x.data[ci * hw + cy as usize * w + cx as usize];
+                                    want += cw * mask * v;
+                                }
+                            }
+                        }
+                        let g = got[(ci * TAPS + t) * len + i];
+                        assert_eq!(
+                            g.to_bits(),
+                            want.to_bits(),
+                            "c{ci} t{t} n{n}: {g} against {want}"
+                        );
+                    }
                 }
             }
         }
