@@ -6,12 +6,15 @@
 //! - bias, the residual add of a block and ReLU are fused into the convolution's GEMM epilogue;
 //! - convolutions are column-tile im2col + GEMM (`gemm` crate), 1×1 convolutions plain GEMM,
 //!   3×3 stride-1 convolutions Winograd F(2×2, 3×3) or F(4×4, 3×3) (`winograd`), their
-//!   transforms on AVX registers where the CPU has AVX2 (`simd`);
+//!   transforms on AVX registers where the CPU has AVX2 (`simd`), the 7×7 stems direct on the
+//!   panel kernel without a column matrix (`direct`, where the CPU has AVX2);
 //! - the six heads' first 3×3 convolutions run as one (their output channels stacked); where
 //!   that runs as Winograd, each head's output 1×1 convolution reads its slice of a block of
 //!   rows while it is in cache, so the stacked map is never written out;
-//! - transposed convolutions are split into stride-1 phase convolutions (full) or gathered
-//!   directly (depthwise, DLA's bilinear up-sampling);
+//! - transposed convolutions are split into stride-1 phase convolutions (full; the four
+//!   phases of a 4×4 stride-2 one run as one Winograd F(4×4, 3×3) convolution where the
+//!   policy gives the map F(4×4)) or gathered directly (depthwise, DLA's bilinear
+//!   up-sampling);
 //! - DCNv2 samples bilinearly into the column buffer, then one GEMM;
 //! - what inference never reads is dropped: every Hourglass stack's heads but the last, and the
 //!   dead `project` of DLA's depth-2 trees.
