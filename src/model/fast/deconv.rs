@@ -39,6 +39,13 @@ pub fn out_size(input: usize, k: usize, s: usize, p: usize) -> usize {
     (input - 1) * s + k - 2 * p
 }
 
+/// The most input channels of a transposed convolution run as stacked phases in F(4×4): its
+/// weights there are `36 × 4·o × c` floats, nine times the phases' `16 · o · c` (res18 at 512:
+/// two such layers of 256 → 256 channels, 38 MB each; peak memory of a profile run 345 → 417
+/// MB). res50's 2048 → 256 layer (302 MB as F(4×4), on inputs of 1024 and more) stays
+/// phase-split.
+const STACKED_MAX_IN: usize = 512;
+
 /// A full (groups = 1) transposed convolution with folded BatchNorm and optional ReLU.
 #[derive(Debug, Clone)]
 pub struct FDeconv {
@@ -111,10 +118,12 @@ impl FDeconv {
     }
 
     /// The phases as one F(4×4, 3×3) convolution on an `h × w` input, where this layer has
-    /// that form (`k = 4, s = 2, p = 1`) and the policy runs a 3×3 convolution with an `h × w`
-    /// output as F(4×4).
+    /// that form (`k = 4, s = 2, p = 1`, at most [`STACKED_MAX_IN`] input channels) and the
+    /// policy runs a 3×3 convolution with an `h × w` output as F(4×4).
     fn stacked_for(&self, [h, w]: [usize; 2]) -> Option<&Winograd> {
-        if (self.k, self.s, self.p) != (4, 2, 1) || self.winograd.tile_for([h, w]) != Some(Tile::F4)
+        if (self.k, self.s, self.p) != (4, 2, 1)
+            || self.c > STACKED_MAX_IN
+            || self.winograd.tile_for([h, w]) != Some(Tile::F4)
         {
             return None;
         }
@@ -419,6 +428,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn wide_inputs_stay_phase_split() {
+        let c = STACKED_MAX_IN + 1;
+        let layer = FDeconv::new(
+            &ramp(c * 16, 0.5),
+            [c, 1],
+            4,
+            2,
+            1,
+            vec![0.0],
+            false,
+            WinogradTiles::F4,
+        );
+        assert!(layer.stacked_for([64, 64]).is_none());
     }
 
     #[test]

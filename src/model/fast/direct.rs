@@ -1,7 +1,7 @@
-//! Direct convolutions on the panel kernel, for convolutions with few output channels where
-//! im2col + GEMM spends its time on the columns rather than the multiply-adds (the 7×7 stems
-//! and the first stride-2 3×3 convolutions: `K = c·kh·kw` column rows reused by only 16–64
-//! output channels).
+//! Direct convolutions on the panel kernel, for convolutions with few output channels and
+//! many taps per input channel, where im2col + GEMM spends its time on the columns rather than
+//! the multiply-adds (the 7×7 stems: 147 column rows per pixel, reused by only 16–64 output
+//! channels).
 //!
 //! No column matrix is made. The input is copied once, zero-padded, into `s × s` phase planes
 //! per channel (`plane[c][a][b][i][j] = x[c][s·i + a − pad][s·j + b − pad]`), so that tap
