@@ -143,24 +143,51 @@ impl Columns for Deform<'_> {
                 ];
             }
         }
-        for c in 0..self.x.c {
-            let plane = &self.padded[c * plane_len..(c + 1) * plane_len];
+        // Four channels at a time: each tap and pixel's corner index and weights are read
+        // once for the four planes.
+        let sample = |plane: &[f32], b: usize, wv: &[f32; 4]| {
+            // The four corners: b, b + 1, b + w2, b + w2 + 1 (one bounds check).
+            let win = &plane[b..b + w2 + 2];
+            // Corners in torchvision's order; one outside the map reads a border zero,
+            // adding +0 (the weights are >= 0), so the sum is the one that skips it.
+            let mut acc = 0.0;
+            acc += wv[0] * win[0];
+            acc += wv[1] * win[1];
+            acc += wv[2] * win[w2];
+            acc += wv[3] * win[w2 + 1];
+            acc
+        };
+        let planes = |c: usize| &self.padded[c * plane_len..(c + 1) * plane_len];
+        let mut c = 0;
+        while c < self.x.c {
+            let nc = (self.x.c - c).min(4);
+            let ps: [&[f32]; 4] = std::array::from_fn(|j| planes(c + j.min(nc - 1)));
             for t in 0..TAPS {
-                let row = &mut col[(c * TAPS + t) * len..(c * TAPS + t + 1) * len];
                 let (base, wt) = (&base[t * len..(t + 1) * len], &wt[t * len..(t + 1) * len]);
-                for ((d, &b), wv) in row.iter_mut().zip(base).zip(wt) {
-                    let (top, bottom) = (&plane[b..b + 2], &plane[b + w2..b + w2 + 2]);
-                    // Corners in torchvision's order; one outside the map reads a border
-                    // zero, adding +0 (the weights are >= 0), so the sum is the one that
-                    // skips it.
-                    let mut acc = 0.0;
-                    acc += wv[0] * top[0];
-                    acc += wv[1] * top[1];
-                    acc += wv[2] * bottom[0];
-                    acc += wv[3] * bottom[1];
-                    *d = acc;
+                // Rows (c + j)·9 + t of the columns, j < nc.
+                let mut rows = col[c * TAPS * len..]
+                    .chunks_exact_mut(len)
+                    .skip(t)
+                    .step_by(TAPS)
+                    .take(nc);
+                if nc == 4 {
+                    let r: [&mut [f32]; 4] = std::array::from_fn(|_| rows.next().expect("4 rows"));
+                    let [r0, r1, r2, r3] = r;
+                    for (i, (&b, wv)) in base.iter().zip(wt).enumerate() {
+                        r0[i] = sample(ps[0], b, wv);
+                        r1[i] = sample(ps[1], b, wv);
+                        r2[i] = sample(ps[2], b, wv);
+                        r3[i] = sample(ps[3], b, wv);
+                    }
+                } else {
+                    for (j, row) in rows.enumerate() {
+                        for ((d, &b), wv) in row.iter_mut().zip(base).zip(wt) {
+                            *d = sample(ps[j], b, wv);
+                        }
+                    }
                 }
             }
+            c += nc;
         }
     }
 }
@@ -174,7 +201,7 @@ mod tests {
     /// offsets that move points past every edge, onto integer positions and out of range.
     #[test]
     fn sampled_columns_equal_the_definition() {
-        let (c, h, w) = (3, 5, 7);
+        let (c, h, w) = (6, 5, 7); // a block of four channels and one of two
         let hw = h * w;
         let x = Map {
             c,
