@@ -157,9 +157,11 @@ pub fn gemm_tiles(
 }
 
 /// `out[r, n0..n0+len] = epilogue + Σ_j W[r, j] · rhs[j, ..len]` for every output row `r` of a
-/// map of `n` pixels per channel: bias (+ residual) written first, the GEMM accumulated onto
-/// it, then ReLU while the columns are in cache. `w` is `[o, k]` row-major; `rhs` holds `k`
-/// rows of `len` floats, `rhs_rs` apart.
+/// map of `n` pixels per channel: the GEMM written, then bias (+ residual) and ReLU in one pass
+/// while the columns are in cache. (Writing bias + residual first and accumulating the GEMM
+/// onto it took one more pass over the columns: on res50's 1×1 and the stems' shapes,
+/// interleaved stand-alone calls on an AVX2 EPYC, 0–10 % longer, mostly about 3 %.) `w` is
+/// `[o, k]` row-major; `rhs` holds `k` rows of `len` floats, `rhs_rs` apart.
 ///
 /// # Safety
 /// `out` points to an `o × n` map, `rhs` to its rows as said; no other thread writes these
@@ -178,7 +180,6 @@ pub(crate) unsafe fn gemm_into(
     let k = w.len() / o.max(1);
     // Safety: the caller's contract.
     unsafe {
-        prefill(out, n, n0, len, o, ep);
         gemm::gemm(
             o,
             len,
@@ -186,7 +187,7 @@ pub(crate) unsafe fn gemm_into(
             out.add(n0),
             1,
             n as isize,
-            true,
+            false,
             w.as_ptr(),
             1,
             k as isize,
@@ -201,10 +202,22 @@ pub(crate) unsafe fn gemm_into(
             par,
         );
     }
-    if ep.relu {
-        for r in 0..o {
-            // Safety: as above, these columns only.
-            let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
+    if ep.bias.is_empty() && ep.residual.is_none() && !ep.relu {
+        return;
+    }
+    for r in 0..o {
+        // Safety: as above, these columns only.
+        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
+        let b = ep.bias.get(r).copied().unwrap_or(0.0);
+        match ep.residual {
+            Some(res) => {
+                for (d, s) in row.iter_mut().zip(&res.data[r * n + n0..r * n + n0 + len]) {
+                    *d += b + s;
+                }
+            }
+            None => row.iter_mut().for_each(|d| *d += b),
+        }
+        if ep.relu {
             relu_in_place(row);
         }
     }
@@ -307,22 +320,6 @@ impl<S: Default + 'static> Drop for Pooled<S> {
         if let Some(s) = self.0.take() {
             // At thread exit the pool may be gone: the value is then dropped.
             let _ = POOL.try_with(|pool| pool.borrow_mut().push(Box::new(s)));
-        }
-    }
-}
-
-/// Writes bias (+ residual) into columns `n0..n0+len` of every output row.
-unsafe fn prefill(out: *mut f32, n: usize, n0: usize, len: usize, o: usize, ep: &Epilogue<'_>) {
-    for r in 0..o {
-        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
-        let b = ep.bias.get(r).copied().unwrap_or(0.0);
-        match ep.residual {
-            Some(res) => {
-                for (d, s) in row.iter_mut().zip(&res.data[r * n + n0..r * n + n0 + len]) {
-                    *d = b + s;
-                }
-            }
-            None => row.fill(b),
         }
     }
 }
