@@ -434,9 +434,11 @@ fn profile_prints_stages_with_mean_and_median_and_operations_by_shape() {
     assert!((shares - 100.0).abs() < 0.5, "{out}");
     let forward = row("forward");
     assert!(forward[0] > 0.0 && forward[1] > 0.0, "{out}");
-    // Operations named with their input shape: res18-slim's stem reads the 3×64×64 input.
+    // Operations named with their form (if any) and input shape: res18-slim's stem reads the
+    // 3×64×64 input.
     assert!(
-        out.lines().any(|l| l.starts_with("conv7x7/s2 3x64x64->")),
+        out.lines()
+            .any(|l| l.starts_with("conv7x7/s2 ") && l.contains(" 3x64x64->")),
         "{out}"
     );
 }
