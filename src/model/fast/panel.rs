@@ -121,25 +121,6 @@ impl Panels {
             self.o
         );
         assert!(v.len() >= self.c * len && mm.len() >= rows.len() * len);
-        // Safety: `v` holds c rows of len floats, `mm` rows.len() rows of len floats; the
-        // slices are this call's alone.
-        unsafe { self.gemm_strided(e, rows, (v.as_ptr(), len), len, (mm.as_mut_ptr(), len)) }
-    }
-
-    /// [`Panels::gemm`] with `v`'s rows `ldv` floats apart and the result's rows `ldm` apart.
-    ///
-    /// # Safety
-    /// `rows` lie within `0..o`; `v` points to `c` rows of `len` floats `ldv` apart, `mm` to
-    /// `rows.len()` rows of `len` floats `ldm` apart that no one else reads or writes meanwhile.
-    pub(crate) unsafe fn gemm_strided(
-        &self,
-        e: usize,
-        rows: std::ops::Range<usize>,
-        (v, ldv): (*const f32, usize),
-        len: usize,
-        (mm, ldm): (*mut f32, usize),
-    ) {
-        debug_assert!(rows.start <= rows.end && rows.end <= self.o);
         let c = self.c;
         if self.panels == 0 {
             let u = &self.data[(e * self.o + rows.start) * c..(e * self.o + rows.end) * c];
@@ -148,16 +129,16 @@ impl Panels {
                 residual: None,
                 relu: false,
             };
-            // Safety: the caller's contract (`gemm_into` writes columns 0..len of rows ldm
-            // apart).
+            // Safety: `mm` holds rows.len() rows of len floats, `v` c rows of len floats; the
+            // slices are this call's alone.
             unsafe {
                 gemm_into(
-                    mm,
-                    ldm,
+                    mm.as_mut_ptr(),
+                    len,
                     (0, len),
                     u,
                     rows.len(),
-                    (v, ldv),
+                    (v.as_ptr(), len),
                     &zero,
                     gemm::Parallelism::None,
                 )
@@ -166,26 +147,23 @@ impl Panels {
         }
         let size = self.panels * c * MR;
         let u = &self.data[e * size..(e + 1) * size];
-        // Safety: the caller's contract.
-        unsafe { panel_gemm(u, c, (rows.start, rows.end), (v, ldv), len, (mm, ldm)) };
+        panel_gemm(u, c, (rows.start, rows.end), v, len, mm);
     }
 }
 
 multiversion!(
-    /// [`Panels::gemm_strided`] of one `U[e]` (`u`, all its panels) and rows `a..b`.
-    unsafe fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: (*const f32, usize), len: usize, mm: (*mut f32, usize)) => panel_gemm_body
+    /// [`Panels::gemm`] of one `U[e]` (`u`, all its panels) and rows `a..b`.
+    fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) => panel_gemm_body
 );
 
-/// # Safety
-/// [`Panels::gemm_strided`]'s contract.
 #[inline(always)]
-unsafe fn panel_gemm_body<V: Vector>(
+fn panel_gemm_body<V: Vector>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
-    (v, ldv): (*const f32, usize),
+    v: &[f32],
     len: usize,
-    (mm, ldm): (*mut f32, usize),
+    mm: &mut [f32],
 ) {
     let strips = len / NR;
     let tail = len % NR;
@@ -193,9 +171,7 @@ unsafe fn panel_gemm_body<V: Vector>(
     let vt = (tail > 0).then(|| {
         let mut t = vec![0.0; c * NR];
         for (k, row) in t.chunks_exact_mut(NR).enumerate() {
-            // Safety: row k of v holds len floats.
-            let src = unsafe { std::slice::from_raw_parts(v.add(k * ldv + strips * NR), tail) };
-            row[..tail].copy_from_slice(src);
+            row[..tail].copy_from_slice(&v[k * len + strips * NR..][..tail]);
         }
         t
     });
@@ -207,8 +183,7 @@ unsafe fn panel_gemm_body<V: Vector>(
     // strip, 3.77 with the `gemm` crate).
     for s in 0..ns {
         for p in a / MR..b.div_ceil(MR) {
-            // Safety: the contract.
-            unsafe { block::<V>(u, c, (a, b), (v, ldv), len, vt, p, s, (mm, ldm)) };
+            block::<V>(u, c, (a, b), v, len, vt, p, s, mm);
         }
     }
 }
@@ -253,21 +228,18 @@ unsafe fn direct_row_body<V: Vector>(
 }
 
 /// Panel `p`'s product with strip `s` (past the whole strips: the tail, from `vt`).
-///
-/// # Safety
-/// [`Panels::gemm_strided`]'s contract.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<V: Vector>(
+fn block<V: Vector>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
-    (v, ldv): (*const f32, usize),
+    v: &[f32],
     len: usize,
     vt: Option<&[f32]>,
     p: usize,
     s: usize,
-    (mm, ldm): (*mut f32, usize),
+    mm: &mut [f32],
 ) {
     let r0 = p * MR;
     let panel = &u[p * c * MR..(p + 1) * c * MR];
@@ -277,18 +249,18 @@ unsafe fn block<V: Vector>(
     let (src, ld, w) = match vt {
         Some(vt) if col + NR > len => (vt.as_ptr(), NR, len - col),
         // Safety: v holds c rows of len floats, so columns col..col+16 of each.
-        _ => (unsafe { v.add(col) }, ldv, NR),
+        _ => (unsafe { v.as_ptr().add(col) }, len, NR),
     };
     if lo == r0 && hi == r0 + MR && w == NR {
         // Safety: src holds c rows of 16 floats ld apart; mm holds rows r0-a..r0-a+6 of len
-        // floats ldm apart.
+        // floats.
         unsafe {
             kernel::<V, _>(
                 c,
                 panel.as_ptr(),
                 Strided(src, ld),
-                mm.add((r0 - a) * ldm + col),
-                ldm,
+                mm.as_mut_ptr().add((r0 - a) * len + col),
+                len,
             )
         };
     } else {
@@ -296,9 +268,7 @@ unsafe fn block<V: Vector>(
         // Safety: as above; t holds 6 rows of 16.
         unsafe { kernel::<V, _>(c, panel.as_ptr(), Strided(src, ld), t.as_mut_ptr(), NR) };
         for r in lo..hi {
-            // Safety: row r - a of mm holds len floats, so columns col..col+w.
-            let dst = unsafe { std::slice::from_raw_parts_mut(mm.add((r - a) * ldm + col), w) };
-            dst.copy_from_slice(&t[(r - r0) * NR..][..w]);
+            mm[(r - a) * len + col..][..w].copy_from_slice(&t[(r - r0) * NR..][..w]);
         }
     }
 }
@@ -400,17 +370,14 @@ mod tests {
                     let mut got = vec![f32::NAN; (b - a) * len];
                     p.gemm(e, a..b, &v, len, &mut got);
                     let mut portable = vec![f32::NAN; (b - a) * len];
-                    // Safety: v holds c rows of len floats, portable b - a rows of len.
-                    unsafe {
-                        panel_gemm_body::<crate::model::fast::simd::F8>(
-                            ue,
-                            c,
-                            (a, b),
-                            (v.as_ptr(), len),
-                            len,
-                            (portable.as_mut_ptr(), len),
-                        )
-                    };
+                    panel_gemm_body::<crate::model::fast::simd::F8>(
+                        ue,
+                        c,
+                        (a, b),
+                        &v,
+                        len,
+                        &mut portable,
+                    );
                     let mut plain = vec![f32::NAN; (b - a) * len];
                     row_major.gemm(e, a..b, &v, len, &mut plain);
                     for (i, w) in want.iter().enumerate() {
