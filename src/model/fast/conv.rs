@@ -208,18 +208,25 @@ pub(crate) unsafe fn gemm_into(
     for r in 0..o {
         // Safety: as above, these columns only.
         let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + n0), len) };
-        let b = ep.bias.get(r).copied().unwrap_or(0.0);
-        match ep.residual {
-            Some(res) => {
-                for (d, s) in row.iter_mut().zip(&res.data[r * n + n0..r * n + n0 + len]) {
-                    *d += b + s;
-                }
+        epilogue_row(row, ep, r, r * n + n0);
+    }
+}
+
+/// The epilogue on a stretch of output channel `r` that starts at element `at` of the map:
+/// `row[i] += bias[r] + residual[at + i]` (bias 0 where `ep.bias` is empty), then ReLU.
+pub(crate) fn epilogue_row(row: &mut [f32], ep: &Epilogue<'_>, r: usize, at: usize) {
+    let b = ep.bias.get(r).copied().unwrap_or(0.0);
+    match ep.residual {
+        Some(res) => {
+            let res = &res.data[at..at + row.len()];
+            for (d, s) in row.iter_mut().zip(res) {
+                *d += b + s;
             }
-            None => row.iter_mut().for_each(|d| *d += b),
         }
-        if ep.relu {
-            relu_in_place(row);
-        }
+        None => row.iter_mut().for_each(|d| *d += b),
+    }
+    if ep.relu {
+        relu_in_place(row);
     }
 }
 

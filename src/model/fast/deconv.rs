@@ -61,8 +61,9 @@ pub struct FDeconv {
     /// The Winograd policy of the compilation that made this layer: whether the phases may run
     /// as one F(4×4, 3×3) convolution.
     winograd: WinogradTiles,
-    /// That convolution's weights, made the first time a map needs them.
-    stacked: OnceLock<Winograd>,
+    /// That convolution's weights and bias (this layer's, once per phase), made the first time
+    /// a map needs them.
+    stacked: OnceLock<(Winograd, Vec<f32>)>,
 }
 
 impl FDeconv {
@@ -117,14 +118,19 @@ impl FDeconv {
         }
     }
 
-    /// The phases as one F(4×4, 3×3) convolution on an `h × w` input, where this layer has
-    /// that form (`k = 4, s = 2, p = 1`, at most [`STACKED_MAX_IN`] input channels) and the
-    /// policy runs a 3×3 convolution with an `h × w` output as F(4×4).
-    fn stacked_for(&self, [h, w]: [usize; 2]) -> Option<&Winograd> {
-        if (self.k, self.s, self.p) != (4, 2, 1)
-            || self.c > STACKED_MAX_IN
-            || self.winograd.tile_for([h, w]) != Some(Tile::F4)
-        {
+    /// Whether the phases run as one F(4×4, 3×3) convolution on an `h × w` input: where this
+    /// layer has that form (`k = 4, s = 2, p = 1`, at most [`STACKED_MAX_IN`] input channels)
+    /// and the policy runs a 3×3 convolution with an `h × w` output as F(4×4).
+    fn stacks(&self, [h, w]: [usize; 2]) -> bool {
+        (self.k, self.s, self.p) == (4, 2, 1)
+            && self.c <= STACKED_MAX_IN
+            && self.winograd.tile_for([h, w]) == Some(Tile::F4)
+    }
+
+    /// That convolution and its bias on an `h × w` input, where the phases run so
+    /// ([`FDeconv::stacks`]).
+    fn stacked_for(&self, size: [usize; 2]) -> Option<&(Winograd, Vec<f32>)> {
+        if !self.stacks(size) {
             return None;
         }
         Some(self.stacked.get_or_init(|| {
@@ -146,7 +152,8 @@ impl FDeconv {
                     }
                 }
             }
-            Winograd::new(&w3, 4 * o, c, Tile::F4)
+            let bias = (0..4).flat_map(|_| self.bias.iter().copied()).collect();
+            (Winograd::new(&w3, 4 * o, c, Tile::F4), bias)
         }))
     }
 
@@ -159,9 +166,9 @@ impl FDeconv {
             let flops =
                 2.0 * (self.o * x.c * self.k * self.k * oh * ow) as f64 / (self.s * self.s) as f64;
             let shape = profile::shape(|| format!("{}x{}x{}->{}", x.c, x.h, x.w, self.o));
-            let form = match self.stacked_for([x.h, x.w]) {
-                Some(_) => " winograd F4",
-                None => "",
+            let form = match self.stacks([x.h, x.w]) {
+                true => " winograd F4",
+                false => "",
             };
             (
                 format!("deconv{}x{0}/s{}{form}{shape}", self.k, self.s),
@@ -175,10 +182,9 @@ impl FDeconv {
         let (s, o) = (self.s, self.o);
         let oh = out_size(x.h, self.k, s, self.p);
         let ow = out_size(x.w, self.k, s, self.p);
-        if let Some(wg) = self.stacked_for([x.h, x.w]) {
-            let bias: Vec<f32> = (0..4).flat_map(|_| self.bias.iter().copied()).collect();
+        if let Some((wg, bias)) = self.stacked_for([x.h, x.w]) {
             let ep = Epilogue {
-                bias: &bias,
+                bias,
                 residual: None,
                 relu: self.relu,
             };

@@ -12,8 +12,8 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Epilogue, OutPtr, Pooled, is_serial};
-use super::map::{Map, View, relu_in_place};
+use super::conv::{Epilogue, OutPtr, Pooled, epilogue_row, is_serial};
+use super::map::{Map, View};
 use super::panel::Panels;
 
 /// Output pixels per kernel call (the panel kernel's block width).
@@ -122,24 +122,8 @@ impl Direct {
             for r in 0..o {
                 // Safety: output row y of every channel is this call's alone.
                 let line = unsafe { std::slice::from_raw_parts_mut(p.0.add(r * n + y * ow), ow) };
-                let sums = &t[r * ldt..][..ow];
-                let b = ep.bias.get(r).copied().unwrap_or(0.0);
-                match ep.residual {
-                    Some(res) => {
-                        let res = &res.data[r * n + y * ow..][..ow];
-                        for ((d, v), s) in line.iter_mut().zip(sums).zip(res) {
-                            *d = v + (b + s);
-                        }
-                    }
-                    None => {
-                        for (d, v) in line.iter_mut().zip(sums) {
-                            *d = v + b;
-                        }
-                    }
-                }
-                if ep.relu {
-                    relu_in_place(line);
-                }
+                line.copy_from_slice(&t[r * ldt..][..ow]);
+                epilogue_row(line, ep, r, r * n + y * ow);
             }
         };
         if is_serial() {
