@@ -143,6 +143,7 @@ mod tests {
     use super::*;
     use crate::model::fast::conv::{Taps, conv_gemm};
     use crate::model::fast::map::ramp;
+    use crate::model::fast::panel::tests::with_sixteen_row_panels;
     use crate::model::fast::simd::{Level, level};
 
     /// Against im2col + GEMM for strides 1 and 2, odd and even sizes, paddings 0 to 3, output
@@ -187,14 +188,17 @@ mod tests {
                 };
                 let taps = Taps::conv([k, k], s, p, 1);
                 let want = conv_gemm(x.view(), &taps, [oh, ow], &wt, o, &ep);
-                let d = Direct::new(&wt, [o, c], [k, k], s, p).expect("packed panels");
-                let got = d.forward(x.view(), [oh, ow], &ep);
                 let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * scale,
-                        "c{c} o{o} {h}x{w} k{k} s{s} p{p} [{i}]: {a} against {b}"
-                    );
+                // With this CPU's panels, then with the AVX-512 kernel's.
+                let direct = || Direct::new(&wt, [o, c], [k, k], s, p).expect("packed panels");
+                for (d, wide) in [(direct(), false), (with_sixteen_row_panels(direct), true)] {
+                    let got = d.forward(x.view(), [oh, ow], &ep);
+                    for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "c{c} o{o} {h}x{w} k{k} s{s} p{p} (16-row panels: {wide}) [{i}]: {a} against {b}"
+                        );
+                    }
                 }
             }
         }

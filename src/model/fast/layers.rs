@@ -124,7 +124,7 @@ const WINOGRAD_MIN_PIXELS: usize = 64;
 const WINOGRAD_F4_MIN_TILES: usize = 64;
 
 /// The most output channels a direct convolution ([`Direct`]) runs with: its row of taps is
-/// read once per six output channels, where im2col + GEMM writes and reads a column matrix of
+/// read once per panel of output channels (six on AVX2, sixteen on AVX-512), where im2col + GEMM writes and reads a column matrix of
 /// all taps once, which pays only with few output channels and many taps per input channel.
 /// On an AVX2 EPYC (`deepmark profile --by-shape`, three alternated runs against im2col): the
 /// DLA 7×7 stride-1 stem (3 → 16) at 512 16.3–20.1 → 10.9–17.4 ms, the ResNet 7×7 stride-2

@@ -1,9 +1,12 @@
-//! The Winograd convolutions' GEMMs `M[e] = U[e] · V[e]` on weights packed once, when the
-//! layer is built, into panels of [`MR`] output channels: `U[e]`'s rows `MR·p .. MR·p + MR`
-//! stored channel by channel (`[p][input channel][row]`, rows past the last output channel
-//! zero). A kernel keeps an `MR × 16` block of `M[e]` (six output channels, sixteen tiles) in
-//! twelve vector registers and adds one input channel per step: two loads from `V[e]`'s row,
-//! six broadcasts from the panel, twelve multiply-adds.
+//! The Winograd convolutions' GEMMs `M[e] = U[e] · V[e]` (and the direct convolutions') on
+//! weights packed once, when the layer is built, into panels of `MR` output channels: `U[e]`'s
+//! rows `MR·p .. MR·p + MR` stored channel by channel (`[p][input channel][row]`, rows past the
+//! last output channel zero). A kernel keeps an `MR × 16` block of `M[e]` (`MR` output
+//! channels, sixteen tiles) in registers and adds one input channel per step. On AVX2 `MR` is
+//! six: twelve of the sixteen registers, two loads from `V[e]`'s row, six broadcasts, twelve
+//! multiply-adds per step. On AVX-512F it is sixteen: sixteen of the 32 registers, one load of
+//! the row, sixteen multiply-adds with the broadcast weight as their memory operand (the
+//! same weights, the same products in the same order, so the same bits as the AVX2 kernel).
 //!
 //! The `gemm` crate runs the same register block but reads `U[e]` where it lies (six rows
 //! `C` floats apart) or packs it again on every call; on the blocks these convolutions run
@@ -12,19 +15,45 @@
 //! baseline copy, and other targets) the weights stay row-major and the `gemm` crate, whose
 //! SSE and NEON kernels this kernel's portable form does not match, runs the GEMMs.
 
-use super::conv::{Epilogue, gemm_into};
-use super::simd::{Level, Vector, level, multiversion};
+use std::marker::PhantomData;
 
-/// Output channels per panel.
-pub(crate) const MR: usize = 6;
-/// Tiles per kernel call (two vectors).
+use super::conv::{Epilogue, gemm_into};
+use super::simd::{L16, Level, Vector, Vector16, level, multiversion};
+
+/// Output channels per panel of the AVX2 kernel.
+const MR: usize = 6;
+/// Output channels per panel of the AVX-512 kernel.
+const MR_WIDE: usize = 16;
+/// Tiles per kernel call.
 const NR: usize = 16;
+
+/// How the matrices are stored: for which kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Row-major, for the `gemm` crate (no AVX2).
+    RowMajor,
+    /// Panels of six rows, for the AVX2 kernel.
+    Narrow,
+    /// Panels of sixteen rows, for the AVX-512 kernel.
+    Wide,
+}
+
+impl Layout {
+    /// Rows per panel (the AVX2 kernel's where there are none).
+    fn rows(self) -> usize {
+        match self {
+            Layout::Wide => MR_WIDE,
+            _ => MR,
+        }
+    }
+}
 
 /// `elems` matrices `U[e]` (`o × c`) in panels (or row-major where the CPU has no AVX2).
 #[derive(Debug, Clone)]
 pub(crate) struct Panels {
     c: usize,
     o: usize,
+    layout: Layout,
     /// Panels per matrix; 0 where the matrices are row-major.
     panels: usize,
     data: Vec<f32>,
@@ -38,7 +67,18 @@ impl Panels {
         c: usize,
         at: impl FnMut(usize, usize, usize) -> f32,
     ) -> Self {
-        Self::build(elems, o, c, at, level() != Level::Baseline)
+        let layout = match level() {
+            Level::Avx512 => Layout::Wide,
+            Level::Avx2 => Layout::Narrow,
+            Level::Baseline => Layout::RowMajor,
+        };
+        #[cfg(test)]
+        let layout = if tests::SIXTEEN_ROWS.with(|s| s.get()) {
+            Layout::Wide
+        } else {
+            layout
+        };
+        Self::build(elems, o, c, at, layout)
     }
 
     fn build(
@@ -46,9 +86,9 @@ impl Panels {
         o: usize,
         c: usize,
         mut at: impl FnMut(usize, usize, usize) -> f32,
-        packed: bool,
+        layout: Layout,
     ) -> Self {
-        if !packed {
+        if layout == Layout::RowMajor {
             let mut data = Vec::with_capacity(elems * o * c);
             for e in 0..elems {
                 for oc in 0..o {
@@ -58,26 +98,40 @@ impl Panels {
             return Panels {
                 c,
                 o,
+                layout,
                 panels: 0,
                 data,
             };
         }
-        let panels = o.div_ceil(MR);
-        let mut data = vec![0.0; elems * panels * c * MR];
+        let mr = layout.rows();
+        let panels = o.div_ceil(mr);
+        let mut data = vec![0.0; elems * panels * c * mr];
         for e in 0..elems {
             for oc in 0..o {
-                let base = ((e * panels + oc / MR) * c) * MR + oc % MR;
+                let base = ((e * panels + oc / mr) * c) * mr + oc % mr;
                 for ic in 0..c {
-                    data[base + ic * MR] = at(e, oc, ic);
+                    data[base + ic * mr] = at(e, oc, ic);
                 }
             }
         }
-        Panels { c, o, panels, data }
+        Panels {
+            c,
+            o,
+            layout,
+            panels,
+            data,
+        }
     }
 
     /// Whether the matrices are in panels (the CPU has AVX2), as [`Panels::direct_row`] needs.
     pub(crate) fn packed(&self) -> bool {
         self.panels > 0
+    }
+
+    /// Output channels per panel: GEMMs over row ranges that start and end on multiples of it
+    /// run whole panels only.
+    pub(crate) fn panel_rows(&self) -> usize {
+        self.layout.rows()
     }
 
     /// One output row of a direct convolution with weights `U[0]` (`o × c`): `out[r][x] =
@@ -95,9 +149,16 @@ impl Panels {
         (out, ldo): (*mut f32, usize),
     ) {
         assert!(self.packed() && off.len() == self.c);
-        let u = &self.data[..self.panels * self.c * MR];
+        let mr = self.layout.rows();
+        let u = &self.data[..self.panels * self.c * mr];
+        let rows = Offsets(base, off);
         // Safety: the caller's contract.
-        unsafe { direct_row(u, self.c, self.o, Offsets(base, off), len, (out, ldo)) };
+        unsafe {
+            match self.layout {
+                Layout::Wide => direct_row_wide(u, self.c, self.o, rows, len, (out, ldo)),
+                _ => direct_row(u, self.c, self.o, rows, len, (out, ldo)),
+            }
+        }
     }
 
     /// Rows of each matrix (output channels).
@@ -122,7 +183,7 @@ impl Panels {
         );
         assert!(v.len() >= self.c * len && mm.len() >= rows.len() * len);
         let c = self.c;
-        if self.panels == 0 {
+        if self.layout == Layout::RowMajor {
             let u = &self.data[(e * self.o + rows.start) * c..(e * self.o + rows.end) * c];
             let zero = Epilogue {
                 bias: &[],
@@ -145,19 +206,69 @@ impl Panels {
             };
             return;
         }
-        let size = self.panels * c * MR;
+        let size = self.panels * c * self.layout.rows();
         let u = &self.data[e * size..(e + 1) * size];
-        panel_gemm(u, c, (rows.start, rows.end), v, len, mm);
+        let rows = (rows.start, rows.end);
+        match self.layout {
+            Layout::Wide => panel_gemm_wide(u, c, rows, v, len, mm),
+            _ => panel_gemm(u, c, rows, v, len, mm),
+        }
+    }
+}
+
+/// Whether this CPU runs AVX-512F (the AVX-512 kernel's [`Z16`](super::simd::Z16) lanes).
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
 multiversion!(
-    /// [`Panels::gemm`] of one `U[e]` (`u`, all its panels) and rows `a..b`.
-    fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) => panel_gemm_body
+    /// [`Panels::gemm`] on six-row panels: of one `U[e]` (`u`, all its panels) and rows `a..b`.
+    fn panel_gemm(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) => narrow_gemm_body
 );
 
 #[inline(always)]
-fn panel_gemm_body<V: Vector>(
+fn narrow_gemm_body<V: Vector>(
+    u: &[f32],
+    c: usize,
+    rows: (usize, usize),
+    v: &[f32],
+    len: usize,
+    mm: &mut [f32],
+) {
+    panel_gemm_body::<Narrow<V>>(u, c, rows, v, len, mm)
+}
+
+/// [`Panels::gemm`] on sixteen-row panels: the AVX-512 kernel where the CPU has AVX-512F (the
+/// panels are built so only there, but by the tests), else its portable form.
+fn panel_gemm_wide(
+    u: &[f32],
+    c: usize,
+    rows: (usize, usize),
+    v: &[f32],
+    len: usize,
+    mm: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512f() {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn wide(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) {
+            panel_gemm_body::<Wide<super::simd::Z16>>(u, c, rows, v, len, mm)
+        }
+        // Safety: the CPU has AVX-512F (and so AVX2 and FMA).
+        return unsafe { wide(u, c, rows, v, len, mm) };
+    }
+    panel_gemm_body::<Wide<L16>>(u, c, rows, v, len, mm)
+}
+
+#[inline(always)]
+fn panel_gemm_body<K: Block>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
@@ -182,21 +293,69 @@ fn panel_gemm_body<V: Vector>(
     // convolutions', medians of five alternated runs: 3.25 panel by panel, 3.17 strip by
     // strip, 3.77 with the `gemm` crate).
     for s in 0..ns {
-        for p in a / MR..b.div_ceil(MR) {
-            block::<V>(u, c, (a, b), v, len, vt, p, s, mm);
+        for p in a / K::MR..b.div_ceil(K::MR) {
+            block::<K>(u, c, (a, b), v, len, vt, p, s, mm);
         }
     }
 }
 
 multiversion!(
-    /// [`Panels::direct_row`] on all panels `u` of one matrix.
-    unsafe fn direct_row(u: &[f32], c: usize, o: usize, rows: Offsets<'_>, len: usize, out: (*mut f32, usize)) => direct_row_body
+    /// [`Panels::direct_row`] on all six-row panels `u` of one matrix.
+    unsafe fn direct_row(u: &[f32], c: usize, o: usize, rows: Offsets<'_>, len: usize, out: (*mut f32, usize)) => narrow_direct_body
 );
 
 /// # Safety
 /// [`Panels::direct_row`]'s contract.
 #[inline(always)]
-unsafe fn direct_row_body<V: Vector>(
+unsafe fn narrow_direct_body<V: Vector>(
+    u: &[f32],
+    c: usize,
+    o: usize,
+    rows: Offsets<'_>,
+    len: usize,
+    out: (*mut f32, usize),
+) {
+    // Safety: the caller's contract.
+    unsafe { direct_row_body::<Narrow<V>>(u, c, o, rows, len, out) }
+}
+
+/// [`Panels::direct_row`] on all sixteen-row panels `u` of one matrix (as [`panel_gemm_wide`]).
+///
+/// # Safety
+/// [`Panels::direct_row`]'s contract.
+unsafe fn direct_row_wide(
+    u: &[f32],
+    c: usize,
+    o: usize,
+    rows: Offsets<'_>,
+    len: usize,
+    out: (*mut f32, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512f() {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn wide(
+            u: &[f32],
+            c: usize,
+            o: usize,
+            rows: Offsets<'_>,
+            len: usize,
+            out: (*mut f32, usize),
+        ) {
+            // Safety: the caller's contract.
+            unsafe { direct_row_body::<Wide<super::simd::Z16>>(u, c, o, rows, len, out) }
+        }
+        // Safety: the caller's contract; the CPU has AVX-512F (and so AVX2 and FMA).
+        return unsafe { wide(u, c, o, rows, len, out) };
+    }
+    // Safety: the caller's contract.
+    unsafe { direct_row_body::<Wide<L16>>(u, c, o, rows, len, out) }
+}
+
+/// # Safety
+/// [`Panels::direct_row`]'s contract.
+#[inline(always)]
+unsafe fn direct_row_body<K: Block>(
     u: &[f32],
     c: usize,
     o: usize,
@@ -208,15 +367,15 @@ unsafe fn direct_row_body<V: Vector>(
         let w = NR.min(len - col);
         // Safety: the contract: 16 floats readable from every row's column `col`.
         let rows = Offsets(unsafe { base.add(col) }, off);
-        for (p, panel) in u.chunks_exact(c * MR).enumerate() {
-            let (r0, hi) = (p * MR, o.min(p * MR + MR));
-            if hi == r0 + MR && w == NR {
+        for (p, panel) in u.chunks_exact(c * K::MR).enumerate() {
+            let (r0, hi) = (p * K::MR, o.min(p * K::MR + K::MR));
+            if hi == r0 + K::MR && w == NR {
                 // Safety: out holds o rows of len floats ldo apart.
-                unsafe { kernel::<V, _>(c, panel.as_ptr(), rows, out.add(r0 * ldo + col), ldo) };
+                unsafe { K::kernel(c, panel.as_ptr(), rows, out.add(r0 * ldo + col), ldo) };
             } else {
-                let mut t = [0.0f32; MR * NR];
-                // Safety: t holds 6 rows of 16.
-                unsafe { kernel::<V, _>(c, panel.as_ptr(), rows, t.as_mut_ptr(), NR) };
+                let mut t = [0.0f32; MR_WIDE * NR];
+                // Safety: t holds (at least) MR rows of 16.
+                unsafe { K::kernel(c, panel.as_ptr(), rows, t.as_mut_ptr(), NR) };
                 for r in r0..hi {
                     // Safety: row r of out holds len floats, so columns col..col+w.
                     let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo + col), w) };
@@ -230,7 +389,7 @@ unsafe fn direct_row_body<V: Vector>(
 /// Panel `p`'s product with strip `s` (past the whole strips: the tail, from `vt`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block<V: Vector>(
+fn block<K: Block>(
     u: &[f32],
     c: usize,
     (a, b): (usize, usize),
@@ -241,21 +400,21 @@ fn block<V: Vector>(
     s: usize,
     mm: &mut [f32],
 ) {
-    let r0 = p * MR;
-    let panel = &u[p * c * MR..(p + 1) * c * MR];
-    // This panel's rows lo..hi belong to the result (all six but at its ends).
-    let (lo, hi) = (a.max(r0), b.min(r0 + MR));
+    let r0 = p * K::MR;
+    let panel = &u[p * c * K::MR..(p + 1) * c * K::MR];
+    // This panel's rows lo..hi belong to the result (all of them but at its ends).
+    let (lo, hi) = (a.max(r0), b.min(r0 + K::MR));
     let col = s * NR;
     let (src, ld, w) = match vt {
         Some(vt) if col + NR > len => (vt.as_ptr(), NR, len - col),
         // Safety: v holds c rows of len floats, so columns col..col+16 of each.
         _ => (unsafe { v.as_ptr().add(col) }, len, NR),
     };
-    if lo == r0 && hi == r0 + MR && w == NR {
-        // Safety: src holds c rows of 16 floats ld apart; mm holds rows r0-a..r0-a+6 of len
+    if lo == r0 && hi == r0 + K::MR && w == NR {
+        // Safety: src holds c rows of 16 floats ld apart; mm holds rows r0-a..r0-a+MR of len
         // floats.
         unsafe {
-            kernel::<V, _>(
+            K::kernel(
                 c,
                 panel.as_ptr(),
                 Strided(src, ld),
@@ -264,9 +423,9 @@ fn block<V: Vector>(
             )
         };
     } else {
-        let mut t = [0.0f32; MR * NR];
-        // Safety: as above; t holds 6 rows of 16.
-        unsafe { kernel::<V, _>(c, panel.as_ptr(), Strided(src, ld), t.as_mut_ptr(), NR) };
+        let mut t = [0.0f32; MR_WIDE * NR];
+        // Safety: as above; t holds (at least) MR rows of 16.
+        unsafe { K::kernel(c, panel.as_ptr(), Strided(src, ld), t.as_mut_ptr(), NR) };
         for r in lo..hi {
             mm[(r - a) * len + col..][..w].copy_from_slice(&t[(r - r0) * NR..][..w]);
         }
@@ -304,38 +463,91 @@ impl Rows for Offsets<'_> {
     }
 }
 
-/// `out[r][j] = Σ_k panel[k][r] · v[k][j]` for six rows and sixteen columns.
-///
-/// # Safety
-/// `panel` holds `c × 6` floats, `v` gives `c` rows of (at least) 16 floats, `out` 6 rows of
-/// 16 floats `ldo` apart.
-#[inline(always)]
-unsafe fn kernel<V: Vector, R: Rows>(c: usize, panel: *const f32, v: R, out: *mut f32, ldo: usize) {
-    let mut acc = [[V::splat(0.0); 2]; MR];
-    for k in 0..c {
-        // Safety: the contract's bounds.
-        let (x0, x1, w) = unsafe {
-            let row = std::slice::from_raw_parts(v.row(k), NR);
-            let w = std::slice::from_raw_parts(panel.add(k * MR), MR);
-            (V::load(row), V::load(&row[8..]), w)
-        };
-        for r in 0..MR {
-            let b = V::splat(w[r]);
-            acc[r][0] = b.mul_add(x0, acc[r][0]);
-            acc[r][1] = b.mul_add(x1, acc[r][1]);
+/// A register block: `out[r][j] = Σ_k panel[k][r] · v[k][j]` for `MR` rows and sixteen
+/// columns.
+trait Block {
+    /// Rows per panel.
+    const MR: usize;
+    /// # Safety
+    /// `panel` holds `c × MR` floats, `v` gives `c` rows of (at least) 16 floats, `out` `MR`
+    /// rows of 16 floats `ldo` apart.
+    unsafe fn kernel<R: Rows>(c: usize, panel: *const f32, v: R, out: *mut f32, ldo: usize);
+}
+
+/// Six rows on two eight-lane vectors each (AVX2).
+struct Narrow<V>(PhantomData<V>);
+
+impl<V: Vector> Block for Narrow<V> {
+    const MR: usize = MR;
+
+    #[inline(always)]
+    unsafe fn kernel<R: Rows>(c: usize, panel: *const f32, v: R, out: *mut f32, ldo: usize) {
+        let mut acc = [[V::splat(0.0); 2]; MR];
+        for k in 0..c {
+            // Safety: the contract's bounds.
+            let (x0, x1, w) = unsafe {
+                let row = std::slice::from_raw_parts(v.row(k), NR);
+                let w = std::slice::from_raw_parts(panel.add(k * MR), MR);
+                (V::load(row), V::load(&row[8..]), w)
+            };
+            for r in 0..MR {
+                let b = V::splat(w[r]);
+                acc[r][0] = b.mul_add(x0, acc[r][0]);
+                acc[r][1] = b.mul_add(x1, acc[r][1]);
+            }
+        }
+        for (r, [y0, y1]) in acc.into_iter().enumerate() {
+            // Safety: the contract's bounds.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo), NR) };
+            y0.store(row);
+            y1.store(&mut row[8..]);
         }
     }
-    for (r, [y0, y1]) in acc.into_iter().enumerate() {
-        // Safety: the contract's bounds.
-        let row = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo), NR) };
-        y0.store(row);
-        y1.store(&mut row[8..]);
+}
+
+/// Sixteen rows on one sixteen-lane vector each (AVX-512).
+struct Wide<W>(PhantomData<W>);
+
+impl<W: Vector16> Block for Wide<W> {
+    const MR: usize = MR_WIDE;
+
+    #[inline(always)]
+    unsafe fn kernel<R: Rows>(c: usize, panel: *const f32, v: R, out: *mut f32, ldo: usize) {
+        let mut acc = [W::splat(0.0); MR_WIDE];
+        for k in 0..c {
+            // Safety: the contract's bounds.
+            let (x, w) = unsafe { (W::load(v.row(k)), panel.add(k * MR_WIDE)) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // Safety: the contract's bounds.
+                *acc = W::splat(unsafe { *w.add(r) }).mul_add(x, *acc);
+            }
+        }
+        for (r, y) in acc.into_iter().enumerate() {
+            // Safety: the contract's bounds.
+            unsafe { y.store(out.add(r * ldo)) };
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::model::fast::simd::F8;
+
+    thread_local! {
+        /// Set while [`with_sixteen_row_panels`] runs.
+        pub(super) static SIXTEEN_ROWS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Runs `f` with the panels made on this thread in the AVX-512 kernel's layout, whatever
+    /// the CPU (the kernel runs on its portable lanes where the CPU has no AVX-512F): the
+    /// convolutions built on these panels are tested with both kernels on any machine.
+    pub(crate) fn with_sixteen_row_panels<T>(f: impl FnOnce() -> T) -> T {
+        let before = SIXTEEN_ROWS.with(|s| s.replace(true));
+        let out = f();
+        SIXTEEN_ROWS.with(|s| s.set(before));
+        out
+    }
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
@@ -343,19 +555,29 @@ mod tests {
             .collect()
     }
 
-    /// Against the definition in f64, for row ranges that start and end inside panels and
-    /// tile counts with and without a tail: packed at the CPU's level and on the portable
-    /// lanes, and row-major through the `gemm` crate.
+    /// Against the definition in f64, for row ranges that start and end inside panels of
+    /// either kernel and tile counts with and without a tail: six-row panels at the CPU's
+    /// level and on the portable lanes, sixteen-row panels (the AVX-512 kernel where the CPU
+    /// has AVX-512F, its portable form elsewhere), and row-major through the `gemm` crate.
     #[test]
     fn panel_gemm_equals_the_definition() {
-        let (elems, o, c) = (3, 23, 37);
+        let (elems, o, c) = (3, 37, 37);
         let u = values(elems * o * c, 1);
         let at = |e, oc, ic| u[(e * o + oc) * c + ic];
-        let p = Panels::build(elems, o, c, at, true);
-        let row_major = Panels::build(elems, o, c, at, false);
+        let narrow = Panels::build(elems, o, c, at, Layout::Narrow);
+        let wide = Panels::build(elems, o, c, at, Layout::Wide);
+        let row_major = Panels::build(elems, o, c, at, Layout::RowMajor);
         for len in [16, 5, 40, 64] {
             let v = values(c * len, len);
-            for (a, b) in [(0, 23), (4, 17), (6, 12), (13, 14), (18, 23)] {
+            for (a, b) in [
+                (0, 37),
+                (4, 17),
+                (6, 12),
+                (13, 14),
+                (18, 23),
+                (16, 32),
+                (30, 37),
+            ] {
                 for e in 0..elems {
                     let mut want = vec![0.0f64; (b - a) * len];
                     for r in a..b {
@@ -365,36 +587,79 @@ mod tests {
                                 .sum();
                         }
                     }
-                    let size = p.panels * c * MR;
-                    let ue = &p.data[e * size..(e + 1) * size];
-                    let mut got = vec![f32::NAN; (b - a) * len];
-                    p.gemm(e, a..b, &v, len, &mut got);
+                    let run = |p: &Panels| {
+                        let mut got = vec![f32::NAN; (b - a) * len];
+                        p.gemm(e, a..b, &v, len, &mut got);
+                        got
+                    };
+                    let size = narrow.panels * c * MR;
+                    let ue = &narrow.data[e * size..(e + 1) * size];
                     let mut portable = vec![f32::NAN; (b - a) * len];
-                    panel_gemm_body::<crate::model::fast::simd::F8>(
-                        ue,
-                        c,
-                        (a, b),
-                        &v,
-                        len,
-                        &mut portable,
-                    );
-                    let mut plain = vec![f32::NAN; (b - a) * len];
-                    row_major.gemm(e, a..b, &v, len, &mut plain);
-                    for (i, w) in want.iter().enumerate() {
-                        let runs = [
-                            (got[i], "dispatched"),
-                            (portable[i], "portable"),
-                            (plain[i], "row-major"),
-                        ];
-                        for (x, what) in runs {
+                    panel_gemm_body::<Narrow<F8>>(ue, c, (a, b), &v, len, &mut portable);
+                    let runs = [
+                        (run(&narrow), "six-row panels"),
+                        (portable, "six-row panels, portable"),
+                        (run(&wide), "sixteen-row panels"),
+                        (run(&row_major), "row-major"),
+                    ];
+                    for (got, what) in runs {
+                        for (i, w) in want.iter().enumerate() {
+                            let x = got[i] as f64;
                             assert!(
-                                (x as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                                (x - w).abs() <= 1e-5 * (1.0 + w.abs()),
                                 "{what} len {len} rows {a}..{b} e {e} [{i}]: {x} against {w}"
                             );
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The sixteen-row kernel (AVX-512F where the CPU has it, else its portable form) gives
+    /// the six-row AVX2 kernel's bits, in GEMMs and in direct rows: the same products added in
+    /// the same order with one rounding each. Where the CPU has no AVX2 there is no fused
+    /// six-row kernel to compare with.
+    #[test]
+    fn sixteen_row_panels_give_the_six_row_bits() {
+        if level() == Level::Baseline {
+            eprintln!("no AVX2 on this CPU: nothing to compare with");
+            return;
+        }
+        let (o, c) = (45, 29);
+        let u = values(2 * o * c, 3);
+        let at = |e, oc, ic| u[(e * o + oc) * c + ic];
+        let narrow = Panels::build(2, o, c, at, Layout::Narrow);
+        let wide = Panels::build(2, o, c, at, Layout::Wide);
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for len in [16, 21, 48] {
+            let v = values(c * len, len + 7);
+            for (a, b) in [(0, 45), (3, 40), (16, 32)] {
+                let (mut n, mut w) = (vec![0.0; (b - a) * len], vec![1.0; (b - a) * len]);
+                narrow.gemm(1, a..b, &v, len, &mut n);
+                wide.gemm(1, a..b, &v, len, &mut w);
+                assert_eq!(bits(&n), bits(&w), "gemm len {len} rows {a}..{b}");
+            }
+            // Direct rows: row k at base + off[k], the offsets out of order.
+            let off: Vec<usize> = (0..c).map(|k| (k * 11) % c * len).collect();
+            let (mut n, mut w) = (vec![0.0; o * (len + 3)], vec![1.0; o * (len + 3)]);
+            let padded = [v.clone(), vec![0.0; NR]].concat();
+            // Safety: every row start plus len rounded up to 16 is inside `padded`; the outputs
+            // hold o rows of len floats len + 3 apart.
+            assert!(
+                off.iter()
+                    .all(|&f| f + len.next_multiple_of(NR) <= padded.len())
+            );
+            unsafe {
+                narrow.direct_row(padded.as_ptr(), &off, len, (n.as_mut_ptr(), len + 3));
+                wide.direct_row(padded.as_ptr(), &off, len, (w.as_mut_ptr(), len + 3));
+            }
+            let written = |x: &[f32]| {
+                x.chunks_exact(len + 3)
+                    .flat_map(|r| r[..len].iter().map(|v| v.to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(written(&n), written(&w), "direct row len {len}");
         }
     }
 }

@@ -222,8 +222,59 @@ impl std::ops::Mul<f32> for F8 {
     }
 }
 
+/// Sixteen `f32` lanes: what the AVX-512 GEMM kernel needs (`model::fast::panel`), on one
+/// 512-bit register ([`Z16`]) or on a plain array ([`L16`], that kernel's portable form, which
+/// the tests run on any CPU).
+pub(crate) trait Vector16: Copy {
+    /// Every lane `v`.
+    fn splat(v: f32) -> Self;
+    /// The sixteen floats at `p`.
+    ///
+    /// # Safety
+    /// Sixteen floats are readable at `p`.
+    unsafe fn load(p: *const f32) -> Self;
+    /// Writes the lanes to the sixteen floats at `p`.
+    ///
+    /// # Safety
+    /// Sixteen floats are writable at `p`.
+    unsafe fn store(self, p: *mut f32);
+    /// `self · a + b` lane by lane with one rounding (as `f32::mul_add` and [`Y8`]'s
+    /// [`Vector::mul_add`]: a kernel on either gives the same bits).
+    fn mul_add(self, a: Self, b: Self) -> Self;
+}
+
+/// Sixteen `f32` lanes as a plain array, with a fused multiply-add per lane (`f32::mul_add`,
+/// a library call where the target has no FMA: slow, for tests and for CPUs without AVX-512F
+/// only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct L16(pub [f32; 16]);
+
+impl Vector16 for L16 {
+    #[inline(always)]
+    fn splat(v: f32) -> L16 {
+        L16([v; 16])
+    }
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> L16 {
+        // Safety: the caller's contract.
+        L16(unsafe { p.cast::<[f32; 16]>().read_unaligned() })
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // Safety: the caller's contract.
+        unsafe { p.cast::<[f32; 16]>().write_unaligned(self.0) }
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: L16, b: L16) -> L16 {
+        L16(std::array::from_fn(|k| self.0[k].mul_add(a.0[k], b.0[k])))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::Y8;
+pub(crate) use x86::{Y8, Z16};
 
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) type Y8 = F8;
@@ -388,6 +439,38 @@ mod x86 {
     }
 
     impl Lanes for Y8 {}
+
+    /// Sixteen `f32` lanes in an AVX-512 register. Its operations run AVX-512F instructions: a
+    /// `Z16` is made and used only inside functions compiled for AVX-512F, which run only where
+    /// the CPU has it.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Z16(__m512);
+
+    impl super::Vector16 for Z16 {
+        #[inline(always)]
+        fn splat(v: f32) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_set1_ps(v)) }
+        }
+
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Z16 {
+            // Safety: the caller's contract; AVX-512F: see `Z16`.
+            unsafe { Z16(_mm512_loadu_ps(p)) }
+        }
+
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // Safety: as `load`.
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+
+        #[inline(always)]
+        fn mul_add(self, a: Z16, b: Z16) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        }
+    }
 }
 
 /// The arithmetic the transforms need, on one float or on a [`Vector`]'s lanes: the same
@@ -494,6 +577,62 @@ mod tests {
             assert_eq!(mul_adds::<Y8>(), fused);
             // The inputs are such that the two differ somewhere, so the check above can fail.
             assert_ne!(fused, twice);
+        }
+    }
+
+    /// The lanes of every [`Vector16`] operation, in order.
+    #[inline(always)]
+    fn every_op16<W: Vector16>() -> Vec<u32> {
+        let s = ramp(64);
+        let lanes = |v: W| {
+            let mut o = [0.0f32; 16];
+            // Safety: o holds sixteen floats.
+            unsafe { v.store(o.as_mut_ptr()) };
+            o.map(f32::to_bits)
+        };
+        // Safety: s holds 64 floats.
+        let (a, b, c) = unsafe {
+            (
+                W::load(s.as_ptr()),
+                W::load(s[17..].as_ptr()),
+                W::load(s[40..].as_ptr()),
+            )
+        };
+        [
+            lanes(a),
+            lanes(W::splat(-0.75)),
+            lanes(a.mul_add(b, c)),
+            lanes(W::splat(1.5).mul_add(b, a)),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn sixteen_lanes_fuse_and_equal_the_avx512_ones() {
+        let s = ramp(64);
+        let fused: Vec<u32> = (0..16)
+            .map(|k| s[k].mul_add(s[17 + k], s[40 + k]).to_bits())
+            .collect();
+        let portable = every_op16::<L16>();
+        assert_eq!(portable[32..48], fused[..]);
+        assert!(
+            portable[..16]
+                .iter()
+                .zip(&s)
+                .all(|(a, b)| *a == b.to_bits())
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::is_x86_feature_detected!("avx512f") {
+                eprintln!("no AVX-512F on this CPU: the AVX-512 lanes are not run");
+                return;
+            }
+            #[target_feature(enable = "avx512f")]
+            fn wide() -> Vec<u32> {
+                every_op16::<Z16>()
+            }
+            // Safety: the CPU has AVX-512F.
+            assert_eq!(unsafe { wide() }, portable);
         }
     }
 

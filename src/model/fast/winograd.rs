@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::conv::{Epilogue, OutPtr, Pooled, gemm_into, is_serial, run_blocks};
 use super::map::{Map, View};
-use super::panel::{MR, Panels};
+use super::panel::Panels;
 use super::simd::{Lanes, Vector, multiversion};
 
 /// Output tile of a Winograd convolution.
@@ -157,7 +157,9 @@ impl Winograd {
         let input = |t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>| {
             self.input(x, &geo, (t0, len), v, scratch)
         };
-        let split = o.div_ceil(2 * threads).next_multiple_of(MR);
+        let split = o
+            .div_ceil(2 * threads)
+            .next_multiple_of(self.u.panel_rows());
         if blocks < 2 * threads && threads > 1 && !is_serial() && split < o {
             // Too few tiles to keep every thread busy (small maps): the threads share each
             // block's output channels instead, the block's V transformed once (mdla34's
@@ -225,7 +227,8 @@ impl Winograd {
     /// ms against all channels in one round; at 128 × 128 155–183 → 129–132 ms against rounds
     /// of 512 KiB); whole panels of the GEMM kernel.
     fn round_channels(&self, tb: usize) -> usize {
-        ((1usize << 18) / (self.tile.elems() * tb) / MR * MR).max(MR)
+        let mr = self.u.panel_rows();
+        ((1usize << 18) / (self.tile.elems() * tb) / mr * mr).max(mr)
     }
 
     /// The input transform of tiles `t0..t0+len` into `v` ([`input_transform`] or
@@ -360,7 +363,7 @@ impl Winograd {
                     residual: None,
                     relu: ep.relu,
                 };
-                for (a, on) in rounds(p.start, p.start + p.c, ob) {
+                for (a, on) in rounds(p.start, p.start + p.c, ob, self.u.panel_rows()) {
                     let r0 = a - p.start;
                     let mm = grown(mm, elems * on * len);
                     self.gemms(v, len, (a, on), mm, par);
@@ -385,13 +388,13 @@ impl Winograd {
 }
 
 /// Output channels `start..end` in rounds `(first, count)` of at most `ob` (a multiple of
-/// [`MR`]) that start on the GEMM kernel's panels where they can: only a slice's first and
-/// last rounds share a panel with the next slice.
-fn rounds(start: usize, end: usize, ob: usize) -> impl Iterator<Item = (usize, usize)> {
+/// `mr`, the GEMM kernel's rows per panel) that start on its panels where they can: only a
+/// slice's first and last rounds share a panel with the next slice.
+fn rounds(start: usize, end: usize, ob: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
     let mut a = start;
     std::iter::from_fn(move || {
         (a < end).then(|| {
-            let b = (a / MR * MR + ob).min(end);
+            let b = (a / mr * mr + ob).min(end);
             let r = (a, b - a);
             a = b;
             r
@@ -915,6 +918,26 @@ mod tests {
     use super::*;
     use crate::model::fast::conv::{Taps, conv_gemm, out_size};
     use crate::model::fast::map::ramp;
+    use crate::model::fast::panel::tests::with_sixteen_row_panels;
+
+    /// Both tiles, each with the GEMM panels of this CPU's kernel and with the AVX-512
+    /// kernel's sixteen-row ones (whose rounds of output channels align differently).
+    fn forms() -> [(Tile, bool); 4] {
+        [
+            (Tile::F2, false),
+            (Tile::F4, false),
+            (Tile::F2, true),
+            (Tile::F4, true),
+        ]
+    }
+
+    fn build<T>(wide: bool, f: impl FnOnce() -> T) -> T {
+        if wide {
+            with_sixteen_row_panels(f)
+        } else {
+            f()
+        }
+    }
 
     #[test]
     fn winograd_equals_the_im2col_convolution() {
@@ -967,13 +990,18 @@ mod tests {
                     &ep,
                 );
                 let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                for tile in [Tile::F2, Tile::F4] {
-                    let got = Winograd::new(&wt, o, c, tile).forward(x.view(), p, [oh, ow], &ep);
+                for (tile, wide) in forms() {
+                    let got = build(wide, || Winograd::new(&wt, o, c, tile)).forward(
+                        x.view(),
+                        p,
+                        [oh, ow],
+                        &ep,
+                    );
                     assert_eq!((got.c, got.h, got.w), (o, oh, ow));
                     for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
                         assert!(
                             (a - b).abs() <= 1e-5 * scale,
-                            "{tile:?} c{c} {h}×{w} o{o} p{p} at {i}: {a} vs {b}"
+                            "{tile:?} (16-row panels: {wide}) c{c} {h}×{w} o{o} p{p} at {i}: {a} vs {b}"
                         );
                     }
                 }
@@ -1036,8 +1064,8 @@ mod tests {
                     q
                 })
                 .collect();
-            for tile in [Tile::F2, Tile::F4] {
-                let got = Winograd::new(&wt, o, c, tile).forward_pointwise(
+            for (tile, wide) in forms() {
+                let got = build(wide, || Winograd::new(&wt, o, c, tile)).forward_pointwise(
                     x.view(),
                     p,
                     [oh, ow],
@@ -1059,7 +1087,7 @@ mod tests {
                     for (i, (a, b)) in got.data.iter().zip(&want).enumerate() {
                         assert!(
                             (a - b).abs() <= 1e-5 * scale,
-                            "{tile:?} c{c} {h}×{w} slice {k} at {i}: {a} vs {b}"
+                            "{tile:?} (16-row panels: {wide}) c{c} {h}×{w} slice {k} at {i}: {a} vs {b}"
                         );
                     }
                 }
