@@ -133,7 +133,7 @@ impl Winograd {
         }
         // Blocks of tiles ([`Winograd::block_budget`]), enough of them for every thread.
         let threads = rayon::current_num_threads();
-        // A multiple of 16 tiles, the GEMM kernel's strip on AVX2: 113 tiles (64 channels at
+        // A multiple of 16 tiles, the GEMM kernel's strip: 113 tiles (64 channels at
         // 128 × 128) left a one-tile strip to a narrow kernel (mdla34's heads at 512, 64 → 1536
         // channels, on an AVX2 EPYC: 112.9 → 102.8–106.1 ms, alternated).
         let tb = self.block_budget().min(tiles.div_ceil(2 * threads).max(16)) / 16 * 16;
