@@ -169,7 +169,7 @@ impl Winograd {
             let on = split.min(ob);
             for b in 0..blocks {
                 let (t0, len) = (b * tb, tb.min(tiles - b * tb));
-                let v = grown(v, elems * c * len);
+                let v = grown(v, elems * estride(c * len));
                 input(t0, len, v, scratch);
                 let v = &*v;
                 (0..o.div_ceil(on)).into_par_iter().for_each_init(
@@ -177,7 +177,7 @@ impl Winograd {
                     |buf, k| {
                         let Buffers { m: mm, scratch, .. } = &mut **buf;
                         let (o0, n) = (k * on, on.min(o - k * on));
-                        let mm = grown(mm, elems * n * len);
+                        let mm = grown(mm, elems * estride(n * len));
                         round(v, (t0, len), (o0, n), mm, scratch, gemm::Parallelism::None);
                     },
                 );
@@ -188,8 +188,8 @@ impl Winograd {
             let t0 = b * tb;
             let len = tb.min(tiles - t0);
             let Buffers { v, m: mm, scratch } = buf;
-            let v = grown(v, elems * c * len);
-            let mm = grown(mm, elems * ob * len);
+            let v = grown(v, elems * estride(c * len));
+            let mm = grown(mm, elems * estride(ob * len));
             input(t0, len, v, scratch);
             for o0 in (0..o).step_by(ob) {
                 let on = ob.min(o - o0);
@@ -197,7 +197,7 @@ impl Winograd {
                     v,
                     (t0, len),
                     (o0, on),
-                    &mut mm[..elems * on * len],
+                    &mut mm[..elems * estride(on * len)],
                     scratch,
                     par,
                 );
@@ -284,21 +284,27 @@ impl Winograd {
     ) {
         let c = self.c;
         let one = |e: usize, mm: &mut [f32]| {
-            self.u
-                .gemm(e, o0..o0 + on, &v[e * c * len..][..c * len], len, mm)
+            self.u.gemm(
+                e,
+                o0..o0 + on,
+                &v[e * estride(c * len)..][..c * len],
+                len,
+                mm,
+            )
         };
-        let mm = &mut mm[..self.tile.elems() * on * len];
+        let ms = estride(on * len);
+        let mm = &mut mm[..self.tile.elems() * ms];
         if on * len == 0 {
             return;
         }
         match par {
             gemm::Parallelism::None => {
-                for (e, mm) in mm.chunks_exact_mut(on * len).enumerate() {
+                for (e, mm) in mm.chunks_exact_mut(ms).enumerate() {
                     one(e, mm);
                 }
             }
             _ => mm
-                .par_chunks_exact_mut(on * len)
+                .par_chunks_exact_mut(ms)
                 .enumerate()
                 .for_each(|(e, mm)| one(e, mm)),
         }
@@ -353,7 +359,7 @@ impl Winograd {
             let (y0, bh) = (ty0 * m, (nrows * m).min(oh - ty0 * m));
             let npx = bh * ow;
             let bgeo = Geometry { oh: bh, ..geo };
-            let v = grown(v, elems * c * len);
+            let v = grown(v, elems * estride(c * len));
             self.input(x, &geo, (t0, len), v, scratch);
             for (p, dst) in post.iter().zip(&ptrs) {
                 let hid = grown(hid, p.c * npx);
@@ -365,7 +371,7 @@ impl Winograd {
                 };
                 for (a, on) in rounds(p.start, p.start + p.c, ob, self.u.panel_rows()) {
                     let r0 = a - p.start;
-                    let mm = grown(mm, elems * on * len);
+                    let mm = grown(mm, elems * estride(on * len));
                     self.gemms(v, len, (a, on), mm, par);
                     // Safety: `hid` holds the slice's channels of the block's rows, all its own.
                     unsafe { self.output(mm, (r0, on), &bgeo, (0, len), &hep, hp.0, scratch) };
@@ -412,6 +418,18 @@ pub struct Pointwise<'a> {
     pub w: &'a [f32],
     pub bias: &'a [f32],
     pub o: usize,
+}
+
+/// Floats from one transformed element's matrix to the next in the V and M buffers (`V[e]`,
+/// `M[e]`) for matrices of `n` floats: `n` rounded up to an odd number of 64-byte cache lines.
+/// Unpadded, a power-of-two channel count times 16 or 64 tiles puts the 16 or 36 matrices a
+/// multiple of 4 KiB apart, so the transforms' reads and writes of one channel's tiles (one
+/// row of each matrix) all fall into one set of an 8-way L1 cache; an odd number of lines
+/// apart, they fall into different sets.
+#[inline(always)]
+fn estride(n: usize) -> usize {
+    let lines = n.div_ceil(16);
+    16 * (lines | 1)
 }
 
 /// The first `n` floats of `buf`, grown (zero-filled) if shorter; what it held stays.
@@ -484,6 +502,7 @@ fn input_transform_body<V: Vector>(
     scratch: &mut Vec<f32>,
 ) {
     let c = x.c;
+    let vs = estride(c * len);
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let m = n + 1;
         let (d, r) = grown(scratch, 16 * m).split_at_mut(8 * m);
@@ -542,7 +561,7 @@ fn input_transform_body<V: Vector>(
                 let e = &r[2 * i * m..(2 * i + 1) * m];
                 let o = &r[(2 * i + 1) * m..(2 * i + 2) * m];
                 let (e0, e1, o0, o1) = (&e[..n], &e[1..], &o[..n], &o[1..]);
-                let out = |j: usize| ((4 * i + j) * c + ch) * len + tl0;
+                let out = |j: usize| (4 * i + j) * vs + ch * len + tl0;
                 lin2(&mut v[out(0)..out(0) + n], e0, e1, |a, b| a - b);
                 lin2(&mut v[out(1)..out(1) + n], o0, e1, |a, b| a + b);
                 lin2(&mut v[out(2)..out(2) + n], e1, o0, |a, b| a - b);
@@ -571,11 +590,12 @@ unsafe fn output_transform_body<V: Vector>(
 ) {
     let plane = g.oh * g.ow;
     let floor = if ep.relu { 0.0 } else { f32::NEG_INFINITY };
+    let ms = estride(o * len);
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let scratch = grown(scratch, 12 * n);
         for oc in 0..o {
             let bias = ep.bias.get(o0 + oc).copied().unwrap_or(0.0);
-            let q: [&[f32]; 16] = std::array::from_fn(|e| &m[(e * o + oc) * len + tl0..][..n]);
+            let q: [&[f32]; 16] = std::array::from_fn(|e| &m[e * ms + oc * len + tl0..][..n]);
             let (y, sd) = scratch.split_at_mut(4 * n);
             // Rows: s_j = q0j + q1j + q2j, d_j = q1j − q2j − q3j.
             for j in 0..4 {
@@ -652,6 +672,7 @@ fn input_transform4_body<V: Vector>(
     scratch: &mut Vec<f32>,
 ) {
     let c = x.c;
+    let vs = estride(c * len);
     for [tl0, ty, tx0, n] in segments(g, t0, len) {
         let np = n + 1;
         let scratch = grown(scratch, 36 * n + 8 * np);
@@ -712,8 +733,8 @@ fn input_transform4_body<V: Vector>(
             // `e = 6 i' + j'` are 6 C × len floats apart).
             for jp in 0..6 {
                 let z = std::array::from_fn(|i| &h[(6 * i + jp) * n..][..n]);
-                let at = (jp * c + ch) * len + tl0;
-                bt6_rows::<V>(z, &mut v[at..], 6 * c * len, n);
+                let at = jp * vs + ch * len + tl0;
+                bt6_rows::<V>(z, &mut v[at..], 6 * vs, n);
             }
         }
     }
@@ -829,13 +850,14 @@ unsafe fn output_transform4_body<V: Vector>(
 ) {
     let plane = g.oh * g.ow;
     let floor = if ep.relu { 0.0 } else { f32::NEG_INFINITY };
+    let ms = estride(o * len);
     let scratch = grown(scratch, 28 * len);
     // s[j][k][t]: after the vertical transform; y[l][t]: output row k of every tile.
     let (s, y) = scratch.split_at_mut(24 * len);
     for oc in 0..o {
         let ch = o0 + oc;
         let bias = ep.bias.get(ch).copied().unwrap_or(0.0);
-        let q = |e: usize| &m[(e * o + oc) * len..][..len];
+        let q = |e: usize| &m[e * ms + oc * len..][..len];
         for j in 0..6 {
             let z = std::array::from_fn(|i| q(6 * i + j));
             at6_rows::<V>(z, &mut s[4 * j * len..4 * (j + 1) * len], len);
