@@ -54,8 +54,6 @@ pub(crate) struct Panels {
     c: usize,
     o: usize,
     layout: Layout,
-    /// Panels per matrix; 0 where the matrices are row-major.
-    panels: usize,
     data: Vec<f32>,
 }
 
@@ -95,13 +93,7 @@ impl Panels {
                     data.extend((0..c).map(|ic| at(e, oc, ic)));
                 }
             }
-            return Panels {
-                c,
-                o,
-                layout,
-                panels: 0,
-                data,
-            };
+            return Panels { c, o, layout, data };
         }
         let mr = layout.rows();
         let panels = o.div_ceil(mr);
@@ -114,18 +106,18 @@ impl Panels {
                 }
             }
         }
-        Panels {
-            c,
-            o,
-            layout,
-            panels,
-            data,
-        }
+        Panels { c, o, layout, data }
     }
 
     /// Whether the matrices are in panels (the CPU has AVX2), as [`Panels::direct_row`] needs.
     pub(crate) fn packed(&self) -> bool {
-        self.panels > 0
+        self.layout != Layout::RowMajor
+    }
+
+    /// Floats per matrix in panels (its output channels rounded up to whole panels).
+    fn matrix_len(&self) -> usize {
+        let mr = self.layout.rows();
+        self.o.div_ceil(mr) * mr * self.c
     }
 
     /// Output channels per panel: GEMMs over row ranges that start and end on multiples of it
@@ -149,8 +141,7 @@ impl Panels {
         (out, ldo): (*mut f32, usize),
     ) {
         assert!(self.packed() && off.len() == self.c);
-        let mr = self.layout.rows();
-        let u = &self.data[..self.panels * self.c * mr];
+        let u = &self.data[..self.matrix_len()];
         let rows = Offsets(base, off);
         // Safety: the caller's contract.
         unsafe {
@@ -206,25 +197,13 @@ impl Panels {
             };
             return;
         }
-        let size = self.panels * c * self.layout.rows();
+        let size = self.matrix_len();
         let u = &self.data[e * size..(e + 1) * size];
         let rows = (rows.start, rows.end);
         match self.layout {
             Layout::Wide => panel_gemm_wide(u, c, rows, v, len, mm),
             _ => panel_gemm(u, c, rows, v, len, mm),
         }
-    }
-}
-
-/// Whether this CPU runs AVX-512F (the AVX-512 kernel's [`Z16`](super::simd::Z16) lanes).
-fn has_avx512f() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -245,8 +224,8 @@ fn narrow_gemm_body<V: Vector>(
     panel_gemm_body::<Narrow<V>>(u, c, rows, v, len, mm)
 }
 
-/// [`Panels::gemm`] on sixteen-row panels: the AVX-512 kernel where the CPU has AVX-512F (the
-/// panels are built so only there, but by the tests), else its portable form.
+/// [`Panels::gemm`] on sixteen-row panels: the AVX-512 kernel at [`Level::Avx512`] (the panels
+/// are built so only there, but by the tests), else its portable form.
 fn panel_gemm_wide(
     u: &[f32],
     c: usize,
@@ -256,12 +235,12 @@ fn panel_gemm_wide(
     mm: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512f() {
+    if level() == Level::Avx512 {
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn wide(u: &[f32], c: usize, rows: (usize, usize), v: &[f32], len: usize, mm: &mut [f32]) {
             panel_gemm_body::<Wide<super::simd::Z16>>(u, c, rows, v, len, mm)
         }
-        // Safety: the CPU has AVX-512F (and so AVX2 and FMA).
+        // Safety: at this level the CPU has AVX-512F (and so AVX2 and FMA).
         return unsafe { wide(u, c, rows, v, len, mm) };
     }
     panel_gemm_body::<Wide<L16>>(u, c, rows, v, len, mm)
@@ -332,7 +311,7 @@ unsafe fn direct_row_wide(
     out: (*mut f32, usize),
 ) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512f() {
+    if level() == Level::Avx512 {
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn wide(
             u: &[f32],
@@ -345,7 +324,8 @@ unsafe fn direct_row_wide(
             // Safety: the caller's contract.
             unsafe { direct_row_body::<Wide<super::simd::Z16>>(u, c, o, rows, len, out) }
         }
-        // Safety: the caller's contract; the CPU has AVX-512F (and so AVX2 and FMA).
+        // Safety: the caller's contract; at this level the CPU has AVX-512F (and so AVX2 and
+        // FMA).
         return unsafe { wide(u, c, o, rows, len, out) };
     }
     // Safety: the caller's contract.
@@ -557,8 +537,8 @@ pub(crate) mod tests {
 
     /// Against the definition in f64, for row ranges that start and end inside panels of
     /// either kernel and tile counts with and without a tail: six-row panels at the CPU's
-    /// level and on the portable lanes, sixteen-row panels (the AVX-512 kernel where the CPU
-    /// has AVX-512F, its portable form elsewhere), and row-major through the `gemm` crate.
+    /// level and on the portable lanes, sixteen-row panels (the AVX-512 kernel at the AVX-512
+    /// level, its portable form elsewhere), and row-major through the `gemm` crate.
     #[test]
     fn panel_gemm_equals_the_definition() {
         let (elems, o, c) = (3, 37, 37);
@@ -592,7 +572,7 @@ pub(crate) mod tests {
                         p.gemm(e, a..b, &v, len, &mut got);
                         got
                     };
-                    let size = narrow.panels * c * MR;
+                    let size = narrow.matrix_len();
                     let ue = &narrow.data[e * size..(e + 1) * size];
                     let mut portable = vec![f32::NAN; (b - a) * len];
                     panel_gemm_body::<Narrow<F8>>(ue, c, (a, b), &v, len, &mut portable);
@@ -616,7 +596,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// The sixteen-row kernel (AVX-512F where the CPU has it, else its portable form) gives
+    /// The sixteen-row kernel (AVX-512F at the AVX-512 level, else its portable form) gives
     /// the six-row AVX2 kernel's bits, in GEMMs and in direct rows: the same products added in
     /// the same order with one rounding each. Where the CPU has no AVX2 there is no fused
     /// six-row kernel to compare with.
