@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::map::{Map, View, relu_in_place};
-use super::simd::{Vector, multiversion};
+use super::simd::{Vector, multiversion, split_pairs};
 
 /// Column offsets of one convolution: input row of output row `oy` and tap `t` is
 /// `oy * stride + ys[t]` (columns likewise). An ordinary convolution has
@@ -334,7 +334,7 @@ impl<S: Default + 'static> Drop for Pooled<S> {
 multiversion!(
     /// Column buffer `[x.c · taps, len]` for output pixels `n0..n0+len` (zero outside the
     /// input).
-    fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) => im2col_body
+    fn im2col(x: View<'_>, taps: &Taps, ow: usize, n0: usize, len: usize, col: &mut [f32]) => im2col_body on sixteen lanes
 );
 
 #[inline(always)]
@@ -445,15 +445,11 @@ fn im2col_s2<V: Vector>(
                 let b = 2 * ox0 as isize + dx0;
                 let mut k = 0;
                 if b >= 0 {
-                    // Pairs inside the row, eight at a time, then one by one.
+                    // Pairs inside the row, a vector's lanes at a time, then one by one.
                     let inner = (((w - b) / 2).max(0) as usize).min(l);
                     let row = &src[b as usize..];
-                    while k + V::LANES <= inner {
-                        let [ze, zo] = V::deinterleave2(&row[2 * k..]);
-                        ze.store(&mut e[k..]);
-                        zo.store(&mut o[k..]);
-                        k += V::LANES;
-                    }
+                    k = split_pairs::<V>(row, e, o, k, inner);
+                    k = split_pairs::<V::Half>(row, e, o, k, inner);
                     while k < inner {
                         e[k] = row[2 * k];
                         o[k] = row[2 * k + 1];
@@ -520,6 +516,7 @@ pub struct BnStats {
 mod tests {
     use super::*;
     use crate::model::fast::map::ramp;
+    use crate::model::fast::simd::tests::with_sixteen_lanes;
 
     /// Direct convolution, the definition.
     fn naive(x: &Map, w: &[f32], o: usize, k: usize, s: usize, p: usize) -> Map {
@@ -631,10 +628,12 @@ mod tests {
 
     #[test]
     fn stride_two_columns_equal_the_gather() {
-        // Even and odd widths, rows wide enough for the eight-lane path, 1×1 to 7×7 taps with
-        // their paddings, and tiles starting mid-row.
+        // Even and odd widths, rows wide enough for the eight- and sixteen-lane paths (and
+        // for sixteen then eight), 1×1 to 7×7 taps with their paddings, and tiles starting
+        // mid-row.
         for (c, h, w, k, p) in [
             (2, 9, 40, 3, 1),
+            (2, 5, 52, 3, 1),
             (3, 12, 41, 3, 1),
             (2, 7, 37, 7, 3),
             (1, 5, 64, 1, 0),
@@ -665,6 +664,10 @@ mod tests {
                 let mut got = vec![f32::NAN; rows * len];
                 im2col(x.view(), &taps, ow, n0, len, &mut got);
                 assert_eq!(got, want, "c{c} {h}×{w} k{k} p{p} from {n0}, {len}");
+                // Sixteen lanes and their eight-lane remainder (portable).
+                let mut got = vec![f32::NAN; rows * len];
+                with_sixteen_lanes(|| im2col(x.view(), &taps, ow, n0, len, &mut got));
+                assert_eq!(got, want, "L16: c{c} {h}×{w} k{k} p{p} from {n0}, {len}");
             }
         }
     }

@@ -6,7 +6,8 @@
 //! - bias, the residual add of a block and ReLU are fused into the convolution's GEMM epilogue;
 //! - convolutions are column-tile im2col + GEMM (`gemm` crate), 1×1 convolutions plain GEMM,
 //!   3×3 stride-1 convolutions Winograd F(2×2, 3×3) or F(4×4, 3×3) (`winograd`), their
-//!   transforms on AVX registers where the CPU has AVX2 (`simd`), their GEMMs on weights packed
+//!   transforms on 256-bit registers where the CPU has AVX2, on 512-bit ones where it has
+//!   AVX-512F (`simd`), their GEMMs on weights packed
 //!   into panels once (`panel`: six output channels × 16 tiles per kernel call on AVX2, sixteen
 //!   × 16 on 512-bit registers where the CPU has AVX-512F), the 7×7 stems direct on that
 //!   kernel without a column matrix (`direct`, where the CPU has AVX2);

@@ -2,9 +2,11 @@
 //! transforms, the Winograd GEMM kernel and the stride-2 column copies), chosen once per
 //! process from the CPU: such a function is compiled three times — for AVX-512F, for AVX2 +
 //! FMA, and for the target's baseline — and the `multiversion!` macro calls the widest copy
-//! the CPU runs, on AVX registers (`Y8`, eight lanes, in both AVX copies) or on plain arrays
-//! (`F8`). (The `gemm` crate dispatches its own kernels the same way.) Loops not wrapped this
-//! way are vectorised for x86-64's baseline, SSE2, only.
+//! the CPU runs: on AVX registers (`Y8`, eight lanes) in the AVX2 copy, on AVX-512 registers
+//! (`Z16`, sixteen lanes) in the AVX-512 copy of a body written for either width (or on `Y8`
+//! there too, for one written for eight), on plain arrays (`F8`) in the baseline one. (The
+//! `gemm` crate dispatches its own kernels the same way.) Loops not wrapped this way are
+//! vectorised for x86-64's baseline, SSE2, only.
 //!
 //! A function body wrapped this way must be `#[inline(always)]`, and so must what it calls in
 //! its hot loops, so that it is compiled inside each feature-enabled copy. Hot code must not
@@ -55,15 +57,18 @@ fn detect() -> Level {
 /// `multiversion!(fn name(args) -> R => body);` defines `name`, which runs `body` (an
 /// `#[inline(always)]` function with the same arguments and one type parameter, the
 /// [`Vector`] its loops use) compiled for [`level`]: the AVX-512 and AVX2 copies run it on
-/// [`Y8`] (AVX registers), the baseline one on [`F8`]. With `unsafe fn`, `name` and `body` are
-/// unsafe functions with the same contract.
+/// [`Y8`] (AVX registers), the baseline one on [`F8`]. With `=> body on sixteen lanes`, the
+/// AVX-512 copy runs it on [`Z16`] (AVX-512 registers): `body` then takes any
+/// [`Vector::LANES`], finishing its loops' remainders on [`Vector::Half`]; in tests,
+/// [`tests::with_sixteen_lanes`] runs it on [`L16`] whatever the CPU. With `unsafe fn`, `name`
+/// and `body` are unsafe functions with the same contract.
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             // Safety: a safe body stays safe in every copy.
-            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body; $($arg: $ty),*; $($ret)?) }
+            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body, $crate::model::fast::simd::Y8, {}; $($arg: $ty),*; $($ret)?) }
         }
     };
     ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
@@ -71,16 +76,43 @@ macro_rules! multiversion {
         #[allow(clippy::too_many_arguments)]
         $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
             // Safety: the caller keeps `body`'s contract.
-            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body; $($arg: $ty),*; $($ret)?) }
+            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body, $crate::model::fast::simd::Y8, {}; $($arg: $ty),*; $($ret)?) }
         }
     };
-    (@dispatch $body:ident; $($arg:ident: $ty:ty),*; $($ret:ty)?) => {{
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident on sixteen lanes) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            // Safety: a safe body stays safe in every copy.
+            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body, $crate::model::fast::simd::Z16, {
+                #[cfg(test)]
+                if $crate::model::fast::simd::tests::sixteen_lanes() {
+                    return $body::<$crate::model::fast::simd::L16>($($arg),*);
+                }
+            }; $($arg: $ty),*; $($ret)?) }
+        }
+    };
+    ($(#[$meta:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident on sixteen lanes) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            // Safety: the caller keeps `body`'s contract.
+            unsafe { $crate::model::fast::simd::multiversion!(@dispatch $body, $crate::model::fast::simd::Z16, {
+                #[cfg(test)]
+                if $crate::model::fast::simd::tests::sixteen_lanes() {
+                    return $body::<$crate::model::fast::simd::L16>($($arg),*);
+                }
+            }; $($arg: $ty),*; $($ret)?) }
+        }
+    };
+    (@dispatch $body:ident, $wide:ty, {$($forced:tt)*}; $($arg:ident: $ty:ty),*; $($ret:ty)?) => {{
+        $($forced)*
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f,avx2,fma")]
             #[allow(clippy::too_many_arguments, unused_unsafe)]
             unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
-                unsafe { $body::<$crate::model::fast::simd::Y8>($($arg),*) }
+                unsafe { $body::<$wide>($($arg),*) }
             }
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments, unused_unsafe)]
@@ -104,33 +136,57 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Eight `f32` lanes: the operations the transforms and column copies need, each as one
-/// instruction (or a few shuffles) on [`Y8`] and as array loops on [`F8`]. Both give the same
-/// bits: every lane is the same float operation in the same order.
+/// `e[k] = row[2k]`, `o[k] = row[2k + 1]` from `k` on, in steps of `W::LANES` while whole
+/// steps fit below `n`. Returns the first `k` not done.
+#[inline(always)]
+pub(crate) fn split_pairs<W: Vector>(
+    row: &[f32],
+    e: &mut [f32],
+    o: &mut [f32],
+    mut k: usize,
+    n: usize,
+) -> usize {
+    while k + W::LANES <= n {
+        let [a, b] = W::deinterleave2(&row[2 * k..]);
+        a.store(&mut e[k..]);
+        b.store(&mut o[k..]);
+        k += W::LANES;
+    }
+    k
+}
+
+/// `LANES` `f32` lanes (eight or sixteen): the operations the transforms and column copies
+/// need, each as one instruction (or a few shuffles) on [`Y8`] and [`Z16`] and as array loops
+/// on [`F8`] and [`L16`]. All give the same bits: every lane is the same float operation in the
+/// same order (but [`Vector::mul_add`], which says how it rounds).
 pub(crate) trait Vector: Lanes {
     /// Lanes per value.
-    const LANES: usize = 8;
-    /// The first eight floats of `s`.
+    const LANES: usize;
+    /// Eight lanes of the same kind, for the stretch shorter than `LANES` that a loop over
+    /// `Self` leaves: `Self` where it has eight lanes (its loop then never runs).
+    type Half: Vector;
+    /// The first `LANES` floats of `s`.
     fn load(s: &[f32]) -> Self;
-    /// Writes the lanes to the first eight floats of `s`.
+    /// Writes the lanes to the first `LANES` floats of `s`.
     fn store(self, s: &mut [f32]);
     /// Every lane `v`.
     fn splat(v: f32) -> Self;
     /// Lane-wise `if x < v { v } else { x }` (`max(x, 0)` is ReLU; a NaN lane stays NaN).
     fn max(self, v: f32) -> Self;
-    /// From the first 16 floats of `s`: its even ones (`s[2k]`) and its odd ones (`s[2k + 1]`).
+    /// From the first `2 · LANES` floats of `s`: its even ones (`s[2k]`) and its odd ones
+    /// (`s[2k + 1]`).
     fn deinterleave2(s: &[f32]) -> [Self; 2];
-    /// From the first 32 floats of `s`: its four phases, `r[p][k] = s[4k + p]`.
+    /// From the first `4 · LANES` floats of `s`: its four phases, `r[p][k] = s[4k + p]`.
     fn deinterleave4(s: &[f32]) -> [Self; 4];
-    /// The inverse of [`Vector::deinterleave4`]: 32 floats `s[4k + p] = r[p][k]`, returned as
-    /// four vectors of eight consecutive floats (`s[8q..8q + 8]` is the `q`-th).
+    /// The inverse of [`Vector::deinterleave4`]: `4 · LANES` floats `s[4k + p] = r[p][k]`,
+    /// returned as four vectors of `LANES` consecutive floats (`s[LANES · q..]` is the `q`-th).
     fn interleave4(r: [Self; 4]) -> [Self; 4];
-    /// The inverse of [`Vector::deinterleave2`]: 16 floats `s[2k] = e[k]`, `s[2k + 1] = o[k]`
-    /// from `[e, o]`, as two vectors of eight consecutive floats.
+    /// The inverse of [`Vector::deinterleave2`]: `2 · LANES` floats `s[2k] = e[k]`,
+    /// `s[2k + 1] = o[k]` from `[e, o]`, as two vectors of `LANES` consecutive floats.
     fn interleave2(r: [Self; 2]) -> [Self; 2];
-    /// `self · a + b` lane by lane: one rounding on [`Y8`] (an FMA instruction, as
-    /// `f32::mul_add`), two on [`F8`] (the baseline has no FMA; `f32::mul_add` there is a
-    /// library call). The one operation whose bits differ between the two.
+    /// `self · a + b` lane by lane: one rounding on [`Y8`], [`Z16`] and [`L16`] (an FMA
+    /// instruction, as `f32::mul_add`), two on [`F8`] (the baseline has no FMA; `f32::mul_add`
+    /// there is a library call). The one operation whose bits differ between them.
     fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
@@ -140,6 +196,9 @@ pub(crate) trait Vector: Lanes {
 pub(crate) struct F8(pub [f32; 8]);
 
 impl Vector for F8 {
+    const LANES: usize = 8;
+    type Half = F8;
+
     #[inline(always)]
     fn load(s: &[f32]) -> F8 {
         F8(s[..8].try_into().expect("eight floats"))
@@ -244,8 +303,9 @@ pub(crate) trait Vector16: Copy {
 }
 
 /// Sixteen `f32` lanes as a plain array, with a fused multiply-add per lane (`f32::mul_add`,
-/// a library call where the target has no FMA: slow, for tests and for CPUs without AVX-512F
-/// only).
+/// a library call where the target has no FMA): the portable form of [`Z16`], as a
+/// [`Vector16`] and as a [`Vector`] (whose [`Vector::Half`] is [`F8`]), for tests and, as the
+/// GEMM kernel's, for CPUs without AVX-512F (slow).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct L16(pub [f32; 16]);
 
@@ -270,6 +330,94 @@ impl Vector16 for L16 {
     #[inline(always)]
     fn mul_add(self, a: L16, b: L16) -> L16 {
         L16(std::array::from_fn(|k| self.0[k].mul_add(a.0[k], b.0[k])))
+    }
+}
+
+impl Vector for L16 {
+    const LANES: usize = 16;
+    type Half = F8;
+
+    #[inline(always)]
+    fn load(s: &[f32]) -> L16 {
+        L16(s[..16].try_into().expect("sixteen floats"))
+    }
+
+    #[inline(always)]
+    fn store(self, s: &mut [f32]) {
+        s[..16].copy_from_slice(&self.0);
+    }
+
+    #[inline(always)]
+    fn splat(v: f32) -> L16 {
+        L16([v; 16])
+    }
+
+    #[inline(always)]
+    fn max(self, v: f32) -> L16 {
+        L16(std::array::from_fn(|k| {
+            if self.0[k] < v { v } else { self.0[k] }
+        }))
+    }
+
+    #[inline(always)]
+    fn deinterleave2(s: &[f32]) -> [L16; 2] {
+        let z = &s[..32];
+        [0, 1].map(|p| L16(std::array::from_fn(|k| z[2 * k + p])))
+    }
+
+    #[inline(always)]
+    fn deinterleave4(s: &[f32]) -> [L16; 4] {
+        let z = &s[..64];
+        std::array::from_fn(|p| L16(std::array::from_fn(|k| z[4 * k + p])))
+    }
+
+    #[inline(always)]
+    fn interleave4(r: [L16; 4]) -> [L16; 4] {
+        std::array::from_fn(|q| {
+            L16(std::array::from_fn(|i| {
+                let j = 16 * q + i;
+                r[j % 4].0[j / 4]
+            }))
+        })
+    }
+
+    #[inline(always)]
+    fn interleave2(r: [L16; 2]) -> [L16; 2] {
+        std::array::from_fn(|q| {
+            L16(std::array::from_fn(|i| {
+                let j = 16 * q + i;
+                r[j % 2].0[j / 2]
+            }))
+        })
+    }
+
+    #[inline(always)]
+    fn mul_add(self, a: L16, b: L16) -> L16 {
+        L16(std::array::from_fn(|k| self.0[k].mul_add(a.0[k], b.0[k])))
+    }
+}
+
+impl std::ops::Add for L16 {
+    type Output = L16;
+    #[inline(always)]
+    fn add(self, b: L16) -> L16 {
+        L16(std::array::from_fn(|k| self.0[k] + b.0[k]))
+    }
+}
+
+impl std::ops::Sub for L16 {
+    type Output = L16;
+    #[inline(always)]
+    fn sub(self, b: L16) -> L16 {
+        L16(std::array::from_fn(|k| self.0[k] - b.0[k]))
+    }
+}
+
+impl std::ops::Mul<f32> for L16 {
+    type Output = L16;
+    #[inline(always)]
+    fn mul(self, b: f32) -> L16 {
+        L16(std::array::from_fn(|k| self.0[k] * b))
     }
 }
 
@@ -315,6 +463,9 @@ mod x86 {
     }
 
     impl Vector for Y8 {
+        const LANES: usize = 8;
+        type Half = Y8;
+
         #[inline(always)]
         fn load(s: &[f32]) -> Y8 {
             let s = &s[..8];
@@ -471,6 +622,125 @@ mod x86 {
             unsafe { Z16(_mm512_fmadd_ps(self.0, a.0, b.0)) }
         }
     }
+
+    /// Lane indices into two 512-bit registers `(a, b)` for `_mm512_permutex2var_ps`: 0–15
+    /// name `a`'s lanes, 16–31 `b`'s. `EVEN[k] = 2k`, `ODD[k] = 2k + 1`; `LOW` and `HIGH`
+    /// interleave the first and the last eight lanes of `a` and `b`.
+    const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+    const LOW: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    const HIGH: [i32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+
+    /// `r[k] = [a | b][idx[k]]`.
+    #[inline(always)]
+    fn pick(a: __m512, idx: &[i32; 16], b: __m512) -> __m512 {
+        // Safety: sixteen indices are read; AVX-512F: see `Z16`.
+        unsafe { _mm512_permutex2var_ps(a, _mm512_loadu_si512(idx.as_ptr().cast()), b) }
+    }
+
+    impl Vector for Z16 {
+        const LANES: usize = 16;
+        type Half = Y8;
+
+        #[inline(always)]
+        fn load(s: &[f32]) -> Z16 {
+            let s = &s[..16];
+            // Safety: sixteen floats are there; AVX-512F: see `Z16`.
+            unsafe { Z16(_mm512_loadu_ps(s.as_ptr())) }
+        }
+
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            let s = &mut s[..16];
+            // Safety: as `load`.
+            unsafe { _mm512_storeu_ps(s.as_mut_ptr(), self.0) }
+        }
+
+        #[inline(always)]
+        fn splat(v: f32) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_set1_ps(v)) }
+        }
+
+        #[inline(always)]
+        fn max(self, v: f32) -> Z16 {
+            // As `Y8::max`: `vmaxps` gives its second operand where either is NaN. Safety: see
+            // `Z16`.
+            unsafe { Z16(_mm512_max_ps(_mm512_set1_ps(v), self.0)) }
+        }
+
+        #[inline(always)]
+        fn deinterleave2(s: &[f32]) -> [Z16; 2] {
+            let (a, b) = (Z16::load(s), Z16::load(&s[16..32]));
+            [Z16(pick(a.0, &EVEN, b.0)), Z16(pick(a.0, &ODD, b.0))]
+        }
+
+        #[inline(always)]
+        fn deinterleave4(s: &[f32]) -> [Z16; 4] {
+            let v: [Z16; 4] = std::array::from_fn(|k| Z16::load(&s[16 * k..64]));
+            // The even and the odd floats of each half of the 64, then of those: s[4k] and
+            // s[4k + 2] are the even floats' even and odd ones.
+            let [e0, o0] = [&EVEN, &ODD].map(|i| pick(v[0].0, i, v[1].0));
+            let [e1, o1] = [&EVEN, &ODD].map(|i| pick(v[2].0, i, v[3].0));
+            [
+                Z16(pick(e0, &EVEN, e1)),
+                Z16(pick(o0, &EVEN, o1)),
+                Z16(pick(e0, &ODD, e1)),
+                Z16(pick(o0, &ODD, o1)),
+            ]
+        }
+
+        #[inline(always)]
+        fn interleave4([r0, r1, r2, r3]: [Z16; 4]) -> [Z16; 4] {
+            // x = (r0, r2) interleaved, y = (r1, r3) interleaved; then x and y interleaved:
+            // s[4k] = x[2k] = r0[k], s[4k + 1] = y[2k] = r1[k], and so on.
+            let [x0, x1] = Z16::interleave2([r0, r2]);
+            let [y0, y1] = Z16::interleave2([r1, r3]);
+            let [a, b] = Z16::interleave2([x0, y0]);
+            let [c, d] = Z16::interleave2([x1, y1]);
+            [a, b, c, d]
+        }
+
+        #[inline(always)]
+        fn interleave2([e, o]: [Z16; 2]) -> [Z16; 2] {
+            [Z16(pick(e.0, &LOW, o.0)), Z16(pick(e.0, &HIGH, o.0))]
+        }
+
+        #[inline(always)]
+        fn mul_add(self, a: Z16, b: Z16) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        }
+    }
+
+    impl std::ops::Add for Z16 {
+        type Output = Z16;
+        #[inline(always)]
+        fn add(self, b: Z16) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_add_ps(self.0, b.0)) }
+        }
+    }
+
+    impl std::ops::Sub for Z16 {
+        type Output = Z16;
+        #[inline(always)]
+        fn sub(self, b: Z16) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_sub_ps(self.0, b.0)) }
+        }
+    }
+
+    impl std::ops::Mul<f32> for Z16 {
+        type Output = Z16;
+        #[inline(always)]
+        fn mul(self, b: f32) -> Z16 {
+            // Safety: see `Z16`.
+            unsafe { Z16(_mm512_mul_ps(self.0, _mm512_set1_ps(b))) }
+        }
+    }
+
+    impl Lanes for Z16 {}
 }
 
 /// The arithmetic the transforms need, on one float or on a [`Vector`]'s lanes: the same
@@ -484,10 +754,32 @@ pub(crate) trait Lanes:
 }
 impl Lanes for f32 {}
 impl Lanes for F8 {}
+impl Lanes for L16 {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Set while [`with_sixteen_lanes`] runs.
+        static SIXTEEN_LANES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether [`with_sixteen_lanes`] runs on this thread.
+    pub(crate) fn sixteen_lanes() -> bool {
+        SIXTEEN_LANES.with(|s| s.get())
+    }
+
+    /// Runs `f` with the bodies written for either width (`multiversion!(… on sixteen
+    /// lanes)`) on [`L16`] on this thread, whatever the CPU: the sixteen-lane loops and their
+    /// eight-lane remainders are tested on any machine (on an AVX-512 CPU the same loops also
+    /// run on [`Z16`] without it).
+    pub(crate) fn with_sixteen_lanes<T>(f: impl FnOnce() -> T) -> T {
+        let before = SIXTEEN_LANES.with(|s| s.replace(true));
+        let out = f();
+        SIXTEEN_LANES.with(|s| s.set(before));
+        out
+    }
 
     /// Floats with distinct bits, some negative, one NaN (lane 5 of the first vector).
     fn ramp(n: usize) -> Vec<f32> {
@@ -502,14 +794,18 @@ mod tests {
             .collect()
     }
 
-    /// The lanes of every operation, in order: the same bits from every [`Vector`].
+    /// A vector's lanes as bits.
+    #[inline(always)]
+    fn lanes<V: Vector>(v: V) -> Vec<u32> {
+        let mut o = vec![0.0; V::LANES];
+        v.store(&mut o);
+        o.into_iter().map(f32::to_bits).collect()
+    }
+
+    /// The lanes of every operation, in order: the same bits from every [`Vector`] of a width.
+    #[inline(always)]
     fn every_op<V: Vector>() -> Vec<u32> {
-        let s = ramp(40);
-        let lanes = |v: V| {
-            let mut o = [0.0; 8];
-            v.store(&mut o);
-            o.map(f32::to_bits)
-        };
+        let s = ramp(80);
         let (a, b) = (V::load(&s), V::load(&s[9..]));
         let mut out = vec![
             lanes(a + b),
@@ -528,31 +824,43 @@ mod tests {
         out.concat()
     }
 
+    /// Each shuffle against its definition on [`Vector::LANES`] lanes, and ReLU keeping a NaN
+    /// lane NaN.
+    #[inline(always)]
+    fn does_what_it_says<V: Vector>() {
+        let n = V::LANES;
+        let s = ramp(80);
+        let bits = |i: usize| s[i].to_bits();
+        let [e, o] = V::deinterleave2(&s[3..]);
+        assert_eq!(
+            lanes(e),
+            (0..n).map(|k| bits(3 + 2 * k)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            lanes(o),
+            (0..n).map(|k| bits(4 + 2 * k)).collect::<Vec<_>>()
+        );
+        let p = V::deinterleave4(&s[1..]);
+        for (r, p) in p.into_iter().enumerate() {
+            let want: Vec<u32> = (0..n).map(|k| bits(1 + 4 * k + r)).collect();
+            assert_eq!(lanes(p), want, "phase {r}");
+        }
+        let back: Vec<u32> = V::interleave4(p).into_iter().flat_map(lanes).collect();
+        assert_eq!(back, (1..1 + 4 * n).map(bits).collect::<Vec<_>>());
+        let back: Vec<u32> = V::interleave2([e, o]).into_iter().flat_map(lanes).collect();
+        assert_eq!(back, (3..3 + 2 * n).map(bits).collect::<Vec<_>>());
+        assert!(f32::from_bits(lanes(V::load(&s).max(0.0))[5]).is_nan());
+        assert_eq!(lanes(V::load(&s[1..]).max(0.0))[0], 0.0f32.to_bits());
+    }
+
     #[test]
     fn the_portable_lanes_do_what_they_say() {
-        let s = ramp(40);
-        let lanes = |v: F8| v.0;
-        let [e, o] = F8::deinterleave2(&s[3..]);
-        assert!((0..8).all(|k| lanes(e)[k].to_bits() == s[3 + 2 * k].to_bits()));
-        assert!((0..8).all(|k| lanes(o)[k].to_bits() == s[4 + 2 * k].to_bits()));
-        let p = F8::deinterleave4(&s[1..]);
-        for (r, p) in p.iter().enumerate() {
-            assert!((0..8).all(|k| p.0[k].to_bits() == s[1 + 4 * k + r].to_bits()));
-        }
-        let back: Vec<f32> = F8::interleave4(p).iter().flat_map(|v| v.0).collect();
-        assert!(
-            back.iter()
-                .zip(&s[1..33])
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+        does_what_it_says::<F8>();
+        does_what_it_says::<L16>();
+        assert_eq!(
+            (F8::LANES, L16::LANES, <L16 as Vector>::Half::LANES),
+            (8, 16, 8)
         );
-        let back: Vec<f32> = F8::interleave2([e, o]).iter().flat_map(|v| v.0).collect();
-        assert!(
-            back.iter()
-                .zip(&s[3..19])
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
-        // ReLU keeps a NaN lane NaN.
-        assert!(F8::load(&s).max(0.0).0[5].is_nan());
     }
 
     /// [`Vector::mul_add`]: fused on [`Y8`], two roundings on [`F8`].
@@ -645,6 +953,26 @@ mod tests {
                 return;
             }
         }
+        does_what_it_says::<Y8>();
         assert_eq!(every_op::<Y8>(), every_op::<F8>());
+    }
+
+    #[test]
+    fn avx512_lanes_equal_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::is_x86_feature_detected!("avx512f") {
+                eprintln!("no AVX-512F on this CPU: the AVX-512 lanes are not run");
+                return;
+            }
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            fn wide() -> Vec<u32> {
+                does_what_it_says::<Z16>();
+                assert_eq!(<Z16 as Vector>::Half::LANES, 8);
+                every_op::<Z16>()
+            }
+            // Safety: the CPU has AVX-512F (and so AVX2 and FMA).
+            assert_eq!(unsafe { wide() }, every_op::<L16>());
+        }
     }
 }

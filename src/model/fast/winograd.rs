@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::conv::{Epilogue, OutPtr, Pooled, gemm_into, is_serial, run_blocks};
 use super::map::{Map, View};
 use super::panel::Panels;
-use super::simd::{Lanes, Vector, multiversion};
+use super::simd::{Lanes, Vector, multiversion, split_pairs};
 
 /// Output tile of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -522,13 +522,8 @@ fn input_transform_body<V: Vector>(
                 let row = &src[y as usize * g.w..(y as usize + 1) * g.w];
                 if inside {
                     let row = &row[x0 as usize..x0 as usize + 2 * m];
-                    let mut k = 0;
-                    while k + V::LANES <= m {
-                        let [e, od] = V::deinterleave2(&row[2 * k..]);
-                        e.store(&mut de[k..]);
-                        od.store(&mut dodd[k..]);
-                        k += V::LANES;
-                    }
+                    let k = split_pairs::<V>(row, de, dodd, 0, m);
+                    let k = split_pairs::<V::Half>(row, de, dodd, k, m);
                     for k in k..m {
                         de[k] = row[2 * k];
                         dodd[k] = row[2 * k + 1];
@@ -635,18 +630,10 @@ unsafe fn output_transform_body<V: Vector>(
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
                 let full = (hi - lo) / 2;
-                let mut t = 0;
-                while t + V::LANES <= full {
-                    let pair = V::interleave2([V::load(&left[t..]), V::load(&right[t..])]);
-                    for (q, z) in pair.into_iter().enumerate() {
-                        let mut v = z + V::splat(bias);
-                        if let Some(r) = res {
-                            v = v + V::load(&r[2 * t + 8 * q..]);
-                        }
-                        v.max(floor).store(&mut cols[2 * t + 8 * q..]);
-                    }
-                    t += V::LANES;
-                }
+                let out = (&mut *cols, res, bias, floor);
+                let t = join_pairs::<V>([left, right], out, 0, full);
+                let out = (&mut *cols, res, bias, floor);
+                let t = join_pairs::<V::Half>([left, right], out, t, full);
                 let rest = &mut cols[2 * t..];
                 for (k, d) in rest.iter_mut().enumerate() {
                     *d = [left, right][k % 2][t + k / 2];
@@ -711,15 +698,8 @@ fn input_transform4_body<V: Vector>(
                 let (p0, rest) = p.split_at_mut(np);
                 let (p1, rest) = rest.split_at_mut(np);
                 let (p2, p3) = rest.split_at_mut(np);
-                let mut t = 0;
-                while t + V::LANES <= np {
-                    let [z0, z1, z2, z3] = V::deinterleave4(&row[4 * t..]);
-                    z0.store(&mut p0[t..]);
-                    z1.store(&mut p1[t..]);
-                    z2.store(&mut p2[t..]);
-                    z3.store(&mut p3[t..]);
-                    t += V::LANES;
-                }
+                let t = split_phases::<V>(row, [p0, p1, p2, p3], 0, np);
+                let t = split_phases::<V::Half>(row, [p0, p1, p2, p3], t, np);
                 for t in t..np {
                     p0[t] = row[4 * t];
                     p1[t] = row[4 * t + 1];
@@ -764,18 +744,8 @@ fn at6<T: Lanes>(z: [T; 6]) -> [T; 4] {
 /// `out[k * stride + t] = (Bᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, on [`Vector`] lanes.
 #[inline(always)]
 fn bt6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize) {
-    let mut t = 0;
-    while t + V::LANES <= n {
-        let ld = |i: usize| V::load(&z[i][t..]);
-        let [b0, b1, b2, b3, b4, b5] = bt6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
-        b0.store(&mut out[t..]);
-        b1.store(&mut out[stride + t..]);
-        b2.store(&mut out[2 * stride + t..]);
-        b3.store(&mut out[3 * stride + t..]);
-        b4.store(&mut out[4 * stride + t..]);
-        b5.store(&mut out[5 * stride + t..]);
-        t += V::LANES;
-    }
+    let t = bt6_lanes::<V>(z, out, stride, 0, n);
+    let t = bt6_lanes::<V::Half>(z, out, stride, t, n);
     for t in t..n {
         let b = bt6(std::array::from_fn(|i| z[i][t]));
         for (k, b) in b.into_iter().enumerate() {
@@ -787,16 +757,8 @@ fn bt6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], stride: usize, n: usize)
 /// `out[k][t] = (Aᵀ [z_0[t], …, z_5[t]])[k]` for `t < n`, `out[k]` being `out[k * n..]`.
 #[inline(always)]
 fn at6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], n: usize) {
-    let mut t = 0;
-    while t + V::LANES <= n {
-        let ld = |i: usize| V::load(&z[i][t..]);
-        let [y0, y1, y2, y3] = at6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
-        y0.store(&mut out[t..]);
-        y1.store(&mut out[n + t..]);
-        y2.store(&mut out[2 * n + t..]);
-        y3.store(&mut out[3 * n + t..]);
-        t += V::LANES;
-    }
+    let t = at6_lanes::<V>(z, out, 0, n);
+    let t = at6_lanes::<V::Half>(z, out, t, n);
     for t in t..n {
         let y = at6(std::array::from_fn(|i| z[i][t]));
         for (k, y) in y.into_iter().enumerate() {
@@ -810,15 +772,8 @@ fn at6_rows<V: Vector>(z: [&[f32]; 6], out: &mut [f32], n: usize) {
 #[inline(always)]
 fn finish<V: Vector>(d: &mut [f32], bias: f32, res: Option<&[f32]>, floor: f32) {
     let n = d.len();
-    let mut i = 0;
-    while i + V::LANES <= n {
-        let mut y = V::load(&d[i..]) + V::splat(bias);
-        if let Some(r) = res {
-            y = y + V::load(&r[i..]);
-        }
-        y.max(floor).store(&mut d[i..]);
-        i += V::LANES;
-    }
+    let i = finish_lanes::<V>(d, bias, res, floor, 0);
+    let i = finish_lanes::<V::Half>(d, bias, res, floor, i);
     for i in i..n {
         let mut y = d[i] + bias;
         if let Some(r) = res {
@@ -883,19 +838,9 @@ unsafe fn output_transform4_body<V: Vector>(
                 // with four columns; written once for both, behind a const-generic helper, it
                 // ran 7–10 % slower.)
                 let full = (hi - lo) / 4;
-                let mut t = 0;
-                while t + V::LANES <= full {
-                    let ld = |yl: &[f32]| V::load(&yl[tl0 + t..]);
-                    let z = V::interleave4([ld(y0), ld(y1), ld(y2), ld(y3)]);
-                    for (q, z) in z.into_iter().enumerate() {
-                        let mut v = z + V::splat(bias);
-                        if let Some(r) = res {
-                            v = v + V::load(&r[4 * t + 8 * q..]);
-                        }
-                        v.max(floor).store(&mut cols[4 * t + 8 * q..]);
-                    }
-                    t += V::LANES;
-                }
+                let ys = [y0, y1, y2, y3].map(|y| &y[tl0..]);
+                let t = join_phases::<V>(ys, (&mut *cols, res, bias, floor), 0, full);
+                let t = join_phases::<V::Half>(ys, (&mut *cols, res, bias, floor), t, full);
                 let rest = &mut cols[4 * t..];
                 for (k, d) in rest.iter_mut().enumerate() {
                     *d = [y0, y1, y2, y3][k % 4][tl0 + t + k / 4];
@@ -906,17 +851,147 @@ unsafe fn output_transform4_body<V: Vector>(
     }
 }
 
-multiversion!(fn input_transform(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform_body);
-multiversion!(fn input_transform4(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform4_body);
+/// An output row's stretch and its epilogue: the row, the residual's same stretch, the bias
+/// and the floor (0 for ReLU, −∞ for none).
+type Out<'a> = (&'a mut [f32], Option<&'a [f32]>, f32, f32);
+
+/// From tile `t` on, in steps of `W::LANES` tiles while whole steps fit below `full`: the
+/// tiles' two output columns (`y[0][t]`, `y[1][t]`) interleaved into the row, plus the
+/// epilogue. Returns the first tile not done.
+#[inline(always)]
+fn join_pairs<W: Vector>(
+    y: [&[f32]; 2],
+    (cols, res, bias, floor): Out<'_>,
+    mut t: usize,
+    full: usize,
+) -> usize {
+    while t + W::LANES <= full {
+        let pair = W::interleave2([W::load(&y[0][t..]), W::load(&y[1][t..])]);
+        for (q, z) in pair.into_iter().enumerate() {
+            let at = 2 * t + W::LANES * q;
+            let mut v = z + W::splat(bias);
+            if let Some(r) = res {
+                v = v + W::load(&r[at..]);
+            }
+            v.max(floor).store(&mut cols[at..]);
+        }
+        t += W::LANES;
+    }
+    t
+}
+
+/// [`join_pairs`] of F(4×4): four output columns `y[0..4][t]` per tile.
+#[inline(always)]
+fn join_phases<W: Vector>(
+    y: [&[f32]; 4],
+    (cols, res, bias, floor): Out<'_>,
+    mut t: usize,
+    full: usize,
+) -> usize {
+    while t + W::LANES <= full {
+        let ld = |yl: &[f32]| W::load(&yl[t..]);
+        let z = W::interleave4([ld(y[0]), ld(y[1]), ld(y[2]), ld(y[3])]);
+        for (q, z) in z.into_iter().enumerate() {
+            let at = 4 * t + W::LANES * q;
+            let mut v = z + W::splat(bias);
+            if let Some(r) = res {
+                v = v + W::load(&r[at..]);
+            }
+            v.max(floor).store(&mut cols[at..]);
+        }
+        t += W::LANES;
+    }
+    t
+}
+
+/// `p[r][t] = row[4t + r]` from `t` on, in steps of `W::LANES` while whole steps fit below
+/// `n`. Returns the first `t` not done.
+#[inline(always)]
+fn split_phases<W: Vector>(row: &[f32], p: [&mut [f32]; 4], mut t: usize, n: usize) -> usize {
+    let [p0, p1, p2, p3] = p;
+    while t + W::LANES <= n {
+        let [z0, z1, z2, z3] = W::deinterleave4(&row[4 * t..]);
+        z0.store(&mut p0[t..]);
+        z1.store(&mut p1[t..]);
+        z2.store(&mut p2[t..]);
+        z3.store(&mut p3[t..]);
+        t += W::LANES;
+    }
+    t
+}
+
+/// [`bt6_rows`] from `t` on, in steps of `W::LANES` while whole steps fit below `n`. Returns
+/// the first `t` not done.
+#[inline(always)]
+fn bt6_lanes<W: Vector>(
+    z: [&[f32]; 6],
+    out: &mut [f32],
+    stride: usize,
+    mut t: usize,
+    n: usize,
+) -> usize {
+    while t + W::LANES <= n {
+        let ld = |i: usize| W::load(&z[i][t..]);
+        let [b0, b1, b2, b3, b4, b5] = bt6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+        b0.store(&mut out[t..]);
+        b1.store(&mut out[stride + t..]);
+        b2.store(&mut out[2 * stride + t..]);
+        b3.store(&mut out[3 * stride + t..]);
+        b4.store(&mut out[4 * stride + t..]);
+        b5.store(&mut out[5 * stride + t..]);
+        t += W::LANES;
+    }
+    t
+}
+
+/// [`at6_rows`] from `t` on, in steps of `W::LANES` while whole steps fit below `n`. Returns
+/// the first `t` not done.
+#[inline(always)]
+fn at6_lanes<W: Vector>(z: [&[f32]; 6], out: &mut [f32], mut t: usize, n: usize) -> usize {
+    while t + W::LANES <= n {
+        let ld = |i: usize| W::load(&z[i][t..]);
+        let [y0, y1, y2, y3] = at6([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+        y0.store(&mut out[t..]);
+        y1.store(&mut out[n + t..]);
+        y2.store(&mut out[2 * n + t..]);
+        y3.store(&mut out[3 * n + t..]);
+        t += W::LANES;
+    }
+    t
+}
+
+/// [`finish`] from `i` on, in steps of `W::LANES` while whole steps fit in `d`. Returns the
+/// first `i` not done.
+#[inline(always)]
+fn finish_lanes<W: Vector>(
+    d: &mut [f32],
+    bias: f32,
+    res: Option<&[f32]>,
+    floor: f32,
+    mut i: usize,
+) -> usize {
+    while i + W::LANES <= d.len() {
+        let mut y = W::load(&d[i..]) + W::splat(bias);
+        if let Some(r) = res {
+            y = y + W::load(&r[i..]);
+        }
+        y.max(floor).store(&mut d[i..]);
+        i += W::LANES;
+    }
+    i
+}
+
+multiversion!(fn input_transform(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform_body on sixteen lanes);
+multiversion!(fn input_transform4(x: View<'_>, g: &Geometry, t0: usize, len: usize, v: &mut [f32], scratch: &mut Vec<f32>) => input_transform4_body on sixteen lanes);
 multiversion!(
     /// # Safety
     /// As [`output_transform_body`].
-    unsafe fn output_transform(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform_body
+    unsafe fn output_transform(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform_body on sixteen lanes
 );
 multiversion!(
     /// # Safety
     /// As [`output_transform4_body`].
-    unsafe fn output_transform4(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform4_body
+    unsafe fn output_transform4(m: &[f32], o0: usize, o: usize, g: &Geometry, t0: usize, len: usize, ep: &Epilogue<'_>, out: *mut f32, scratch: &mut Vec<f32>) => output_transform4_body on sixteen lanes
 );
 
 /// `out[k] = f(a[k], b[k])`.
@@ -938,9 +1013,11 @@ fn lin3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fast::conv::serial;
     use crate::model::fast::conv::{Taps, conv_gemm, out_size};
     use crate::model::fast::map::ramp;
     use crate::model::fast::panel::tests::with_sixteen_row_panels;
+    use crate::model::fast::simd::tests::with_sixteen_lanes;
 
     /// Both tiles, each with the GEMM panels of this CPU's kernel and with the AVX-512
     /// kernel's sixteen-row ones (whose rounds of output channels align differently).
@@ -961,10 +1038,21 @@ mod tests {
         }
     }
 
+    /// `f` with the transforms on sixteen portable lanes ([`with_sixteen_lanes`]), all of it
+    /// on this thread (the setting is the thread's).
+    fn sixteen<T>(f: impl FnOnce() -> T) -> T {
+        with_sixteen_lanes(|| serial(f))
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
     #[test]
     fn winograd_equals_the_im2col_convolution() {
         // Odd and even sizes (partial tiles), padding 0 and 1, maps narrower than a tile,
-        // blocks spanning tile rows, rows of eight tiles and more (the vector paths), output
+        // blocks spanning tile rows, rows of eight, sixteen and 16 + 8 tiles and more (the
+        // vector paths, also on sixteen lanes, bit for bit with this CPU's), output
         // channels in several rounds, and the parallel path.
         for (c, h, w, o, p, relu) in [
             (3, 9, 7, 5, 1, true),
@@ -981,6 +1069,9 @@ mod tests {
             (8, 20, 20, 300, 1, true), // few tiles: the threads share the output channels
             (4, 9, 30, 530, 1, false),
             (4, 32, 32, 500, 1, true), // output channels in two GEMM rounds (both forms)
+            // Padding 0: F(2×2) rows read whole from the map, 16 + 8 and 2 × 16 tiles a row.
+            (3, 8, 54, 6, 0, false),
+            (2, 6, 70, 4, 0, true),
         ] {
             let x = Map {
                 c,
@@ -1013,13 +1104,14 @@ mod tests {
                 );
                 let scale = want.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
                 for (tile, wide) in forms() {
-                    let got = build(wide, || Winograd::new(&wt, o, c, tile)).forward(
-                        x.view(),
-                        p,
-                        [oh, ow],
-                        &ep,
-                    );
+                    let conv = build(wide, || Winograd::new(&wt, o, c, tile));
+                    let got = conv.forward(x.view(), p, [oh, ow], &ep);
                     assert_eq!((got.c, got.h, got.w), (o, oh, ow));
+                    let got16 = sixteen(|| conv.forward(x.view(), p, [oh, ow], &ep));
+                    assert!(
+                        same_bits(&got16.data, &got.data),
+                        "{tile:?} (16-row panels: {wide}) c{c} {h}×{w} o{o} p{p}: transforms on 16 lanes"
+                    );
                     for (i, (a, b)) in got.data.iter().zip(&want.data).enumerate() {
                         assert!(
                             (a - b).abs() <= 1e-5 * scale,
@@ -1087,14 +1179,16 @@ mod tests {
                 })
                 .collect();
             for (tile, wide) in forms() {
-                let got = build(wide, || Winograd::new(&wt, o, c, tile)).forward_pointwise(
-                    x.view(),
-                    p,
-                    [oh, ow],
-                    &ep,
-                    &post,
-                );
+                let conv = build(wide, || Winograd::new(&wt, o, c, tile));
+                let got = conv.forward_pointwise(x.view(), p, [oh, ow], &ep, &post);
                 assert_eq!(got.len(), post.len());
+                let got16 = sixteen(|| conv.forward_pointwise(x.view(), p, [oh, ow], &ep, &post));
+                for (k, (a, b)) in got16.iter().zip(&got).enumerate() {
+                    assert!(
+                        same_bits(&a.data, &b.data),
+                        "{tile:?} (16-row panels: {wide}) c{c} {h}×{w} slice {k}: transforms on 16 lanes"
+                    );
+                }
                 for (k, (q, got)) in post.iter().zip(&got).enumerate() {
                     assert_eq!((got.c, got.h, got.w), (q.o, oh, ow));
                     let plane = oh * ow;
