@@ -834,9 +834,7 @@ unsafe fn output_transform4_body<V: Vector>(
                 let cols = unsafe { std::slice::from_raw_parts_mut(out.add(base), hi - lo) };
                 let res = ep.residual.map(|r| &r.data[base..base + hi - lo]);
                 // Tiles whose four columns are all inside the output: interleaved in registers,
-                // the epilogue applied, each output written once. (The same loop as F(2×2)'s
-                // with four columns; written once for both, behind a const-generic helper, it
-                // ran 7–10 % slower.)
+                // the epilogue applied, each output written once.
                 let full = (hi - lo) / 4;
                 let ys = [y0, y1, y2, y3].map(|y| &y[tl0..]);
                 let t = join_phases::<V>(ys, (&mut *cols, res, bias, floor), 0, full);
@@ -880,7 +878,8 @@ fn join_pairs<W: Vector>(
     t
 }
 
-/// [`join_pairs`] of F(4×4): four output columns `y[0..4][t]` per tile.
+/// [`join_pairs`] of F(4×4): four output columns `y[0..4][t]` per tile. (The two written
+/// once, behind a const-generic helper, ran 7–10 % slower on an AVX2 EPYC.)
 #[inline(always)]
 fn join_phases<W: Vector>(
     y: [&[f32]; 4],
