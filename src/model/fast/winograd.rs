@@ -648,7 +648,7 @@ unsafe fn output_transform_body<V: Vector>(
 /// split into its four phases (`p_r[t] = row[4t + r]`, so that tile `t`'s six columns are
 /// `p_0[t] … p_3[t], p_0[t+1], p_1[t+1]`) and the horizontal transform (`d B`) runs over those
 /// contiguous arrays; the vertical one (`Bᵀ ·`) then over the rows' results. Both run on
-/// [`Vector`] lanes of eight tiles.
+/// [`Vector`] lanes of eight or sixteen tiles.
 #[inline(always)]
 fn input_transform4_body<V: Vector>(
     x: View<'_>,
