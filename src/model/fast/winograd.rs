@@ -336,10 +336,14 @@ impl Winograd {
             return outs;
         }
         // Tile rows per block: the block's V as in `forward`, the widest slice's block buffer
-        // within 512 KiB (a Zen 3 core's L2), and at least two blocks per thread where the map
-        // has the rows.
+        // within a core's L2 (at least 512 KiB, a Zen 3 core's), and at least two blocks per
+        // thread where the map has the rows. Every block reads all the transformed weights
+        // (36 × 1,536 × 64 floats, 14 MB, for DLA-34's heads), so blocks as large as the L2
+        // holds read them the fewest times: mdla34's heads at 256 on an Intel Xeon with 2 MiB
+        // of L2, 20.8–24.8 → 18.0–21.8 ms against 512 KiB blocks (six alternated rounds,
+        // benches/RESULTS.md).
         let threads = rayon::current_num_threads();
-        let rows = ((1usize << 17) / (widest * m * ow))
+        let rows = (l2_floats() / (widest * m * ow))
             .min(self.block_budget() / tw)
             .min(th.div_ceil(2 * threads))
             .max(1);
@@ -391,6 +395,11 @@ impl Winograd {
         run_blocks(blocks, block);
         outs
     }
+}
+
+/// Floats in one core's L2 cache as `gemm` detects it, at least 512 KiB's worth.
+fn l2_floats() -> usize {
+    (gemm_common::cache::CACHE_INFO[1].cache_bytes / 4).max(1 << 17)
 }
 
 /// Output channels `start..end` in rounds `(first, count)` of at most `ob` (a multiple of
