@@ -336,7 +336,7 @@ impl Winograd {
             return outs;
         }
         // Tile rows per block: the block's V as in `forward`, the widest slice's block buffer
-        // within a core's L2 (at least 512 KiB, a Zen 3 core's), and at least two blocks per
+        // within a thread's L2 (at least 512 KiB, a Zen 3 core's), and at least two blocks per
         // thread where the map has the rows. Every block reads all the transformed weights
         // (36 × 1,536 × 64 floats, 14 MB, for DLA-34's heads), so blocks as large as the L2
         // holds read them the fewest times: mdla34's heads at 256 on an Intel Xeon with 2 MiB
@@ -397,7 +397,8 @@ impl Winograd {
     }
 }
 
-/// Floats in one core's L2 cache as `gemm` detects it, at least 512 KiB's worth.
+/// Floats in the L2 cache of one hardware thread as `gemm` detects it (a core's L2 divided
+/// among the threads sharing it), at least 512 KiB's worth.
 fn l2_floats() -> usize {
     (gemm_common::cache::CACHE_INFO[1].cache_bytes / 4).max(1 << 17)
 }
