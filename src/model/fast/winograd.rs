@@ -340,8 +340,8 @@ impl Winograd {
         // thread where the map has the rows. Every block reads all the transformed weights
         // (36 × 1,536 × 64 floats, 14 MB, for DLA-34's heads), so blocks as large as the L2
         // holds read them the fewest times: mdla34's heads at 256 on an Intel Xeon with 2 MiB
-        // of L2, 20.8–24.8 → 18.0–21.8 ms against 512 KiB blocks (six alternated rounds,
-        // benches/RESULTS.md).
+        // of L2 18.5–20.4 ms with 512 KiB blocks, 16.5–19.2 with L2-sized ones (four
+        // alternated rounds, benches/RESULTS.md).
         let threads = rayon::current_num_threads();
         let rows = (l2_floats() / (widest * m * ow))
             .min(self.block_budget() / tw)
