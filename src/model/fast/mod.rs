@@ -35,6 +35,7 @@ pub(crate) mod layers;
 pub(crate) mod map;
 mod nets;
 mod panel;
+mod pool;
 pub mod profile;
 pub mod simd;
 mod winograd;
@@ -45,6 +46,7 @@ pub use layers::WinogradTiles;
 pub(crate) use map::{Map, View};
 pub(crate) use nets::FHead;
 use nets::{FDlaSeg, FHeads, FHourglass, FResNet};
+pub use pool::set_keep_pool_awake;
 
 use super::centernet::{Backbone, CenterNet};
 use super::heads::HeadOutputs;
@@ -128,21 +130,21 @@ impl FastCenterNet {
 
     /// Raw heads (before any sigmoid) of one `3 × H × W` image.
     pub fn forward_image(&self, x: View<'_>) -> Heads<Map> {
-        self.heads_of(&self.features_image(x))
+        pool::pass(|| self.heads_of(&self.features_image(x)))
     }
 
     /// The backbone's features (what the heads read) of one `3 × H × W` image.
     pub fn features_image(&self, x: View<'_>) -> Map {
-        match &self.backbone {
+        pool::pass(|| match &self.backbone {
             FBackbone::Resnet(m) => m.forward(x),
             FBackbone::Dla(m) => m.forward(x),
             FBackbone::Hourglass(m) => m.forward(x),
-        }
+        })
     }
 
     /// Raw heads of backbone features.
     pub fn heads_of(&self, features: &Map) -> Heads<Map> {
-        self.heads.forward(features)
+        pool::pass(|| self.heads.forward(features))
     }
 
     /// Raw heads of a batch `(B, 3, H, W)` given as host values.

@@ -87,6 +87,20 @@ pub(crate) fn shape(shape: impl FnOnce() -> String) -> String {
     }
 }
 
+/// A thread's recording (or none), taken out of it with [`swap`]: a pass that moves to
+/// another thread continues it there and hands it back.
+pub(crate) struct Recording(Option<State>);
+
+impl Recording {
+    pub(crate) const NONE: Recording = Recording(None);
+}
+
+/// `r` becomes this thread's recording; what this thread had is returned (to be swapped back:
+/// a worker can take up one pass inside another's while it waits).
+pub(crate) fn swap(r: Recording) -> Recording {
+    Recording(STATE.with(|s| std::mem::replace(&mut *s.borrow_mut(), r.0)))
+}
+
 fn enabled() -> bool {
     STATE.with(|s| s.borrow().is_some())
 }
