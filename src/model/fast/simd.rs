@@ -300,6 +300,10 @@ pub(crate) trait Vector16: Copy {
     /// `self · a + b` lane by lane with one rounding (as `f32::mul_add` and [`Y8`]'s
     /// [`Vector::mul_add`]: a kernel on either gives the same bits).
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Asks for the cache line at `p` to be brought into L1 (a hint: any address, nothing
+    /// read; the portable form does nothing).
+    #[inline(always)]
+    fn prefetch(_p: *const f32) {}
 }
 
 /// Sixteen `f32` lanes as a plain array, with a fused multiply-add per lane (`f32::mul_add`,
@@ -620,6 +624,12 @@ mod x86 {
         fn mul_add(self, a: Z16, b: Z16) -> Z16 {
             // Safety: see `Z16`.
             unsafe { Z16(_mm512_fmadd_ps(self.0, a.0, b.0)) }
+        }
+
+        #[inline(always)]
+        fn prefetch(p: *const f32) {
+            // Safety: a prefetch reads nothing and faults on no address (SSE).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
         }
     }
 
