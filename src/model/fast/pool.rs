@@ -10,6 +10,7 @@
 //! onto a worker and every other worker runs a task that looks for work without sleeping
 //! (yielding its CPU to any other runnable thread as it goes) until the pass ends.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,9 +36,9 @@ pub fn set_keep_pool_awake(on: bool) {
 }
 
 /// `f()`, run on rayon's pool with its other workers awake until it returns, where the
-/// calling thread is not one of the pool's (from inside the pool, inside [`serial`](super::conv::serial), or with
-/// one thread or the setting off, `f` simply runs here). A profile recording on the calling
-/// thread goes with it.
+/// calling thread is not one of the pool's (from inside the pool, inside
+/// [`serial`](super::conv::serial), or with one thread or the setting off, `f` simply runs
+/// here). A profile recording on the calling thread goes with it.
 pub(crate) fn pass<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     let threads = rayon::current_num_threads();
     if rayon::current_thread_index().is_some()
@@ -52,15 +53,14 @@ pub(crate) fn pass<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         // This worker's own recording (none, unless it waits inside another pass) comes back
         // after this one.
         let before = profile::swap(recording);
-        let owner = rayon::current_thread_index();
         let done = Arc::new(AtomicBool::new(false));
         for _ in 1..threads {
             let done = done.clone();
             // Detached (not the scope's): the pass returns without waiting for a watcher to
             // finish a job it took from elsewhere.
-            rayon::spawn(move || watch(owner, &done));
+            rayon::spawn(move || watch(&done));
         }
-        let out = f();
+        let out = busy(f);
         done.store(true, Ordering::Release);
         (out, profile::swap(before))
     });
@@ -68,20 +68,41 @@ pub(crate) fn pass<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     out
 }
 
-/// Runs the pool's jobs as they come until `done`, on a worker other than the pass's own
-/// (there, where it took this task while waiting inside the pass, it returns at once: the pass
-/// cannot end below it).
-fn watch(owner: Option<usize>, done: &AtomicBool) {
-    if rayon::current_thread_index() == owner {
-        return;
-    }
-    while !done.load(Ordering::Acquire) {
-        if rayon::yield_now() != Some(rayon::Yield::Executed) {
-            // Nothing to run: let any other runnable thread have the CPU (spinning in place
-            // instead measured no faster).
-            std::thread::yield_now();
+thread_local! {
+    /// Set while this worker runs a pass or a watcher.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `f()` with this thread marked [`BUSY`] (unmarked after, also if `f` panics).
+fn busy<T>(f: impl FnOnce() -> T) -> T {
+    struct Unmark(bool);
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            BUSY.with(|b| b.set(self.0));
         }
     }
+    let _unmark = Unmark(BUSY.with(|b| b.replace(true)));
+    f()
+}
+
+/// Runs the pool's jobs as they come until `done`, on a worker that is not already running a
+/// pass or a watcher. A worker waiting inside a pass (for a job another worker took) may take
+/// up any job, this one included; were it to watch there, the pass below could not go on until
+/// the watched pass ended, and two passes from two threads, each worker watching the other's
+/// inside its own, would wait for each other for ever. There it returns at once.
+fn watch(done: &AtomicBool) {
+    if BUSY.with(|b| b.get()) {
+        return;
+    }
+    busy(|| {
+        while !done.load(Ordering::Acquire) {
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                // Nothing to run: let any other runnable thread have the CPU (spinning in
+                // place instead measured no faster).
+                std::thread::yield_now();
+            }
+        }
+    })
 }
 
 #[cfg(test)]
