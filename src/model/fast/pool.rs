@@ -5,10 +5,11 @@
 //! finds no work yields to the operating system 32 times (microseconds) and then sleeps on a
 //! condition variable, so between most layers the other workers fall asleep and each layer
 //! starts by waking them: a futex wake-up, and in a virtual machine the exit and re-entry of a
-//! halted virtual CPU, tens to hundreds of microseconds per layer. ONNX Runtime's pool spins
-//! through a run for the same reason. Here, for one pass, the calling thread's work moves
-//! onto a worker and every other worker runs a task that looks for work without sleeping
-//! (yielding its CPU to any other runnable thread as it goes) until the pass ends.
+//! halted virtual CPU (on a 2-core Xeon VM, a 3×3 layer of 0.7–1.0 ms timed in a loop took
+//! 0.16–0.4 ms longer with a 2 ms sleep between calls). ONNX Runtime's pool spins through a run
+//! for the same reason. Here, for one pass, the calling thread's work moves onto a worker and
+//! every other worker runs a task that looks for work without sleeping (yielding its CPU to
+//! any other runnable thread as it goes) until the pass ends.
 
 use std::cell::Cell;
 use std::sync::Arc;
