@@ -70,3 +70,40 @@ fn fast_equals_generic_on_ndarray() {
         check(arch, &ndarray(), &[WinogradTiles::Auto]);
     }
 }
+
+/// Forward passes from several threads at once (each pass moves onto rayon's pool and keeps
+/// its other workers awake; passes may nest on a worker) finish, and give the bits of one pass
+/// run alone.
+#[test]
+fn passes_from_several_threads_at_once_give_the_bits_of_one() {
+    let device = flex();
+    for arch in ["mdla34", "dla34"] {
+        let (_, model, io) = parity_fixture(arch, &device);
+        let input = to_tensor(&io["input"], &device);
+        let fast = FastCenterNet::compile(&model).unwrap();
+        let bits = |x: Tensor<4>| {
+            let heads = heads_to_host(&fast.forward(x).unwrap()).unwrap();
+            HEAD_NAMES
+                .iter()
+                .map(|n| {
+                    heads[*n]
+                        .data
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let alone = bits(input.clone());
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| (0..3).map(|_| bits(input.clone())).collect::<Vec<_>>()))
+                .collect();
+            for r in runs {
+                for got in r.join().expect("no panic") {
+                    assert!(got == alone, "{arch}: a pass beside others gave other bits");
+                }
+            }
+        });
+    }
+}
