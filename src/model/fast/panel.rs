@@ -286,34 +286,29 @@ fn panel_gemm_body<K: Block>(
     // strip, 3.77 with the `gemm` crate).
     let mut s = 0;
     while s < ns {
-        // Two whole strips at once where the kernel has a 32-column form (panels wholly
-        // inside a..b; the others as below).
-        if K::DOUBLE && s + 1 < strips {
-            for p in a / K::MR..b.div_ceil(K::MR) {
-                let r0 = p * K::MR;
-                if a <= r0 && r0 + K::MR <= b {
-                    // Safety: columns s·16 .. s·16 + 32 of v's c rows, rows r0-a.. of mm.
-                    unsafe {
-                        K::kernel_double(
-                            c,
-                            u[p * c * K::MR..].as_ptr(),
-                            Strided(v.as_ptr().add(s * NR), len),
-                            mm.as_mut_ptr().add((r0 - a) * len + s * NR),
-                            len,
-                        )
-                    };
-                } else {
-                    block::<K>(u, c, (a, b), v, len, vt, p, s, mm);
-                    block::<K>(u, c, (a, b), v, len, vt, p, s + 1, mm);
+        // Two whole strips at once where the kernel has a 32-column form: its panels wholly
+        // inside a..b in one call, the others strip by strip.
+        let step = if K::DOUBLE && s + 1 < strips { 2 } else { 1 };
+        for p in a / K::MR..b.div_ceil(K::MR) {
+            let r0 = p * K::MR;
+            if step == 2 && a <= r0 && r0 + K::MR <= b {
+                // Safety: columns s·16 .. s·16 + 32 of v's c rows, rows r0-a.. of mm.
+                unsafe {
+                    K::kernel_double(
+                        c,
+                        u[p * c * K::MR..].as_ptr(),
+                        Strided(v.as_ptr().add(s * NR), len),
+                        mm.as_mut_ptr().add((r0 - a) * len + s * NR),
+                        len,
+                    )
+                };
+            } else {
+                for t in s..s + step {
+                    block::<K>(u, c, (a, b), v, len, vt, p, t, mm);
                 }
             }
-            s += 2;
-            continue;
         }
-        for p in a / K::MR..b.div_ceil(K::MR) {
-            block::<K>(u, c, (a, b), v, len, vt, p, s, mm);
-        }
-        s += 1;
+        s += step;
     }
 }
 
@@ -525,7 +520,6 @@ impl<V: Vector> Block for Narrow<V> {
                 let w = std::slice::from_raw_parts(panel.add(k * MR), MR);
                 (V::load(row), V::load(&row[8..]), w)
             };
-
             for r in 0..MR {
                 let b = V::splat(w[r]);
                 acc[r][0] = b.mul_add(x0, acc[r][0]);
